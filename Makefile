@@ -1,0 +1,43 @@
+# `make demo` and `make test` each work on a fresh machine with only Python 3.10+ and a C compiler:
+# they create .venv if it is missing, install npydir with its extras and test tools, build the
+# Cython kernels, then run.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.npydir-installed
+PYTEST_ARGS ?=
+
+.PHONY: setup build test demo bench hostile clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Build tools first, then the package without build isolation so the extension is compiled
+# against the numpy that runs it. torch is optional: the CPU wheel of 2.13.0 is what this
+# machine kind ships; where it cannot be had, the torch tests are skipped with a reason.
+$(STAMP): $(BIN)/python pyproject.toml setup.py $(wildcard src_cython/*.pyx)
+	$(BIN)/python -m pip install --quiet --upgrade pip "setuptools>=64" wheel "Cython>=3.0" "numpy>=1.24"
+	$(BIN)/python -m pip install --quiet "torch==2.13.0" || echo "npydir: torch not installable here; torch tests will be skipped"
+	$(BIN)/python -m pip install --quiet --no-build-isolation -e ".[all,test]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+# Rebuild the kernels in place after editing src_cython/*.pyx.
+build: $(STAMP)
+	$(BIN)/python setup.py --quiet build_ext --inplace
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: setup
+	$(BIN)/python -m npydir demo
+
+bench: setup
+	$(BIN)/python -m pytest benchmarks --benchmark-enable --benchmark-only
+
+hostile: setup
+	$(BIN)/python -m pytest -m hostile -s
+
+clean:
+	rm -rf build *.egg-info npydir/*.so src_cython/*.c demo-output

@@ -1,0 +1,8 @@
+"""``python -m npydir``: the same as the ``npydir`` command."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+"""Placeholder: replaced by its owner during the first session."""
+
+def convert(*args, **kwargs):
+    raise NotImplementedError("convert.convert")
+
