@@ -1,5 +1,539 @@
-"""Placeholder: replaced by its owner during the first session."""
+"""Random-window training batches with the semantics of DAS's ``AudioSequence``.
 
-def Batches(*args, **kwargs):
-    raise NotImplementedError("batches.Batches")
+A :class:`Batches` cuts windows of ``window`` samples out of a long ``[samples, channels]``
+array ``x`` (an npydir :class:`~npydir.Array`, a ``numpy.memmap`` or an ``ndarray``) and
+pairs each with its target from ``y``:
 
+* ``y_window=False``: the target row ``y[start + y_offset]`` (default ``y_offset =
+  window // 2``, the centre of the window) -> ``y`` batch ``[batch, classes]``;
+* ``y_window=True``: the targets under the whole window, every ``output_stride``-th row,
+  ``y[start:start + window:output_stride]`` -> ``[batch, window // output_stride, classes]``.
+
+Window ``k`` of a recording segment ``[lo, hi)`` starts at ``lo + k * stride``; only whole
+windows are used, and with ``boundaries`` no window straddles two recordings.  An epoch
+visits every window exactly once, in an order given by a keyed bijection (see
+:mod:`npydir._permutation`) so that batch ``i`` is computed directly, in O(batch) time and
+memory, with no permutation of all windows.  docs/batches.md maps each argument to DAS.
+"""
+
+from __future__ import annotations
+
+import mmap
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import windows as _windows
+from ._permutation import FeistelPermutation
+
+__all__ = ["Batches"]
+
+
+# --------------------------------------------------------------------------------------
+# array sources: what is stored in a Batches, and how it travels to worker processes
+
+
+class _Source:
+    """One of ``x``/``y``: the object the user passed plus a cached ndarray view of it.
+
+    Pickling (DataLoader workers with ``spawn``) never copies the data of file-backed
+    arrays: an npydir Array pickles by path, a ``numpy.memmap`` (or a view of one) by file
+    name, byte offset, shape, dtype and strides, and is mapped again read-only in the
+    worker.  A plain in-memory ``ndarray`` pickles by value, as numpy does.
+    """
+
+    def __init__(self, obj: Any, name: str) -> None:
+        if isinstance(obj, np.ndarray):
+            self.obj = obj
+        elif type(obj).__module__.split(".")[0] == "npydir" and hasattr(obj, "shape"):
+            self.obj = obj  # npydir Array: np.asarray() gives its memmap, pickles by path
+        else:
+            raise TypeError(
+                f"Batches: {name} must be an npydir Array, a numpy.memmap or a numpy.ndarray, "
+                f"got {type(obj).__module__}.{type(obj).__qualname__}; convert zarr/HDF5 "
+                f"data with npydir.convert() (or pass np.asarray({name}) if it fits in memory)")
+        self.name = name
+        self._array: np.ndarray | None = None
+
+    @property
+    def array(self) -> np.ndarray:
+        if self._array is None:
+            arr = np.asarray(self.obj)
+            if arr.ndim == 0:
+                raise ValueError(f"Batches: {self.name} must have a samples axis, got a scalar")
+            self._array = arr
+        return self._array
+
+    def __getstate__(self) -> dict:
+        state = {"name": self.name, "obj": self.obj, "_array": None, "memmap": None}
+        arr = self.obj
+        if isinstance(arr, np.memmap) and _memmap_descriptor(arr) is not None:
+            state["obj"] = None
+            state["memmap"] = _memmap_descriptor(arr)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.name = state["name"]
+        self._array = None
+        if state["memmap"] is not None:
+            self.obj = _reopen_memmap(*state["memmap"])
+        else:
+            self.obj = state["obj"]
+
+
+def _memmap_descriptor(arr: np.memmap) -> tuple | None:
+    """(filename, byte offset, shape, dtype, strides) of a memmap view, or None if unknown."""
+    mm = getattr(arr, "_mmap", None)
+    if arr.filename is None or mm is None or any(s < 0 for s in arr.strides):
+        return None
+    try:
+        base_addr = np.frombuffer(mm, dtype=np.uint8).ctypes.data
+    except (TypeError, ValueError):  # closed map
+        return None
+    # numpy maps from the offset rounded down to the allocation granularity (memmap.__new__)
+    map_start = arr.offset - arr.offset % mmap.ALLOCATIONGRANULARITY
+    byte_offset = map_start + (arr.ctypes.data - base_addr)
+    return (str(arr.filename), int(byte_offset), tuple(arr.shape), arr.dtype.str,
+            tuple(arr.strides))
+
+
+def _reopen_memmap(filename: str, offset: int, shape: tuple, dtype: str,
+                   strides: tuple) -> np.ndarray:
+    whole = np.memmap(filename, dtype=np.uint8, mode="r")
+    return np.ndarray(shape, dtype=np.dtype(dtype), buffer=whole, offset=offset,
+                      strides=strides)
+
+
+# --------------------------------------------------------------------------------------
+# prefetching iterator
+
+
+class _Failure:
+    """Carries an exception from the prefetch thread to the consumer."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+_END = object()
+
+
+def _prefetching(make, indices: Sequence[int], depth: int,
+                 advise=None) -> Iterator[tuple]:
+    """Yield ``make(i)`` for ``i`` in ``indices``, computed ``depth`` batches ahead.
+
+    A daemon thread fills a queue of at most ``depth`` batches.  Exceptions raised while
+    making a batch are re-raised in the consumer, at the batch where they happened.
+    Abandoning the iterator (``break``, ``del``, ``close()``) stops and joins the thread.
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for pos, i in enumerate(indices):
+                if stop.is_set():
+                    return
+                if advise is not None and pos + 1 < len(indices):
+                    advise(indices[pos + 1])
+                if not put(make(i)):
+                    return
+            put(_END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
+            put(_Failure(exc))
+
+    thread = threading.Thread(target=produce, name="npydir-batches-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            try:
+                item = q.get(timeout=0.1)
+            except queue.Empty:
+                if not thread.is_alive() and q.empty():
+                    raise RuntimeError("npydir Batches prefetch thread died") from None
+                continue
+            if item is _END:
+                return
+            if isinstance(item, _Failure):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        while True:  # unblock a producer waiting on a full queue, drop its batches
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                break
+        thread.join()
+
+
+# --------------------------------------------------------------------------------------
+
+
+def _as_int(value: Any, name: str, minimum: int | None = None) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"Batches: {name} must be an integer, got {value!r}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"Batches: {name} must be >= {minimum}, got {value}")
+    return value
+
+
+class Batches:
+    """Batches of random windows for training, following DAS ``AudioSequence``.
+
+    Parameters
+    ----------
+    x : npydir.Array, numpy.memmap or numpy.ndarray
+        Inputs, ``[samples, ...]`` (1-D is one channel; more than 2-D is flattened per
+        sample for the copy and reshaped back).
+    y : same types as ``x``, optional
+        Targets, ``[samples, classes]``, as long as ``x``.  Without ``y`` a batch is ``(x,)``.
+    window : int
+        Samples per window (DAS ``nb_hist``).
+    batch_size : int, default 32
+        Windows per batch; the last batch of an epoch may be smaller unless ``drop_last``.
+    stride : int, default 1
+        Samples between consecutive window starts (DAS ``stride``).
+    shuffle : bool, default True
+        Visit windows in a keyed pseudo-random order, different each epoch.
+    seed : int, optional
+        Key of the order.  None draws fresh entropy once, at construction, so copies in
+        worker processes agree.  The same seed and epoch give the same batches everywhere.
+    y_offset : int, optional
+        With ``y_window=False`` the target of the window starting at ``s`` is
+        ``y[s + y_offset]``; default ``window // 2`` (DAS ``int(nb_hist / 2)``).
+    y_window : bool, default False
+        Return the targets under the whole window (DAS ``with_y_hist``).
+    output_stride : int, default 1
+        With ``y_window``, keep every ``output_stride``-th target; ``window`` must be a
+        multiple of it (DAS ``output_stride``).
+    data_padding : int, default 0
+        With ``y_window``, weights of the first and last ``data_padding`` samples of each
+        window are zero (DAS ``data_padding``).  Weights are returned when ``y`` is given
+        and ``data_padding > 0`` or ``class_weights`` is given.
+    class_weights : sequence of float, optional
+        Weight of each class, applied to the argmax class of each target (DAS).
+    first, last : int
+        Use samples ``[first, last)`` only (DAS ``first_sample``/``last_sample``).
+    rank, world_size : int
+        Shard for data-parallel training: rank ``r`` gets every ``world_size``-th window of
+        the epoch's order, starting at ``r``.  Shards are disjoint and cover every window.
+    prefetch : int, default 2
+        Batches a background thread prepares ahead during iteration; 0 disables it.
+    threads : int, optional
+        Threads for :func:`npydir.gather_windows`.
+    boundaries : sequence of int, optional
+        Start samples of the recordings concatenated in ``x`` (DAS
+        ``filename_startsample_<split>``); no window crosses one.
+    drop_last : bool, default False
+        Drop the incomplete last batch; then every rank has the same number of batches
+        (``len`` is then DAS's ``len`` when ``world_size == 1``).
+    dtype : numpy dtype, optional
+        Cast ``x`` windows to this dtype inside the copy (e.g. int16 -> float32).
+    scale : float, optional
+        Multiply ``x`` windows by this factor inside the copy (with ``dtype``).
+
+    Examples
+    --------
+    >>> x = np.random.randn(10_000, 2).astype("f4")
+    >>> y = np.eye(3, dtype="f4")[np.random.randint(0, 3, 10_000)]
+    >>> b = Batches(x, y, window=64, batch_size=8, seed=0)
+    >>> xb, yb = b[0]
+    >>> xb.shape, yb.shape
+    ((8, 64, 2), (8, 3))
+    """
+
+    def __init__(
+        self,
+        x: Any,
+        y: Any = None,
+        *,
+        window: int,
+        batch_size: int = 32,
+        stride: int = 1,
+        shuffle: bool = True,
+        seed: int | None = None,
+        y_offset: int | None = None,
+        y_window: bool = False,
+        output_stride: int = 1,
+        data_padding: int = 0,
+        class_weights: Sequence[float] | None = None,
+        first: int = 0,
+        last: int | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+        prefetch: int = 2,
+        threads: int | None = None,
+        boundaries: Sequence[int] | None = None,
+        drop_last: bool = False,
+        dtype: Any = None,
+        scale: float | None = None,
+    ) -> None:
+        self._x = _Source(x, "x")
+        self._y = None if y is None else _Source(y, "y")
+        xa = self._x.array
+        self._flat(xa)  # fail early on arrays that cannot be cut into windows
+        n_samples = int(xa.shape[0])
+
+        self.window = _as_int(window, "window", 1)
+        self.batch_size = _as_int(batch_size, "batch_size", 1)
+        self.stride = _as_int(stride, "stride", 1)
+        self.output_stride = _as_int(output_stride, "output_stride", 1)
+        self.data_padding = _as_int(data_padding, "data_padding", 0)
+        self.prefetch = _as_int(prefetch, "prefetch", 0)
+        self.world_size = _as_int(world_size, "world_size", 1)
+        self.rank = _as_int(rank, "rank")
+        if not 0 <= self.rank < self.world_size:
+            raise ValueError(f"Batches: rank must be in [0, world_size={self.world_size}), "
+                             f"got rank={self.rank}")
+        self.shuffle = bool(shuffle)
+        self.y_window = bool(y_window)
+        self.drop_last = bool(drop_last)
+        self.threads = threads
+        self.dtype = None if dtype is None else np.dtype(dtype)
+        self.scale = scale
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy)
+        self.seed = _as_int(seed, "seed", 0)
+        self.epoch = 0
+
+        self.first = _as_int(first, "first", 0)
+        self.last = n_samples if last is None else _as_int(last, "last", 0)
+        if self.last > n_samples:
+            raise ValueError(f"Batches: last={self.last} is past the end of x "
+                             f"({n_samples} samples)")
+        if self.first >= self.last:
+            raise ValueError(f"Batches: first={self.first} must be < last={self.last}")
+        if self.window > self.last - self.first:
+            raise ValueError(
+                f"Batches: window={self.window} is longer than the data: x has "
+                f"{self.last - self.first} samples in [first={self.first}, last={self.last})")
+        if self.y_window and self.window % self.output_stride:
+            raise ValueError(
+                f"Batches: window={self.window} must be a multiple of "
+                f"output_stride={self.output_stride} with y_window=True (the model's "
+                f"output has window // output_stride steps)")
+        if self.y_window and 2 * self.data_padding >= self.window:
+            raise ValueError(f"Batches: data_padding={self.data_padding} leaves no sample "
+                             f"of window={self.window} with a non-zero weight")
+
+        self.y_offset = self.window // 2 if y_offset is None else _as_int(y_offset, "y_offset")
+        self.class_weights = None
+        if self._y is not None:
+            ya = self._y.array
+            if ya.shape[0] != n_samples:
+                raise ValueError(f"Batches: y has {ya.shape[0]} samples but x has "
+                                 f"{n_samples}; they must be equally long")
+            if class_weights is not None:
+                cw = np.asarray(class_weights, dtype=np.float32).reshape(-1)
+                n_classes = ya.shape[-1] if ya.ndim > 1 else None
+                if n_classes is None or cw.size != n_classes:
+                    raise ValueError(f"Batches: class_weights has {cw.size} entries but y "
+                                     f"has shape {ya.shape} (one weight per class, last axis)")
+                self.class_weights = cw
+        elif class_weights is not None:
+            raise ValueError("Batches: class_weights needs y")
+
+        self._segments(boundaries, n_samples)
+
+        if self._y is not None and not self.y_window:
+            lo = int(self._seg_lo.min()) + self.y_offset if self.n_windows else 0
+            hi = int(self._window_starts(np.array([self.n_windows - 1]))[0]) + self.y_offset
+            if self.n_windows and (lo < 0 or hi >= n_samples):
+                raise ValueError(
+                    f"Batches: y_offset={self.y_offset} points outside y ({n_samples} "
+                    f"samples) for windows starting in [{lo - self.y_offset}, "
+                    f"{hi - self.y_offset}]")
+
+        # weight template for one window: zeros in the data_padding margins (DAS)
+        self._pad_mask: np.ndarray | None = None
+        if self.y_window:
+            mask = np.ones(self.window, dtype=np.float32)
+            if self.data_padding:
+                mask[: self.data_padding] = 0
+                mask[-self.data_padding:] = 0
+            self._pad_mask = np.ascontiguousarray(mask[:: self.output_stride])
+        self._perm_cache: tuple[int, FeistelPermutation] | None = None
+
+    # ---------------------------------------------------------------- window geometry
+
+    def _segments(self, boundaries: Sequence[int] | None, n_samples: int) -> None:
+        """Split ``[first, last)`` at recording boundaries; count whole windows in each."""
+        edges = [0, n_samples]
+        if boundaries is not None:
+            b = np.asarray(boundaries)
+            if b.ndim != 1 or (b.size and not np.issubdtype(b.dtype, np.integer)):
+                raise TypeError(f"Batches: boundaries must be a 1-D sequence of integer "
+                                f"sample indices, got {boundaries!r}")
+            if b.size and (b.min() < 0 or b.max() > n_samples):
+                raise ValueError(f"Batches: boundaries must lie in [0, {n_samples}] (the "
+                                 f"samples of x), got [{b.min()}, {b.max()}]")
+            edges = sorted(set(edges) | {int(v) for v in b})
+        lo = np.clip(np.asarray(edges[:-1], dtype=np.int64), self.first, self.last)
+        hi = np.clip(np.asarray(edges[1:], dtype=np.int64), self.first, self.last)
+        span = hi - lo
+        counts = np.where(span >= self.window, (span - self.window) // self.stride + 1, 0)
+        keep = counts > 0
+        self._seg_lo = lo[keep]
+        self._cum = np.concatenate([[0], np.cumsum(counts[keep])]).astype(np.int64)
+        #: number of windows per epoch over all ranks
+        self.n_windows = int(self._cum[-1])
+        if self.n_windows == 0:
+            raise ValueError(
+                f"Batches: no recording between boundaries holds a whole window of "
+                f"{self.window} samples in [first={self.first}, last={self.last})")
+
+    def _window_starts(self, windows: np.ndarray) -> np.ndarray:
+        """Start sample of each window index in ``[0, n_windows)``."""
+        seg = np.searchsorted(self._cum, windows, side="right") - 1
+        return self._seg_lo[seg] + (windows - self._cum[seg]) * self.stride
+
+    def _rank_count(self) -> int:
+        """Windows this rank sees per epoch."""
+        if self.drop_last:
+            per_round = self.world_size * self.batch_size
+            return (self.n_windows // per_round) * self.batch_size
+        return (self.n_windows - self.rank + self.world_size - 1) // self.world_size
+
+    def _permutation(self, epoch: int) -> FeistelPermutation:
+        cache = self._perm_cache
+        if cache is None or cache[0] != epoch:
+            cache = (epoch, FeistelPermutation(self.n_windows, self.seed, epoch))
+            self._perm_cache = cache
+        return cache[1]
+
+    def starts(self, i: int, epoch: int | None = None) -> np.ndarray:
+        """Start samples of the windows in batch ``i`` of this rank (int64, fresh).
+
+        Parameters
+        ----------
+        i : int
+            Batch index, ``-len(self) <= i < len(self)``.
+        epoch : int, optional
+            Defaults to the epoch set by :meth:`set_epoch`.
+        """
+        n = len(self)
+        if not isinstance(i, (int, np.integer)) or isinstance(i, bool):
+            raise TypeError(f"Batches: batch index must be an integer, got {i!r}")
+        if not -n <= i < n:
+            raise IndexError(f"Batches: batch index {i} out of range for {n} batches")
+        i = int(i) % n
+        epoch = self.epoch if epoch is None else epoch
+        lo = i * self.batch_size
+        hi = min(lo + self.batch_size, self._rank_count())
+        positions = np.arange(lo, hi, dtype=np.int64) * self.world_size + self.rank
+        if self.shuffle:
+            positions = self._permutation(epoch)(positions)
+        return self._window_starts(positions)
+
+    # ---------------------------------------------------------------- batches
+
+    def __len__(self) -> int:
+        return -(-self._rank_count() // self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the order of epoch ``epoch`` (like ``DistributedSampler.set_epoch``)."""
+        self.epoch = _as_int(epoch, "epoch", 0)
+
+    @property
+    def returns_weights(self) -> bool:
+        """Whether batches are ``(x, y, weights)`` rather than ``(x, y)``."""
+        return self._y is not None and (self.data_padding > 0 or self.class_weights is not None)
+
+    def __getitem__(self, i: int) -> tuple:
+        return self._make(self.starts(i))
+
+    @staticmethod
+    def _flat(arr: np.ndarray) -> np.ndarray:
+        """``arr`` as the kernel takes it: 1-D or 2-D (a view; more axes flattened per row)."""
+        if arr.ndim <= 2:
+            return arr
+        try:  # never copy a whole memmap to flatten it
+            return np.reshape(arr, (arr.shape[0], -1), copy=False)
+        except ValueError:
+            raise ValueError(f"Batches: an array of shape {arr.shape} and strides "
+                             f"{arr.strides} cannot be flattened to [samples, features] "
+                             f"without copying it; pass a C-contiguous array") from None
+
+    def _gather(self, source: _Source, starts: np.ndarray, window: int, step: int,
+                **kw) -> np.ndarray:
+        arr = source.array
+        flat = self._flat(arr)
+        out = _windows.gather_windows(flat, starts, window, step=step,
+                                      threads=self.threads, **kw)
+        return out.reshape(len(starts), out.shape[1], *arr.shape[1:])
+
+    def _make(self, starts: np.ndarray) -> tuple:
+        xb = self._gather(self._x, starts, self.window, 1, dtype=self.dtype, scale=self.scale)
+        if self._y is None:
+            return (xb,)
+        if self.y_window:
+            yb = self._gather(self._y, starts, self.window, self.output_stride)
+        else:
+            # one row per window: a fancy-indexed copy reads only those rows of the map
+            yb = np.ascontiguousarray(self._y.array[starts + self.y_offset])
+        if not self.returns_weights:
+            return (xb, yb)
+        if self.y_window:
+            shape = yb.shape[:2]
+            base = self._pad_mask
+        else:
+            shape = yb.shape[:1]
+            base = np.float32(1)
+        if self.class_weights is not None:
+            labels = np.argmax(yb, axis=-1) if yb.ndim > len(shape) else yb.astype(np.intp)
+            weights = self.class_weights[labels] * base
+        else:
+            weights = np.empty(shape, dtype=np.float32)
+            weights[...] = base
+        return (xb, yb, np.ascontiguousarray(weights, dtype=np.float32))
+
+    def __iter__(self) -> Iterator[tuple]:
+        """Batches ``0 .. len-1`` of the current epoch, prefetched in a thread."""
+        return self._iterate(range(len(self)))
+
+    def _iterate(self, indices: Sequence[int]) -> Iterator[tuple]:
+        epoch = self.epoch  # fixed for this pass even if set_epoch() is called meanwhile
+        # a range stays a range: a list of every batch index would be O(samples / batch)
+        advise = getattr(_windows, "advise_windows", None)
+
+        def advise_next(i: int) -> None:
+            if advise is not None:
+                advise(self._flat(self._x.array), self.starts(i, epoch), self.window)
+
+        def make(i: int) -> tuple:
+            return self._make(self.starts(i, epoch))
+
+        if self.prefetch == 0:
+            return self._serial(indices, make, advise_next)
+        return _prefetching(make, indices, self.prefetch, advise_next)
+
+    @staticmethod
+    def _serial(indices, make, advise_next) -> Iterator[tuple]:
+        for pos, i in enumerate(indices):
+            if pos + 1 < len(indices):
+                advise_next(indices[pos + 1])
+            yield make(i)
+
+    def __repr__(self) -> str:
+        return (f"Batches({len(self)} batches of {self.batch_size} windows of {self.window} "
+                f"samples, {self.n_windows} windows, x{tuple(self._x.array.shape)}, "
+                f"rank {self.rank}/{self.world_size}, epoch {self.epoch})")
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_perm_cache"] = None
+        return state

@@ -1,0 +1,180 @@
+"""Batches iteration: the prefetch thread, its shutdown, errors and page-cache hints."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import npydir
+import npydir.windows
+from npydir import Batches
+
+
+def _numpy_gather(x, starts, window, *, step=1, out=None, dtype=None, scale=None,
+                  pad="error", threads=None):
+    """Stand-in for the kernel while it has not landed (same signature, pad='error')."""
+    a = np.asarray(x)
+    a = a.reshape(len(a), 1) if a.ndim == 1 else a
+    idx = np.asarray(starts, dtype=np.int64)[:, None] + np.arange(0, window, step)[None, :]
+    r = a[idx]
+    return np.ascontiguousarray(r if dtype is None else r.astype(dtype))
+
+
+def _kernel_landed() -> bool:
+    try:
+        npydir.windows.gather_windows(np.zeros((4, 1), "f4"), np.array([0]), 2)
+    except NotImplementedError:
+        return False
+    return True
+
+
+KERNEL = _kernel_landed()
+
+
+@pytest.fixture(autouse=True)
+def kernel(monkeypatch):
+    if not KERNEL:
+        monkeypatch.setattr(npydir.windows, "gather_windows", _numpy_gather, raising=False)
+    yield
+
+
+def prefetch_threads():
+    return [t for t in threading.enumerate() if t.name == "npydir-batches-prefetch"]
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads():
+    yield
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while prefetch_threads() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not prefetch_threads(), "a prefetch thread outlived its iterator"
+
+
+def make(prefetch, **kw):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3000, 3)).astype("f4")
+    y = np.eye(4, dtype="f4")[rng.integers(0, 4, 3000)]
+    kw = dict(window=40, batch_size=16, seed=5, y_window=True, data_padding=3) | kw
+    return Batches(x, y, prefetch=prefetch, **kw)
+
+
+@pytest.mark.parametrize("prefetch", [1, 2, 7])
+def test_prefetch_gives_identical_batches(prefetch):
+    a, b = make(0), make(prefetch)
+    for epoch in (0, 1):
+        a.set_epoch(epoch)
+        b.set_epoch(epoch)
+        got, want = list(b), list(a)
+        assert len(got) == len(want) == len(a)
+        for i, (g, w) in enumerate(zip(got, want)):
+            for ga, wa in zip(g, w):
+                np.testing.assert_array_equal(ga, wa)
+            np.testing.assert_array_equal(g[0], a[i][0])
+
+
+def test_set_epoch_during_iteration_does_not_change_the_running_pass():
+    a, b = make(2), make(0)
+    it = iter(a)
+    first = next(it)
+    a.set_epoch(1)
+    rest = list(it)
+    want = list(b)
+    np.testing.assert_array_equal(first[0], want[0][0])
+    for g, w in zip(rest, want[1:]):
+        np.testing.assert_array_equal(g[0], w[0])
+
+
+def test_break_stops_and_joins_the_thread():
+    b = make(3)
+    for n, _ in enumerate(b):
+        if n == 2:
+            break
+    # the loop's iterator is gone: the fixture checks that its thread was joined
+
+
+def test_close_joins_the_thread_immediately():
+    it = iter(make(2))
+    next(it)
+    assert len(prefetch_threads()) == 1
+    it.close()
+    assert prefetch_threads() == []
+
+
+def test_exceptions_reach_the_consumer_at_their_batch(monkeypatch):
+    real = npydir.windows.gather_windows
+    calls = []
+
+    def flaky(x, starts, window, **kw):
+        calls.append(1)
+        if len(calls) == 7:  # x and y per batch: the 4th batch's x
+            raise OSError("disk went away")
+        return real(x, starts, window, **kw)
+
+    monkeypatch.setattr(npydir.windows, "gather_windows", flaky)
+    got = []
+    with pytest.raises(OSError, match="disk went away"):
+        for batch in make(2):
+            got.append(batch)
+    assert len(got) == 3
+
+
+def test_the_queue_is_bounded(monkeypatch):
+    real = npydir.windows.gather_windows
+    made = []
+
+    def counting(x, starts, window, **kw):
+        made.append(1)
+        return real(x, starts, window, **kw)
+
+    monkeypatch.setattr(npydir.windows, "gather_windows", counting)
+    b = make(2, batch_size=8)
+    it = iter(b)
+    next(it)
+    time.sleep(0.3)  # a runaway producer would make all len(b) batches meanwhile
+    # consumed 1, queued <= 2, one more in the producer's hands: x and y gathered each
+    assert len(made) <= 2 * (1 + 2 + 1)
+    assert len(b) > 20
+    it.close()
+
+
+def test_advise_is_asked_for_the_next_batch(monkeypatch):
+    seen = []
+    monkeypatch.setattr(npydir.windows, "advise_windows",
+                        lambda x, starts, window, **kw: seen.append((np.copy(starts), window)),
+                        raising=False)
+    for prefetch in (0, 2):
+        seen.clear()
+        b = make(prefetch)
+        list(b)
+        assert len(seen) == len(b) - 1
+        for i, (starts, window) in enumerate(seen):
+            np.testing.assert_array_equal(starts, b.starts(i + 1))
+            assert window == b.window
+
+
+def test_many_consumers_at_once():
+    b = make(2)
+    want = [batch[0] for batch in make(0)]
+    errors = []
+
+    def consume():
+        try:
+            got = [batch[0] for batch in b]
+            assert len(got) == len(want)
+            for g, w in zip(got, want):
+                np.testing.assert_array_equal(g, w)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=consume) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
