@@ -71,3 +71,15 @@ class MissingDependencyError(NpydirError, ImportError):
 
 class DASFormatError(FormatError):
     """An audio, annotation, definition file or DAS dataset is malformed."""
+
+
+class StoreClosedError(NpydirError, ValueError):
+    """An operation was attempted on a group or array whose store has been closed."""
+
+
+class UnsupportedDTypeError(FormatError, TypeError):
+    """A dtype npydir cannot store or map (object dtypes, or object fields in a structured dtype)."""
+
+
+class IncompatibleError(NpydirError, TypeError):
+    """``require_dataset``/``require_group`` found an existing member that does not match."""
