@@ -1,0 +1,563 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The window-gather kernel behind :func:`npydir.windows.gather_windows`.
+
+Everything here trusts its caller (``npydir/windows.py``), which has already checked dtypes,
+shapes, ``out`` and the range of every start.  The only checks done here are the ones that are
+cheaper in C than in NumPy (``first_bad_start``), and they run before any copy.
+
+Layout of a job: ``x`` is addressed by a base pointer plus signed byte strides for rows and
+channels, so any strided view (``x[:, ::2]``, Fortran order, ``x[::-1]``) is read in place.
+``out`` is C-contiguous ``[n_windows, n_out, channels]``.
+
+Threads are plain pthreads created per call, not OpenMP: a torch DataLoader forks worker
+processes, and GNU libgomp deadlocks in a forked child whose parent already ran a parallel
+region.  Threads that live only for one call leave nothing behind for a fork to break; creating
+two of them costs a few tens of microseconds, so the Python layer only asks for them when a
+batch is large enough to pay for it.
+"""
+
+from libc.stdint cimport int8_t, uint8_t, int16_t, uint16_t, int32_t, uint32_t, int64_t, uint64_t
+from libc.string cimport memcpy, memset
+from libc.stdlib cimport malloc, free, qsort
+
+cimport numpy as cnp
+
+cnp.import_array()
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    #include <pthread.h>
+    #include <sys/mman.h>
+    #include <unistd.h>
+
+    #if defined(__GNUC__) || defined(__clang__)
+    #define NPYDIR_PREFETCH(p) __builtin_prefetch((const void*)(p), 0, 3)
+    #else
+    #define NPYDIR_PREFETCH(p) ((void)0)
+    #endif
+
+    /* IEEE binary16 -> binary32, exact for every input: normals, subnormals, +-0, +-inf and
+       NaN (payload kept, sign kept).  Branch-light variant of F. Giesen's half_to_float_fast. */
+    static inline float npydir_half_to_float(uint16_t h) {
+        const uint32_t shifted_exp = 0x7c00u << 13;      /* exponent mask after shift */
+        uint32_t o = ((uint32_t)(h & 0x7fffu)) << 13;    /* exponent/mantissa bits */
+        uint32_t exp = shifted_exp & o;
+        float f;
+        o += (uint32_t)(127 - 15) << 23;                 /* exponent adjust */
+        if (exp == shifted_exp) {                        /* Inf/NaN */
+            o += (uint32_t)(128 - 16) << 23;
+            memcpy(&f, &o, 4);
+        } else if (exp == 0) {                           /* zero or subnormal */
+            const uint32_t magic_bits = (uint32_t)113 << 23;
+            float magic;
+            o += (uint32_t)1 << 23;
+            memcpy(&f, &o, 4);
+            memcpy(&magic, &magic_bits, 4);
+            f -= magic;                                  /* renormalize, exact */
+            memcpy(&o, &f, 4);
+        } else {
+            memcpy(&f, &o, 4);
+        }
+        memcpy(&o, &f, 4);
+        o |= ((uint32_t)(h & 0x8000u)) << 16;            /* sign */
+        memcpy(&f, &o, 4);
+        return f;
+    }
+    """
+    void NPYDIR_PREFETCH(const void* p) nogil
+    float npydir_half_to_float(uint16_t h) nogil
+
+cdef extern from "<pthread.h>" nogil:
+    ctypedef unsigned long pthread_t
+    int pthread_create(pthread_t* thread, const void* attr, void* (*start)(void*) noexcept nogil,
+                       void* arg)
+    int pthread_join(pthread_t thread, void** retval)
+
+cdef extern from "<sys/mman.h>" nogil:
+    int madvise(void* addr, size_t length, int advice)
+    int mincore(void* addr, size_t length, unsigned char* vec)
+    int MADV_WILLNEED
+
+cdef extern from "<unistd.h>" nogil:
+    long sysconf(int name)
+    int _SC_PAGESIZE
+
+
+ctypedef struct half_t:
+    uint16_t bits
+
+ctypedef fused src_t:
+    int8_t
+    uint8_t
+    int16_t
+    uint16_t
+    int32_t
+    uint32_t
+    int64_t
+    uint64_t
+    float
+    double
+    half_t
+
+ctypedef fused dst_t:
+    float
+    double
+
+# Pad modes; the Python layer maps names to these.
+cdef enum:
+    PAD_ERROR = 0
+    PAD_ZERO = 1
+    PAD_EDGE = 2
+    PAD_REFLECT = 3
+
+# Source type codes for the cast kernel (match _SRC_CODES in windows.py).
+cdef enum:
+    C_INT8 = 0
+    C_UINT8 = 1
+    C_INT16 = 2
+    C_UINT16 = 3
+    C_INT32 = 4
+    C_UINT32 = 5
+    C_INT64 = 6
+    C_UINT64 = 7
+    C_FLOAT32 = 8
+    C_FLOAT64 = 9
+    C_FLOAT16 = 10
+
+# Windows are prefetched this many windows ahead; at most PREFETCH_BYTES of each (the hardware
+# prefetcher streams the rest of a long window by itself).
+cdef enum:
+    PREFETCH_AHEAD = 4
+    PREFETCH_BYTES = 2048
+
+PAD_CODES = {"error": PAD_ERROR, "zero": PAD_ZERO, "edge": PAD_EDGE, "reflect": PAD_REFLECT}
+
+
+cdef struct Job:
+    const char* base        # address of x[0, 0]
+    Py_ssize_t nrows
+    Py_ssize_t nch
+    Py_ssize_t rs            # byte stride between rows (may be negative or zero)
+    Py_ssize_t cs            # byte stride between channels
+    Py_ssize_t itemsize      # of x
+    const int64_t* starts
+    Py_ssize_t window
+    Py_ssize_t step
+    Py_ssize_t nout          # ceil(window / step)
+    char* out                # C-contiguous [n_windows, nout, nch] of the output dtype
+    Py_ssize_t out_itemsize
+    int pad
+    int src_code             # -1: plain copy (output dtype == x dtype)
+    int dst_double           # cast kernel writes float64 (else float32)
+    double scale
+    int has_scale
+    Py_ssize_t w0            # this job's windows: [w0, w1)
+    Py_ssize_t w1
+
+
+cdef inline Py_ssize_t map_row(Py_ssize_t i, Py_ssize_t n, int pad) noexcept nogil:
+    """Row of x that padded row i reads, or -1 for a zero row (numpy.pad semantics)."""
+    cdef Py_ssize_t period
+    if 0 <= i < n:
+        return i
+    if pad == PAD_ZERO:
+        return -1
+    if pad == PAD_EDGE:
+        return 0 if i < 0 else n - 1
+    # reflect: mirror about the first and last row without repeating them; repeated reflection
+    # for pads longer than the array is periodic with period 2 * (n - 1).
+    if n == 1:
+        return 0
+    period = 2 * (n - 1)
+    i = i % period
+    if i < 0:
+        i += period
+    if i >= n:
+        i = period - i
+    return i
+
+
+cdef inline void copy_row(char* dst, const char* src, Py_ssize_t nch, Py_ssize_t cs,
+                          Py_ssize_t itemsize) noexcept nogil:
+    """Copy one row of nch items of itemsize bytes, channel stride cs bytes."""
+    cdef Py_ssize_t c
+    if cs == itemsize:
+        memcpy(dst, src, nch * itemsize)
+    elif itemsize == 4:
+        for c in range(nch):
+            (<uint32_t*>dst)[c] = (<const uint32_t*>(src + c * cs))[0]
+    elif itemsize == 8:
+        for c in range(nch):
+            (<uint64_t*>dst)[c] = (<const uint64_t*>(src + c * cs))[0]
+    elif itemsize == 2:
+        for c in range(nch):
+            (<uint16_t*>dst)[c] = (<const uint16_t*>(src + c * cs))[0]
+    elif itemsize == 1:
+        for c in range(nch):
+            dst[c] = src[c * cs]
+    else:
+        for c in range(nch):
+            memcpy(dst + c * itemsize, src + c * cs, itemsize)
+
+
+cdef inline void prefetch_window(const Job* j, Py_ssize_t w) noexcept nogil:
+    """Ask the cache for the first bytes of window w (only for windows fully inside x)."""
+    cdef Py_ssize_t s, nbytes, k
+    cdef const char* p
+    if w >= j.w1:
+        return
+    s = j.starts[w]
+    if s < 0 or s > j.nrows - j.window or j.rs <= 0:
+        return
+    p = j.base + s * j.rs
+    nbytes = j.window * j.rs
+    if nbytes > PREFETCH_BYTES:
+        nbytes = PREFETCH_BYTES
+    k = 0
+    while k < nbytes:
+        NPYDIR_PREFETCH(p + k)
+        k += 64
+
+
+cdef void copy_windows(const Job* j) noexcept nogil:
+    """Plain copy: output dtype is x's dtype."""
+    cdef Py_ssize_t w, r, s, i, k
+    cdef Py_ssize_t row_bytes = j.nch * j.itemsize
+    cdef Py_ssize_t win_bytes = j.nout * row_bytes
+    cdef bint contiguous = j.cs == j.itemsize and j.rs == row_bytes
+    cdef const char* src
+    cdef char* dst
+    for k in range(PREFETCH_AHEAD):
+        prefetch_window(j, j.w0 + k)
+    for w in range(j.w0, j.w1):
+        prefetch_window(j, w + PREFETCH_AHEAD)
+        s = j.starts[w]
+        dst = j.out + w * win_bytes
+        if s >= 0 and s <= j.nrows - j.window:
+            src = j.base + s * j.rs
+            if contiguous and j.step == 1:
+                # The whole window is one block of window * channels * itemsize bytes.
+                memcpy(dst, src, win_bytes)
+            else:
+                for r in range(j.nout):
+                    copy_row(dst + r * row_bytes, src + r * j.step * j.rs, j.nch, j.cs,
+                             j.itemsize)
+        else:
+            for r in range(j.nout):
+                i = map_row(s + r * j.step, j.nrows, j.pad)
+                if i < 0:
+                    memset(dst + r * row_bytes, 0, row_bytes)
+                else:
+                    copy_row(dst + r * row_bytes, j.base + i * j.rs, j.nch, j.cs, j.itemsize)
+
+
+cdef inline void cast_run(const char* src, Py_ssize_t stride, Py_ssize_t count, dst_t* out,
+                          dst_t scale, bint has_scale, src_t* kind) noexcept nogil:
+    """out[k] = dst_t(src[k]) (* scale) for count items of src_t spaced stride bytes apart."""
+    cdef const src_t* p = <const src_t*>src
+    cdef Py_ssize_t k
+    if stride == sizeof(src_t):
+        # Unit stride: a loop the compiler vectorises (convert + multiply).
+        if has_scale:
+            for k in range(count):
+                if src_t is half_t:
+                    out[k] = <dst_t>npydir_half_to_float(p[k].bits) * scale
+                else:
+                    out[k] = <dst_t>p[k] * scale
+        else:
+            for k in range(count):
+                if src_t is half_t:
+                    out[k] = <dst_t>npydir_half_to_float(p[k].bits)
+                else:
+                    out[k] = <dst_t>p[k]
+    else:
+        for k in range(count):
+            p = <const src_t*>(src + k * stride)
+            if src_t is half_t:
+                out[k] = <dst_t>npydir_half_to_float(p[0].bits)
+            else:
+                out[k] = <dst_t>p[0]
+            if has_scale:
+                out[k] = out[k] * scale
+
+
+cdef void cast_windows(const Job* j, src_t* kind, dst_t* dkind) noexcept nogil:
+    """Cast (and scale) while copying: one pass, no temporary."""
+    cdef Py_ssize_t w, r, s, i, k
+    cdef Py_ssize_t nch = j.nch
+    cdef bint contiguous = j.cs == sizeof(src_t) and j.rs == nch * <Py_ssize_t>sizeof(src_t)
+    cdef dst_t scale = <dst_t>j.scale
+    cdef bint has_scale = j.has_scale
+    cdef const char* src
+    cdef dst_t* dst
+    for k in range(PREFETCH_AHEAD):
+        prefetch_window(j, j.w0 + k)
+    for w in range(j.w0, j.w1):
+        prefetch_window(j, w + PREFETCH_AHEAD)
+        s = j.starts[w]
+        dst = (<dst_t*>j.out) + w * j.nout * nch
+        if s >= 0 and s <= j.nrows - j.window:
+            src = j.base + s * j.rs
+            if contiguous and j.step == 1:
+                cast_run(src, j.cs, j.window * nch, dst, scale, has_scale, kind)
+            else:
+                for r in range(j.nout):
+                    cast_run(src + r * j.step * j.rs, j.cs, nch, dst + r * nch, scale,
+                             has_scale, kind)
+        else:
+            for r in range(j.nout):
+                i = map_row(s + r * j.step, j.nrows, j.pad)
+                if i < 0:
+                    memset(dst + r * nch, 0, nch * sizeof(dst_t))
+                else:
+                    cast_run(j.base + i * j.rs, j.cs, nch, dst + r * nch, scale, has_scale,
+                             kind)
+
+
+cdef void cast_dispatch(const Job* j, dst_t* dkind) noexcept nogil:
+    cdef int c = j.src_code
+    if c == C_INT8:
+        cast_windows(j, <int8_t*>NULL, dkind)
+    elif c == C_UINT8:
+        cast_windows(j, <uint8_t*>NULL, dkind)
+    elif c == C_INT16:
+        cast_windows(j, <int16_t*>NULL, dkind)
+    elif c == C_UINT16:
+        cast_windows(j, <uint16_t*>NULL, dkind)
+    elif c == C_INT32:
+        cast_windows(j, <int32_t*>NULL, dkind)
+    elif c == C_UINT32:
+        cast_windows(j, <uint32_t*>NULL, dkind)
+    elif c == C_INT64:
+        cast_windows(j, <int64_t*>NULL, dkind)
+    elif c == C_UINT64:
+        cast_windows(j, <uint64_t*>NULL, dkind)
+    elif c == C_FLOAT32:
+        cast_windows(j, <float*>NULL, dkind)
+    elif c == C_FLOAT64:
+        cast_windows(j, <double*>NULL, dkind)
+    elif c == C_FLOAT16:
+        cast_windows(j, <half_t*>NULL, dkind)
+
+
+cdef void run_job(const Job* j) noexcept nogil:
+    if j.src_code < 0:
+        copy_windows(j)
+    elif j.dst_double:
+        cast_dispatch(j, <double*>NULL)
+    else:
+        cast_dispatch(j, <float*>NULL)
+
+
+cdef void* thread_main(void* arg) noexcept nogil:
+    run_job(<const Job*>arg)
+    return NULL
+
+
+cdef void run_threaded(Job* proto, Py_ssize_t nwin, int nthreads) noexcept nogil:
+    """Split windows [0, nwin) into nthreads contiguous chunks; the caller runs the first."""
+    cdef Job* jobs
+    cdef pthread_t* tids
+    cdef int* started
+    cdef int t
+    cdef Py_ssize_t chunk, lo
+    if nthreads <= 1 or nwin <= 1:
+        proto.w0 = 0
+        proto.w1 = nwin
+        run_job(proto)
+        return
+    if nthreads > nwin:
+        nthreads = <int>nwin
+    jobs = <Job*>malloc(nthreads * sizeof(Job))
+    tids = <pthread_t*>malloc(nthreads * sizeof(pthread_t))
+    started = <int*>malloc(nthreads * sizeof(int))
+    if jobs == NULL or tids == NULL or started == NULL:
+        free(jobs)
+        free(tids)
+        free(started)
+        proto.w0 = 0
+        proto.w1 = nwin
+        run_job(proto)
+        return
+    chunk = nwin // nthreads
+    lo = 0
+    for t in range(nthreads):
+        jobs[t] = proto[0]
+        jobs[t].w0 = lo
+        lo += chunk + (1 if t < nwin % nthreads else 0)
+        jobs[t].w1 = lo
+    for t in range(1, nthreads):
+        # If the OS refuses a thread (EAGAIN), its share runs in this thread below.
+        started[t] = pthread_create(&tids[t], NULL, thread_main, &jobs[t]) == 0
+    run_job(&jobs[0])
+    for t in range(1, nthreads):
+        if started[t]:
+            pthread_join(tids[t], NULL)
+        else:
+            run_job(&jobs[t])
+    free(jobs)
+    free(tids)
+    free(started)
+
+
+def first_bad_start(const int64_t[::1] starts, Py_ssize_t nrows, Py_ssize_t window,
+                    int64_t lo, int64_t hi):
+    """Index of the first start outside [lo, hi], or -1.  (hi is inclusive.)"""
+    cdef Py_ssize_t k, n = starts.shape[0]
+    cdef Py_ssize_t bad = -1
+    with nogil:
+        for k in range(n):
+            if starts[k] < lo or starts[k] > hi:
+                bad = k
+                break
+    return bad
+
+
+def gather(cnp.ndarray x, const int64_t[::1] starts, Py_ssize_t window, Py_ssize_t step,
+           cnp.ndarray out, int pad, int src_code, bint dst_double, double scale,
+           bint has_scale, int threads):
+    """Fill out[w] with the window of x starting at starts[w].  Trusts every argument.
+
+    x is 2-D [rows, channels] with any strides; out is C-contiguous [len(starts), nout, channels].
+    src_code < 0 copies bytes (out.dtype == x.dtype); otherwise casts from the src_code type
+    to float32 (or float64 when dst_double), multiplying by scale when has_scale.
+    """
+    cdef Job job
+    cdef Py_ssize_t nwin = starts.shape[0]
+    if nwin == 0:
+        return out
+    job.base = <const char*>cnp.PyArray_DATA(x)
+    job.nrows = cnp.PyArray_DIM(x, 0)
+    job.nch = cnp.PyArray_DIM(x, 1)
+    job.rs = cnp.PyArray_STRIDE(x, 0)
+    job.cs = cnp.PyArray_STRIDE(x, 1)
+    job.itemsize = cnp.PyArray_ITEMSIZE(x)
+    job.starts = &starts[0]
+    job.window = window
+    job.step = step
+    job.nout = (window + step - 1) // step
+    job.out = <char*>cnp.PyArray_DATA(out)
+    job.out_itemsize = cnp.PyArray_ITEMSIZE(out)
+    job.pad = pad
+    job.src_code = src_code
+    job.dst_double = dst_double
+    job.scale = scale
+    job.has_scale = has_scale
+    with nogil:
+        run_threaded(&job, nwin, threads)
+    return out
+
+
+cdef int cmp_range(const void* a, const void* b) noexcept nogil:
+    cdef Py_ssize_t x = (<const Py_ssize_t*>a)[0]
+    cdef Py_ssize_t y = (<const Py_ssize_t*>b)[0]
+    return (x > y) - (x < y)
+
+
+cdef Py_ssize_t window_pages(Py_ssize_t base, Py_ssize_t rs, Py_ssize_t row_span,
+                             Py_ssize_t nrows, int64_t s, Py_ssize_t window,
+                             Py_ssize_t page, Py_ssize_t* lo, Py_ssize_t* hi) noexcept nogil:
+    """Page-aligned address range [lo, hi) holding rows max(s,0)..min(s+window,nrows)-1."""
+    cdef int64_t a = s if s > 0 else 0
+    cdef int64_t b = s + window
+    cdef Py_ssize_t first, last
+    if b > nrows:
+        b = nrows
+    if a >= b:
+        return 0
+    first = base + a * rs
+    last = base + (b - 1) * rs
+    if first > last:          # negative row stride
+        first, last = last, first
+    last += row_span
+    lo[0] = first - (first % page)
+    hi[0] = last
+    return 1
+
+
+cdef Py_ssize_t advise_nogil(Py_ssize_t base, Py_ssize_t nrows, Py_ssize_t rs,
+                             const int64_t* starts, Py_ssize_t n, Py_ssize_t window,
+                             Py_ssize_t row_span, bint only_if_cold, int sample) noexcept nogil:
+    cdef Py_ssize_t page = sysconf(_SC_PAGESIZE)
+    cdef Py_ssize_t* ranges
+    cdef Py_ssize_t k, m, lo = 0, hi = 0, cur_lo, cur_hi, calls = 0, npages, idx, nsample
+    cdef unsigned char vec[64]
+    cdef bint cold
+    if only_if_cold:
+        cold = False
+        nsample = sample if sample < n else n
+        for k in range(nsample):
+            idx = (k * n) // nsample
+            if not window_pages(base, rs, row_span, nrows, starts[idx], window, page, &lo, &hi):
+                continue
+            npages = (hi - lo + page - 1) // page
+            if npages > 64:
+                npages = 64
+            if mincore(<void*>lo, npages * page, vec) != 0:
+                continue
+            for m in range(npages):
+                if not (vec[m] & 1):
+                    cold = True
+                    break
+            if cold:
+                break
+        if not cold:
+            return 0
+    ranges = <Py_ssize_t*>malloc(2 * n * sizeof(Py_ssize_t))
+    if ranges == NULL:
+        return 0
+    m = 0
+    for k in range(n):
+        if window_pages(base, rs, row_span, nrows, starts[k], window, page, &lo, &hi):
+            ranges[2 * m] = lo
+            ranges[2 * m + 1] = hi
+            m += 1
+    qsort(ranges, m, 2 * sizeof(Py_ssize_t), cmp_range)
+    if m > 0:
+        cur_lo = ranges[0]
+        cur_hi = ranges[1]
+        for k in range(1, m):
+            if ranges[2 * k] <= cur_hi + page:
+                if ranges[2 * k + 1] > cur_hi:
+                    cur_hi = ranges[2 * k + 1]
+            else:
+                madvise(<void*>cur_lo, cur_hi - cur_lo, MADV_WILLNEED)
+                calls += 1
+                cur_lo = ranges[2 * k]
+                cur_hi = ranges[2 * k + 1]
+        madvise(<void*>cur_lo, cur_hi - cur_lo, MADV_WILLNEED)
+        calls += 1
+    free(ranges)
+    return calls
+
+
+def advise(cnp.ndarray x, const int64_t[::1] starts, Py_ssize_t window, Py_ssize_t row_span,
+           bint only_if_cold, int sample):
+    """madvise(MADV_WILLNEED) the pages of every window of x (a file mapping).
+
+    Ranges are page-aligned, sorted and merged so that overlapping or adjacent windows cost one
+    syscall.  With only_if_cold, first checks up to ``sample`` windows with mincore() and does
+    nothing when they are all resident (the warm path then costs ``sample`` cheap syscalls).
+    Returns the number of madvise calls made.
+    """
+    cdef Py_ssize_t n = starts.shape[0]
+    cdef Py_ssize_t base = <Py_ssize_t>cnp.PyArray_DATA(x)
+    cdef Py_ssize_t nrows = cnp.PyArray_DIM(x, 0)
+    cdef Py_ssize_t rs = cnp.PyArray_STRIDE(x, 0)
+    cdef Py_ssize_t calls
+    if n == 0 or window <= 0 or nrows == 0:
+        return 0
+    with nogil:
+        calls = advise_nogil(base, nrows, rs, &starts[0], n, window, row_span, only_if_cold,
+                             sample)
+    return calls
+
+
+def half_to_float_bits(const uint16_t[::1] h, float[::1] out):
+    """Convert float16 bit patterns with the kernel's own conversion (tested exhaustively)."""
+    cdef Py_ssize_t k
+    with nogil:
+        for k in range(h.shape[0]):
+            out[k] = npydir_half_to_float(h[k])
