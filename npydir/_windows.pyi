@@ -1,0 +1,35 @@
+"""Type stub for the compiled window kernel (src_cython/_windows.pyx).
+
+Every function trusts its arguments; call them through npydir.windows, which validates.
+"""
+
+import numpy as np
+import numpy.typing as npt
+
+PAD_CODES: dict[str, int]
+
+def first_bad_start(
+    starts: npt.NDArray[np.int64], nrows: int, window: int, lo: int, hi: int
+) -> int: ...
+def gather(
+    x: np.ndarray,
+    starts: npt.NDArray[np.int64],
+    window: int,
+    step: int,
+    out: np.ndarray,
+    pad: int,
+    src_code: int,
+    dst_double: bool,
+    scale: float,
+    has_scale: bool,
+    threads: int,
+) -> np.ndarray: ...
+def advise(
+    x: np.ndarray,
+    starts: npt.NDArray[np.int64],
+    window: int,
+    row_span: int,
+    only_if_cold: bool,
+    sample: int,
+) -> int: ...
+def half_to_float_bits(h: npt.NDArray[np.uint16], out: npt.NDArray[np.float32]) -> None: ...
