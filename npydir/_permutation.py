@@ -5,12 +5,15 @@
 worker; instead, position ``p`` of the shuffled order is computed on demand as
 ``permute(p)``, so drawing a batch of 32 windows costs O(32) whatever ``n`` is.
 
-Construction: a balanced Feistel network on ``2 ** (2 * half)`` values (the smallest even
-bit width that holds ``n``), whose round function is the splitmix64 finaliser of
-``right ^ round_key``.  A Feistel network is a bijection on its domain for any round
-function; restricting it to ``[0, n)`` by *cycle walking* (re-encrypt until the value lands
-below ``n``) keeps it a bijection of ``[0, n)``.  The domain is at most ``4 n``, so on
-average fewer than four walks are needed per value.
+Construction: a Feistel network on the mixed-radix domain ``Z_a x Z_b`` with
+``a = ceil(sqrt(n))`` and ``b = ceil(n / a)`` (so ``n <= a*b < n + a``), whose rounds
+alternate the two radices ("FFX"-style: ``(L, R) -> (R, (L + F(R)) mod |L|)``, each round
+invertible, so the network is a bijection of ``[0, a*b)`` for any round function ``F``).
+``F`` is the splitmix64 finaliser of ``R ^ round_key``.  Restricting the network to
+``[0, n)`` by *cycle walking* (re-encrypt until the value lands below ``n``) keeps it a
+bijection; because ``a*b - n < a ~ sqrt(n)``, a value needs a second pass with probability
+below ``1 / b``, so the walk almost never runs.  Six rounds for ``n >= 2**20`` (Luby-Rackoff
+needs four when ``F`` is pseudo-random), ten below, where small radices mix slowly.
 
 The round keys come from ``numpy.random.SeedSequence([seed, epoch, ...])`` and the rounds
 use only wrapping uint64 arithmetic, so the same ``(seed, epoch)`` gives the same order on
@@ -20,11 +23,17 @@ process.  This is a shuffle for training, not cryptography.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 __all__ = ["FeistelPermutation"]
 
-_ROUNDS = 6
+# Even round counts, so the radices end as (a, b).  Small radices need more rounds to mix
+# well (NIST FF1 uses 10); large domains get by with fewer, and they are where time matters.
+_ROUNDS_SMALL = 10
+_ROUNDS_LARGE = 6
+_LARGE = 1 << 20
 # Domain separation: a permutation key never equals a key some other user of the same
 # SeedSequence entropy would derive for another purpose.
 _TAG = 0x6E70796469722D70  # "npydir-p"
@@ -66,18 +75,20 @@ class FeistelPermutation:
         if n < 0:
             raise ValueError(f"permutation size must be >= 0, got {n}")
         self.n = int(n)
-        bits = max(2, (self.n - 1).bit_length())
-        self._half = np.uint64((bits + 1) // 2)
-        self._mask = np.uint64((1 << int(self._half)) - 1)
+        a = max(1, math.isqrt(max(self.n - 1, 0)) + 1)  # ceil(sqrt(n)) for n >= 1
+        b = max(1, -(-self.n // a))
+        self._a, self._b = np.uint64(a), np.uint64(b)
         ss = np.random.SeedSequence([int(seed), int(epoch), _TAG])
-        self._keys = [np.uint64(k) for k in ss.generate_state(_ROUNDS, dtype=np.uint64)]
+        self._keys = [np.uint64(k) for k in ss.generate_state(
+            _ROUNDS_LARGE if self.n >= _LARGE else _ROUNDS_SMALL, dtype=np.uint64)]
 
     def _encrypt(self, v: np.ndarray) -> np.ndarray:
-        left = v >> self._half
-        right = v & self._mask
+        left, right = v // self._b, v % self._b  # left in Z_a, right in Z_b
+        mod_left, mod_right = self._a, self._b
         for key in self._keys:
-            left, right = right, left ^ (_mix(right ^ key) & self._mask)
-        return (left << self._half) | right
+            left, right = right, (left + _mix(right ^ key) % mod_left) % mod_left
+            mod_left, mod_right = mod_right, mod_left
+        return left * self._b + right
 
     def __call__(self, positions: np.ndarray) -> np.ndarray:
         """Return ``permutation[positions]`` as an int64 array of the same shape."""

@@ -9,37 +9,9 @@ import time
 import numpy as np
 import pytest
 
-import npydir
+
 import npydir.windows
 from npydir import Batches
-
-
-def _numpy_gather(x, starts, window, *, step=1, out=None, dtype=None, scale=None,
-                  pad="error", threads=None):
-    """Stand-in for the kernel while it has not landed (same signature, pad='error')."""
-    a = np.asarray(x)
-    a = a.reshape(len(a), 1) if a.ndim == 1 else a
-    idx = np.asarray(starts, dtype=np.int64)[:, None] + np.arange(0, window, step)[None, :]
-    r = a[idx]
-    return np.ascontiguousarray(r if dtype is None else r.astype(dtype))
-
-
-def _kernel_landed() -> bool:
-    try:
-        npydir.windows.gather_windows(np.zeros((4, 1), "f4"), np.array([0]), 2)
-    except NotImplementedError:
-        return False
-    return True
-
-
-KERNEL = _kernel_landed()
-
-
-@pytest.fixture(autouse=True)
-def kernel(monkeypatch):
-    if not KERNEL:
-        monkeypatch.setattr(npydir.windows, "gather_windows", _numpy_gather, raising=False)
-    yield
 
 
 def prefetch_threads():

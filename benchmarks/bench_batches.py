@@ -1,0 +1,108 @@
+"""Does Batches (with its prefetch thread) hand a consumer the kernel's own batch rate?
+
+Run on demand::
+
+    NPYDIR_BENCH_GB=2 .venv/bin/python -m pytest benchmarks/bench_batches.py \
+        --benchmark-only -s -p no:cacheprovider
+
+For each (batch, window) a memory-mapped float32 ``[samples, 9]`` file of
+``NPYDIR_BENCH_GB`` GiB (default 2, far above the last-level cache) is read with the page
+cache warm.  In the same test, alternating round by round so both see the same machine:
+
+* kernel: ``gather_windows(x, starts_i, window)`` for ``ROUNDS_BATCHES`` precomputed
+  batches of fresh random starts (the starts of ``Batches.starts(i)``, computed before the
+  clock starts) — the rate no loader on top of the kernel can beat;
+* Batches: a consumer pulling the same number of batches from ``iter(Batches(x, ...,
+  prefetch=2))`` (starts computed, pages advised, windows gathered in the thread).
+
+The ratio of medians (Batches rate / kernel rate) is printed and stored in the benchmark's
+``extra_info``; the goal is >= 0.9.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import npydir
+from npydir import Batches
+
+CHANNELS = 9
+GIB = float(os.environ.get("NPYDIR_BENCH_GB", "2"))
+ROUNDS = int(os.environ.get("NPYDIR_BENCH_ROUNDS", "7"))
+ROUNDS_BATCHES = int(os.environ.get("NPYDIR_BENCH_BATCHES", "200"))
+
+
+@pytest.fixture(scope="module")
+def data() -> np.memmap:
+    """A float32 [samples, 9] .npy of NPYDIR_BENCH_GB GiB, kept between runs, read warm."""
+    folder = Path(os.environ.get("NPYDIR_BENCH_DIR", tempfile.gettempdir()))
+    n = int(GIB * 2**30) // (4 * CHANNELS)
+    path = folder / f"npydir-bench-batches-{n}x{CHANNELS}-f4.npy"
+    if not path.exists():
+        tmp = path.with_suffix(".tmp.npy")
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype="f4", shape=(n, CHANNELS))
+        rng = np.random.default_rng(0)
+        step = 1 << 22
+        for i in range(0, n, step):
+            out[i:i + step] = rng.random((min(step, n - i), CHANNELS), dtype=np.float32)
+        out.flush()
+        del out
+        os.replace(tmp, path)
+    x = np.load(path, mmap_mode="r")
+    for i in range(0, len(x), 1 << 22):  # warm the page cache: the goal is the warm path
+        x[i:i + (1 << 22)].sum()
+    return x
+
+
+def _median_rate(times: list[float]) -> float:
+    return ROUNDS_BATCHES / statistics.median(times)
+
+
+@pytest.mark.parametrize("batch, window", [(32, 4096), (256, 64), (1024, 16)])
+def test_batches_vs_kernel(benchmark, data, batch, window):
+    loader = Batches(data, window=window, batch_size=batch, seed=0, prefetch=2)
+    kernel_times: list[float] = []
+    batches_times: list[float] = []
+    epoch = [0]
+
+    def kernel_round() -> None:
+        loader.set_epoch(epoch[0])  # fresh random starts each round, for both methods
+        starts = [loader.starts(i) for i in range(ROUNDS_BATCHES)]
+        t0 = time.perf_counter()
+        for s in starts:
+            npydir.gather_windows(data, s, window)
+        kernel_times.append(time.perf_counter() - t0)
+
+    def batches_round() -> None:
+        t0 = time.perf_counter()
+        it = iter(loader)
+        for _ in range(ROUNDS_BATCHES):
+            next(it)
+        batches_times.append(time.perf_counter() - t0)
+        it.close()
+
+    def setup():
+        epoch[0] += 1
+        kernel_round()  # alternate: one kernel round before every Batches round
+        loader.set_epoch(epoch[0])
+        return (), {}
+
+    benchmark.pedantic(batches_round, setup=setup, rounds=ROUNDS, iterations=1,
+                       warmup_rounds=1)
+    kernel_rate = _median_rate(kernel_times)
+    # own clock, not benchmark.stats: the same numbers with --benchmark-disable (smoke runs)
+    batches_rate = _median_rate(batches_times)
+    ratio = batches_rate / kernel_rate
+    mb = batch * window * CHANNELS * 4 / 1e6
+    benchmark.extra_info.update(kernel_batches_per_s=kernel_rate,
+                                batches_per_s=batches_rate, ratio=ratio)
+    print(f"\n(batch, window)=({batch}, {window}), {mb:.2f} MB/batch, {GIB:g} GiB file: "
+          f"kernel {kernel_rate:.0f} batches/s, Batches(prefetch=2) {batches_rate:.0f} "
+          f"batches/s, ratio {ratio:.2f}")

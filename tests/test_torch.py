@@ -1,0 +1,97 @@
+"""npydir.torch: WindowDataset in DataLoaders with worker processes, zero-copy tensors."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+from npydir import Batches
+from npydir.errors import MissingDependencyError
+
+torch = pytest.importorskip(
+    "torch", reason="torch is not installed: pip install 'npydir[torch]' to test npydir.torch")
+from torch.utils.data import DataLoader  # noqa: E402
+
+from npydir.torch import WindowDataset  # noqa: E402
+
+
+@pytest.fixture
+def stored(tmp_path):
+    """x and y as memory-mapped .npy files (they reach workers by path)."""
+    rng = np.random.default_rng(1)
+    np.save(tmp_path / "x.npy", rng.standard_normal((5000, 3)).astype("f4"))
+    np.save(tmp_path / "y.npy", np.eye(3, dtype="f4")[rng.integers(0, 3, 5000)])
+    return (np.load(tmp_path / "x.npy", mmap_mode="r"),
+            np.load(tmp_path / "y.npy", mmap_mode="r"))
+
+
+def test_from_numpy_takes_batches_without_copy_or_warning():
+    x = np.random.default_rng(0).standard_normal((500, 2)).astype("f4")
+    y = np.eye(2, dtype="f4")[np.arange(500) % 2]
+    for arr in Batches(x, y, window=16, batch_size=4, y_window=True, data_padding=1)[0]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # e.g. "The given NumPy array is not writable"
+            t = torch.from_numpy(arr)
+        assert t.data_ptr() == arr.ctypes.data
+        t.add_(1)  # the tensor is the batch
+        np.testing.assert_array_equal(arr, t.numpy())
+        assert np.shares_memory(arr, t.numpy())
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_dataloader_workers_yield_the_batches_of_iter(stored, context):
+    x, y = stored
+    kw = dict(window=64, batch_size=32, stride=3, seed=11, y_window=True, data_padding=4)
+    ds = WindowDataset(x, y, **kw)
+    ds.set_epoch(1)
+    want = Batches(x, y, prefetch=0, **kw)
+    want.set_epoch(1)
+    want = list(want)
+    loader = DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context=context)
+    got = list(loader)
+    assert len(got) == len(want) == len(ds) == len(loader)
+    for g, w in zip(got, want):
+        assert len(g) == 3 and all(isinstance(t, torch.Tensor) for t in g)
+        for gt, wa in zip(g, w):
+            np.testing.assert_array_equal(gt.numpy(), wa)
+
+
+def test_ranks_and_workers_shard_disjointly(stored):
+    x, _ = stored
+    seen = []
+    for rank in range(2):
+        ds = WindowDataset(x, window=100, batch_size=16, stride=7, seed=4, rank=rank,
+                           world_size=2, as_tensors=False)
+        for (xb,) in DataLoader(ds, batch_size=None, num_workers=2):
+            # random data: a window is identified by its first value
+            seen.extend(xb[:, 0, 0].tolist())
+    every = Batches(x, window=100, stride=7, shuffle=False, prefetch=0)
+    want = sorted(np.concatenate([b[0][:, 0, 0] for b in every]).tolist())
+    assert sorted(seen) == want
+
+
+def test_single_process_and_batches_argument(stored):
+    x, y = stored
+    b = Batches(x, y, window=32, batch_size=8, seed=2)
+    ds = WindowDataset(b)
+    got = next(iter(ds))
+    np.testing.assert_array_equal(got[0].numpy(), b[0][0])
+    with pytest.raises(TypeError, match="takes no other Batches arguments"):
+        WindowDataset(b, window=3)
+
+
+def test_import_npydir_does_not_import_torch():
+    code = "import sys, npydir; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_missing_torch_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # makes `import torch` fail
+    monkeypatch.delitem(sys.modules, "npydir.torch")
+    with pytest.raises(MissingDependencyError, match=r'pip install "npydir\[torch\]"'):
+        importlib.import_module("npydir.torch")
