@@ -83,3 +83,7 @@ class UnsupportedDTypeError(FormatError, TypeError):
 
 class IncompatibleError(NpydirError, TypeError):
     """``require_dataset``/``require_group`` found an existing member that does not match."""
+
+
+class UnknownBackendError(NpydirError, ValueError):
+    """A path's extension names no backend npydir reads or writes (the message lists them)."""
