@@ -37,7 +37,6 @@ cdef extern from *:
     #else
     #define NPYDIR_PREFETCH(p) ((void)0)
     #endif
-
     /* IEEE binary16 -> binary32, exact for every input: normals, subnormals, +-0, +-inf and
        NaN (payload kept, sign kept).  Branch-light variant of F. Giesen's half_to_float_fast. */
     static inline float npydir_half_to_float(uint16_t h) {
@@ -126,11 +125,13 @@ cdef enum:
     C_FLOAT64 = 9
     C_FLOAT16 = 10
 
-# Windows are prefetched this many windows ahead; at most PREFETCH_BYTES of each (the hardware
-# prefetcher streams the rest of a long window by itself).
+# Random windows of a file larger than the caches are latency-bound (a cache and TLB miss per
+# window).  Prefetching the first and last line of the window PREFETCH_AHEAD windows ahead keeps
+# a few misses in flight; the hardware prefetcher streams the rest of long windows.  More lines
+# or a longer distance measured no better here (docs/kernel.md).
 cdef enum:
-    PREFETCH_AHEAD = 4
-    PREFETCH_BYTES = 2048
+    PREFETCH_AHEAD = 8
+
 
 PAD_CODES = {"error": PAD_ERROR, "zero": PAD_ZERO, "edge": PAD_EDGE, "reflect": PAD_REFLECT}
 
@@ -203,8 +204,8 @@ cdef inline void copy_row(char* dst, const char* src, Py_ssize_t nch, Py_ssize_t
 
 
 cdef inline void prefetch_window(const Job* j, Py_ssize_t w) noexcept nogil:
-    """Ask the cache for the first bytes of window w (only for windows fully inside x)."""
-    cdef Py_ssize_t s, nbytes, k
+    """Ask the cache for the first and last line of window w (only windows inside x)."""
+    cdef Py_ssize_t s
     cdef const char* p
     if w >= j.w1:
         return
@@ -212,13 +213,8 @@ cdef inline void prefetch_window(const Job* j, Py_ssize_t w) noexcept nogil:
     if s < 0 or s > j.nrows - j.window or j.rs <= 0:
         return
     p = j.base + s * j.rs
-    nbytes = j.window * j.rs
-    if nbytes > PREFETCH_BYTES:
-        nbytes = PREFETCH_BYTES
-    k = 0
-    while k < nbytes:
-        NPYDIR_PREFETCH(p + k)
-        k += 64
+    NPYDIR_PREFETCH(p)
+    NPYDIR_PREFETCH(p + j.window * j.rs - 1)
 
 
 cdef void copy_windows(const Job* j) noexcept nogil:
