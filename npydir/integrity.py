@@ -1,8 +1,234 @@
-"""Placeholder: replaced by its owner during the first session."""
+"""Checking and repairing a store on disk: :func:`verify` and :func:`repair`.
 
-def repair(*args, **kwargs):
-    raise NotImplementedError("integrity.repair")
+:func:`verify` walks a store and reports, without changing anything:
 
-def verify(*args, **kwargs):
-    raise NotImplementedError("integrity.verify")
+==================  ==========================================================================
+kind                meaning
+==================  ==========================================================================
+``torn-append``     an ``.npy`` file is longer than its header says: an append wrote its rows
+                    but was killed before it wrote the new shape (the old shape is valid)
+``truncated``       an ``.npy`` file is shorter than its header says: data is missing
+``bad-header``      an ``.npy`` header does not parse, or holds an object dtype
+``bad-attrs``       an attrs JSON file (or a legacy ``attrs.npy``) does not decode
+``stray-temp``      a temp file left by an interrupted atomic write
+``bad-format-file`` ``.npydir.json`` is not what it should be
+==================  ==========================================================================
+
+:func:`repair` takes the store's writer lock, trims torn appends back to their header's shape
+and removes stray temp files.  It never guesses at user data: truncated arrays, broken headers
+and broken attrs are left as they are and reported by an :class:`~npydir.errors.IntegrityError`
+(after the safe repairs are done).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .attrs import read_attrs_file, read_legacy_attrs
+from .errors import FormatError, IntegrityError, StoreNotFoundError, UnsafePickleError
+from .lock import LOCK_NAME, StoreLock
+from .npyfile import is_temp_name, read_header
+
+__all__ = ["Problem", "Report", "repair", "verify"]
+
+#: problem kinds repair() fixes
+REPAIRABLE = frozenset({"torn-append", "stray-temp"})
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found by :func:`verify`.
+
+    Attributes
+    ----------
+    file : Path
+        The file concerned.
+    kind : str
+        See the table in the module docstring.
+    expected, found
+        What the format says versus what is on disk (sizes in bytes where applicable).
+    detail : str
+        Human-readable explanation.
+    """
+
+    file: Path
+    kind: str
+    expected: Any = None
+    found: Any = None
+    detail: str = ""
+
+    @property
+    def repairable(self) -> bool:
+        return self.kind in REPAIRABLE
+
+    def __str__(self) -> str:
+        ef = f" (expected {self.expected}, found {self.found})" if self.expected is not None else ""
+        return f"{self.kind}: {self.file}{ef}{': ' + self.detail if self.detail else ''}"
+
+
+@dataclass
+class Report:
+    """Result of :func:`verify` / :func:`repair`; truthy when the store is sound.
+
+    Attributes
+    ----------
+    root : Path
+        The store.
+    problems : list of Problem
+        What is (still) wrong.
+    repaired : list of Problem
+        What :func:`repair` fixed (empty for :func:`verify`).
+    checked : int
+        Number of files checked.
+    """
+
+    root: Path
+    problems: list[Problem] = field(default_factory=list)
+    repaired: list[Problem] = field(default_factory=list)
+    checked: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+    def kinds(self) -> list[str]:
+        """Kinds of the problems, in order."""
+        return [p.kind for p in self.problems]
+
+    def __str__(self) -> str:
+        lines = [f"{self.root}: {self.checked} files checked, "
+                 + ("OK" if self.ok else f"{len(self.problems)} problem(s)")]
+        lines += [f"  {p}" for p in self.problems]
+        if self.repaired:
+            lines.append(f"  repaired {len(self.repaired)}:")
+            lines += [f"    {p}" for p in self.repaired]
+        return "\n".join(lines)
+
+
+def _check_npy(path: Path, report: Report) -> None:
+    try:
+        with open(path, "rb") as fp:
+            header = read_header(fp, path)
+            size = os.fstat(fp.fileno()).st_size
+    except FormatError as exc:  # includes object dtypes
+        report.problems.append(Problem(path, "bad-header", detail=str(exc).removeprefix(f"{path}: ")))
+        return
+    except OSError as exc:
+        report.problems.append(Problem(path, "unreadable", detail=str(exc)))
+        return
+    expected = header.expected_size
+    if size > expected:
+        report.problems.append(Problem(path, "torn-append", expected, size,
+                                       f"{size - expected} bytes past the data of shape {header.shape}"))
+    elif size < expected:
+        report.problems.append(Problem(path, "truncated", expected, size,
+                                       f"header says shape {header.shape} {header.dtype}; "
+                                       f"{expected - size} bytes of data are missing"))
+
+
+def verify(path: str | os.PathLike) -> Report:
+    """Check every file of the store at ``path``; return a :class:`Report` (nothing is changed)."""
+    root = Path(path)
+    if not root.is_dir():
+        raise StoreNotFoundError(f"store {root} does not exist or is not a directory")
+    report = Report(root)
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        here = Path(dirpath)
+        for name in sorted(filenames):
+            p = here / name
+            if is_temp_name(name):
+                report.checked += 1
+                report.problems.append(Problem(p, "stray-temp", detail="left by an interrupted write"))
+            elif name == LOCK_NAME or name.startswith("."):
+                if name == ".npydir.json" and here == root:
+                    report.checked += 1
+                    try:
+                        info = json.loads(p.read_bytes())
+                        if not isinstance(info, dict) or info.get("format") != "npydir":
+                            raise ValueError(f"unexpected content {info!r}")
+                    except ValueError as exc:
+                        report.problems.append(Problem(p, "bad-format-file", detail=str(exc)))
+                continue
+            elif name == "attrs.npy":
+                report.checked += 1
+                try:
+                    read_legacy_attrs(p)
+                except (FormatError, UnsafePickleError, OSError) as exc:
+                    report.problems.append(Problem(p, "bad-attrs", detail=str(exc)))
+            elif name.endswith(".npy"):
+                report.checked += 1
+                _check_npy(p, report)
+            elif name.endswith(".json"):
+                report.checked += 1
+                try:
+                    read_attrs_file(p)
+                except (FormatError, OSError) as exc:
+                    report.problems.append(Problem(p, "bad-attrs", detail=str(exc)))
+    return report
+
+
+def repair(path: str | os.PathLike) -> Report:
+    """Fix what can be fixed without touching user data; raise for what cannot.
+
+    Trims torn appends back to the shape in their header and removes stray temp files, holding
+    the store's writer lock (so it refuses to run while a writer has the store open).
+
+    Returns
+    -------
+    Report
+        ``repaired`` lists what was fixed; ``problems`` is empty.
+
+    Raises
+    ------
+    IntegrityError
+        Problems remain that repair refuses to guess at (truncated data, broken headers or
+        attrs); the safe repairs have been done.  ``exc.report`` holds the report.
+    LockError
+        A writer holds the store.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise StoreNotFoundError(f"store {root} does not exist or is not a directory")
+    lock = StoreLock(root)
+    lock.acquire()
+    try:
+        found = verify(root)
+        report = Report(root, checked=found.checked)
+        for problem in found.problems:
+            if problem.kind == "torn-append":
+                with open(problem.file, "r+b") as fp:
+                    # re-read under the lock: trim to exactly what the header promises now
+                    header = read_header(fp, problem.file)
+                    if os.fstat(fp.fileno()).st_size > header.expected_size:
+                        fp.truncate(header.expected_size)
+                        fp.flush()
+                        os.fsync(fp.fileno())
+                report.repaired.append(problem)
+            elif problem.kind == "stray-temp":
+                try:
+                    os.unlink(problem.file)
+                except FileNotFoundError:
+                    pass
+                report.repaired.append(problem)
+            else:
+                report.problems.append(problem)
+    finally:
+        lock.release()
+    if report.problems:
+        exc = IntegrityError(
+            f"repair of {root} left {len(report.problems)} problem(s) it will not guess at "
+            f"(repaired {len(report.repaired)}):\n" + "\n".join(f"  {p}" for p in report.problems)
+            + "\nrestore these files from a copy, or delete the affected arrays"
+        )
+        exc.report = report  # type: ignore[attr-defined]
+        raise exc
+    return report
 

@@ -1,0 +1,449 @@
+"""Attributes: the one JSON encoding, attrs files, and DAS's legacy pickled ``attrs.npy``.
+
+Encoding (strict JSON, ``allow_nan=False``; values that plain JSON cannot hold become *tagged
+objects* ``{"__npydir__": <tag>, ...}``):
+
+===========================  ===============================================  ==================
+Python value                 JSON                                             read back as
+===========================  ===============================================  ==================
+str, int, finite float,      the JSON value                                   same
+bool, None
+float NaN / inf / -inf       ``{"__npydir__": "float", "value": "nan"}``      float
+complex                      ``{"__npydir__": "complex", "real": r,           complex
+                             "imag": i}``
+list, tuple                  JSON array (tuples become lists)                 list
+dict with str keys           JSON object                                      dict
+dict with a key              ``{"__npydir__": "dict", "items": [[k, v],..]}`` dict
+``"__npydir__"``
+bytes, bytearray             ``{"__npydir__": "bytes", "base64": "..."}``     bytes
+numpy scalar                 ``{"__npydir__": "scalar", "dtype": "<f4",       numpy scalar of
+                             "value": v}``                                    that dtype
+numpy array                  ``{"__npydir__": "ndarray", "dtype": "<i8",      numpy array of
+                             "shape": [2, 3], "data": [[...], ...]}``         that dtype/shape
+===========================  ===============================================  ==================
+
+Numeric, bool and str (``U``) arrays and scalars keep their values readable in ``data`` /
+``value`` (non-finite floats as the strings ``"nan"``, ``"inf"``, ``"-inf"``, complex as
+``[real, imag]``).  Other dtypes (structured, ``S`` bytes, datetime, long double) store their
+raw bytes as ``"base64"`` with the full dtype description.  Object dtypes, sets, arbitrary
+objects and non-str dict keys are refused with :class:`~npydir.errors.AttributeEncodingError`
+(a ``TypeError``) naming the key.
+
+Legacy: DAS's ``npy_dir`` stores root attributes as ``np.save(path, attrs_dict)``, i.e. a
+pickled 0-d object array.  :func:`read_legacy_attrs` reads it with a restricted unpickler that
+can only rebuild plain containers and numeric/str numpy arrays and scalars; any other global
+in the pickle raises :class:`~npydir.errors.UnsafePickleError` before anything runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+import os
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.lib import format as npformat
+
+from .errors import AttributeEncodingError, FormatError, UnsafePickleError
+from .npyfile import atomic_write, read_header
+
+__all__ = [
+    "TAG",
+    "decode_attrs",
+    "decode_value",
+    "encode_attrs",
+    "encode_value",
+    "read_attrs_file",
+    "read_legacy_attrs",
+    "write_attrs_file",
+    "write_legacy_attrs",
+]
+
+TAG = "__npydir__"
+_NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+# ----------------------------------------------------------------------------- encoding
+
+
+def _float(x: float) -> Any:
+    if math.isfinite(x):
+        return x
+    return "nan" if math.isnan(x) else ("inf" if x > 0 else "-inf")
+
+
+def _dtype_json(dtype: np.dtype) -> Any:
+    descr = npformat.dtype_to_descr(dtype)
+    return descr if isinstance(descr, str) else _tuples_to_lists(descr)
+
+
+def _tuples_to_lists(x: Any) -> Any:
+    if isinstance(x, (list, tuple)):
+        return [_tuples_to_lists(v) for v in x]
+    return x
+
+
+def _lists_to_tuples(x: Any) -> Any:
+    if isinstance(x, list):
+        return tuple(_lists_to_tuples(v) for v in x)
+    return x
+
+
+def _dtype_from_json(d: Any) -> np.dtype:
+    if isinstance(d, str):
+        return np.dtype(d)
+    return npformat.descr_to_dtype([_lists_to_tuples(f) for f in d])
+
+
+def _readable(dtype: np.dtype) -> bool:
+    """Dtypes whose values are stored as readable JSON rather than base64."""
+    if dtype.kind in "biu" or dtype.kind == "U":
+        return True
+    if dtype.kind == "f":
+        return dtype.itemsize <= 8
+    if dtype.kind == "c":
+        return dtype.itemsize <= 16
+    return False
+
+
+def _element(x: Any, kind: str) -> Any:
+    if kind == "f":
+        return _float(float(x))
+    if kind == "c":
+        return [_float(float(x.real)), _float(float(x.imag))]
+    if kind == "b":
+        return bool(x)
+    if kind in "iu":
+        return int(x)
+    return str(x)
+
+
+def _to_json_data(arr: np.ndarray) -> Any:
+    """Nested lists of JSON values for a readable dtype (non-finite floats as strings)."""
+    data = arr.tolist()
+    kind = arr.dtype.kind
+    if kind not in "fc":
+        return data
+
+    def conv(x: Any) -> Any:
+        if isinstance(x, list):
+            return [conv(v) for v in x]
+        return _element(x, kind)
+
+    return conv(data)
+
+
+def _encode_array(arr: np.ndarray, key: str) -> dict:
+    if arr.dtype.hasobject:
+        raise AttributeEncodingError(
+            f"attribute {key!r}: object-dtype arrays cannot be stored; use a numeric, bool or str dtype"
+        )
+    out: dict[str, Any] = {TAG: "ndarray", "dtype": _dtype_json(arr.dtype), "shape": list(arr.shape)}
+    if _readable(arr.dtype):
+        out["data"] = _to_json_data(arr)
+    else:
+        out["base64"] = base64.b64encode(np.ascontiguousarray(arr).tobytes()).decode("ascii")
+    return out
+
+
+def encode_value(value: Any, key: str = "") -> Any:
+    """Convert one attribute value to its JSON-compatible form (see the module table).
+
+    Raises
+    ------
+    AttributeEncodingError
+        ``value`` (or something nested in it) cannot be stored; the message names ``key``.
+    """
+    # numpy scalars first: np.float64 and np.str_ subclass float and str.
+    if isinstance(value, np.generic):
+        if value.dtype.hasobject:
+            raise AttributeEncodingError(f"attribute {key!r}: numpy object scalar cannot be stored")
+        if _readable(value.dtype):
+            return {TAG: "scalar", "dtype": _dtype_json(value.dtype), "value": _element(value, value.dtype.kind)}
+        return {TAG: "scalar", "dtype": _dtype_json(value.dtype),
+                "base64": base64.b64encode(np.asarray(value).tobytes()).decode("ascii")}
+    if value is None or isinstance(value, (bool, str)):
+        return str(value) if isinstance(value, str) and type(value) is not str else value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        f = float(value)
+        return f if math.isfinite(f) else {TAG: "float", "value": _float(f)}
+    if isinstance(value, complex):
+        return {TAG: "complex", "real": _float(value.real), "imag": _float(value.imag)}
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {TAG: "bytes", "base64": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, np.ndarray):
+        return _encode_array(np.asarray(value), key)
+    if isinstance(value, (list, tuple)):
+        return [encode_value(v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, Mapping):
+        for k in value:
+            if not isinstance(k, str):
+                raise AttributeEncodingError(
+                    f"attribute {key!r}: dict keys must be str, found {type(k).__name__} {k!r}"
+                )
+        if TAG in value:
+            return {TAG: "dict", "items": [[k, encode_value(v, f"{key}[{k!r}]")] for k, v in value.items()]}
+        return {k: encode_value(v, f"{key}[{k!r}]") for k, v in value.items()}
+    raise AttributeEncodingError(
+        f"attribute {key!r}: cannot store a value of type {type(value).__module__}.{type(value).__qualname__}; "
+        "attributes hold str, int, float, bool, None, bytes, lists, dicts with str keys, "
+        "and numpy scalars/arrays of non-object dtype"
+    )
+
+
+def encode_attrs(attrs: Mapping[str, Any], *, indent: int | None = 1) -> str:
+    """Encode a dict of attributes as strict JSON text (see the module table)."""
+    out = {}
+    for k, v in attrs.items():
+        if not isinstance(k, str):
+            raise AttributeEncodingError(f"attribute names must be str, got {type(k).__name__} {k!r}")
+        out[k] = encode_value(v, k)
+    try:
+        if indent is None:
+            return json.dumps(out, allow_nan=False, ensure_ascii=False)
+        # one attribute per line: diff-friendly and readable, without exploding arrays into lines
+        lines = [f"{json.dumps(k, ensure_ascii=False)}: {json.dumps(v, allow_nan=False, ensure_ascii=False)}"
+                 for k, v in out.items()]
+        return "{\n" + ",\n".join(" " * indent + line for line in lines) + ("\n}\n" if lines else "}\n")
+    except (TypeError, ValueError) as exc:  # pragma: no cover - encode_value leaves none
+        raise AttributeEncodingError(f"attributes cannot be encoded: {exc}") from None
+
+
+def _decode_float(x: Any) -> float:
+    if isinstance(x, str):
+        try:
+            return _NONFINITE[x]
+        except KeyError:
+            raise FormatError(f"bad float {x!r} in attributes") from None
+    return float(x)
+
+
+def _decode_elements(data: Any, kind: str) -> Any:
+    if isinstance(data, list):
+        if kind == "c" and len(data) == 2 and not any(isinstance(v, list) for v in data):
+            return complex(_decode_float(data[0]), _decode_float(data[1]))
+        return [_decode_elements(v, kind) for v in data]
+    if kind == "f":
+        return _decode_float(data)
+    return data
+
+
+def _decode_array(obj: dict) -> np.ndarray:
+    dtype = _dtype_from_json(obj["dtype"])
+    shape = tuple(obj["shape"])
+    if "base64" in obj:
+        raw = base64.b64decode(obj["base64"])
+        return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+    kind = dtype.kind
+    data = obj["data"]
+    if kind == "c":
+        def conv(v: Any) -> Any:
+            if isinstance(v, list) and len(v) == 2 and not isinstance(v[0], list):
+                return complex(_decode_float(v[0]), _decode_float(v[1]))
+            return [conv(x) for x in v]
+        data = conv(data) if shape else complex(_decode_float(data[0]), _decode_float(data[1]))
+    elif kind == "f":
+        data = _decode_elements(data, kind)
+    if shape and 0 in shape:
+        return np.zeros(shape, dtype=dtype)
+    return np.array(data, dtype=dtype).reshape(shape)
+
+
+def _hook(obj: dict) -> Any:
+    tag = obj.get(TAG)
+    if tag is None:
+        return obj
+    try:
+        if tag == "float":
+            return _decode_float(obj["value"])
+        if tag == "complex":
+            return complex(_decode_float(obj["real"]), _decode_float(obj["imag"]))
+        if tag == "bytes":
+            return base64.b64decode(obj["base64"], validate=True)
+        if tag == "dict":
+            return {k: v for k, v in obj["items"]}
+        if tag == "ndarray":
+            return _decode_array(obj)
+        if tag == "scalar":
+            dtype = _dtype_from_json(obj["dtype"])
+            if "base64" in obj:
+                return np.frombuffer(base64.b64decode(obj["base64"]), dtype=dtype)[0]
+            v = obj["value"]
+            if dtype.kind == "c":
+                v = complex(_decode_float(v[0]), _decode_float(v[1]))
+            elif dtype.kind == "f":
+                v = _decode_float(v)
+            return np.array(v, dtype=dtype)[()]
+    except FormatError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise FormatError(f"malformed {tag!r} attribute value {obj!r}: {exc}") from None
+    raise FormatError(f"unknown attribute tag {tag!r} in {obj!r}")
+
+
+def _refuse_constant(token: str) -> Any:
+    raise FormatError(f"non-standard JSON token {token} (attrs files are strict JSON)")
+
+
+def decode_value(obj: Any) -> Any:
+    """Inverse of :func:`encode_value` for an already JSON-parsed value."""
+    return json.loads(json.dumps(obj, allow_nan=False), object_hook=_hook, parse_constant=_refuse_constant)
+
+
+def decode_attrs(text: str | bytes, name: str | os.PathLike = "<attrs>") -> dict[str, Any]:
+    """Decode JSON text written by :func:`encode_attrs` back into a dict of values.
+
+    Raises
+    ------
+    FormatError
+        The text is not strict JSON, not an object, or holds a malformed tagged value;
+        the message names ``name``.
+    """
+    try:
+        out = json.loads(text, object_hook=_hook, parse_constant=_refuse_constant)
+    except FormatError as exc:
+        raise FormatError(f"{name}: {exc}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FormatError(f"{name}: attributes are not valid JSON ({exc})") from None
+    if not isinstance(out, dict):
+        raise FormatError(f"{name}: attributes must be a JSON object, found {type(out).__name__}")
+    return out
+
+
+def read_attrs_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Read an attrs JSON file; a missing file is an empty dict."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        return {}
+    return decode_attrs(data, path)
+
+
+def write_attrs_file(path: str | os.PathLike, attrs: Mapping[str, Any], *, sync: bool = True) -> None:
+    """Atomically write ``attrs`` as JSON (temp file + rename)."""
+    text = encode_attrs(attrs).encode("utf-8")
+    atomic_write(path, lambda fp: fp.write(text), sync=sync)
+
+
+# ----------------------------------------------------------------------------- legacy attrs.npy
+
+# Globals a pickle may name: what numpy needs to rebuild numeric/str arrays and scalars, and the
+# builtins of plain containers.  Nothing here can run user-chosen code.
+_ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("builtins", "complex"),
+    ("builtins", "set"),
+    ("builtins", "frozenset"),
+    ("builtins", "bytearray"),
+    ("__builtin__", "complex"),
+    ("__builtin__", "set"),
+    ("__builtin__", "frozenset"),
+    ("__builtin__", "bytearray"),
+    ("collections", "OrderedDict"),
+    ("_codecs", "encode"),  # how protocol-2 pickles (Python 2 era) spell bytes
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def __init__(self, file: io.BufferedIOBase, name: str) -> None:
+        super().__init__(file, encoding="latin1")
+        self._name = name
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in _ALLOWED_GLOBALS:
+            if module == "numpy.core.multiarray":  # numpy 1.x pickles read under numpy 2
+                module = "numpy._core.multiarray" if hasattr(np, "_core") else module
+            return super().find_class(module, name)
+        # numpy's dtype classes (numpy.dtypes.Float64DType, ...) are harmless types
+        if module == "numpy.dtypes" and name.endswith("DType") and name != "ObjectDType":
+            return super().find_class(module, name)
+        raise UnsafePickleError(
+            f"{self._name}: refusing to unpickle global {module}.{name}: legacy attrs.npy may only "
+            "hold dicts, lists, tuples, strings, numbers and numeric/str numpy arrays"
+        )
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise UnsafePickleError(f"{self._name}: persistent ids are not allowed in attrs.npy")
+
+
+def _check_plain(value: Any, name: str, where: str = "attrs", depth: int = 0) -> Any:
+    """Refuse object arrays and non-plain values inside an unpickled legacy attrs dict."""
+    if depth > 100:
+        raise UnsafePickleError(f"{name}: attrs nested too deeply at {where}")
+    if isinstance(value, np.ndarray):
+        if value.dtype.hasobject:
+            raise UnsafePickleError(f"{name}: object-dtype array at {where} is not allowed")
+        return value
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_plain(v, name, f"{where}[{k!r}]", depth + 1)
+        return value
+    if isinstance(value, (list, tuple, set, frozenset)):
+        for i, v in enumerate(value):
+            _check_plain(v, name, f"{where}[{i}]", depth + 1)
+        return value
+    if value is None or isinstance(value, (str, bytes, bytearray, int, float, complex, np.generic)):
+        if isinstance(value, np.generic) and value.dtype.hasobject:
+            raise UnsafePickleError(f"{name}: object scalar at {where} is not allowed")
+        return value
+    raise UnsafePickleError(f"{name}: value of type {type(value).__name__} at {where} is not allowed")
+
+
+def read_legacy_attrs(path: str | os.PathLike) -> dict[str, Any]:
+    """Read DAS's pickled ``attrs.npy`` safely.
+
+    Raises
+    ------
+    UnsafePickleError
+        The pickle names a global outside the allowlist, or holds object arrays; nothing from it
+        is executed.
+    FormatError
+        Not an ``.npy`` file holding a dict.
+    """
+    name = os.fspath(path)
+    with open(path, "rb") as fp:
+        header = read_header(fp, name, allow_object=True)
+        if not header.dtype.hasobject:
+            # a plain array was saved (not DAS's dict): there are no attributes in it we can use
+            raise FormatError(f"{name}: expected a pickled dict (0-d object array), found {header.dtype} {header.shape}")
+        try:
+            obj = _RestrictedUnpickler(fp, name).load()
+        except UnsafePickleError:
+            raise
+        except Exception as exc:  # any malformed pickle: report, do not crash
+            raise FormatError(f"{name}: attrs.npy pickle does not load ({type(exc).__name__}: {exc})") from None
+    if isinstance(obj, np.ndarray):
+        if obj.shape != () or obj.dtype != object:
+            raise FormatError(f"{name}: expected a 0-d object array holding a dict, found {obj.dtype} {obj.shape}")
+        obj = obj[()]
+    if not isinstance(obj, dict):
+        raise FormatError(f"{name}: expected a dict of attributes, found {type(obj).__name__}")
+    _check_plain(obj, name)
+    return {str(k): v for k, v in obj.items()}
+
+
+def write_legacy_attrs(path: str | os.PathLike, attrs: Mapping[str, Any], *, sync: bool = True) -> None:
+    """Write ``attrs`` as DAS does (``np.save`` of the dict, i.e. a pickled 0-d object array).
+
+    DAS reads it with ``np.load(path, allow_pickle=True)[()]``.  Written atomically.
+    """
+    payload = np.empty((), dtype=object)
+    payload[()] = dict(attrs)
+
+    def write(fp: Any) -> None:
+        np.save(fp, payload, allow_pickle=True)
+
+    atomic_write(path, write, sync=sync)

@@ -1,0 +1,555 @@
+"""Reading, growing and atomically writing ``.npy`` files; opening them as memory maps.
+
+Builds on :mod:`numpy.lib.format`, whose docstring is the NPY spec.  What this module adds:
+
+Header with room to grow
+    Every header written here is padded (numpy >= 1.24 does the same) so that ``shape[0]`` can
+    grow to :data:`numpy.lib.format.GROWTH_AXIS_MAX_DIGITS` digits without the header changing
+    length.  :func:`rewrite_shape` therefore rewrites the header *in place*.  Files written by
+    older tools without that room are re-padded to their existing header length if the new
+    shape still fits, else the file is rewritten once (atomically) with a roomy header.
+
+Atomic whole-file writes
+    :func:`atomic_write` writes to a temp file named ``.<name>.<random>.npydir-tmp`` in the same
+    directory, fsyncs it, ``os.replace`` s it over the target and fsyncs the directory, so a
+    reader sees either the old or the new file, never half of one.
+
+Appends
+    :func:`append_rows` writes the new rows after the existing data, fsyncs, then rewrites the
+    shape in the header, fsyncs.  A crash in between leaves the old, still valid shape plus extra
+    bytes past the data, which :func:`npydir.verify` reports and :func:`npydir.repair` trims.
+
+Memory maps
+    :func:`open_memmap` maps the data; 0-byte arrays (empty shapes, zero-itemsize dtypes) cannot
+    be mapped and are returned as ordinary arrays.  Object dtypes are refused (they are pickles,
+    not data); headers that do not parse and files shorter than their header says are a
+    :class:`~npydir.errors.FormatError` naming the file.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import secrets
+from dataclasses import dataclass
+from math import prod
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+import numpy as np
+from numpy.lib import format as npformat
+
+from .errors import FormatError, UnsupportedDTypeError
+
+__all__ = [
+    "TEMP_SUFFIX",
+    "Header",
+    "append_rows",
+    "atomic_write",
+    "build_header",
+    "check_dtype",
+    "create_array_file",
+    "fsync_dir",
+    "is_temp_name",
+    "open_memmap",
+    "read_header",
+    "rewrite_shape",
+    "save_array",
+    "temp_path",
+]
+
+#: Suffix of the temp files of atomic writes; verify() reports leftovers, repair() removes them.
+TEMP_SUFFIX = ".npydir-tmp"
+#: Headers larger than this are refused as corrupt (numpy's own default limit is 10000).
+MAX_HEADER_SIZE = 1 << 20
+#: Copy/fill block size.
+_BLOCK = 16 << 20
+
+
+@dataclass(frozen=True)
+class Header:
+    """Parsed header of an ``.npy`` file.
+
+    Attributes
+    ----------
+    shape, dtype, fortran_order
+        As in the header dictionary.
+    version : tuple of int
+        NPY format version, e.g. ``(1, 0)``.
+    offset : int
+        Byte offset of the data (= total header length including magic).
+    """
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    fortran_order: bool
+    version: tuple[int, int]
+    offset: int
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of data the header promises."""
+        return prod(self.shape) * self.dtype.itemsize
+
+    @property
+    def expected_size(self) -> int:
+        """File size the header promises: header plus data."""
+        return self.offset + self.nbytes
+
+
+def check_dtype(dtype: np.dtype, where: str = "") -> np.dtype:
+    """Refuse dtypes that cannot be stored as plain data (object, or structured with objects)."""
+    dtype = np.dtype(dtype)
+    if dtype.hasobject:
+        at = f" ({where})" if where else ""
+        raise UnsupportedDTypeError(
+            f"object dtype {dtype} cannot be stored{at}: npydir stores plain data, not pickles; "
+            "convert to a numeric, bool, str ('U') or bytes ('S') dtype"
+        )
+    return dtype
+
+
+# ----------------------------------------------------------------------------- header reading
+
+
+def read_header(fp: BinaryIO, name: str | os.PathLike = "<file>", *, allow_object: bool = False) -> Header:
+    """Read and validate the header of an ``.npy`` file open at position 0.
+
+    Parameters
+    ----------
+    fp : binary file
+        Positioned at the start of the file.
+    name : str or path
+        Shown in error messages.
+    allow_object : bool
+        Accept object dtypes (only the legacy ``attrs.npy`` reader does).
+
+    Raises
+    ------
+    FormatError
+        Bad magic, unsupported version, header that does not parse or is inconsistent.
+    UnsupportedDTypeError
+        Object dtype and ``allow_object`` is false.
+    """
+    try:
+        version = npformat.read_magic(fp)
+    except ValueError as exc:
+        raise FormatError(f"{name}: not an .npy file ({exc})") from None
+    if version not in ((1, 0), (2, 0), (3, 0)):
+        raise FormatError(f"{name}: unsupported .npy format version {version}")
+    try:
+        if version == (1, 0):
+            shape, fortran, dtype = npformat.read_array_header_1_0(fp, max_header_size=MAX_HEADER_SIZE)
+        else:
+            # numpy reads v3 headers (utf8 field names) with the same private reader; v2 and v3
+            # only differ in the header encoding, which read_array_header_2_0 does not decode.
+            if version == (3, 0):
+                shape, fortran, dtype = _read_header_v3(fp)
+            else:
+                shape, fortran, dtype = npformat.read_array_header_2_0(fp, max_header_size=MAX_HEADER_SIZE)
+    except (ValueError, SyntaxError, TypeError, EOFError) as exc:
+        raise FormatError(f"{name}: .npy header does not parse ({exc})") from None
+    offset = fp.tell()
+    if any((not isinstance(n, int)) or n < 0 for n in shape):
+        raise FormatError(f"{name}: bad shape {shape!r} in .npy header")
+    if dtype.hasobject and not allow_object:
+        raise UnsupportedDTypeError(
+            f"{name}: object dtype {dtype} is refused: such .npy files hold pickles, and loading "
+            "them can run arbitrary code"
+        )
+    return Header(tuple(int(n) for n in shape), dtype, bool(fortran), version, offset)
+
+
+def _read_header_v3(fp: BinaryIO) -> tuple:
+    import struct
+
+    raw = fp.read(4)
+    if len(raw) != 4:
+        raise EOFError("header length truncated")
+    (hlen,) = struct.unpack("<I", raw)
+    if hlen > MAX_HEADER_SIZE:
+        raise ValueError(f"header length {hlen} exceeds {MAX_HEADER_SIZE}")
+    header = fp.read(hlen)
+    if len(header) != hlen:
+        raise EOFError("header truncated")
+    d = ast.literal_eval(header.decode("utf8"))
+    if not isinstance(d, dict) or set(d) != {"descr", "fortran_order", "shape"}:
+        raise ValueError(f"header is not a dict with keys descr, fortran_order, shape: {d!r}")
+    return tuple(d["shape"]), bool(d["fortran_order"]), npformat.descr_to_dtype(d["descr"])
+
+
+def read_header_path(path: str | os.PathLike, *, allow_object: bool = False) -> Header:
+    """Read the header of the file at ``path`` (see :func:`read_header`)."""
+    with open(path, "rb") as fp:
+        return read_header(fp, path, allow_object=allow_object)
+
+
+# ----------------------------------------------------------------------------- header writing
+
+
+def build_header(shape: tuple[int, ...], dtype: np.dtype, fortran_order: bool = False,
+                 *, length: int | None = None, version: tuple[int, int] | None = None) -> bytes:
+    """Return the bytes of an NPY header (magic included).
+
+    With ``length=None`` the header is padded like numpy >= 1.24 does: room for ``shape[0]`` to
+    grow to ``GROWTH_AXIS_MAX_DIGITS`` digits, total length a multiple of 64.  With ``length``
+    given, the header is padded to exactly that many bytes (used to rewrite a header in place);
+    ``ValueError`` if it does not fit.
+    """
+    d = {"descr": npformat.dtype_to_descr(np.dtype(dtype)), "fortran_order": bool(fortran_order),
+         "shape": tuple(int(n) for n in shape)}
+    text = "{" + "".join(f"'{k}': {d[k]!r}, " for k in sorted(d)) + "}"
+    if length is None:
+        if shape:
+            grow_axis = -1 if fortran_order else 0
+            text += " " * max(0, npformat.GROWTH_AXIS_MAX_DIGITS - len(repr(int(shape[grow_axis]))))
+        return _wrap(text, version, None)
+    return _wrap(text, version, length)
+
+
+def _wrap(text: str, version: tuple[int, int] | None, length: int | None) -> bytes:
+    try:
+        body = text.encode("latin1")
+        enc_version = None
+    except UnicodeEncodeError:  # structured dtype with non-latin1 field names: format 3.0
+        body = text.encode("utf8")
+        enc_version = (3, 0)
+    candidates = [version] if version is not None else ([enc_version] if enc_version else [(1, 0), (2, 0)])
+    for ver in candidates:
+        if ver == (1, 0) and enc_version is not None:
+            continue
+        fmt_len = 2 if ver == (1, 0) else 4
+        prefix_len = npformat.MAGIC_LEN + fmt_len
+        if length is None:
+            total = prefix_len + len(body) + 1
+            pad = -total % npformat.ARRAY_ALIGN
+            total += pad
+        else:
+            total = length
+            pad = total - (prefix_len + len(body) + 1)
+            if pad < 0:
+                continue
+        hlen = total - prefix_len
+        if ver == (1, 0) and hlen >= 1 << 16:
+            continue
+        import struct
+
+        return (npformat.magic(*ver) + struct.pack("<H" if ver == (1, 0) else "<I", hlen)
+                + body + b" " * pad + b"\n")
+    raise ValueError("header does not fit" + (f" in {length} bytes" if length else ""))
+
+
+# ----------------------------------------------------------------------------- atomic writes
+
+
+def temp_path(path: Path) -> Path:
+    """A fresh temp-file path for ``path``: same directory, '.'-prefixed, unique."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is a temp file of :func:`atomic_write`."""
+    return name.startswith(".") and name.endswith(TEMP_SUFFIX)
+
+
+def fsync_dir(directory: str | os.PathLike) -> None:
+    """fsync a directory so a rename or creation in it is durable (no-op where unsupported)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, sync: bool = True) -> None:
+    """Write a whole file atomically: ``write(fp)`` into a temp file, fsync, rename, fsync dir.
+
+    On any error the temp file is removed and the target is left as it was.
+    """
+    path = Path(path)
+    tmp = temp_path(path)
+    try:
+        with open(tmp, "xb") as fp:
+            write(fp)
+            fp.flush()
+            if sync:
+                os.fsync(fp.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    if sync:
+        fsync_dir(path.parent)
+
+
+def _write_array_data(fp: BinaryIO, arr: np.ndarray) -> None:
+    """Write ``arr`` in C order in blocks (no full copy of a non-contiguous input)."""
+    if arr.size == 0 or arr.itemsize == 0:
+        return
+    if arr.flags.c_contiguous:
+        fp.write(memoryview(arr.reshape(-1)).cast("B"))
+        return
+    # Non-contiguous input: write it a slab of rows at a time.
+    rows_per_block = max(1, _BLOCK // max(1, arr[0].nbytes if arr.ndim else arr.nbytes))
+    if arr.ndim == 0:
+        fp.write(np.ascontiguousarray(arr).tobytes())
+        return
+    for i in range(0, arr.shape[0], rows_per_block):
+        fp.write(np.ascontiguousarray(arr[i:i + rows_per_block]).tobytes())
+
+
+def save_array(path: str | os.PathLike, arr: np.ndarray, *, sync: bool = True) -> Header:
+    """Atomically write ``arr`` as an ``.npy`` file with a growable header (C order)."""
+    arr = np.asanyarray(arr)
+    if type(arr) is not np.ndarray and not isinstance(arr, np.memmap):
+        arr = np.asarray(arr)
+    dtype = check_dtype(arr.dtype, str(path))
+    header = build_header(arr.shape, dtype)
+
+    def write(fp: BinaryIO) -> None:
+        fp.write(header)
+        _write_array_data(fp, arr)
+
+    atomic_write(path, write, sync=sync)
+    return Header(tuple(arr.shape), dtype, False, _version_of(header), len(header))
+
+
+def create_array_file(path: str | os.PathLike, shape: tuple[int, ...], dtype: np.dtype,
+                      fillvalue=None, *, sync: bool = True) -> Header:
+    """Atomically create an ``.npy`` file of ``shape`` filled with ``fillvalue`` (default zeros).
+
+    Zero fill is sparse (the file is extended with ``ftruncate``), so preallocating a large array
+    costs no I/O until rows are written.
+    """
+    dtype = check_dtype(dtype, str(path))
+    shape = tuple(int(n) for n in shape)
+    header = build_header(shape, dtype)
+    nbytes = prod(shape) * dtype.itemsize
+    fill = None
+    if fillvalue is not None:
+        fill = np.asarray(fillvalue, dtype=dtype) if not isinstance(fillvalue, np.ndarray) else fillvalue.astype(dtype)
+        if fill.shape != ():
+            raise ValueError(f"fillvalue must be a scalar, got shape {fill.shape}")
+        if not fill.tobytes().strip(b"\0"):
+            fill = None  # all-zero bytes: sparse extension does it
+
+    def write(fp: BinaryIO) -> None:
+        fp.write(header)
+        if fill is None:
+            fp.truncate(len(header) + nbytes)
+            return
+        per = max(1, _BLOCK // max(1, dtype.itemsize))
+        block = np.full(min(per, prod(shape)), fill, dtype=dtype)
+        remaining = prod(shape)
+        while remaining:
+            n = min(remaining, block.size)
+            fp.write(memoryview(block[:n]).cast("B"))
+            remaining -= n
+
+    atomic_write(path, write, sync=sync)
+    return Header(shape, dtype, False, _version_of(header), len(header))
+
+
+def _version_of(header: bytes) -> tuple[int, int]:
+    return (header[6], header[7])
+
+
+# ----------------------------------------------------------------------------- memmaps
+
+
+def open_memmap(path: str | os.PathLike, mode: str = "r", header: Header | None = None) -> tuple[np.ndarray, Header]:
+    """Map the data of an ``.npy`` file.
+
+    Parameters
+    ----------
+    path : path
+        The ``.npy`` file.
+    mode : {"r", "r+"}
+        Read-only or read-write mapping.
+    header : Header, optional
+        Already parsed header (saves a read).
+
+    Returns
+    -------
+    (array, header)
+        ``array`` is an ``np.memmap`` (a plain, non-writable-in-mode-"r" ndarray for 0-byte data,
+        which cannot be mapped).
+
+    Raises
+    ------
+    FormatError
+        The file is shorter than its header says.
+    """
+    if mode not in ("r", "r+"):
+        raise ValueError(f"mode must be 'r' or 'r+', got {mode!r}")
+    path = os.fspath(path)
+    with open(path, "rb" if mode == "r" else "r+b") as fp:
+        if header is None:
+            header = read_header(fp, path)
+        size = os.fstat(fp.fileno()).st_size
+        if size < header.expected_size:
+            raise FormatError(
+                f"{path}: file is truncated: header says shape {header.shape} {header.dtype} "
+                f"(expected {header.expected_size} bytes), found {size} bytes"
+            )
+        order = "F" if header.fortran_order else "C"
+        if header.nbytes == 0:
+            arr = np.zeros(header.shape, dtype=header.dtype, order=order)
+            if mode == "r":
+                arr.flags.writeable = False
+            return arr, header
+        # Passing the open file keeps one open() per mapping; mmap dups the descriptor.
+        arr = np.memmap(fp, dtype=header.dtype, mode=mode, offset=header.offset,
+                        shape=header.shape, order=order)
+    return arr, header
+
+
+# ----------------------------------------------------------------------------- growing
+
+
+def rewrite_shape(fd: int, old: Header, new_shape: tuple[int, ...], name: str | os.PathLike = "<file>") -> bool:
+    """Rewrite the header of an open file (descriptor ``fd``) in place with ``new_shape``.
+
+    Returns False when the new header does not fit in the old header's length (the caller then
+    rewrites the file, see :func:`regrow_file`).
+    """
+    try:
+        header = build_header(new_shape, old.dtype, old.fortran_order, length=old.offset, version=old.version)
+    except ValueError:
+        return False
+    if len(header) != old.offset:  # pragma: no cover - build_header guarantees it
+        return False
+    os.pwrite(fd, header, 0)
+    return True
+
+
+def regrow_file(path: str | os.PathLike, old: Header, *, sync: bool = True) -> Header:
+    """Rewrite ``path`` atomically with a header that has room to grow; data unchanged.
+
+    Only needed for files written without growth padding (numpy < 1.24 or other tools).
+    """
+    header = build_header(old.shape, old.dtype, old.fortran_order)
+
+    def write(fp: BinaryIO) -> None:
+        fp.write(header)
+        with open(path, "rb") as src:
+            src.seek(old.offset)
+            remaining = old.nbytes
+            while remaining:
+                chunk = src.read(min(_BLOCK, remaining))
+                if not chunk:
+                    raise FormatError(f"{path}: file is truncated while rewriting its header")
+                fp.write(chunk)
+                remaining -= len(chunk)
+
+    atomic_write(path, write, sync=sync)
+    return Header(old.shape, old.dtype, old.fortran_order, _version_of(header), len(header))
+
+
+def _sync(fd: int) -> None:
+    (getattr(os, "fdatasync", None) or os.fsync)(fd)
+
+
+def append_rows(path: str | os.PathLike, block: np.ndarray, *, sync: bool = True) -> Header:
+    """Append ``block`` (C-ordered rows of the file's dtype) along axis 0, in place.
+
+    Order of writes: data after the existing data, fsync, new shape into the header, fsync.  Extra
+    bytes already past the data (a previous torn append) are overwritten/trimmed first.
+
+    Returns the new header.
+    """
+    path = os.fspath(path)
+    with open(path, "rb") as fp:
+        header = read_header(fp, path)
+    if header.fortran_order:
+        raise FormatError(f"{path}: cannot append to a Fortran-order .npy file (only C order grows along axis 0)")
+    if not header.shape:
+        raise FormatError(f"{path}: cannot append to a 0-d array")
+    if block.dtype != header.dtype or block.shape[1:] != header.shape[1:]:
+        raise ValueError(
+            f"{path}: block of shape {block.shape} {block.dtype} does not match rows of "
+            f"shape {header.shape[1:]} {header.dtype}"
+        )
+    new_shape = (header.shape[0] + block.shape[0],) + header.shape[1:]
+    fd = os.open(path, os.O_RDWR)
+    try:
+        size = os.fstat(fd).st_size
+        if size < header.expected_size:
+            raise FormatError(
+                f"{path}: file is truncated: header says {header.expected_size} bytes, found {size}"
+            )
+        new_header_fits = True
+        try:
+            build_header(new_shape, header.dtype, False, length=header.offset, version=header.version)
+        except ValueError:
+            new_header_fits = False
+        if not new_header_fits:
+            os.close(fd)
+            fd = -1
+            header = regrow_file(path, header, sync=sync)
+            fd = os.open(path, os.O_RDWR)
+        end = header.expected_size
+        if size > end:
+            # bytes of an append that never committed its header: not data, trim them
+            os.ftruncate(fd, end)
+        data = np.ascontiguousarray(block)
+        view = memoryview(data.reshape(-1)).cast("B") if data.nbytes else b""
+        written = 0
+        while written < len(view):
+            written += os.pwrite(fd, view[written:], end + written)
+        if sync:
+            _sync(fd)
+        rewrite_shape(fd, header, new_shape, path)
+        if sync:
+            _sync(fd)
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    return Header(new_shape, header.dtype, False, header.version, header.offset)
+
+
+def resize_rows(path: str | os.PathLike, n: int, *, sync: bool = True) -> Header:
+    """Set ``shape[0]`` of ``path`` to ``n`` in place (grow with zeros, or shrink).
+
+    Growing extends the file (sparse zeros) before writing the header; shrinking writes the header
+    before trimming the file, so a crash at any point leaves a valid shape.
+    """
+    path = os.fspath(path)
+    with open(path, "rb") as fp:
+        header = read_header(fp, path)
+    if header.fortran_order or not header.shape:
+        raise FormatError(f"{path}: only C-order arrays with at least one axis can be resized")
+    new_shape = (int(n),) + header.shape[1:]
+    if header.shape[0] == n:
+        return header
+    try:
+        build_header(new_shape, header.dtype, False, length=header.offset, version=header.version)
+    except ValueError:
+        header = regrow_file(path, header, sync=sync)
+    new = Header(new_shape, header.dtype, False, header.version, header.offset)
+    fd = os.open(path, os.O_RDWR)
+    try:
+        if n > header.shape[0]:
+            os.ftruncate(fd, new.expected_size)
+            if sync:
+                _sync(fd)
+            rewrite_shape(fd, header, new_shape, path)
+        else:
+            rewrite_shape(fd, header, new_shape, path)
+            if sync:
+                _sync(fd)
+            os.ftruncate(fd, new.expected_size)
+        if sync:
+            _sync(fd)
+    finally:
+        os.close(fd)
+    return new
