@@ -1,0 +1,282 @@
+"""zarr side of conversions: read zarr format 2/3 stores (directory or zip), write format 2/3.
+
+Attributes go through npydir's one JSON encoding (:mod:`npydir.attrs`): values that are plain
+JSON stay plain (so DAS and other zarr users read them as before), numpy scalars/arrays,
+bytes and non-finite floats are stored in the tagged form of that encoding and come back as
+the same Python/numpy values.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from ._convert_base import Node, Source, join, select_rows
+from ._convert_values import NUMPY_DTYPE, is_vlen_string, max_string_length, plan_dtype
+from ._optional import require
+from .errors import ConversionError, StoreNotFoundError
+
+
+def _zarr():
+    return require("zarr", "reading and writing zarr stores")
+
+
+def open_zarr_group(path: str | os.PathLike, mode: str = "r"):
+    """Open a zarr group (format 2 or 3) in a directory or a ``.zip`` file."""
+    zarr = _zarr()
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise StoreNotFoundError(f"zarr store {path!r} does not exist")
+    store: Any = path
+    if os.path.isfile(path):
+        from zarr.storage import ZipStore
+
+        store = ZipStore(path, mode="r")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # zarr warns about v2 stores and unstable specs
+            return zarr.open_group(store, mode=mode)
+    except Exception as exc:  # zarr raises several types for a non-store
+        raise ConversionError(f"{path!r} is not a readable zarr store: {exc}") from exc
+
+
+def decode_json_attrs(raw: dict, where: str) -> tuple[dict, dict]:
+    """zarr attrs (plain JSON) -> Python/numpy values through npydir's attr encoding."""
+    from .attrs import decode_attrs
+
+    try:
+        return decode_attrs(json.dumps(dict(raw), allow_nan=False)), {}
+    except Exception:
+        pass
+    out, dropped = {}, {}
+    for key, value in dict(raw).items():
+        try:
+            out[key] = decode_attrs(json.dumps({key: value}, allow_nan=False))[key]
+        except ValueError:  # non-finite floats written by a non-strict writer: keep as read
+            out[key] = value
+        except Exception as exc:
+            dropped[key] = f"{where}: attribute {key!r} cannot be decoded: {exc}"
+    return out, dropped
+
+
+def encode_json_attrs(attrs: dict) -> dict:
+    """Python/numpy values -> plain-JSON dict (npydir's encoding) for zarr attrs."""
+    from .attrs import encode_attrs
+
+    return json.loads(encode_attrs(dict(attrs)))
+
+
+class ZarrSource(Source):
+    """Walks and reads a zarr store; arrays stay lazy until read."""
+
+    kind = "zarr"
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        self.spec = ("zarr", self.path)
+        self.root = open_zarr_group(self.path)
+        self._arrays: dict[str, Any] = {}
+
+    def _array(self, path: str):
+        arr = self._arrays.get(path)
+        if arr is None:
+            arr = self._arrays[path] = self.root[path]
+        return arr
+
+    def nodes(self) -> Iterator[Node]:
+        yield from self._walk(self.root, "")
+
+    def _walk(self, group, path: str) -> Iterator[Node]:
+        attrs, dropped = decode_json_attrs(group.attrs.asdict(), f"{self.path}:/{path}")
+        yield Node(path=path, kind="group", attrs=attrs, dropped_attrs=dropped)
+        zarr = _zarr()
+        for name, member in sorted(group.members(), key=lambda kv: kv[0]):
+            child = join(path, name)
+            if isinstance(member, zarr.Group):
+                yield from self._walk(member, child)
+            else:
+                yield self._array_node(member, child)
+
+    def _array_node(self, arr, path: str) -> Node:
+        where = f"{self.path}:/{path}"
+        attrs, dropped = decode_json_attrs(arr.attrs.asdict(), where)
+        self._arrays[path] = arr
+        shape = tuple(int(s) for s in arr.shape)
+        dtype = np.dtype(arr.dtype)
+        # read along whole shards when the array is sharded: one shard is one object to fetch
+        shards = getattr(arr, "shards", None)
+        chunk_rows = int((shards or arr.chunks)[0]) if shape else 1
+        node = Node(path=path, kind="array", attrs=attrs, shape=shape, dtype=dtype,
+                    src_dtype=str(dtype), chunk_rows=max(1, chunk_rows), dropped_attrs=dropped)
+        if is_vlen_string(dtype) or dtype.kind == "O":
+            # variable-length strings: one pass to find the widest, then fixed-width unicode
+            width, is_bytes = 0, False
+            for start in range(0, node.rows, max(1, node.chunk_rows)):
+                block = select_rows(arr, start, start + node.chunk_rows)
+                block = np.asarray(block)
+                if block.dtype.kind == "O" and block.size:
+                    is_bytes = isinstance(block.ravel()[0], bytes)
+                width = max(width, max_string_length(block))
+            node.dtype = np.dtype(f"S{max(width, 1)}" if is_bytes else f"<U{max(width, 1)}")
+            node.transform = ("bytes" if is_bytes else "str", node.dtype.str)
+            return node
+        original = attrs.pop(NUMPY_DTYPE, None)
+        if isinstance(original, str):  # byte order zarr 3 does not keep (see ZarrDest)
+            node.dtype = np.dtype(original)
+            node.transform = ("astype", node.dtype.str)
+        _, reason = plan_dtype(dtype, dest="npydir")
+        if reason:
+            node.kind, node.reason = "refused", reason
+        return node
+
+    def read(self, path: str, start: int, stop: int) -> np.ndarray:
+        return np.asarray(select_rows(self._array(path), start, stop))
+
+    def close(self) -> None:
+        store = getattr(self.root, "store", None)
+        close = getattr(store, "close", None)
+        if callable(close):
+            try:
+                close()
+            except Exception:
+                pass
+
+
+# --------------------------------------------------------------------------- destination
+
+
+def zarr_compressors(compression: Any, zarr_format: int):
+    """Map a compression spec to zarr's ``compressors`` argument.
+
+    ``None`` -> zarr's default for the format; ``"none"`` -> uncompressed;
+    ``"blosc[:cname[:clevel]]"``, ``"zstd[:level]"``, ``"gzip[:level]"``; anything else (a
+    codec object) is passed through.
+    """
+    if compression is None:
+        return "auto"
+    if not isinstance(compression, str):
+        return compression
+    name, *opts = compression.lower().split(":")
+    if name in ("none", "raw", ""):
+        return None
+    if zarr_format == 2:
+        numcodecs = require("numcodecs", "zarr format 2 compressors")
+        if name == "blosc":
+            return numcodecs.Blosc(cname=opts[0] if opts else "lz4",
+                                   clevel=int(opts[1]) if len(opts) > 1 else 5,
+                                   shuffle=numcodecs.Blosc.SHUFFLE)
+        if name == "zstd":
+            return numcodecs.Zstd(level=int(opts[0]) if opts else 3)
+        if name == "gzip":
+            return numcodecs.GZip(level=int(opts[0]) if opts else 5)
+    else:
+        from zarr import codecs
+
+        if name == "blosc":
+            return codecs.BloscCodec(cname=opts[0] if opts else "lz4",
+                                     clevel=int(opts[1]) if len(opts) > 1 else 5,
+                                     shuffle="shuffle")
+        if name == "zstd":
+            return codecs.ZstdCodec(level=int(opts[0]) if opts else 3)
+        if name == "gzip":
+            return codecs.GzipCodec(level=int(opts[0]) if opts else 5)
+    raise ConversionError(
+        f"unknown zarr compression {compression!r}; use none, blosc[:cname[:clevel]], "
+        "zstd[:level] or gzip[:level]"
+    )
+
+
+def default_chunks(shape: tuple, itemsize: int, chunks: Any, target: int = 8 * 2**20) -> tuple:
+    """Destination chunk shape: ``chunks`` (rows as int, or a full tuple) or ~8 MiB of rows."""
+    if not shape:
+        return ()
+    if isinstance(chunks, (tuple, list)):
+        if len(chunks) != len(shape):
+            chunks = (int(chunks[0]),) + tuple(shape[1:])
+        return tuple(max(1, min(int(c), max(int(s), 1))) for c, s in zip(chunks, shape))
+    inner = int(np.prod(shape[1:], dtype=np.int64)) * itemsize
+    rows = int(chunks) if chunks else max(1, target // max(inner, 1))
+    return (max(1, min(rows, max(int(shape[0]), 1))),) + tuple(max(int(s), 1) for s in shape[1:])
+
+
+class ZarrDest:
+    """Writes a zarr directory store (format 2 or 3)."""
+
+    kind = "zarr"
+    concurrent_writes = False
+
+    def __init__(self, path: Path, *, zarr_format: int = 3, chunks: Any = None,
+                 compression: Any = None):
+        zarr = _zarr()
+        if zarr_format not in (2, 3):
+            raise ConversionError(f"zarr_format must be 2 or 3, not {zarr_format!r}")
+        self.path, self.zarr_format = Path(path), zarr_format
+        self.chunks, self.compression = chunks, compression
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.root = zarr.open_group(str(self.path), mode="a", zarr_format=zarr_format)
+        self._arrays: dict[str, Any] = {}
+
+    def check(self, node: Node) -> str | None:
+        _, reason = plan_dtype(node.dtype, dest="zarr")
+        return reason
+
+    def group(self, path: str, attrs: dict, dropped: dict | None = None) -> None:
+        g = self.root.require_group(path) if path else self.root
+        g.attrs.update(encode_json_attrs(attrs))
+
+    def array(self, path: str, node: Node, attrs: dict, dropped: dict | None = None) -> None:
+        zarr = _zarr()
+        chunks = default_chunks(node.shape, node.dtype.itemsize, self.chunks)
+        existing = None
+        try:
+            existing = self.root[path]
+        except KeyError:
+            pass
+        if existing is not None and (tuple(existing.shape) != tuple(node.shape)
+                                     or np.dtype(existing.dtype) != node.dtype):
+            del self.root[path]
+            existing = None
+        if existing is None:
+            kwargs: dict = {}
+            if node.shape:
+                kwargs["chunks"] = chunks
+            if self.zarr_format == 3 and node.dtype.byteorder == ">":
+                from zarr.codecs import BytesCodec
+
+                # keep big-endian data big-endian (zarr would store it little-endian)
+                kwargs["serializer"] = BytesCodec(endian="big")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                existing = zarr.create_array(
+                    self.root.store, name=path, shape=node.shape, dtype=node.dtype,
+                    compressors=zarr_compressors(self.compression, self.zarr_format),
+                    zarr_format=self.zarr_format, fill_value=None, **kwargs,
+                )
+        attrs = dict(attrs)
+        if self.zarr_format == 3 and node.dtype.byteorder == ">":  # zarr 3 reads it as native
+            attrs[NUMPY_DTYPE] = node.dtype.str
+        existing.attrs.update(encode_json_attrs(attrs))
+        self._arrays[path] = existing
+
+    def chunk_rows(self, path: str) -> int:
+        arr = self._arrays[path]
+        return int(arr.chunks[0]) if arr.shape else 1
+
+    def write(self, path: str, start: int, stop: int, block: np.ndarray) -> None:
+        arr = self._arrays[path]
+        if arr.shape:
+            arr[start:stop] = block
+        else:
+            arr[()] = block
+
+    def flush(self) -> None:
+        pass  # every chunk is its own file, written before write() returns
+
+    def close(self) -> None:
+        self._arrays.clear()
