@@ -1,0 +1,314 @@
+"""Audio files as DAS exports them: ``.npz`` (keys ``data`` and ``samplerate``) and ``.wav``.
+
+``load_audio`` always returns ``[samples, channels]`` plus the sample rate as a float.
+``save_audio`` writes both formats; for wav it refuses to clip silently: a value outside the
+range of the target sample type is an error that counts the offending values, unless the
+caller asks for ``clip=True`` or ``rescale=True``.
+
+Ranges used for wav (scipy.io.wavfile's table): integer PCM types use their full integer range
+(8-bit PCM is unsigned, 0..255); float types use the wav convention -1.0..+1.0. Values are
+never scaled implicitly: an int16 wav stores the numbers you give it, rounded to integers.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import warnings
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._optional import require
+from ..errors import DASFormatError
+from ._files import atomic_write
+
+__all__ = ["AUDIO_SUFFIXES", "load_audio", "save_audio", "wav_range"]
+
+#: File suffixes load_audio understands, in the order a folder search prefers them.
+AUDIO_SUFFIXES = (".npz", ".wav")
+
+# sample types a wav file can hold (what scipy.io.wavfile writes and reads back unchanged)
+_WAV_DTYPES = tuple(np.dtype(t) for t in ("uint8", "int16", "int32", "int64", "float32", "float64"))
+
+
+def _as_2d(data: np.ndarray, path: Path, what: str) -> np.ndarray:
+    if data.ndim == 1:  # mono: DAS always works with [samples, channels]
+        return data[:, np.newaxis]
+    if data.ndim != 2:
+        raise DASFormatError(
+            f"{path}: {what} must be [samples, channels] (1 or 2 dimensions), "
+            f"found {data.ndim} dimensions with shape {data.shape}"
+        )
+    return data
+
+
+def _check_samplerate(samplerate: Any, path: Path) -> float:
+    arr = np.asarray(samplerate)
+    if arr.size != 1 or not (np.issubdtype(arr.dtype, np.number) and not np.iscomplexobj(arr)):
+        raise DASFormatError(
+            f"{path}: samplerate must be a single positive number, found {samplerate!r} "
+            f"(dtype {arr.dtype}, shape {arr.shape})"
+        )
+    value = float(arr.reshape(()))
+    if not np.isfinite(value) or value <= 0:
+        raise DASFormatError(f"{path}: samplerate must be a finite number > 0, found {value!r}")
+    return value
+
+
+def load_audio(path: str | os.PathLike, *, mmap: bool = False) -> tuple[np.ndarray, float]:
+    """Read a DAS audio file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``.npz`` with the keys ``data`` ([samples, channels] or [samples]) and ``samplerate``
+        (a scalar or a one-element array), or ``.wav`` (any PCM width or float that
+        scipy.io.wavfile reads; 24-bit PCM comes back as int32, as scipy returns it).
+    mmap : bool, default False
+        For wav files, memory-map the samples instead of reading them (scipy's ``mmap``;
+        not possible for 24-bit PCM, which is then read normally). Ignored for ``.npz``.
+
+    Returns
+    -------
+    data : numpy.ndarray
+        ``[samples, channels]`` in the file's own dtype; mono files become ``[samples, 1]``.
+    samplerate : float
+        Sample rate in Hz.
+
+    Raises
+    ------
+    DASFormatError
+        The file is unreadable, lacks a key, has the wrong number of dimensions or a bad
+        sample rate. The message names the file and what was expected.
+    FileNotFoundError
+        The file does not exist.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: audio file not found")
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        return _load_npz(path)
+    if suffix == ".wav":
+        return _load_wav(path, mmap=mmap)
+    raise DASFormatError(
+        f"{path}: unsupported audio file type {path.suffix!r}; expected one of {AUDIO_SUFFIXES}"
+    )
+
+
+def _load_npz(path: Path) -> tuple[np.ndarray, float]:
+    try:
+        # allow_pickle=False: an audio export holds plain arrays, never objects
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise DASFormatError(
+                f"{path}: expected an npz archive with keys 'data' and 'samplerate', "
+                f"found a single {type(loaded).__name__} (a .npy file renamed to .npz?)"
+            )
+        with loaded as npz:
+            keys = set(npz.files)
+            missing = [k for k in ("data", "samplerate") if k not in keys]
+            if missing:
+                raise DASFormatError(
+                    f"{path}: missing key(s) {missing} in npz audio file; expected keys "
+                    f"'data' [samples, channels] and 'samplerate', found {sorted(keys)}"
+                )
+            data = npz["data"]
+            samplerate = npz["samplerate"]
+    except DASFormatError:
+        raise
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        # ValueError also covers an object array that would need pickle to load
+        raise DASFormatError(f"{path}: not a readable npz audio file ({exc})") from exc
+    if data.dtype.kind not in "biuf":
+        raise DASFormatError(
+            f"{path}: 'data' must hold numbers (int, uint, float or bool), found dtype {data.dtype}"
+        )
+    return _as_2d(data, path, "'data'"), _check_samplerate(samplerate, path)
+
+
+def _load_wav(path: Path, *, mmap: bool) -> tuple[np.ndarray, float]:
+    wavfile = require("scipy.io.wavfile", "reading wav audio")
+    try:
+        with warnings.catch_warnings():
+            # unknown chunks (LIST, ...) are common in wavs from recorders and harmless
+            warnings.simplefilter("ignore", wavfile.WavFileWarning)
+            try:
+                samplerate, data = wavfile.read(path, mmap=mmap)
+            except ValueError:
+                if not mmap:
+                    raise
+                samplerate, data = wavfile.read(path, mmap=False)  # e.g. 24-bit cannot be mmapped
+    except MemoryError:
+        raise
+    except Exception as exc:
+        # scipy reports broken files as ValueError, struct.error, EOFError and even
+        # UnboundLocalError (no fmt chunk); all of them mean the same to the caller
+        raise DASFormatError(
+            f"{path}: unreadable wav file ({exc}); expected RIFF/WAVE with PCM (8/16/24/32/64 bit) "
+            f"or IEEE float samples"
+        ) from exc
+    _check_wav_complete(path)
+    return _as_2d(data, path, "wav data"), _check_samplerate(samplerate, path)
+
+
+def _check_wav_complete(path: Path) -> None:
+    """Raise if the data chunk declares more bytes than the file holds.
+
+    scipy silently returns the samples that are there when a wav is cut short (an interrupted
+    copy or recording); a training set built from it would be missing data without notice.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+            return  # RF64 and friends: scipy has already validated what it could
+        order = "<" if head[:4] == b"RIFF" else ">"
+        pos = 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk_id, chunk_size = struct.unpack(order + "4sI", f.read(8))
+            if chunk_id == b"data":
+                available = size - pos - 8
+                if chunk_size > available:
+                    raise DASFormatError(
+                        f"{path}: truncated wav file: the data chunk declares {chunk_size} bytes "
+                        f"but the file holds {available}"
+                    )
+                return
+            pos += 8 + chunk_size + (chunk_size & 1)  # chunks are padded to even sizes
+
+
+def wav_range(dtype: Any) -> tuple[float, float]:
+    """The range of values a wav file of sample type ``dtype`` holds without clipping.
+
+    Integer PCM: the integer type's range (8-bit PCM is unsigned). Float: -1.0..+1.0, the wav
+    convention (scipy writes larger floats, but players and converters clip them).
+    """
+    dt = np.dtype(dtype)
+    if dt not in _WAV_DTYPES:
+        raise DASFormatError(
+            f"wav cannot hold samples of dtype {dt}; use one of {[str(t) for t in _WAV_DTYPES]}"
+        )
+    if dt.kind == "f":
+        return -1.0, 1.0
+    info = np.iinfo(dt)
+    return int(info.min), int(info.max)
+
+
+def _fit_to_wav(
+    data: np.ndarray, target: np.dtype, path: Path, *, clip: bool, rescale: bool
+) -> np.ndarray:
+    lo, hi = wav_range(target)
+    if data.dtype.kind == "f":
+        bad = int(np.count_nonzero(~np.isfinite(data)))
+        if bad:
+            raise DASFormatError(
+                f"{path}: {bad} sample(s) are NaN or infinite; wav cannot store them"
+            )
+    values = data
+    if target.kind in "iu" and data.dtype.kind == "f":
+        values = np.rint(data)  # integers store the rounded value, so check the rounded value
+    if data.size:
+        vmin, vmax = values.min(), values.max()
+    else:
+        vmin = vmax = 0
+    out_of_range = data.size and (vmin < lo or vmax > hi)
+    if out_of_range:
+        if rescale:
+            # one factor for the whole recording, about the type's centre (128 for uint8)
+            centre = (lo + hi + 1) // 2 if target.kind == "u" else 0.0
+            half = min(hi - centre, centre - lo) if target.kind != "u" else hi - centre
+            peak = float(np.max(np.abs(data.astype(np.float64) - centre)))
+            scaled = centre + (data.astype(np.float64) - centre) * (half / peak)
+            values = np.rint(scaled) if target.kind in "iu" else scaled
+            values = np.clip(values, lo, hi)  # rounding may touch the edge by one unit
+        elif clip:
+            values = np.clip(values, lo, hi)
+        else:
+            n = int(np.count_nonzero((values < lo) | (values > hi)))
+            raise DASFormatError(
+                f"{path}: {n} of {data.size} sample value(s) lie outside the range "
+                f"[{lo}, {hi}] of {target} wav samples (found min {vmin}, max {vmax}); "
+                f"pass clip=True to clip them, rescale=True to scale the recording into range, "
+                f"or choose another dtype"
+            )
+    return np.ascontiguousarray(values.astype(target, copy=False))
+
+
+def save_audio(
+    path: str | os.PathLike,
+    data: Any,
+    samplerate: float,
+    *,
+    clip: bool = False,
+    rescale: bool = False,
+    dtype: Any = None,
+) -> Path:
+    """Write audio as ``.npz`` (DAS export layout) or ``.wav``.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Target file; the suffix (``.npz`` or ``.wav``) picks the format. Written atomically.
+    data : array_like
+        ``[samples, channels]`` or ``[samples]`` (mono).
+    samplerate : float
+        Sample rate in Hz; must be a positive integer for wav (the header stores an integer).
+    clip : bool, default False
+        wav only: clip values outside the target type's range instead of raising.
+    rescale : bool, default False
+        wav only: if any value is out of range, scale the whole recording by one factor so
+        that its peak sits at the edge of the range (about 128 for unsigned 8-bit). Data that
+        is already in range is written unchanged.
+    dtype : dtype, optional
+        Sample type to store. Default: the data's own dtype (for wav it must be one of
+        uint8, int16, int32, int64, float32, float64).
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+
+    Raises
+    ------
+    DASFormatError
+        Values out of range for a wav (the message counts them and gives the range), NaN or
+        infinite values in a wav, bad shape, bad sample rate or unsupported suffix.
+    """
+    path = Path(path)
+    if clip and rescale:
+        raise ValueError("save_audio: pass at most one of clip=True and rescale=True")
+    arr = _as_2d(np.asarray(data), path, "data")
+    if arr.dtype.kind not in "biuf":
+        raise DASFormatError(f"{path}: audio data must be numeric, found dtype {arr.dtype}")
+    rate = _check_samplerate(samplerate, path)
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        if dtype is not None:
+            arr = arr.astype(dtype)
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:  # a file object stops numpy from appending ".npz"
+                np.savez(f, data=arr, samplerate=np.array([rate], dtype=np.float64))
+
+        atomic_write(path, write)
+        return path
+    if suffix == ".wav":
+        wavfile = require("scipy.io.wavfile", "writing wav audio")
+        if rate != int(rate):
+            raise DASFormatError(
+                f"{path}: wav stores the sample rate as an integer number of Hz; found {rate!r}"
+            )
+        target = np.dtype(dtype) if dtype is not None else arr.dtype
+        if target == np.dtype(bool):
+            target = np.dtype("uint8")
+        values = _fit_to_wav(arr, target, path, clip=clip, rescale=rescale)
+        atomic_write(path, lambda tmp: wavfile.write(tmp, int(rate), values))
+        return path
+    raise DASFormatError(
+        f"{path}: unsupported audio file type {path.suffix!r}; expected one of {AUDIO_SUFFIXES}"
+    )
