@@ -191,7 +191,7 @@ def _check_out(out: Any, shape: tuple[int, int, int], dtype: np.dtype, a: np.nda
         raise ValueError("out overlaps x; pass a separate buffer")
 
 
-def _prepare(x, starts, window, step, out, dtype, scale, pad):
+def _prepare(x, starts, window, step, out, dtype, scale, pad, threads):
     """Validate the arguments shared by the kernel and the reference (everything, once)."""
     a = _as_2d(x)
     st = _as_starts(starts)
@@ -203,6 +203,8 @@ def _prepare(x, starts, window, step, out, dtype, scale, pad):
         if isinstance(scale, (complex, np.complexfloating)) or not np.isscalar(scale):
             raise TypeError(f"scale must be a real number, found {scale!r}")
         scale = float(scale)
+    if threads is not None and operator.index(threads) < 1:
+        raise ValueError(f"threads must be >= 1 or None, found {threads}")
     dt = _resolve_dtype(a, dtype, out, scale)
     _check_starts(st, a.shape[0], window, pad)
     shape = (st.shape[0], -(-window // step), a.shape[1])
@@ -229,10 +231,7 @@ def _file_mapped(x: Any) -> bool:
 
 def _pick_threads(threads: int | None, nwin: int, nbytes: int) -> int:
     if threads is not None:
-        t = operator.index(threads)
-        if t < 1:
-            raise ValueError(f"threads must be >= 1 or None, found {t}")
-        return max(1, min(t, nwin))
+        return max(1, min(operator.index(threads), nwin))
     # Leave the cores other gather calls running right now are using: never oversubscribe.
     free = max(1, _cpu_count() // max(1, _active_calls))
     return max(1, min(free, nwin, nbytes // _MIN_BYTES_PER_THREAD))
@@ -290,7 +289,9 @@ def gather_windows(
         Bad shapes, dtypes, ``out``, ``step``, ``window``, ``pad`` or ``scale``.
     """
     global _active_calls
-    a, st, window, step, res, dt, scale = _prepare(x, starts, window, step, out, dtype, scale, pad)
+    a, st, window, step, res, dt, scale = _prepare(
+        x, starts, window, step, out, dtype, scale, pad, threads
+    )
     if res.size == 0:
         return res
     nthreads = _pick_threads(threads, st.shape[0], res.nbytes)
@@ -341,7 +342,9 @@ def gather_windows_reference(
     semantics of ``pad`` are numpy's by construction.  ``threads`` is accepted and ignored.
     Meant for tests and as executable documentation, not for large pads (it materialises them).
     """
-    a, st, window, step, res, dt, scale = _prepare(x, starts, window, step, out, dtype, scale, pad)
+    a, st, window, step, res, dt, scale = _prepare(
+        x, starts, window, step, out, dtype, scale, pad, threads
+    )
     if res.size == 0:
         return res
     offset = 0
