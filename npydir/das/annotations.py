@@ -224,7 +224,9 @@ def read_annotations(path: str | os.PathLike) -> Annotations:
     path = Path(path)
     try:
         # utf-8-sig: files saved by spreadsheet programs often start with a byte-order mark
-        text = path.read_text(encoding="utf-8-sig")
+        # newline="": keep CR/LF inside quoted fields as they are; the csv module splits lines
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            text = f.read()
     except UnicodeDecodeError as exc:
         raise DASFormatError(f"{path}: annotation file is not UTF-8 text ({exc})") from exc
     return _parse_annotations(text, str(path))

@@ -78,7 +78,9 @@ def read_definitions(path: str | os.PathLike) -> dict[str, str]:
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        # newline="": keep CR/LF inside quoted fields as they are; the csv module splits lines
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            text = f.read()
     except UnicodeDecodeError as exc:
         raise DASFormatError(f"{path}: definitions file is not UTF-8 text ({exc})") from exc
     reader = csv.reader(io.StringIO(text, newline=""))
