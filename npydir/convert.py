@@ -271,7 +271,8 @@ def copy_tree(source, nodes, dest, journal, report: ConversionReport, *, memory_
     finally:
         if bar is not None:
             bar.close()
-    journal.commit(dest.flush)
+        # also on Ctrl-C or an error: every recorded block is written, keep them
+        journal.commit(dest.flush)
 
 
 class NullJournal:

@@ -1,0 +1,202 @@
+"""A conversion killed (SIGKILL) or interrupted (Ctrl-C) resumes where it stopped.
+
+The converting child reads slowly (a sleep per block) so the parent can kill it mid-way once
+the journal shows some finished blocks; running the same conversion again must skip those
+blocks (checked against the journal) and give a result byte-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import npydir
+from npydir.errors import StoreNotFoundError
+
+from _convert_fixtures import assert_same_tree, tree_of
+
+zarr = pytest.importorskip("zarr")
+h5py = pytest.importorskip("h5py")
+
+ROWS, CHUNK = 6_000, 100  # 60 chunks; a budget of 2 chunks per block in flight -> 60 blocks
+BUDGET = 2 * CHUNK * 4 * 4  # rows * channels * itemsize, for threads=1: 1 chunk per block
+
+CHILD = textwrap.dedent(
+    """
+    import sys, time, warnings
+    warnings.simplefilter("ignore")
+    import npydir
+    from npydir._convert_base import Source
+    from npydir._convert_zarr import ZarrSource
+    from npydir._convert_hdf5 import Hdf5Source
+
+    def slow(cls):
+        real = cls.read
+        def read(self, *args):
+            time.sleep(0.03)
+            return real(self, *args)
+        cls.read = read
+        cls.read_into = lambda self, *a: False
+
+    slow(ZarrSource); slow(Hdf5Source)
+    npydir.convert(sys.argv[1], sys.argv[2], progress=False, memory_budget=int(sys.argv[3]),
+                   threads=1, journal_interval=0)
+    """
+)
+
+
+def _make_source(tmp_path: Path, kind: str) -> Path:
+    data = np.arange(ROWS * 4, dtype=np.float32).reshape(ROWS, 4)
+    if kind == "zarr":
+        path = tmp_path / "src.zarr"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            root = zarr.open_group(str(path), mode="w")
+            root.attrs["samplerate_x_Hz"] = 10_000
+            a = root.create_group("train").create_array("x", shape=data.shape, dtype=data.dtype,
+                                                        chunks=(CHUNK, 4))
+            a[:] = data
+    else:
+        path = tmp_path / "src.h5"
+        with h5py.File(path, "w") as f:
+            f.attrs["samplerate_x_Hz"] = 10_000
+            f.create_dataset("train/x", data=data, chunks=(CHUNK, 4))
+    return path
+
+
+def _journal_blocks(journal: Path) -> int:
+    if not journal.exists():
+        return 0
+    n = 0
+    for line in journal.read_text().splitlines():
+        try:
+            n += "a" in json.loads(line)
+        except json.JSONDecodeError:
+            pass
+    return n
+
+
+def _start_child(src: Path, dst: Path) -> subprocess.Popen:
+    script = dst.parent / "child.py"
+    script.write_text(CHILD)
+    return subprocess.Popen([sys.executable, str(script), str(src), str(dst), str(BUDGET)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _interrupt_after(proc: subprocess.Popen, journal: Path, blocks: int, sig: int) -> int:
+    deadline = time.monotonic() + 60
+    while _journal_blocks(journal) < blocks:
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline, "child made no progress"
+        time.sleep(0.01)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0, "child finished before it was interrupted"
+    proc.stderr_text = err.decode(errors="replace")
+    return _journal_blocks(journal)
+
+
+@pytest.mark.parametrize("kind,kill_after", [("zarr", 5), ("zarr", 25), ("hdf5", 12)])
+def test_sigkill_then_resume(tmp_path, kind, kill_after):
+    src = _make_source(tmp_path, kind)
+    npydir.convert(src, tmp_path / "ref.npy", progress=False)  # uninterrupted reference
+    dst = tmp_path / "out.npy"
+    journal = tmp_path / ".out.npy.partial.journal"
+    proc = _start_child(src, dst)
+    done = _interrupt_after(proc, journal, kill_after, signal.SIGKILL)
+    assert proc.returncode == -signal.SIGKILL
+    # nothing half-written looks complete: the destination does not exist yet
+    assert not dst.exists() and (tmp_path / ".out.npy.partial").is_dir()
+    with pytest.raises(StoreNotFoundError, match="interrupted conversion"):
+        npydir.load(dst)
+    report = npydir.convert(src, dst, progress=False, memory_budget=BUDGET, threads=1)
+    assert report.resumed
+    assert report.blocks_skipped >= done >= kill_after
+    assert report.blocks_written == ROWS // CHUNK - report.blocks_skipped
+    assert_same_tree(tree_of(tmp_path / "ref.npy"), tree_of(dst))
+    assert not journal.exists() and not (tmp_path / ".out.npy.partial").exists()
+
+
+def test_killed_twice_still_converges(tmp_path):
+    src = _make_source(tmp_path, "zarr")
+    dst = tmp_path / "out.npy"
+    journal = tmp_path / ".out.npy.partial.journal"
+    first = _interrupt_after(_start_child(src, dst), journal, 8, signal.SIGKILL)
+    second = _interrupt_after(_start_child(src, dst), journal, first + 8, signal.SIGKILL)
+    assert second >= first + 8  # the second run added to the first one's journal
+    report = npydir.convert(src, dst, progress=False, memory_budget=BUDGET, threads=1,
+                            verify=True)
+    assert report.blocks_skipped >= second
+    np.testing.assert_array_equal(np.load(dst / "train" / "x.npy"),
+                                  np.arange(ROWS * 4, dtype=np.float32).reshape(ROWS, 4))
+
+
+def test_ctrl_c_then_resume(tmp_path):
+    src = _make_source(tmp_path, "zarr")
+    dst = tmp_path / "out.npy"
+    journal = tmp_path / ".out.npy.partial.journal"
+    proc = _start_child(src, dst)
+    done = _interrupt_after(proc, journal, 10, signal.SIGINT)
+    # an uncaught KeyboardInterrupt ends Python by re-raising SIGINT (exit status -2)
+    assert proc.returncode == -signal.SIGINT
+    assert "KeyboardInterrupt" in proc.stderr_text
+    assert not dst.exists()
+    report = npydir.convert(src, dst, progress=False, memory_budget=BUDGET, threads=1)
+    assert report.blocks_skipped >= done
+    assert report.blocks_skipped + report.blocks_written == ROWS // CHUNK
+    np.testing.assert_array_equal(np.load(dst / "train" / "x.npy"),
+                                  np.arange(ROWS * 4, dtype=np.float32).reshape(ROWS, 4))
+
+
+def test_keyboard_interrupt_in_process_keeps_finished_blocks(tmp_path, monkeypatch):
+    from npydir._convert_zarr import ZarrSource
+
+    src = _make_source(tmp_path, "zarr")
+    dst = tmp_path / "out.npy"
+    real = ZarrSource.read
+    calls = {"n": 0}
+
+    def read(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 20:
+            raise KeyboardInterrupt
+        return real(self, *args)
+
+    monkeypatch.setattr(ZarrSource, "read", read)
+    with pytest.raises(KeyboardInterrupt):
+        npydir.convert(src, dst, progress=False, memory_budget=BUDGET, threads=2,
+                       journal_interval=60)  # the interrupt path itself must commit
+    done = _journal_blocks(tmp_path / ".out.npy.partial.journal")
+    assert done >= 15
+    monkeypatch.setattr(ZarrSource, "read", real)
+    report = npydir.convert(src, dst, progress=False, memory_budget=BUDGET, threads=2)
+    assert report.blocks_skipped == done
+    np.testing.assert_array_equal(np.load(dst / "train" / "x.npy"),
+                                  np.arange(ROWS * 4, dtype=np.float32).reshape(ROWS, 4))
+
+
+def test_changed_options_restart_instead_of_mixing(tmp_path):
+    src = _make_source(tmp_path, "zarr")
+    dst = tmp_path / "out.zarr"
+    journal = tmp_path / ".out.zarr.partial.journal"
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.replace("threads=1,", "threads=1, zarr_format=2,"))
+    proc = subprocess.Popen([sys.executable, str(script), str(src), str(dst), str(BUDGET)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _interrupt_after(proc, journal, 5, signal.SIGKILL)
+    report = npydir.convert(src, dst, progress=False, zarr_format=3, verify=True)
+    assert not report.resumed and report.blocks_skipped == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert zarr.open_group(str(dst), mode="r").metadata.zarr_format == 3
+    assert os.listdir(tmp_path).count(".out.zarr.partial") == 0
