@@ -190,16 +190,25 @@ def build_parser() -> argparse.ArgumentParser:
             "*_annotations.csv)",
             _example("npydir make-dataset recordings/ dataset.npy",
                      "npydir make-dataset rec1.npz rec2.npz rec3.wav dataset.npy "
-                     "--val-fraction 0.2"), parents=(common, prog))
+                     "--split fraction --val-fraction 0.2"), parents=(common, prog))
     p.add_argument("inputs", nargs="+", metavar="RECORDING",
                    help="audio files (.npz/.wav) with *_annotations.csv beside them, or "
                         "folders of them; the last argument is the output store")
+    p.add_argument("--split", choices=("recording", "fraction"), default=None,
+                   help="whole recordings to train/val/test (default; needs 3 recordings) "
+                        "or every recording cut by the fractions")
     p.add_argument("--val-fraction", type=float, default=None,
-                   help="fraction of the recordings (or samples) for validation")
+                   help="fraction for validation (default 0.2)")
     p.add_argument("--test-fraction", type=float, default=None,
-                   help="fraction for testing")
-    p.add_argument("--definitions", default=None, help="*_definitions.csv with the song types")
-    p.add_argument("--seed", type=int, default=None, help="seed of the split")
+                   help="fraction for testing (default 0.2; 0 for none)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the split (0)")
+    p.add_argument("--class-names", default=None, metavar="A,B,...",
+                   help="classes of y, comma-separated ('noise' is put first)")
+    p.add_argument("--x-dtype", default=None, help="dtype of x (default float16, as DAS)")
+    p.add_argument("--y-dtype", default=None, help="dtype of y (default float32)")
+    p.add_argument("--suffixes", action="store_true",
+                   help="also write y_<class> (noise + that class) for every class")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store")
     p.set_defaults(func=_cmd_make_dataset)
 
     from .bench import ALL_BACKENDS
@@ -553,40 +562,42 @@ def _cmd_make_dataset(args: argparse.Namespace) -> int:
     *inputs, out = args.inputs
     recordings = _find_recordings([Path(p) for p in inputs])
     kwargs: dict[str, Any] = {"progress": _progress(args)}
-    for name in ("val_fraction", "test_fraction", "seed"):
+    for name in ("split", "val_fraction", "test_fraction", "seed", "x_dtype", "y_dtype"):
         value = getattr(args, name)
         if value is not None:
             kwargs[name] = value
-    if args.definitions is not None:
-        kwargs["definitions"] = args.definitions
+    if args.class_names:
+        kwargs["class_names"] = [c.strip() for c in args.class_names.split(",") if c.strip()]
+    if args.suffixes:
+        kwargs["suffixes"] = True
+    if args.overwrite:
+        kwargs["overwrite"] = True
     result = das.make_dataset(recordings, out, **kwargs)
     print(f"wrote {result if result is not None else out} from {len(recordings)} recordings")
     return 0
 
 
-def _find_recordings(inputs: Sequence[Path]) -> list[tuple[Path, Path]]:
-    """(audio, annotations) pairs from files and folders (annotations beside the audio)."""
-    pairs: list[tuple[Path, Path]] = []
+def _find_recordings(inputs: Sequence[Path]) -> list:
+    """Recordings from folders (as the DAS GUI exports them) and audio files (with
+    ``<stem>_annotations.csv`` beside them)."""
+    from . import das
+
+    found: list = []
     for p in inputs:
         if p.is_dir():
-            audio = sorted(q for q in p.iterdir()
-                           if q.suffix.lower() in (".npz", ".wav") and q.is_file())
-            if not audio:
-                raise UsageError(f"{p}: no .npz or .wav recordings in this folder")
+            found.extend(das.find_recordings(p))
         elif p.exists():
-            audio = [p]
+            ann = p.with_name(p.stem + "_annotations.csv")
+            if not ann.exists():
+                from .errors import DASFormatError
+
+                raise DASFormatError(f"{p}: no annotations file {ann.name} beside it")
+            found.append((p, ann))
         else:
             from .errors import StoreNotFoundError
 
             raise StoreNotFoundError(f"{p}: no such recording")
-        for a in audio:
-            ann = a.with_name(a.stem + "_annotations.csv")
-            if not ann.exists():
-                from .errors import DASFormatError
-
-                raise DASFormatError(f"{a}: no annotations file {ann.name} beside it")
-            pairs.append((a, ann))
-    return pairs
+    return found
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
