@@ -275,6 +275,8 @@ def _hook(obj: dict) -> Any:
         if tag == "scalar":
             dtype = _dtype_from_json(obj["dtype"])
             if "base64" in obj:
+                if dtype.itemsize == 0:  # np.bytes_(b"") and friends: nothing to decode
+                    return dtype.type()
                 return np.frombuffer(base64.b64decode(obj["base64"]), dtype=dtype)[0]
             v = obj["value"]
             if dtype.kind == "c":
@@ -345,13 +347,7 @@ _ALLOWED_GLOBALS = {
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
     ("builtins", "complex"),
-    ("builtins", "set"),
-    ("builtins", "frozenset"),
-    ("builtins", "bytearray"),
     ("__builtin__", "complex"),
-    ("__builtin__", "set"),
-    ("__builtin__", "frozenset"),
-    ("__builtin__", "bytearray"),
     ("collections", "OrderedDict"),
     ("_codecs", "encode"),  # how protocol-2 pickles (Python 2 era) spell bytes
 }
@@ -391,11 +387,11 @@ def _check_plain(value: Any, name: str, where: str = "attrs", depth: int = 0) ->
         for k, v in value.items():
             _check_plain(v, name, f"{where}[{k!r}]", depth + 1)
         return value
-    if isinstance(value, (list, tuple, set, frozenset)):
+    if isinstance(value, (list, tuple)):
         for i, v in enumerate(value):
             _check_plain(v, name, f"{where}[{i}]", depth + 1)
         return value
-    if value is None or isinstance(value, (str, bytes, bytearray, int, float, complex, np.generic)):
+    if value is None or isinstance(value, (str, bytes, int, float, complex, np.generic)):
         if isinstance(value, np.generic) and value.dtype.hasobject:
             raise UnsafePickleError(f"{name}: object scalar at {where} is not allowed")
         return value

@@ -128,7 +128,8 @@ def open(path: str | os.PathLike, mode: str = "r", *, das_compat: bool = False, 
     """
     if mode not in MODES:
         raise ValueError(f"invalid mode {mode!r}; expected one of {', '.join(MODES)}")
-    root = Path(os.fspath(path))
+    # absolute, so pickled arrays reopen from any working directory
+    root = Path(os.path.abspath(os.fspath(path)))
     created = False
     if mode in ("w-", "x"):
         try:
@@ -162,6 +163,8 @@ def open(path: str | os.PathLike, mode: str = "r", *, das_compat: bool = False, 
             except FileExistsError:  # raced with another creator: fine, the lock decides
                 pass
             created = True
+    if not created and mode != "w":
+        _check_format_file(root)
     store = _Store(root, mode, das_compat=das_compat, portable=portable)
     if not store.readonly:
         store.lock = StoreLock(root)
@@ -175,7 +178,6 @@ def open(path: str | os.PathLike, mode: str = "r", *, das_compat: bool = False, 
         except BaseException:
             store.close()
             raise
-    _check_format_file(root)
     return Group(store, ())
 
 

@@ -1,0 +1,260 @@
+"""The JSON attribute encoding and the legacy (DAS) attrs.npy reader/writer."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from npydir.attrs import (
+    decode_attrs,
+    encode_attrs,
+    read_attrs_file,
+    read_legacy_attrs,
+    write_attrs_file,
+    write_legacy_attrs,
+)
+from npydir.errors import AttributeEncodingError, FormatError, UnsafePickleError
+
+
+def roundtrip(d):
+    text = encode_attrs(d)
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON token {c}"))
+    return decode_attrs(text)
+
+
+def assert_same(a, b):
+    """Equal values of equal types (NaN == NaN)."""
+    if isinstance(a, np.ndarray):
+        assert isinstance(b, np.ndarray) and a.dtype == b.dtype and a.shape == b.shape
+        assert a.tobytes() == b.tobytes() or np.array_equal(a, b, equal_nan=a.dtype.kind in "fc")
+    elif isinstance(a, np.generic):
+        assert type(a) is type(b) and a.dtype == b.dtype
+        assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and list(a) == list(b)
+        for k in a:
+            assert_same(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, list) and len(a) == len(b)  # tuples come back as lists
+        for x, y in zip(a, b):
+            assert_same(x, y)
+    elif isinstance(a, float) and math.isnan(a):
+        assert isinstance(b, float) and math.isnan(b)
+    elif isinstance(a, complex):
+        assert isinstance(b, complex) and np.array_equal(a, b, equal_nan=True)
+    else:
+        assert type(a) is type(b) and a == b
+
+
+TABLE = {
+    "str": "ünï",
+    "int": -(2**70),
+    "float": 0.1,
+    "bool": True,
+    "none": None,
+    "nan": math.nan,
+    "inf": math.inf,
+    "-inf": -math.inf,
+    "complex": complex(1, math.nan),
+    "list": [1, "a", None, [2.5]],
+    "tuple": (1, 2),
+    "dict": {"a": {"b": [1]}},
+    "tagged-looking dict": {"__npydir__": "ndarray", "x": 1},
+    "bytes": b"\x00\xff",
+    "bytearray": bytearray(b"ab"),
+    "np.float32": np.float32(1.5),
+    "np.int64": np.int64(-3),
+    "np.uint8": np.uint8(200),
+    "np.bool_": np.bool_(True),
+    "np.str_": np.str_("hi"),
+    "np.bytes_": np.bytes_(b"x"),
+    "np.complex64": np.complex64(1 - 2j),
+    "np.float16 nan": np.float16("nan"),
+    "np.longdouble": np.longdouble(1) / 3,
+    "np.datetime64": np.datetime64("2024-01-02T03:04"),
+    "array f4": np.array([[1.0, np.nan], [np.inf, -0.0]], dtype="f4"),
+    "array >i4": np.arange(3, dtype=">i4"),
+    "array 0-d": np.array(5, dtype="u2"),
+    "array empty": np.zeros((0, 3)),
+    "array U": np.array(["noise", "pulse", "sine"]),
+    "array S": np.array([b"a", b"bc"]),
+    "array c8": np.array([1 + 1j, np.nan], dtype="c8"),
+    "array bool": np.array([[True, False]]),
+    "array struct": np.array([(1, 2.0)], dtype=[("a", "<i2"), ("b", "<f8")]),
+}
+
+
+@pytest.mark.parametrize("key", list(TABLE))
+def test_encoding_table_roundtrips(key):
+    value = TABLE[key]
+    back = roundtrip({key: value})
+    if isinstance(value, bytearray):
+        assert back[key] == bytes(value) and type(back[key]) is bytes
+    else:
+        assert_same(value, back[key])
+
+
+def test_readable_json_forms():
+    text = encode_attrs({"a": np.array([1.0, np.nan]), "b": math.inf, "c": np.int16(3), "d": b"hi"})
+    d = json.loads(text)
+    assert d["a"] == {"__npydir__": "ndarray", "dtype": "<f8", "shape": [2], "data": [1.0, "nan"]}
+    assert d["b"] == {"__npydir__": "float", "value": "inf"}
+    assert d["c"] == {"__npydir__": "scalar", "dtype": "<i2", "value": 3}
+    assert d["d"] == {"__npydir__": "bytes", "base64": "aGk="}
+
+
+class Custom:
+    pass
+
+
+@pytest.mark.parametrize(
+    "value, match",
+    [
+        ({1, 2}, "set"),
+        (Custom(), "Custom"),
+        (np.array([1, "a"], dtype=object), "object-dtype"),
+        ({"inner": {3: "x"}}, "dict keys must be str"),
+        ([1, [Custom()]], "Custom"),
+        (np.dtype("f4"), "dtype"),
+    ],
+)
+def test_unstorable_values_name_the_key(value, match):
+    with pytest.raises(AttributeEncodingError, match=match) as info:
+        encode_attrs({"the_key": value})
+    assert "the_key" in str(info.value)
+    assert isinstance(info.value, TypeError)
+
+
+def test_non_str_attribute_names():
+    with pytest.raises(AttributeEncodingError, match="str"):
+        encode_attrs({1: 2})
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ('{"a": NaN}', "non-standard JSON token NaN"),
+        ('{"a": Infinity}', "Infinity"),
+        ("[1, 2]", "JSON object"),
+        ("{", "not valid JSON"),
+        ('{"a": {"__npydir__": "martian"}}', "unknown attribute tag"),
+        ('{"a": {"__npydir__": "ndarray", "dtype": "<f4"}}', "malformed"),
+    ],
+)
+def test_bad_attrs_text(text, match):
+    with pytest.raises(FormatError, match=match) as info:
+        decode_attrs(text, "g/attrs.json")
+    assert "g/attrs.json" in str(info.value)
+
+
+def test_attrs_files_are_atomic(tmp_path):
+    p = tmp_path / "attrs.json"
+    assert read_attrs_file(p) == {}
+    write_attrs_file(p, {"a": 1})
+    with pytest.raises(AttributeEncodingError):
+        write_attrs_file(p, {"a": 2, "b": {1}})
+    assert read_attrs_file(p) == {"a": 1}  # the failed write changed nothing
+    assert os.listdir(tmp_path) == ["attrs.json"]
+
+
+# ---------------------------------------------------------------------------------- hypothesis
+
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**80), 2**80), st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8), st.binary(max_size=8), st.complex_numbers(allow_nan=True, allow_infinity=True),
+)
+np_dtypes = st.one_of(hnp.integer_dtypes(), hnp.unsigned_integer_dtypes(), hnp.floating_dtypes(),
+                      hnp.complex_number_dtypes(), hnp.boolean_dtypes(), hnp.unicode_string_dtypes(max_len=4),
+                      hnp.byte_string_dtypes(max_len=4))
+np_arrays = hnp.arrays(np_dtypes, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=3))
+np_scalars = np_arrays.filter(lambda a: a.size > 0).map(lambda a: a.reshape(-1)[0])
+values = st.recursive(
+    st.one_of(scalars, np_arrays, np_scalars),
+    lambda children: st.one_of(st.lists(children, max_size=3), st.dictionaries(st.text(max_size=5), children,
+                                                                                max_size=3)),
+    max_leaves=8,
+)
+
+
+@given(st.dictionaries(st.text(max_size=10), values, max_size=5))
+def test_property_roundtrip(d):
+    back = roundtrip(d)
+    assert_same(d, back)
+
+
+# ---------------------------------------------------------------------------------- legacy attrs.npy
+
+
+def test_legacy_das_attrs_read(tmp_path):
+    attrs = {"samplerate_x_Hz": 10000, "class_names": ["noise", "pulse"], "class_types": np.array(["segment"]),
+             "rate": np.float64(2.5), "nested": {"t": (1, 2)}, "z": 1j, "b": b"x"}
+    p = tmp_path / "attrs.npy"
+    np.save(p, attrs, allow_pickle=True)  # exactly what DAS's npy_dir.save does
+    got = read_legacy_attrs(p)
+    assert got["samplerate_x_Hz"] == 10000 and got["class_names"] == ["noise", "pulse"]
+    np.testing.assert_array_equal(got["class_types"], ["segment"])
+    assert got["rate"] == 2.5 and isinstance(got["rate"], np.float64)
+    assert got["nested"] == {"t": (1, 2)} and got["z"] == 1j and got["b"] == b"x"
+
+
+def test_legacy_writer_is_what_das_reads(tmp_path):
+    p = tmp_path / "attrs.npy"
+    attrs = {"a": np.arange(3), "names": ["x"], "f": np.float32(1)}
+    write_legacy_attrs(p, attrs)
+    das_view = np.load(p, allow_pickle=True)[()]  # DAS's own loader
+    assert das_view.keys() == attrs.keys()
+    np.testing.assert_array_equal(das_view["a"], attrs["a"])
+    assert_same(read_legacy_attrs(p), {"a": attrs["a"], "names": ["x"], "f": np.float32(1)})
+
+
+class Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_pickle_is_refused_and_runs_nothing(tmp_path):
+    marker = tmp_path / "pwned"
+    p = tmp_path / "attrs.npy"
+    np.save(p, {"samplerate": 1, "evil": Evil(marker)}, allow_pickle=True)
+    with pytest.raises(UnsafePickleError, match=r"attrs.npy.*(posix|os)\.system"):
+        read_legacy_attrs(p)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "payload, match",
+    [
+        ({"a": np.array([1, "x"], dtype=object)}, "object-dtype array"),
+        ({"a": Custom()}, "Custom"),
+        ({"a": {1, 2}}, "set"),
+    ],
+)
+def test_legacy_refusals(tmp_path, payload, match):
+    p = tmp_path / "attrs.npy"
+    np.save(p, payload, allow_pickle=True)
+    with pytest.raises(UnsafePickleError, match=match):
+        read_legacy_attrs(p)
+
+
+def test_legacy_not_a_dict(tmp_path):
+    p = tmp_path / "attrs.npy"
+    np.save(p, np.arange(3))
+    with pytest.raises(FormatError, match="pickled dict"):
+        read_legacy_attrs(p)
+    p.write_bytes(b"\x93NUMPY\x01\x00" + b"\x40\x00" + b"{'descr': '|O', 'fortran_order': False, 'shape': (), }".ljust(63) + b"\n" + pickle.dumps([1]))
+    with pytest.raises(FormatError, match="dict"):
+        read_legacy_attrs(p)
+    p.write_bytes(p.read_bytes()[:80])
+    with pytest.raises(FormatError, match="does not load"):
+        read_legacy_attrs(p)

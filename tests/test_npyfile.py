@@ -1,0 +1,212 @@
+"""The .npy layer: growable headers, atomic writes, appends, memmaps and refusals."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+
+import numpy as np
+import pytest
+from numpy.lib import format as npformat
+
+from npydir import npyfile
+from npydir.errors import FormatError, UnsupportedDTypeError
+
+
+def _header_of(path):
+    with open(path, "rb") as fp:
+        return npyfile.read_header(fp, path)
+
+
+@pytest.mark.parametrize("shape", [(0,), (5,), (3, 4), (0, 7), (2, 3, 4)])
+@pytest.mark.parametrize("dtype", ["<f4", ">i8", "|b1", "<c16", "<U3", [("a", "<i2"), ("b", "<f8")]])
+def test_build_header_matches_numpy_and_has_room(shape, dtype):
+    dtype = np.dtype(dtype)
+    ours = npyfile.build_header(shape, dtype)
+    buf = io.BytesIO()
+    npformat.write_array_header_1_0(buf, {"descr": npformat.dtype_to_descr(dtype), "fortran_order": False,
+                                         "shape": shape})
+    assert ours == buf.getvalue()  # identical to numpy >= 1.24 (padded for growth)
+    assert len(ours) % 64 == 0
+    # room for shape[0] to reach 21 digits without changing the header length
+    big = (10**20,) + shape[1:]
+    assert len(npyfile.build_header(big, dtype, length=len(ours))) == len(ours)
+
+
+def test_header_v3_for_non_latin1_field_names(tmp_path):
+    arr = np.zeros(2, dtype=[("ü€", "<i4")])
+    p = tmp_path / "a.npy"
+    npyfile.save_array(p, arr)
+    h = _header_of(p)
+    assert h.version == (3, 0)
+    assert np.load(p).dtype == arr.dtype
+
+
+def test_save_array_is_loadable_by_numpy_and_leaves_no_temp(tmp_path):
+    arr = np.arange(12, dtype="<i4").reshape(3, 4)[:, ::2]  # non-contiguous input
+    p = tmp_path / "x.npy"
+    h = npyfile.save_array(p, arr)
+    np.testing.assert_array_equal(np.load(p, mmap_mode="r"), arr)
+    assert h.shape == (3, 2) and h.expected_size == os.path.getsize(p)
+    assert os.listdir(tmp_path) == ["x.npy"]
+
+
+def test_atomic_write_failure_keeps_old_file_and_removes_temp(tmp_path):
+    p = tmp_path / "f"
+    p.write_bytes(b"old")
+
+    def boom(fp):
+        fp.write(b"half")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        npyfile.atomic_write(p, boom)
+    assert p.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["f"]
+
+
+def test_create_array_file_fill_and_sparse(tmp_path):
+    p = tmp_path / "z.npy"
+    npyfile.create_array_file(p, (1000, 3), np.dtype("f4"))
+    np.testing.assert_array_equal(np.load(p), 0)
+    q = tmp_path / "f.npy"
+    npyfile.create_array_file(q, (5, 2), np.dtype("i2"), fillvalue=-7)
+    np.testing.assert_array_equal(np.load(q), np.full((5, 2), -7, "i2"))
+    with pytest.raises(ValueError, match="scalar"):
+        npyfile.create_array_file(tmp_path / "g.npy", (2,), np.dtype("f4"), fillvalue=[1, 2])
+
+
+@pytest.mark.parametrize("dtype", ["<f8", "|u1", [("a", "<i4"), ("b", "|S2")]])
+def test_append_rows_grows_in_place(tmp_path, dtype):
+    dtype = np.dtype(dtype)
+    p = tmp_path / "x.npy"
+    npyfile.save_array(p, np.zeros((0, 3), dtype))
+    size0 = _header_of(p).offset
+    ino = os.stat(p).st_ino
+    rows = []
+    for i in range(5):
+        block = np.full((i + 1, 3), i, dtype=dtype) if dtype.names is None else np.zeros((i + 1, 3), dtype)
+        npyfile.append_rows(p, block)
+        rows.append(block)
+        assert _header_of(p).offset == size0  # header length unchanged
+    expect = np.concatenate(rows)
+    np.testing.assert_array_equal(np.load(p), expect)
+    assert os.stat(p).st_ino == ino  # same file: appended in place, not rewritten
+    assert os.path.getsize(p) == _header_of(p).expected_size
+
+
+def test_append_trims_torn_bytes_first(tmp_path):
+    p = tmp_path / "x.npy"
+    npyfile.save_array(p, np.arange(4, dtype="<i8"))
+    with open(p, "ab") as f:
+        f.write(b"\xff" * 13)  # a torn append
+    npyfile.append_rows(p, np.array([9], "<i8"))
+    np.testing.assert_array_equal(np.load(p), [0, 1, 2, 3, 9])
+    assert os.path.getsize(p) == _header_of(p).expected_size
+
+
+def _tight_header_file(path, arr):
+    """An .npy file whose header has no spare byte (tools without growth padding can write these)."""
+    d = "{'descr': '%s', 'fortran_order': False, 'shape': %r, }" % (arr.dtype.str, arr.shape)
+    hdr = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(d) + 1) + d.encode() + b"\n"  # unpadded
+    path.write_bytes(hdr + arr.tobytes())
+    return len(hdr)
+
+
+def test_append_to_header_without_room_rewrites_once(tmp_path):
+    p = tmp_path / "old.npy"
+    arr = np.arange(9, dtype="<i2")
+    hlen = _tight_header_file(p, arr)
+    np.testing.assert_array_equal(np.load(p), arr)
+    ino = os.stat(p).st_ino
+    npyfile.append_rows(p, np.ones(10**6, "<i2"))  # shape[0] gains 6 digits: the header must grow
+    h = _header_of(p)
+    assert h.shape == (10**6 + 9,) and h.offset > hlen
+    assert os.stat(p).st_ino != ino  # rewritten atomically with a roomy header
+    data = np.load(p, mmap_mode="r")
+    np.testing.assert_array_equal(data[:9], arr)
+    assert (data[9:] == 1).all()
+    npyfile.append_rows(p, np.ones(1, "<i2"))  # now in place
+    assert _header_of(p).offset == h.offset and os.listdir(tmp_path) == ["old.npy"]
+
+
+def test_resize_rows(tmp_path):
+    p = tmp_path / "x.npy"
+    npyfile.save_array(p, np.arange(6.0).reshape(3, 2))
+    npyfile.resize_rows(p, 5)
+    np.testing.assert_array_equal(np.load(p)[3:], 0)
+    npyfile.resize_rows(p, 2)
+    np.testing.assert_array_equal(np.load(p), [[0, 1], [2, 3]])
+    assert os.path.getsize(p) == _header_of(p).expected_size
+
+
+def test_open_memmap_special_shapes(tmp_path):
+    cases = {
+        "zero_d": np.array(3.5),
+        "empty": np.zeros((0, 4), "f4"),
+        "struct": np.array([(1, "ab"), (2, "c")], dtype=[("i", "<i4"), ("s", "<U2")]),
+        "unicode": np.array(["x", "yz"]),
+        "void0": np.zeros(3, dtype=np.dtype([])),
+    }
+    for name, arr in cases.items():
+        p = tmp_path / f"{name}.npy"
+        npyfile.save_array(p, arr)
+        mm, h = npyfile.open_memmap(p, "r")
+        assert mm.shape == arr.shape and mm.dtype == arr.dtype
+        np.testing.assert_array_equal(mm, arr)
+        assert not mm.flags.writeable
+    mm, _ = npyfile.open_memmap(tmp_path / "zero_d.npy", "r+")
+    mm[()] = 7
+    mm.flush()
+    del mm
+    assert np.load(tmp_path / "zero_d.npy")[()] == 7
+
+
+def test_fortran_files_read_but_do_not_grow(tmp_path):
+    arr = np.asfortranarray(np.arange(6).reshape(2, 3))
+    p = tmp_path / "f.npy"
+    np.save(p, arr)
+    mm, h = npyfile.open_memmap(p)
+    assert h.fortran_order
+    np.testing.assert_array_equal(mm, arr)
+    with pytest.raises(FormatError, match="Fortran"):
+        npyfile.append_rows(p, np.zeros((1, 3), arr.dtype))
+
+
+def test_refuses_object_dtype(tmp_path):
+    p = tmp_path / "o.npy"
+    np.save(p, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(UnsupportedDTypeError, match="o.npy.*object"):
+        npyfile.open_memmap(p)
+    with pytest.raises(UnsupportedDTypeError, match="object"):
+        npyfile.save_array(tmp_path / "p.npy", np.array([1, "a"], dtype=object))
+    with pytest.raises(UnsupportedDTypeError):
+        npyfile.create_array_file(tmp_path / "q.npy", (2,), np.dtype([("a", "O")]))
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        (b"", "not an .npy file"),
+        (b"hello world, not numpy", "not an .npy file"),
+        (b"\x93NUMPY\x09\x00", "version"),
+        (b"\x93NUMPY\x01\x00\x20\x00{'descr': '<f4', 'shape': }     \n", "does not parse"),
+        (b"\x93NUMPY\x01\x00\xff\x00{'descr'", "does not parse"),
+    ],
+)
+def test_bad_headers_are_format_errors_naming_the_file(tmp_path, content, match):
+    p = tmp_path / "bad.npy"
+    p.write_bytes(content)
+    with pytest.raises(FormatError, match=match) as info:
+        npyfile.open_memmap(p)
+    assert "bad.npy" in str(info.value)
+
+
+def test_truncated_file_is_a_clear_error(tmp_path):
+    p = tmp_path / "t.npy"
+    npyfile.save_array(p, np.arange(100, dtype="<f8"))
+    with open(p, "r+b") as f:
+        f.truncate(os.path.getsize(p) - 8)
+    with pytest.raises(FormatError, match=r"t.npy: file is truncated.*expected 928 bytes\), found 920"):
+        npyfile.open_memmap(p)
