@@ -12,16 +12,21 @@ cache warm.  In the same test, alternating round by round so both see the same m
 * kernel: ``gather_windows(x, starts_i, window)`` for ``ROUNDS_BATCHES`` precomputed
   batches of fresh random starts (the starts of ``Batches.starts(i)``, computed before the
   clock starts) — the rate no loader on top of the kernel can beat;
+* thread: the least any prefetching loader does — the same kernel calls in one
+  background thread, handed over through a ``queue.Queue(maxsize=2)``; it shows how much of
+  the gap is the thread hand-off itself on this machine;
 * Batches: a consumer pulling the same number of batches from ``iter(Batches(x, ...,
   prefetch=2))`` (starts computed, pages advised, windows gathered in the thread).
 
-The ratio of medians (Batches rate / kernel rate) is printed and stored in the benchmark's
-``extra_info``; the goal is >= 0.9.
+The ratios of medians (Batches rate / kernel rate, thread rate / kernel rate) are printed
+and stored in the benchmark's ``extra_info``; the goal is Batches >= 0.9x kernel.
 """
 
 from __future__ import annotations
 
 import os
+import queue
+import threading
 import statistics
 import tempfile
 import time
@@ -69,16 +74,31 @@ def _median_rate(times: list[float]) -> float:
 def test_batches_vs_kernel(benchmark, data, batch, window):
     loader = Batches(data, window=window, batch_size=batch, seed=0, prefetch=2)
     kernel_times: list[float] = []
+    thread_times: list[float] = []
     batches_times: list[float] = []
     epoch = [0]
 
-    def kernel_round() -> None:
-        loader.set_epoch(epoch[0])  # fresh random starts each round, for both methods
-        starts = [loader.starts(i) for i in range(ROUNDS_BATCHES)]
+    def kernel_round(starts) -> None:
         t0 = time.perf_counter()
         for s in starts:
             npydir.gather_windows(data, s, window)
         kernel_times.append(time.perf_counter() - t0)
+
+    def thread_round(starts) -> None:
+        t0 = time.perf_counter()
+        q: queue.Queue = queue.Queue(maxsize=2)
+
+        def produce() -> None:
+            for s in starts:
+                q.put(npydir.gather_windows(data, s, window))
+            q.put(None)
+
+        worker = threading.Thread(target=produce)
+        worker.start()
+        while q.get() is not None:
+            pass
+        thread_times.append(time.perf_counter() - t0)
+        worker.join()
 
     def batches_round() -> None:
         t0 = time.perf_counter()
@@ -89,20 +109,28 @@ def test_batches_vs_kernel(benchmark, data, batch, window):
         it.close()
 
     def setup():
+        # fresh random starts each round (a new epoch), the same for all three methods,
+        # which take turns so that all see the same machine
         epoch[0] += 1
-        kernel_round()  # alternate: one kernel round before every Batches round
         loader.set_epoch(epoch[0])
+        starts = [loader.starts(i) for i in range(ROUNDS_BATCHES)]
+        kernel_round(starts)
+        thread_round(starts)
         return (), {}
 
     benchmark.pedantic(batches_round, setup=setup, rounds=ROUNDS, iterations=1,
                        warmup_rounds=1)
     kernel_rate = _median_rate(kernel_times)
+    thread_rate = _median_rate(thread_times)
     # own clock, not benchmark.stats: the same numbers with --benchmark-disable (smoke runs)
     batches_rate = _median_rate(batches_times)
     ratio = batches_rate / kernel_rate
     mb = batch * window * CHANNELS * 4 / 1e6
     benchmark.extra_info.update(kernel_batches_per_s=kernel_rate,
-                                batches_per_s=batches_rate, ratio=ratio)
+                                thread_batches_per_s=thread_rate,
+                                batches_per_s=batches_rate, ratio=ratio,
+                                thread_ratio=thread_rate / kernel_rate)
     print(f"\n(batch, window)=({batch}, {window}), {mb:.2f} MB/batch, {GIB:g} GiB file: "
-          f"kernel {kernel_rate:.0f} batches/s, Batches(prefetch=2) {batches_rate:.0f} "
+          f"kernel {kernel_rate:.0f} batches/s, thread+queue {thread_rate:.0f} "
+          f"({thread_rate / kernel_rate:.2f}x), Batches(prefetch=2) {batches_rate:.0f} "
           f"batches/s, ratio {ratio:.2f}")

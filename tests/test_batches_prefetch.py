@@ -9,13 +9,12 @@ import time
 import numpy as np
 import pytest
 
-
 import npydir.windows
 from npydir import Batches
 
 
 def prefetch_threads():
-    return [t for t in threading.enumerate() if t.name == "npydir-batches-prefetch"]
+    return [t for t in threading.enumerate() if t.name.startswith("npydir-batches-")]
 
 
 @pytest.fixture(autouse=True)
@@ -73,7 +72,8 @@ def test_break_stops_and_joins_the_thread():
 def test_close_joins_the_thread_immediately():
     it = iter(make(2))
     next(it)
-    assert len(prefetch_threads()) == 1
+    assert {t.name for t in prefetch_threads()} == {"npydir-batches-prefetch",
+                                                    "npydir-batches-plan"}
     it.close()
     assert prefetch_threads() == []
 
@@ -115,19 +115,45 @@ def test_the_queue_is_bounded(monkeypatch):
     it.close()
 
 
-def test_advise_is_asked_for_the_next_batch(monkeypatch):
+@pytest.mark.parametrize("mode", [True, "auto"])
+def test_advise_is_asked_for_the_next_batch(monkeypatch, tmp_path, mode):
     seen = []
-    monkeypatch.setattr(npydir.windows, "advise_windows",
-                        lambda x, starts, window, **kw: seen.append((np.copy(starts), window)),
-                        raising=False)
+    if mode is True:
+        monkeypatch.setattr(npydir.windows, "advise_windows",
+                            lambda x, starts, window, **kw: seen.append((np.copy(starts), window)))
+    else:  # the kernel's sampled check: mincore a few windows, madvise all if one is cold
+        real = npydir.windows._advise
+
+        def spy(a, starts, window, sample):
+            assert sample > 0
+            seen.append((np.copy(starts), window))
+            return real(a, starts, window, sample)
+
+        monkeypatch.setattr(npydir.windows, "_advise", spy)
+    b0 = make(0)
+    np.save(tmp_path / "x.npy", b0._x.array)
+    np.save(tmp_path / "y.npy", b0._y.array)
+    x = np.load(tmp_path / "x.npy", mmap_mode="r")
+    y = np.load(tmp_path / "y.npy", mmap_mode="r")
     for prefetch in (0, 2):
         seen.clear()
-        b = make(prefetch)
+        b = Batches(x, y, window=40, batch_size=16, seed=5, prefetch=prefetch, advise=mode)
         list(b)
         assert len(seen) == len(b) - 1
         for i, (starts, window) in enumerate(seen):
             np.testing.assert_array_equal(starts, b.starts(i + 1))
             assert window == b.window
+
+
+def test_advise_off_and_in_memory_never_advise(monkeypatch):
+    def boom(*args, **kwargs):
+        raise AssertionError("advised")
+
+    monkeypatch.setattr(npydir.windows, "advise_windows", boom)
+    monkeypatch.setattr(npydir.windows, "_advise", boom)
+    list(make(2))  # in-memory x with advise="auto": nothing to read ahead
+    with pytest.raises(ValueError, match="advise must be True, False or 'auto'"):
+        make(2, advise="yes")
 
 
 def test_many_consumers_at_once():
