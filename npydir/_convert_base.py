@@ -130,9 +130,11 @@ def open_source(spec: tuple) -> Source:
 
 
 def select_rows(arr: Any, start: int, stop: int) -> Any:
-    """``arr[start:stop]`` for arrays with axis 0, ``arr[()]`` for 0-d ones."""
+    """``arr[start:stop]`` for arrays with axis 0, ``arr[...]`` for 0-d ones.
+
+    (``arr[()]`` would give a numpy scalar, always in native byte order.)"""
     if len(arr.shape) == 0:
-        return arr[()]
+        return arr[...]
     return arr[start:stop]
 
 

@@ -238,7 +238,7 @@ class Hdf5Source(Source):
     @staticmethod
     def _read_raw(dset, start: int, stop: int):
         if len(dset.shape) == 0:
-            return dset[()]
+            return dset[...] if dset.dtype.kind != "O" else dset[()]
         return dset[start:stop]
 
     def _dset(self, path: str):
@@ -307,7 +307,8 @@ class Hdf5Dest:
             dset = None
         if dset is None:
             kwargs: dict = {}
-            if node.shape and (self.chunks is not None or self.compression is not None):
+            # HDF5 chunks may not exceed the shape: empty arrays stay contiguous
+            if node.nbytes and (self.chunks is not None or self.compression is not None):
                 kwargs["chunks"] = default_chunks(node.shape, node.dtype.itemsize, self.chunks)
                 if self.compression is not None:
                     kwargs["compression"] = self.compression

@@ -608,8 +608,8 @@ def _digest(source, node: Node, budget: int) -> str:
     h = hashlib.blake2b(digest_size=16)
     h.update(repr((tuple(node.shape), node.dtype.str)).encode())
     for _, start, stop, _ in _blocks(node, 1, budget):
-        block = np.ascontiguousarray(apply_transform(node.transform,
-                                                     source.read(node.path, start, stop)))
+        block = apply_transform(node.transform, source.read(node.path, start, stop))
+        block = np.ascontiguousarray(block, dtype=node.dtype)  # scalars come back native
         try:
             h.update(block.data)
         except (TypeError, ValueError, BufferError):
