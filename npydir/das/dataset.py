@@ -159,11 +159,13 @@ def _cast_block(block: np.ndarray, dtype: np.dtype, path: Path, first: int) -> n
                 f"{first + int(np.argwhere(bad)[0][0])} on; x must be finite to train on"
             )
     if dtype.kind == "f":
-        out = block.astype(dtype)
+        with np.errstate(over="ignore"):  # overflow is detected and reported below
+            out = block.astype(dtype)
         overflow = np.isinf(out)
         if np.any(overflow):
             raise DASFormatError(
-                f"{path}: {int(overflow.sum())} sample value(s) exceed the range of {dtype} "
+                f"{path}: {int(overflow.sum())} sample value(s) in samples {first}..{first + len(block) - 1} "
+                f"exceed the range of {dtype} "
                 f"(max {float(np.finfo(dtype).max)}, found {float(np.max(np.abs(block)))}); "
                 f"use x_dtype='float32' or scale the audio"
             )
@@ -218,7 +220,7 @@ def _class_info(
         raise ValueError(f"make_dataset: {len(names)} class_names {names} but {len(types)} class_types {types}")
     ignored = sorted(set(seen) - set(names))
     if ignored:
-        warnings.warn(f"make_dataset: annotated song type(s) {ignored} are not in class_names and are ignored", stacklevel=3)
+        warnings.warn(f"make_dataset: song type(s) {ignored} of the annotations or definitions are not in class_names and are ignored", stacklevel=3)
     return names, types
 
 
