@@ -371,11 +371,6 @@ class _Opened:
             raise MemberNotFoundError(f"{self.path}: no member {key!r}") from None
 
 
-def _is_array(obj: Any) -> bool:
-    return hasattr(obj, "shape") and hasattr(obj, "dtype") and not isinstance(obj, Mapping) \
-        and not hasattr(obj, "group_keys") and not _is_group(obj)
-
-
 def _is_group(obj: Any) -> bool:
     if hasattr(obj, "shape") and hasattr(obj, "dtype"):
         return False

@@ -338,3 +338,34 @@ def test_parser_is_importable_without_optional_modules():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr
     assert build_parser().prog == "npydir"
+
+
+def test_progress_bars_on_stderr_when_asked(tmp_path, capsys):
+    assert main(["bench", "--size", "200kB", "--channels", "1", "--batch", "2", "--window",
+                 "32", "--repeats", "1", "--batches", "1", "--backends", "zarr",
+                 "--progress"]) == 0
+    captured = capsys.readouterr()
+    assert "measuring" in captured.err and "windows/s" in captured.out
+
+
+def test_interrupt_exits_130(monkeypatch, store, capsys):
+    import npydir.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_cmd_tree", interrupted)
+    assert main(["tree", str(store)]) == 130
+    assert capsys.readouterr().err.strip() == "npydir: interrupted"
+
+
+def test_unexpected_errors_name_their_type(monkeypatch, store, capsys):
+    import npydir.cli as cli
+
+    def broken(args):
+        raise TypeError("unsupported operand\nsecond line")
+
+    monkeypatch.setattr(cli, "_cmd_tree", broken)
+    assert main(["tree", str(store)]) == 1
+    assert one_error_line(capsys.readouterr().err) == (
+        "npydir: error: TypeError: unsupported operand second line")
