@@ -1,0 +1,190 @@
+"""Every refusal of the store: names, escapes, read-only writes, dtypes, attrs."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import npydir
+from npydir.errors import (
+    AttributeEncodingError,
+    InvalidNameError,
+    PathEscapeError,
+    ReadOnlyError,
+    UnsupportedDTypeError,
+)
+
+
+@pytest.fixture
+def root(tmp_path):
+    with npydir.open(tmp_path / "s.npy", "w") as r:
+        yield r
+
+
+@pytest.mark.parametrize("name", ["x.npy", "x.json", "attrs", ".hidden", "a\x00b", "a\\b", "bad:name", "CON",
+                                  "x" * 256, "trailing."])
+def test_bad_names_refused_everywhere(root, name):
+    with pytest.raises(InvalidNameError, match="invalid name"):
+        root.create_group(name)
+    with pytest.raises(InvalidNameError):
+        root.create_dataset(name, shape=(1,))
+    with pytest.raises(InvalidNameError):
+        root[name] = np.zeros(1)
+    assert list(root) == []
+
+
+@pytest.mark.parametrize("name", ["x.npy", "attrs", ".hidden", "a\\b"])
+def test_bad_names_refused_on_lookup(root, name):
+    with pytest.raises(InvalidNameError):
+        root[name]
+    assert name not in root
+
+
+def test_non_portable_names_allowed_when_asked(tmp_path):
+    with npydir.open(tmp_path / "p.npy", "w", portable=False) as r:
+        r["a:b"] = np.zeros(1)
+        r.create_group("CON")
+        r.create_group("Train")
+        r.create_group("train")
+        assert sorted(r) == ["CON", "Train", "a:b", "train"]
+    assert "a:b" in npydir.open(tmp_path / "p.npy")  # readable with the default portable=True
+
+
+def test_case_clash_refused(root):
+    root.create_group("Train")
+    with pytest.raises(InvalidNameError, match="differs only in case"):
+        root.create_group("train")
+    root["x"] = np.zeros(1)
+    with pytest.raises(InvalidNameError, match="differs only in case"):
+        root.create_dataset("X", shape=(1,))
+    with pytest.raises(InvalidNameError, match="differs only in case"):
+        root.create_group("TRAIN/sub")
+
+
+@pytest.mark.parametrize("key", ["..", "../x", "a/../../x", "a/.."])
+def test_dotdot_refused(root, key):
+    root.create_group("a")
+    with pytest.raises(PathEscapeError, match=r"'\.\.'"):
+        root[key]
+    with pytest.raises(PathEscapeError):
+        root.create_group(key)
+    with pytest.raises(PathEscapeError):
+        root.create_dataset(key, shape=(1,))
+    with pytest.raises(PathEscapeError):
+        root.move("a", key)
+    assert key not in root
+
+
+def test_absolute_keys_stay_inside(root, tmp_path):
+    outside = tmp_path / "etc"
+    root.create_dataset("/etc/passwd", data=np.zeros(1))  # h5py semantics: from the store root
+    assert (root.filename / "etc" / "passwd.npy").exists() and not outside.exists()
+    assert root.require_group("g")["/etc/passwd"].path == "etc/passwd"
+
+
+def test_symlinks_leaving_the_store_are_refused(root, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    np.save(outside / "secret.npy", np.arange(3))
+    os.symlink(outside, root.filename / "link")
+    os.symlink(outside / "secret.npy", root.filename / "filelink.npy")
+    os.symlink(tmp_path / "nowhere", root.filename / "dangling")
+    with pytest.raises(PathEscapeError, match="outside the store"):
+        root["link"]
+    with pytest.raises(PathEscapeError, match="outside the store"):
+        root["link/secret"]
+    with pytest.raises(PathEscapeError, match="outside the store"):
+        root["filelink"]
+    with pytest.raises(PathEscapeError):
+        root.create_dataset("link/new", shape=(1,))
+    with pytest.raises(PathEscapeError):
+        root.create_group("link/sub")
+    with pytest.raises(PathEscapeError):
+        root["dangling"]
+    assert sorted(os.listdir(outside)) == ["secret.npy"]  # nothing written outside
+    # a symlink that stays inside the store is fine
+    root.create_group("real")["x"] = np.ones(2)
+    os.symlink(root.filename / "real", root.filename / "alias")
+    assert root["alias/x"][:].tolist() == [1, 1]
+
+
+def test_read_only_refuses_every_write(tmp_path):
+    p = tmp_path / "s.npy"
+    with npydir.open(p, "w") as w:
+        w["g/x"] = np.arange(4.0)
+        w["g"].attrs["a"] = 1
+    r = npydir.open(p, "r")
+    x = r["g/x"]
+    writes = {
+        "create_group": lambda: r.create_group("h"),
+        "require_group": lambda: r.require_group("h"),
+        "create_dataset": lambda: r.create_dataset("y", shape=(1,)),
+        "require_dataset": lambda: r.require_dataset("y", (1,), "f4"),
+        "setitem": lambda: r.__setitem__("y", np.zeros(1)),
+        "delitem": lambda: r.__delitem__("g"),
+        "move": lambda: r.move("g", "h"),
+        "attrs set": lambda: r["g"].attrs.__setitem__("b", 2),
+        "attrs del": lambda: r["g"].attrs.__delitem__("a"),
+        "attrs update": lambda: r.attrs.update(a=1),
+        "array attrs": lambda: x.attrs.__setitem__("b", 2),
+        "array setitem": lambda: x.__setitem__(0, 5.0),
+        "append": lambda: x.append([1.0]),
+        "resize": lambda: x.resize(10),
+    }
+    for what, write in writes.items():
+        with pytest.raises(ReadOnlyError, match=r"read-only \(mode 'r'\)"):
+            write()
+    with pytest.raises(ValueError, match="read-only"):
+        x[:][0] = 5.0  # numpy views of a read-only map refuse too: never a segfault
+    with pytest.raises(ValueError, match="read-only"):
+        np.asarray(x)[0] = 5.0
+    assert isinstance(ReadOnlyError("m"), PermissionError)
+    assert np.load(p / "g" / "x.npy").tolist() == [0, 1, 2, 3] and dict(r["g"].attrs) == {"a": 1}
+    assert sorted(os.listdir(p)) == [".npydir.json", ".npydir.lock", "g"]
+
+
+def test_object_dtypes_refused(root):
+    with pytest.raises(UnsupportedDTypeError, match="object"):
+        root.create_dataset("o", data=np.array([1, "a"], dtype=object))
+    with pytest.raises(UnsupportedDTypeError):
+        root.create_dataset("o", shape=(2,), dtype=object)
+    with pytest.raises(UnsupportedDTypeError):
+        root.create_dataset("o", shape=(2,), dtype=[("a", "i4"), ("b", "O")])
+    with pytest.raises(UnsupportedDTypeError):
+        root["o"] = [{"a": 1}]
+    assert "o" not in root
+    np.save(root.filename / "p.npy", np.array([None]), allow_pickle=True)
+    with pytest.raises(UnsupportedDTypeError, match="p.npy.*object"):
+        root["p"].shape
+    assert isinstance(UnsupportedDTypeError("m"), TypeError)
+
+
+def test_unsupported_attr_values(root):
+    x = root.create_dataset("x", shape=(1,))
+    for target in (root.attrs, x.attrs):
+        with pytest.raises(AttributeEncodingError, match="'when'.*datetime"):
+            import datetime
+
+            target["when"] = datetime.datetime.now()
+        with pytest.raises(AttributeEncodingError, match="'objs'.*object"):
+            target["objs"] = np.array([None, 1])
+        with pytest.raises(AttributeEncodingError, match="str"):
+            target[3] = 1
+        assert len(target) == 0
+
+
+def test_append_refusals(root):
+    x = root.create_dataset("x", shape=(0, 2), dtype="i2")
+    with pytest.raises(TypeError, match="int64 to int16"):
+        x.append(np.zeros((1, 2), "i8"))
+    with pytest.raises(TypeError, match="convert"):
+        x.append([[70000, 1]])  # out of int16 range
+    with pytest.raises(ValueError, match="does not fit"):
+        x.append(np.zeros((1, 3), "i2"))
+    assert x.shape == (0, 2)
+    np.save(root.filename / "f.npy", np.asfortranarray(np.zeros((2, 2))))
+    assert root["f"][:].tolist() == [[0, 0], [0, 0]]  # Fortran-order files read fine
+    with pytest.raises(npydir.errors.FormatError, match="Fortran"):
+        root["f"].append(np.zeros((1, 2)))
