@@ -310,24 +310,9 @@ class _LoopReader(_Reader):
         self._close()
 
 
-def _open_zarr(path: Path, key: str):
-    zarr = require("zarr", "the zarr benchmark")
-
-    def opener():
-        root = zarr.open_group(str(path), mode="r")
-        return root[key], lambda: None
-
-    return opener
-
-
-def _open_h5(path: Path, key: str):
-    h5py = require("h5py", "the HDF5 benchmark")
-
-    def opener():
-        f = h5py.File(path, "r")
-        return f[key], f.close
-
-    return opener
+def _opener(path: Path, key: str) -> Callable[[], tuple[Any, Callable[[], None]]]:
+    """A function that opens ``key`` of a zarr/HDF5 dataset afresh: ``(array, close)``."""
+    return lambda: _open_any(path, key)
 
 
 def _open_tensorstore(path: Path, key: str, zarr_format: int):
@@ -480,38 +465,58 @@ def _write_h5(x: np.ndarray, path: Path, key: str, *, chunked: bool, bar) -> dic
             "layout": "chunked" if chunked else "contiguous"}
 
 
+#: Extensions by which :func:`npydir.load` tells the backends apart.
+_ZARR_EXT = (".zarr", ".zarr.zip", ".zip")
+_HDF5_EXT = (".h5", ".hdf5", ".hdf", ".he5")
+
+
 def _kind(path: Path) -> str:
-    """'zarr', 'h5' or 'npydir' by extension and content, the way load() tells them apart."""
-    name = path.name.lower()
-    if name.endswith(".zarr") or (path / ".zgroup").exists() or (path / "zarr.json").exists():
+    """'zarr', 'h5' or 'npydir', by extension as :func:`npydir.load` decides (any other
+    directory is taken for an npydir store)."""
+    name = Path(path).name.lower()
+    if name.endswith(_ZARR_EXT):
         return "zarr"
-    if name.endswith((".h5", ".hdf5", ".hdf")) or (path.is_file() and _is_hdf5(path)):
+    if name.endswith(_HDF5_EXT):
         return "h5"
     return "npydir"
 
 
-def _is_hdf5(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        return fh.read(8) == b"\x89HDF\r\n\x1a\n"
+def _lookup(data: Any, key: str, path: Path) -> Any:
+    node = data
+    for part in [p for p in key.split("/") if p]:
+        try:
+            node = node[part]
+        except (KeyError, TypeError):
+            raise _key_error(path, key, f"no member {part!r}") from None
+    if not hasattr(node, "shape"):
+        raise _key_error(path, key, "that is a group")
+    return node
 
 
-def _open_any(path: Path, key: str):
-    """(array-like, close) for ``key`` in a zarr, HDF5 or npydir dataset."""
-    kind = _kind(path)
-    if kind == "zarr":
-        return _open_zarr(path, key)()
-    if kind == "h5":
-        return _open_h5(path, key)()
+def _open_any(path: Path, key: str) -> tuple[Any, Callable[[], None]]:
+    """``(array, close)`` for ``key`` in a dataset :func:`npydir.load` opens (npydir stores
+    through :func:`npydir.open`, so that the array is the memory-mappable npydir Array)."""
     import npydir
 
-    root = npydir.open(path, mode="r")
-    return root[key], root.close
+    if _kind(path) == "npydir":
+        root = npydir.open(path, mode="r")
+        try:
+            return _lookup(root, key, path), root.close
+        except BaseException:
+            root.close()
+            raise
+    data = npydir.load(path)
+    try:
+        return _lookup(data, key, path), data.close
+    except BaseException:
+        data.close()
+        raise
 
 
-def _key_error(path: Path, key: str, exc: BaseException) -> Exception:
+def _key_error(path: Path, key: str, why: str) -> Exception:
     from .errors import MemberNotFoundError
 
-    return MemberNotFoundError(f"{path}: no array {key!r} to benchmark ({exc}); "
+    return MemberNotFoundError(f"{path}: no array {key!r} to benchmark ({why}); "
                                f"choose one with --key")
 
 
@@ -727,10 +732,7 @@ def _prepare(src, key, names, window, size, channels, seed, stored, work, thread
     import npydir
 
     with npydir.open(store, mode="r") as root:
-        try:
-            arr = root[key]
-        except KeyError as exc:
-            raise _key_error(store, key, exc) from None
+        arr = _lookup(root, key, store)
         x_file = Path(arr.filename)
         x = np.asarray(arr)
         shape, dtype = tuple(x.shape), x.dtype
@@ -779,7 +781,7 @@ def _prepare(src, key, names, window, size, channels, seed, stored, work, thread
     for name, (p, info) in given.items():
         if name not in names and not (name == "zarr" and "tensorstore" in names):
             continue
-        opener = _open_zarr(p, key) if name.startswith("zarr") else _open_h5(p, key)
+        opener = _opener(p, key)
         bdtype = np.dtype(info.get("dtype", dtype))
         made[name] = _Backend(name, _describe(name, info), [p],
                               (lambda cold, o=opener: _LoopReader(o, window)), bdtype,
@@ -822,10 +824,7 @@ def _classify_stored(stored: Sequence[Path], key: str) -> dict[str, tuple[Path, 
 
             raise StoreNotFoundError(f"{p}: no such dataset")
         kind = _kind(p)
-        try:
-            x, close = _open_any(p, key)
-        except KeyError as exc:
-            raise _key_error(p, key, exc) from None
+        x, close = _open_any(p, key)
         try:
             info: dict[str, Any] = {"dtype": str(x.dtype), "stored": True}
             if kind == "zarr":
@@ -863,10 +862,7 @@ def _to_npydir(src: Path, key: str, store: Path, progress: bool) -> None:
     """Copy ``key`` of a zarr/HDF5 dataset into an npydir store (the memmap backends read it)."""
     import npydir
 
-    try:
-        x, close = _open_any(src, key)
-    except KeyError as exc:
-        raise _key_error(src, key, exc) from None
+    x, close = _open_any(src, key)
     try:
         shape, dtype = tuple(x.shape), np.dtype(x.dtype)
         row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize

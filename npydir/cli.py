@@ -327,32 +327,23 @@ def _require_exists(path: str) -> Path:
 
 
 class _Opened:
-    """A dataset opened read-only for inspection: npydir, zarr or HDF5."""
+    """A dataset opened read-only for inspection: an npydir store through
+    :func:`npydir.open`, zarr and HDF5 through :func:`npydir.load` (same extensions)."""
 
     def __init__(self, path: Path):
+        import npydir
+
         self.path = path
         self.kind = _kind(path)
-        self._close = lambda: None
-        if self.kind == "zarr":
-            from ._optional import require
-
-            zarr = require("zarr", f"reading {path}")
-            self.root = zarr.open_group(str(path), mode="r")
-        elif self.kind == "h5":
-            from ._optional import require
-
-            h5py = require("h5py", f"reading {path}")
-            self.root = h5py.File(path, "r")
-            self._close = self.root.close
-        else:
-            import npydir
-
+        if self.kind == "npydir":
             if not path.is_dir():
                 from .errors import FormatError
 
                 raise FormatError(f"{path}: not an npydir store (a directory), .zarr or .h5")
             self.root = npydir.open(path, mode="r")
-            self._close = self.root.close
+        else:
+            self.root = npydir.load(path)
+        self._close = self.root.close
 
     def __enter__(self) -> "_Opened":
         return self
@@ -363,12 +354,15 @@ class _Opened:
     def get(self, key: str):
         if not key or key == "/":
             return self.root
-        try:
-            return self.root[key.strip("/")]
-        except KeyError:
-            from .errors import MemberNotFoundError
+        node = self.root
+        for part in [p for p in key.split("/") if p]:
+            try:
+                node = node[part]
+            except (KeyError, TypeError):
+                from .errors import MemberNotFoundError
 
-            raise MemberNotFoundError(f"{self.path}: no member {key!r}") from None
+                raise MemberNotFoundError(f"{self.path}: no member {key!r}") from None
+        return node
 
 
 def _is_group(obj: Any) -> bool:
@@ -390,9 +384,7 @@ def _disk_bytes(kind: str, obj: Any, root_path: Path) -> int | None:
         if kind == "h5":
             return int(obj.id.get_storage_size())
         if kind == "zarr":
-            base = root_path / obj.path
-            if base.is_dir():
-                return sum(f.stat().st_size for f in base.rglob("*") if f.is_file())
+            return int(obj.nbytes_stored())
     except (OSError, AttributeError, TypeError):
         return None
     return None

@@ -303,6 +303,8 @@ def test_errors(tiny_store, tmp_path):
         bench.run_bench(tiny_store, backends=["nope"], workdir=tmp_path)
     with pytest.raises(KeyError, match="train/z"):
         bench.run_bench(tiny_store, key="train/z", backends=["npydir"], workdir=tmp_path)
+    with pytest.raises(KeyError, match="'train'.*that is a group"):
+        bench.run_bench(tiny_store, key="train", backends=["npydir"], workdir=tmp_path)
     with pytest.raises(ValueError, match="fewer than one window"):
         bench.run_bench(tiny_store, window=10**7, backends=["npydir"], workdir=tmp_path)
     with pytest.raises(FileNotFoundError, match="no-such"):
