@@ -22,9 +22,13 @@ from npydir.errors import DASFormatError
 
 # --- strategies ---------------------------------------------------------------------------------
 names = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=12
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    min_size=1,
+    max_size=12,
 ).filter(lambda s: s.strip() != "")
-times = st.floats(allow_nan=False, allow_infinity=False)  # the whole float64 range: subnormals, 1e308, -0.0
+times = st.floats(
+    allow_nan=False, allow_infinity=False
+)  # the whole float64 range: subnormals, 1e308, -0.0
 
 
 @st.composite
@@ -98,7 +102,12 @@ def test_reads_pandas_style_files(tmp_path):
     (tmp_path / "p_annotations.csv").write_bytes(text.encode("utf-8"))
     ann = read_annotations(tmp_path / "p_annotations.csv")
     assert list(ann.names) == ["pulse", "sine", "tick", "whop"]
-    assert ann.categories() == {"pulse": "event", "sine": "segment", "tick": "event", "whop": "segment"}
+    assert ann.categories() == {
+        "pulse": "event",
+        "sine": "segment",
+        "tick": "event",
+        "whop": "segment",
+    }
     assert ann.special.tolist() == [False, False, True, True]
 
 
@@ -146,15 +155,30 @@ def test_first_real_row_decides_category_over_special_row():
     "text, pattern",
     [
         ("", r"empty annotation file"),
-        ("name,start,stop\npulse,1,1\n", r"line 1: header lacks column\(s\) \['start_seconds', 'stop_seconds'\]"),
-        ("name,start_seconds,stop_seconds\npulse,1,1\npulse,abc,1\n", r"line 3, column 'start_seconds'.*'abc'"),
+        (
+            "name,start,stop\npulse,1,1\n",
+            r"line 1: header lacks column\(s\) \['start_seconds', 'stop_seconds'\]",
+        ),
+        (
+            "name,start_seconds,stop_seconds\npulse,1,1\npulse,abc,1\n",
+            r"line 3, column 'start_seconds'.*'abc'",
+        ),
         ("name,start_seconds,stop_seconds\npulse,1,1_0\n", r"line 2, column 'stop_seconds'"),
-        ("name,start_seconds,stop_seconds\nsine,2.0,1.0\n", r"line 2, column 'stop_seconds': stop 1.0 is before start 2.0"),
+        (
+            "name,start_seconds,stop_seconds\nsine,2.0,1.0\n",
+            r"line 2, column 'stop_seconds': stop 1.0 is before start 2.0",
+        ),
         ("name,start_seconds,stop_seconds\nsine,1.0,2.0,7\n", r"line 2: expected 3 fields"),
         ("name,start_seconds,stop_seconds\nsine,1.0\n", r"line 2: expected 3 fields"),
         ("name,start_seconds,stop_seconds\n,1.0,2.0\n", r"line 2, column 'name'"),
-        ("name,start_seconds,stop_seconds\nsine,inf,inf\n", r"line 2, column 'start_seconds': expected a finite"),
-        ("name,start_seconds,stop_seconds\nsine,1.0,\n", r"line 2, column 'stop_seconds': NaN stop"),
+        (
+            "name,start_seconds,stop_seconds\nsine,inf,inf\n",
+            r"line 2, column 'start_seconds': expected a finite",
+        ),
+        (
+            "name,start_seconds,stop_seconds\nsine,1.0,\n",
+            r"line 2, column 'stop_seconds': NaN stop",
+        ),
         ('name,start_seconds,stop_seconds\n"sine,1.0,2.0\n', r"line \d+"),
     ],
 )
@@ -194,7 +218,9 @@ def test_definitions_round_trip(tmp_path_factory, defs):
 
 
 def test_definitions_file_content_and_header(tmp_path):
-    write_definitions(tmp_path / "d.csv", [("whip", "segment"), ("whop", "segment"), ("tick", "event")])
+    write_definitions(
+        tmp_path / "d.csv", [("whip", "segment"), ("whop", "segment"), ("tick", "event")]
+    )
     assert (tmp_path / "d.csv").read_text() == "whip,segment\nwhop,segment\ntick,event\n"
     (tmp_path / "h.csv").write_text("name,category\nwhip,segment\n\ntick,event\n")
     assert read_definitions(tmp_path / "h.csv") == {"whip": "segment", "tick": "event"}
@@ -225,8 +251,12 @@ def test_write_definitions_validates(tmp_path):
 
 
 def test_check_definitions_agreement():
-    ann = Annotations.from_rows([("pulse", 1.0, 1.0), ("sine", 1.0, 2.0), ("tick", math.nan, math.nan)])
-    report = check_definitions(ann, {"pulse": "event", "sine": "segment", "tick": "event", "other": "segment"})
+    ann = Annotations.from_rows(
+        [("pulse", 1.0, 1.0), ("sine", 1.0, 2.0), ("tick", math.nan, math.nan)]
+    )
+    report = check_definitions(
+        ann, {"pulse": "event", "sine": "segment", "tick": "event", "other": "segment"}
+    )
     assert report.ok and bool(report)
     report.raise_if_conflicts()  # no error
 
@@ -249,7 +279,9 @@ def test_check_definitions_reports_every_conflict():
     assert "'pulse' is defined as event but start != stop: annotation row(s) 1" in text
     assert "'sine' is defined as segment but start == stop" in text
     assert "'tick' special row marks a segment type" in text
-    with pytest.raises(DefinitionConflictError, match="a_annotations.csv vs a_definitions.csv: 4 conflict"):
+    with pytest.raises(
+        DefinitionConflictError, match="a_annotations.csv vs a_definitions.csv: 4 conflict"
+    ):
         report.raise_if_conflicts()
 
 

@@ -42,7 +42,9 @@ def test_wav_round_trip_every_dtype(tmp_path, dtype, channels):
     np.testing.assert_array_equal(back, data)
 
 
-@pytest.mark.parametrize("dtype", ["float16", "float32", "float64", "int16", "int32", "uint8", "bool"])
+@pytest.mark.parametrize(
+    "dtype", ["float16", "float32", "float64", "int16", "int32", "uint8", "bool"]
+)
 def test_npz_round_trip(tmp_path, dtype):
     data = (np.arange(40).reshape(20, 2) % 2).astype(dtype)
     path = save_audio(tmp_path / "a.npz", data, 10_000.5)
@@ -83,7 +85,15 @@ def _write_pcm24(path: Path, samples: np.ndarray, rate: int) -> None:
     for v in samples.reshape(-1):
         raw += int(v).to_bytes(3, "little", signed=True)
     fmt = struct.pack("<HHIIHH", 1, ch, rate, rate * ch * 3, ch * 3, 24)
-    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(raw)) + bytes(raw)
+    body = (
+        b"WAVE"
+        + b"fmt "
+        + struct.pack("<I", len(fmt))
+        + fmt
+        + b"data"
+        + struct.pack("<I", len(raw))
+        + bytes(raw)
+    )
     path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
 
 
@@ -134,7 +144,9 @@ def test_wav_rescale_puts_peak_at_edge(tmp_path):
     save_audio(tmp_path / "r.wav", data, 1000, dtype="float32", rescale=True)
     back, _ = load_audio(tmp_path / "r.wav")
     np.testing.assert_allclose(back[:, 0], [0.0, 1.0, -0.5, 0.25])
-    save_audio(tmp_path / "r16.wav", np.array([0, 65534, -65534]), 1000, dtype="int16", rescale=True)
+    save_audio(
+        tmp_path / "r16.wav", np.array([0, 65534, -65534]), 1000, dtype="int16", rescale=True
+    )
     back, _ = load_audio(tmp_path / "r16.wav")
     assert back[:, 0].tolist() == [0, 32767, -32767]
 
@@ -156,7 +168,9 @@ def test_wav_uint8_range_and_rescale(tmp_path):
     assert wav_range("uint8") == (0, 255)
     with pytest.raises(DASFormatError, match=r"1 of 3 .*\[0, 255\]"):
         save_audio(tmp_path / "u.wav", np.array([0, 255, -1]), 1000, dtype="uint8")
-    save_audio(tmp_path / "u.wav", np.array([128, 128 + 254, 128 - 254]), 1000, dtype="uint8", rescale=True)
+    save_audio(
+        tmp_path / "u.wav", np.array([128, 128 + 254, 128 - 254]), 1000, dtype="uint8", rescale=True
+    )
     assert load_audio(tmp_path / "u.wav")[0][:, 0].tolist() == [128, 255, 1]
 
 
@@ -220,7 +234,9 @@ def test_npz_samplerate_with_two_values(tmp_path):
 
 
 def test_npz_object_data_is_refused_without_unpickling(tmp_path):
-    np.savez(tmp_path / "a.npz", data=np.array([{"x": 1}], dtype=object), samplerate=np.array([1.0]))
+    np.savez(
+        tmp_path / "a.npz", data=np.array([{"x": 1}], dtype=object), samplerate=np.array([1.0])
+    )
     with pytest.raises(DASFormatError, match=r"a\.npz"):
         load_audio(tmp_path / "a.npz")
 
@@ -247,7 +263,8 @@ def test_npy_renamed_to_npz(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "content", [b"", b"RIFF", b"RIFF\x10\x00\x00\x00WAVEjunkjunk", b"not a wav file at all, just text"]
+    "content",
+    [b"", b"RIFF", b"RIFF\x10\x00\x00\x00WAVEjunkjunk", b"not a wav file at all, just text"],
 )
 def test_unreadable_wav(tmp_path, content):
     (tmp_path / "b.wav").write_bytes(content)

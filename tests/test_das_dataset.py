@@ -58,7 +58,11 @@ def expected_y(ann: Annotations, n: int, sr: float, width: float = WIDTH) -> np.
 
 def das_npy_dir_load(location: str) -> tuple[dict, dict]:
     """What DAS's own ``das.npy_dir.load`` does with a store (re-implemented for the test)."""
-    dirs = [os.path.join(location, n) for n in os.listdir(location) if os.path.isdir(os.path.join(location, n))]
+    dirs = [
+        os.path.join(location, n)
+        for n in os.listdir(location)
+        if os.path.isdir(os.path.join(location, n))
+    ]
     attrs = np.load(os.path.join(location, "attrs.npy"), allow_pickle=True)[()]
     data: dict = {}
     for d in dirs:
@@ -74,8 +78,16 @@ def das_npy_dir_load(location: str) -> tuple[dict, dict]:
 def store(recordings, tmp_path_factory):
     out = tmp_path_factory.mktemp("ds") / "data.npy"
     # a small block size, so recordings are appended in several blocks
-    make_dataset(recordings, out, split="recording", val_fraction=0.2, test_fraction=0.2, seed=1,
-                 suffixes=True, block_samples=7_777)
+    make_dataset(
+        recordings,
+        out,
+        split="recording",
+        val_fraction=0.2,
+        test_fraction=0.2,
+        seed=1,
+        suffixes=True,
+        block_samples=7_777,
+    )
     return out
 
 
@@ -84,8 +96,14 @@ def test_store_layout_and_attrs(store, recordings):
     assert attrs["samplerate_x_Hz"] == SR and attrs["samplerate_y_Hz"] == SR
     assert attrs["class_names"] == ["noise", "pulse", "sine"]
     assert attrs["class_types"] == ["segment", "event", "segment"]
-    assert attrs["class_names_pulse"] == ["noise", "pulse"] and attrs["class_types_pulse"] == ["segment", "event"]
-    assert attrs["class_names_sine"] == ["noise", "sine"] and attrs["class_types_sine"] == ["segment", "segment"]
+    assert attrs["class_names_pulse"] == ["noise", "pulse"] and attrs["class_types_pulse"] == [
+        "segment",
+        "event",
+    ]
+    assert attrs["class_names_sine"] == ["noise", "sine"] and attrs["class_types_sine"] == [
+        "segment",
+        "segment",
+    ]
     used = sorted(f for s in ("train", "val", "test") for f in attrs[f"filename_{s}"])
     assert used == sorted(str(a) for a, _ in recordings)
     assert len(attrs["filename_val"]) == 1 and len(attrs["filename_test"]) == 1
@@ -106,8 +124,9 @@ def test_sample_by_sample(store):
         assert starts[0] == 0 and ends[-1] == len(x) == len(y)
         assert starts[1:] == ends[:-1]  # parts are contiguous
         np.testing.assert_allclose(y.sum(axis=1), 1, atol=1e-6)
-        for name, a, b, r0 in zip(attrs[f"filename_{s}"], starts, ends,
-                                  attrs[f"filename_recording_startsample_{s}"]):
+        for name, a, b, r0 in zip(
+            attrs[f"filename_{s}"], starts, ends, attrs[f"filename_recording_startsample_{s}"]
+        ):
             audio, sr = load_audio(name)
             ann = read_annotations(Path(name).with_name(Path(name).stem + "_annotations.csv"))
             assert r0 == 0 and b - a == len(audio)
@@ -122,8 +141,12 @@ def test_sample_by_sample(store):
                 assert np.all(y[a + i0 : a + i1 + 1, 2] == 1)
                 assert y[a + i0 - 1, 2] == 0 and (a + i1 + 1 == b or y[a + i1 + 1, 2] == 0)
             # single-class targets
-            np.testing.assert_array_equal(root[s]["y_pulse"][a:b], np.stack([1 - exp[:, 1], exp[:, 1]], 1))
-            np.testing.assert_array_equal(root[s]["y_sine"][a:b], np.stack([1 - exp[:, 2], exp[:, 2]], 1))
+            np.testing.assert_array_equal(
+                root[s]["y_pulse"][a:b], np.stack([1 - exp[:, 1], exp[:, 1]], 1)
+            )
+            np.testing.assert_array_equal(
+                root[s]["y_sine"][a:b], np.stack([1 - exp[:, 2], exp[:, 2]], 1)
+            )
     root.close()
 
 
@@ -144,8 +167,15 @@ def test_das_loader_parity(store):
 
 
 def test_fraction_split(recordings, tmp_path):
-    out = make_dataset(recordings[:2], tmp_path / "f.npy", split="fraction", val_fraction=0.25,
-                       test_fraction=0.1, suffixes=["sine"], x_dtype="float32")
+    out = make_dataset(
+        recordings[:2],
+        tmp_path / "f.npy",
+        split="fraction",
+        val_fraction=0.25,
+        test_fraction=0.1,
+        suffixes=["sine"],
+        x_dtype="float32",
+    )
     root = npydir.open(out)
     attrs = root.attrs
     assert sorted(root["train"].keys()) == ["x", "y", "y_sine"]
@@ -168,20 +198,36 @@ def test_fraction_split(recordings, tmp_path):
 
 
 def test_block_size_does_not_change_the_result(recordings, tmp_path):
-    a = make_dataset(recordings[:3], tmp_path / "a.npy", block_samples=1_000_000, event_std_seconds=0.002,
-                     segment_gap_seconds=0.01, split="fraction")
-    b = make_dataset(recordings[:3], tmp_path / "b.npy", block_samples=333, event_std_seconds=0.002,
-                     segment_gap_seconds=0.01, split="fraction")
+    a = make_dataset(
+        recordings[:3],
+        tmp_path / "a.npy",
+        block_samples=1_000_000,
+        event_std_seconds=0.002,
+        segment_gap_seconds=0.01,
+        split="fraction",
+    )
+    b = make_dataset(
+        recordings[:3],
+        tmp_path / "b.npy",
+        block_samples=333,
+        event_std_seconds=0.002,
+        segment_gap_seconds=0.01,
+        split="fraction",
+    )
     for s in ("train", "val", "test"):
         for k in ("x", "y"):
             assert (a / s / f"{k}.npy").read_bytes() == (b / s / f"{k}.npy").read_bytes()
 
 
 def test_folder_input_and_wav(tmp_path):
-    pairs = make_recordings(tmp_path / "w", n_recordings=3, seconds=1.0, samplerate=8000, audio_format="wav")
+    pairs = make_recordings(
+        tmp_path / "w", n_recordings=3, seconds=1.0, samplerate=8000, audio_format="wav"
+    )
     recs = find_recordings(tmp_path / "w")
     assert [r.audio for r in recs] == [a for a, _ in pairs]
-    assert all(r.definitions is not None and r.definitions.name.endswith("_definitions.csv") for r in recs)
+    assert all(
+        r.definitions is not None and r.definitions.name.endswith("_definitions.csv") for r in recs
+    )
     out = make_dataset(tmp_path / "w", tmp_path / "w.npy", test_fraction=0)
     root = npydir.open(out)
     assert root.attrs["samplerate_x_Hz"] == 8000
@@ -195,18 +241,23 @@ def test_folder_input_and_wav(tmp_path):
 def test_class_names_from_definitions_and_explicit(tmp_path, recordings):
     folder = tmp_path / "defs"
     folder.mkdir()
-    for i, (audio, ann) in enumerate(recordings[:3]):
+    for audio, ann in recordings[:3]:
         (folder / audio.name).write_bytes(audio.read_bytes())
         (folder / ann.name).write_bytes(ann.read_bytes())
         # a type that is defined but never annotated still becomes a class
-        write_definitions(folder / ann.name.replace("_annotations", "_definitions"),
-                          {"pulse": "event", "sine": "segment", "tick": "event"})
+        write_definitions(
+            folder / ann.name.replace("_annotations", "_definitions"),
+            {"pulse": "event", "sine": "segment", "tick": "event"},
+        )
     out = make_dataset(folder, tmp_path / "d.npy")
     with npydir.open(out) as root:
         assert root.attrs["class_names"] == ["noise", "pulse", "sine", "tick"]
         assert root.attrs["class_types"] == ["segment", "event", "segment", "event"]
         assert np.all(root["train"]["y"][:, 3] == 0)
-    with pytest.warns(UserWarning, match=r"\['pulse', 'tick'\] of the annotations or definitions are not in class_names"):
+    with pytest.warns(
+        UserWarning,
+        match=r"\['pulse', 'tick'\] of the annotations or definitions are not in class_names",
+    ):
         out = make_dataset(folder, tmp_path / "e.npy", class_names=["sine"])
     with npydir.open(out) as root:
         assert root.attrs["class_names"] == ["noise", "sine"]
@@ -214,7 +265,12 @@ def test_class_names_from_definitions_and_explicit(tmp_path, recordings):
     with pytest.raises(ValueError, match=r"\['whip'\] appear in no annotations"):
         make_dataset(folder, tmp_path / "g.npy", class_names=["noise", "whip"])
     with pytest.warns(UserWarning, match="not in class_names"):
-        out = make_dataset(folder, tmp_path / "h.npy", class_names=["whip", "sine"], class_types=["event", "segment"])
+        out = make_dataset(
+            folder,
+            tmp_path / "h.npy",
+            class_names=["whip", "sine"],
+            class_types=["event", "segment"],
+        )
     with npydir.open(out) as root:
         assert root.attrs["class_types"] == ["segment", "event", "segment"]
 
@@ -240,7 +296,10 @@ def test_different_samplerates_are_refused(recordings, tmp_path):
     recs = _copy(recordings[:3], tmp_path / "r")
     audio, _ = load_audio(recs[2][0])
     save_audio(recs[2][0], audio, 20_000)
-    with pytest.raises(DASFormatError, match=r"rec002\.npz: samplerate 20000.0 Hz differs from 10000.0 Hz of .*rec000\.npz"):
+    with pytest.raises(
+        DASFormatError,
+        match=r"rec002\.npz: samplerate 20000.0 Hz differs from 10000.0 Hz of .*rec000\.npz",
+    ):
         make_dataset(recs, tmp_path / "x.npy")
     assert not (tmp_path / "x.npy").exists()
 
@@ -249,14 +308,22 @@ def test_different_channel_counts_are_refused(recordings, tmp_path):
     recs = _copy(recordings[:3], tmp_path / "r")
     audio, _ = load_audio(recs[1][0])
     save_audio(recs[1][0], audio[:, :1], SR)
-    with pytest.raises(DASFormatError, match=r"rec001\.npz: 1 channel\(s\), but .*rec000\.npz has 2"):
+    with pytest.raises(
+        DASFormatError, match=r"rec001\.npz: 1 channel\(s\), but .*rec000\.npz has 2"
+    ):
         make_dataset(recs, tmp_path / "x.npy")
 
 
 def test_definition_conflicts_are_refused(recordings, tmp_path):
     recs = _copy(recordings[:3], tmp_path / "r")
-    write_definitions(recs[0][1].with_name("rec000_definitions.csv"), {"pulse": "segment", "sine": "segment"})
-    with pytest.raises(DASFormatError, match=r"(?s)rec000_annotations\.csv vs .*rec000_definitions\.csv.*'pulse' is defined as segment"):
+    write_definitions(
+        recs[0][1].with_name("rec000_definitions.csv"), {"pulse": "segment", "sine": "segment"}
+    )
+    with pytest.raises(
+        DASFormatError,
+        match=r"(?s)rec000_annotations\.csv vs .*rec000_definitions\.csv"
+        r".*'pulse' is defined as segment",
+    ):
         make_dataset(recs, tmp_path / "x.npy")
 
 
@@ -265,7 +332,10 @@ def test_category_conflict_between_files(recordings, tmp_path):
     for _, ann in recs:
         ann.with_name(ann.name.replace("_annotations", "_definitions")).unlink()
     write_annotations(recs[1][1], Annotations.from_rows([("pulse", 0.1, 0.2)]))
-    with pytest.raises(DASFormatError, match=r"'pulse' is a event in .*rec000_annotations.csv but a segment in .*rec001"):
+    with pytest.raises(
+        DASFormatError,
+        match=r"'pulse' is a event in .*rec000_annotations.csv but a segment in .*rec001",
+    ):
         make_dataset(recs, tmp_path / "x.npy")
 
 
@@ -297,7 +367,9 @@ def test_failure_midway_leaves_nothing(recordings, tmp_path):
     audio, _ = load_audio(recs[4][0])
     audio[1234, 1] = np.nan
     save_audio(recs[4][0], audio, SR)
-    with pytest.raises(DASFormatError, match=r"rec004\.npz: 1 NaN or infinite sample value\(s\) from sample 1234"):
+    with pytest.raises(
+        DASFormatError, match=r"rec004\.npz: 1 NaN or infinite sample value\(s\) from sample 1234"
+    ):
         make_dataset(recs, tmp_path / "x.npy")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
 
@@ -305,10 +377,18 @@ def test_failure_midway_leaves_nothing(recordings, tmp_path):
 def test_float16_overflow_is_refused(tmp_path):
     recs = []
     for i in range(3):
-        save_audio(tmp_path / f"r{i}.wav", np.full((1000, 1), 100_000 * (i == 1), dtype=np.int32), 1000)
+        save_audio(
+            tmp_path / f"r{i}.wav", np.full((1000, 1), 100_000 * (i == 1), dtype=np.int32), 1000
+        )
         write_annotations(tmp_path / f"r{i}_annotations.csv", [("sine", 0.1, 0.2)])
-        recs.append(Recording.from_files(tmp_path / f"r{i}.wav", tmp_path / f"r{i}_annotations.csv"))
-    with pytest.raises(DASFormatError, match=r"r1\.wav: 600 sample value\(s\) in samples 0\.\.599 exceed the range of float16.*x_dtype='float32'"):
+        recs.append(
+            Recording.from_files(tmp_path / f"r{i}.wav", tmp_path / f"r{i}_annotations.csv")
+        )
+    with pytest.raises(
+        DASFormatError,
+        match=r"r1\.wav: 600 sample value\(s\) in samples 0\.\.599 exceed the range of float16"
+        r".*x_dtype='float32'",
+    ):
         make_dataset(recs, tmp_path / "x.npy", split="fraction")
     make_dataset(recs, tmp_path / "x.npy", split="fraction", x_dtype="float32")
 
@@ -317,7 +397,9 @@ def test_folder_errors(tmp_path):
     with pytest.raises(DASFormatError, match="no \\*_annotations.csv"):
         find_recordings(tmp_path)
     write_annotations(tmp_path / "a_annotations.csv", [])
-    with pytest.raises(DASFormatError, match=r"a_annotations\.csv: no audio file.*a\.npz or a\.wav"):
+    with pytest.raises(
+        DASFormatError, match=r"a_annotations\.csv: no audio file.*a\.npz or a\.wav"
+    ):
         find_recordings(tmp_path)
     save_audio(tmp_path / "a.npz", np.zeros(10), 1000)
     save_audio(tmp_path / "a.wav", np.zeros(10), 1000)

@@ -1,4 +1,4 @@
-"""npydir.das.synthetic: deterministic fly-song-like recordings whose annotations match the audio."""
+"""npydir.das.synthetic: deterministic fly-song-like recordings matching their annotations."""
 
 from __future__ import annotations
 
@@ -14,7 +14,10 @@ def test_files_and_determinism(tmp_path):
     b = make_recordings(tmp_path / "b", n_recordings=2, seconds=1.5, seed=7)
     c = make_recordings(tmp_path / "c", n_recordings=2, seconds=1.5, seed=8)
     assert [p.name for pair in a for p in pair] == [
-        "rec000.npz", "rec000_annotations.csv", "rec001.npz", "rec001_annotations.csv",
+        "rec000.npz",
+        "rec000_annotations.csv",
+        "rec001.npz",
+        "rec001_annotations.csv",
     ]
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == sorted(
         [f"rec00{i}{s}" for i in range(2) for s in (".npz", "_annotations.csv", "_definitions.csv")]
@@ -29,7 +32,9 @@ def test_files_and_determinism(tmp_path):
 
 @pytest.mark.parametrize("channels", [1, 3])
 def test_shape_rate_and_definitions(tmp_path, channels):
-    ((audio, ann_path),) = make_recordings(tmp_path, 1, seconds=2.0, samplerate=8000, channels=channels)
+    ((audio, ann_path),) = make_recordings(
+        tmp_path, 1, seconds=2.0, samplerate=8000, channels=channels
+    )
     data, sr = load_audio(audio)
     assert data.shape == (16000, channels) and data.dtype == np.float32 and sr == 8000.0
     ann = read_annotations(ann_path)

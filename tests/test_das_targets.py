@@ -36,7 +36,9 @@ def test_boxes_by_hand():
 
 def test_even_event_width_and_clipping_at_edges():
     # width 4 samples -> c-2 .. c+1; events near both ends are clipped to the window
-    ann = Annotations.from_rows([("pulse", 0.0, 0.0), ("pulse", 0.005, 0.005), ("pulse", 0.009, 0.009)])
+    ann = Annotations.from_rows(
+        [("pulse", 0.0, 0.0), ("pulse", 0.005, 0.005), ("pulse", 0.009, 0.009)]
+    )
     y = make_targets(ann, 10, 1000, NAMES, TYPES, event_width_seconds=0.004)
     assert np.flatnonzero(y[:, 1]).tolist() == [0, 1, 3, 4, 5, 6, 7, 8, 9]
 
@@ -69,7 +71,9 @@ def test_overlapping_gaussians_take_the_maximum():
 
 def test_gap_between_touching_segments():
     # [0, 9] and [10, 19] touch; a 4-sample gap is centred between them: 8, 9, 10, 11
-    ann = Annotations.from_rows([("sine", 0.0, 0.009), ("sine", 0.010, 0.019), ("sine", 0.030, 0.035)])
+    ann = Annotations.from_rows(
+        [("sine", 0.0, 0.009), ("sine", 0.010, 0.019), ("sine", 0.030, 0.035)]
+    )
     y = make_targets(ann, 40, 1000, NAMES, TYPES, segment_gap_seconds=0.004)
     assert np.flatnonzero(y[:20, 2] == 0).tolist() == [8, 9, 10, 11]
     assert np.all(y[[8, 9, 10, 11], 0] == 1)
@@ -97,7 +101,9 @@ def test_gaps_only_between_same_class():
 
 
 def test_special_rows_and_unknown_names_add_nothing():
-    ann = Annotations.from_rows([("sine", math.nan, 0.0), ("pulse", math.nan, math.nan), ("whip", 0.001, 0.004)])
+    ann = Annotations.from_rows(
+        [("sine", math.nan, 0.0), ("pulse", math.nan, math.nan), ("whip", 0.001, 0.004)]
+    )
     y = make_targets(ann, 10, 1000, NAMES, TYPES)
     assert np.all(y[:, 0] == 1)
 
@@ -136,13 +142,18 @@ def test_blocks_equal_the_whole_and_rows_sum_to_one(case, cuts, std, gap):
     np.testing.assert_allclose(whole.sum(axis=1), 1.0, rtol=0, atol=1e-6)
     assert whole.min() >= 0 and whole.max() <= 1
     edges = sorted({0, n, *(c for c in cuts if c < n)})
-    parts = [make_targets(ann, b - a, 1000, NAMES, TYPES, first_sample=a, **kw) for a, b in zip(edges, edges[1:])]
+    parts = [
+        make_targets(ann, b - a, 1000, NAMES, TYPES, first_sample=a, **kw)
+        for a, b in zip(edges, edges[1:])
+    ]
     np.testing.assert_array_equal(np.concatenate(parts), whole)
 
 
 def test_normalize_targets():
     y = normalize_targets(np.array([[0.0, 0.0], [0.25, 0.25], [1.0, 1.0], [0.5, 1.0]]))
-    np.testing.assert_allclose(y, [[1, 0, 0], [0.5, 0.25, 0.25], [0, 0.5, 0.5], [0, 1 / 3, 2 / 3]], rtol=1e-6)
+    np.testing.assert_allclose(
+        y, [[1, 0, 0], [0.5, 0.25, 0.25], [0, 0.5, 0.5], [0, 1 / 3, 2 / 3]], rtol=1e-6
+    )
 
 
 def test_single_class_targets():
@@ -173,7 +184,9 @@ def test_single_class_targets():
     ],
 )
 def test_bad_arguments(kwargs, pattern):
-    args = dict(ann=Annotations(), nb_samples=10, samplerate=1000, class_names=NAMES, class_types=TYPES)
+    args = dict(
+        ann=Annotations(), nb_samples=10, samplerate=1000, class_names=NAMES, class_types=TYPES
+    )
     args.update(kwargs)
     with pytest.raises(ValueError, match=pattern):
         make_targets(**args)

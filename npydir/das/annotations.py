@@ -40,17 +40,22 @@ COLUMNS = ("name", "start_seconds", "stop_seconds")
 def _check_row(name: Any, start: float, stop: float, where: str) -> None:
     """Raise DASFormatError if one annotation row is inconsistent; ``where`` locates it."""
     if not isinstance(name, str) or not name.strip():
-        raise DASFormatError(f"{where}, column 'name': expected a non-empty song type name, found {name!r}")
+        raise DASFormatError(
+            f"{where}, column 'name': expected a non-empty song type name, found {name!r}"
+        )
     if "\x00" in name:
         raise DASFormatError(f"{where}, column 'name': names cannot contain NUL characters")
     for col, v in (("start_seconds", start), ("stop_seconds", stop)):
         if math.isinf(v):
-            raise DASFormatError(f"{where}, column '{col}': expected a finite time or NaN, found {v!r}")
+            raise DASFormatError(
+                f"{where}, column '{col}': expected a finite time or NaN, found {v!r}"
+            )
     if math.isnan(start):
         return  # special row: a type without annotations; stop is arbitrary
     if math.isnan(stop):
         raise DASFormatError(
-            f"{where}, column 'stop_seconds': NaN stop with a start of {start!r}; only special rows "
+            f"{where}, column 'stop_seconds': NaN stop with a start of {start!r}; "
+            f"only special rows "
             f"(start NaN) may have a NaN stop"
         )
     if stop < start:
@@ -261,7 +266,8 @@ def _parse_annotations(text: str, source: str) -> Annotations:
                 continue
             if len(row) != len(header):
                 raise DASFormatError(
-                    f"{where}: expected {len(header)} fields like the header, found {len(row)}: {row!r}"
+                    f"{where}: expected {len(header)} fields like the header, "
+                    f"found {len(row)}: {row!r}"
                 )
             name = row[idx["name"]]
             start = _parse_time(row[idx["start_seconds"]], where, "start_seconds")
@@ -279,7 +285,9 @@ def _format_time(v: float) -> str:
     return "" if math.isnan(v) else repr(float(v))
 
 
-def write_annotations(path: str | os.PathLike, ann: Annotations | Iterable[tuple[str, float, float]]) -> Path:
+def write_annotations(
+    path: str | os.PathLike, ann: Annotations | Iterable[tuple[str, float, float]]
+) -> Path:
     """Write annotations as a DAS ``*_annotations.csv`` file (atomically).
 
     Parameters

@@ -36,7 +36,12 @@ from ..errors import AlreadyExistsError, DASFormatError
 from .annotations import Annotations, read_annotations
 from .audio import AUDIO_SUFFIXES, load_audio
 from .definitions import check_definitions, read_definitions
-from .targets import DEFAULT_EVENT_WIDTH_SECONDS, class_activations, normalize_targets, single_class_targets
+from .targets import (
+    DEFAULT_EVENT_WIDTH_SECONDS,
+    class_activations,
+    normalize_targets,
+    single_class_targets,
+)
 
 __all__ = ["SPLITS", "Recording", "find_recordings", "make_dataset"]
 
@@ -57,9 +62,12 @@ class Recording:
 
     @classmethod
     def from_files(
-        cls, audio: str | os.PathLike, annotations: str | os.PathLike, definitions: str | os.PathLike | None = None
+        cls,
+        audio: str | os.PathLike,
+        annotations: str | os.PathLike,
+        definitions: str | os.PathLike | None = None,
     ) -> Recording:
-        """Build from paths; finds ``<stem>_definitions.csv`` beside the annotations if not given."""
+        """Build from paths; uses ``<stem>_definitions.csv`` beside the annotations if present."""
         audio, annotations = Path(audio), Path(annotations)
         if definitions is None and annotations.name.endswith(_ANN_SUFFIX):
             candidate = annotations.with_name(annotations.name[: -len(_ANN_SUFFIX)] + _DEF_SUFFIX)
@@ -67,7 +75,7 @@ class Recording:
         return cls(audio, annotations, Path(definitions) if definitions is not None else None)
 
 
-RecordingsLike = Union[str, os.PathLike, Iterable[Union[Recording, Sequence[Any]]]]
+RecordingsLike = Union[str, os.PathLike, Iterable[Union[Recording, Sequence[Any]]]]  # noqa: UP007
 
 
 def find_recordings(folder: str | os.PathLike) -> list[Recording]:
@@ -96,7 +104,8 @@ def find_recordings(folder: str | os.PathLike) -> list[Recording]:
         audio = [folder / f"{stem}{s}" for s in AUDIO_SUFFIXES if (folder / f"{stem}{s}").is_file()]
         if not audio:
             raise DASFormatError(
-                f"{ann}: no audio file for these annotations; expected {stem}.npz or {stem}.wav in {folder}"
+                f"{ann}: no audio file for these annotations; "
+                f"expected {stem}.npz or {stem}.wav in {folder}"
             )
         if len(audio) > 1:
             raise DASFormatError(
@@ -104,7 +113,10 @@ def find_recordings(folder: str | os.PathLike) -> list[Recording]:
             )
         out.append(Recording.from_files(audio[0], ann))
     if not out:
-        raise DASFormatError(f"{folder}: no *{_ANN_SUFFIX} files found; expected <stem>.npz|wav with <stem>{_ANN_SUFFIX}")
+        raise DASFormatError(
+            f"{folder}: no *{_ANN_SUFFIX} files found; "
+            f"expected <stem>.npz|wav with <stem>{_ANN_SUFFIX}"
+        )
     return out
 
 
@@ -119,7 +131,8 @@ def _as_recordings(recordings: RecordingsLike) -> list[Recording]:
             out.append(Recording.from_files(*item))
         else:
             raise TypeError(
-                f"recordings[{i}]: expected (audio, annotations[, definitions]) or a Recording, found {item!r}"
+                f"recordings[{i}]: expected (audio, annotations[, definitions]) "
+                f"or a Recording, found {item!r}"
             )
     if not out:
         raise ValueError("make_dataset: no recordings given")
@@ -164,17 +177,22 @@ def _cast_block(block: np.ndarray, dtype: np.dtype, path: Path, first: int) -> n
         overflow = np.isinf(out)
         if np.any(overflow):
             raise DASFormatError(
-                f"{path}: {int(overflow.sum())} sample value(s) in samples {first}..{first + len(block) - 1} "
+                f"{path}: {int(overflow.sum())} sample value(s) in samples "
+                f"{first}..{first + len(block) - 1} "
                 f"exceed the range of {dtype} "
                 f"(max {float(np.finfo(dtype).max)}, found {float(np.max(np.abs(block)))}); "
                 f"use x_dtype='float32' or scale the audio"
             )
         return out
     if block.dtype.kind not in "biu":
-        raise DASFormatError(f"{path}: float audio cannot be stored exactly as x_dtype={dtype}; use a float dtype")
+        raise DASFormatError(
+            f"{path}: float audio cannot be stored exactly as x_dtype={dtype}; use a float dtype"
+        )
     info = np.iinfo(dtype)
     if block.size and (block.min() < info.min or block.max() > info.max):
-        raise DASFormatError(f"{path}: sample values outside the range of x_dtype={dtype} [{info.min}, {info.max}]")
+        raise DASFormatError(
+            f"{path}: sample values outside the range of x_dtype={dtype} [{info.min}, {info.max}]"
+        )
     return block.astype(dtype)
 
 
@@ -194,7 +212,8 @@ def _class_info(
             where = str(rec.definitions if name in d else rec.annotations)
             if name in seen and seen[name][0] != cat:
                 raise DASFormatError(
-                    f"song type {name!r} is a {seen[name][0]} in {seen[name][1]} but a {cat} in {where}; "
+                    f"song type {name!r} is a {seen[name][0]} in {seen[name][1]} "
+                    f"but a {cat} in {where}; "
                     f"fix the definitions or pass class_names and class_types"
                 )
             seen.setdefault(name, (cat, where))
@@ -213,14 +232,21 @@ def _class_info(
         unknown = [n for n in names[1:] if n not in seen]
         if unknown:
             raise ValueError(
-                f"make_dataset: class(es) {unknown} appear in no annotations or definitions; pass class_types"
+                f"make_dataset: class(es) {unknown} appear in no annotations or definitions; "
+                f"pass class_types"
             )
         types = ["segment", *(seen[n][0] for n in names[1:])]
     if len(types) != len(names):
-        raise ValueError(f"make_dataset: {len(names)} class_names {names} but {len(types)} class_types {types}")
+        raise ValueError(
+            f"make_dataset: {len(names)} class_names {names} but {len(types)} class_types {types}"
+        )
     ignored = sorted(set(seen) - set(names))
     if ignored:
-        warnings.warn(f"make_dataset: song type(s) {ignored} of the annotations or definitions are not in class_names and are ignored", stacklevel=3)
+        warnings.warn(
+            f"make_dataset: song type(s) {ignored} of the annotations or definitions "
+            f"are not in class_names and are ignored",
+            stacklevel=3,
+        )
     return names, types
 
 
@@ -230,8 +256,9 @@ def _plan(
     """For each recording, the (split, first, stop) sample ranges it contributes."""
     if not 0 < val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
         raise ValueError(
-            f"make_dataset: need 0 < val_fraction, 0 <= test_fraction and val_fraction + test_fraction < 1 "
-            f"(validation data is required); found val_fraction={val_fraction}, test_fraction={test_fraction}"
+            f"make_dataset: need 0 < val_fraction, 0 <= test_fraction and "
+            f"val_fraction + test_fraction < 1 (validation data is required); "
+            f"found val_fraction={val_fraction}, test_fraction={test_fraction}"
         )
     n = len(lengths)
     if split == "recording":
@@ -355,7 +382,9 @@ def make_dataset(
     if out.exists() and not overwrite:
         raise AlreadyExistsError(f"{out}: already exists; pass overwrite=True to replace it")
     if out.exists() and not _safe_to_replace(out):
-        raise AlreadyExistsError(f"{out}: exists and is not an npydir/DAS store; refusing to replace it")
+        raise AlreadyExistsError(
+            f"{out}: exists and is not an npydir/DAS store; refusing to replace it"
+        )
     if block_samples < 1:
         raise ValueError(f"block_samples must be >= 1, found {block_samples}")
     x_dtype = np.dtype(x_dtype)
@@ -363,7 +392,9 @@ def make_dataset(
     if x_dtype.kind not in "fiu":
         raise ValueError(f"x_dtype must be a numeric dtype, found {x_dtype}")
     if y_dtype.kind != "f":
-        raise ValueError(f"y_dtype must be a float dtype (targets are probabilities), found {y_dtype}")
+        raise ValueError(
+            f"y_dtype must be a float dtype (targets are probabilities), found {y_dtype}"
+        )
 
     recs = _as_recordings(recordings)
 
@@ -372,7 +403,9 @@ def make_dataset(
     defs = [read_definitions(r.definitions) if r.definitions is not None else {} for r in recs]
     for r, ann, d in zip(recs, anns, defs):
         if d:
-            check_definitions(ann, d, source=f"{r.annotations} vs {r.definitions}").raise_if_conflicts()
+            check_definitions(
+                ann, d, source=f"{r.annotations} vs {r.definitions}"
+            ).raise_if_conflicts()
     infos = [_audio_info(r.audio) for r in recs]
     _, channels, samplerate = infos[0]
     for r, (_, c, sr) in zip(recs, infos):
@@ -400,7 +433,10 @@ def make_dataset(
     totals = {s: sum(b - a for parts in plan for (sp, a, b) in parts if sp == s) for s in SPLITS}
     for s in ("train", "val"):
         if totals[s] == 0:
-            raise ValueError(f"make_dataset: the {s} split would be empty; use longer recordings or other fractions")
+            raise ValueError(
+                f"make_dataset: the {s} split would be empty; "
+                f"use longer recordings or other fractions"
+            )
 
     # --- write into a hidden sibling, rename at the end -------------------------------------
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -410,7 +446,12 @@ def make_dataset(
     bar = None
     if progress:
         tqdm = require("tqdm.auto", "a progress bar").tqdm
-        bar = tqdm(total=sum(totals.values()), unit="sample", unit_scale=True, desc=f"make_dataset {out.name}")
+        bar = tqdm(
+            total=sum(totals.values()),
+            unit="sample",
+            unit_scale=True,
+            desc=f"make_dataset {out.name}",
+        )
     try:
         attrs: dict[str, Any] = {
             "samplerate_x_Hz": samplerate,
@@ -423,7 +464,8 @@ def make_dataset(
             attrs[f"class_names_{s}"] = [names[0], s]
             attrs[f"class_types_{s}"] = [types[0], types[k]]
         files: dict[str, dict[str, list]] = {
-            s: {"filename": [], "startsample": [], "endsample": [], "recording_startsample": []} for s in SPLITS
+            s: {"filename": [], "startsample": [], "endsample": [], "recording_startsample": []}
+            for s in SPLITS
         }
         with _group.open(tmp, mode="w", das_compat=True) as root:
             arrays = {}
@@ -439,7 +481,9 @@ def make_dataset(
                     offset = len(arrays[s, "x"])
                     for i in range(a, b, block_samples):
                         j = min(b, i + block_samples)
-                        arrays[s, "x"].append(_cast_block(np.asarray(data[i:j]), x_dtype, rec.audio, i))
+                        arrays[s, "x"].append(
+                            _cast_block(np.asarray(data[i:j]), x_dtype, rec.audio, i)
+                        )
                         act = class_activations(
                             ann,
                             j - i,
@@ -453,7 +497,9 @@ def make_dataset(
                         )
                         arrays[s, "y"].append(normalize_targets(act, y_dtype))
                         if suffix_classes:
-                            singles = single_class_targets(act, names, types, classes=suffix_classes, dtype=y_dtype)
+                            singles = single_class_targets(
+                                act, names, types, classes=suffix_classes, dtype=y_dtype
+                            )
                             for c, (y1, _, _) in singles.items():
                                 arrays[s, f"y_{c}"].append(y1)
                         if bar is not None:

@@ -50,9 +50,13 @@ def _as_dict(defs: Mapping[str, str] | Iterable[tuple[str, str]], source: str) -
         if not isinstance(name, str) or not name.strip():
             raise DASFormatError(f"{where}: expected a non-empty song type name, found {name!r}")
         if category not in CATEGORIES:
-            raise DASFormatError(f"{where} ({name!r}): category must be 'event' or 'segment', found {category!r}")
+            raise DASFormatError(
+                f"{where} ({name!r}): category must be 'event' or 'segment', found {category!r}"
+            )
         if out.get(name, category) != category:
-            raise DASFormatError(f"{where}: {name!r} is defined twice, as {out[name]!r} and {category!r}")
+            raise DASFormatError(
+                f"{where}: {name!r} is defined twice, as {out[name]!r} and {category!r}"
+            )
         out[name] = category
     return out
 
@@ -161,7 +165,9 @@ class DefinitionsReport:
     def __str__(self) -> str:
         if self.ok:
             return f"{self.source}: definitions and annotations agree"
-        lines = [f"{self.source}: {len(self.problems)} conflict(s) between definitions and annotations:"]
+        lines = [
+            f"{self.source}: {len(self.problems)} conflict(s) between definitions and annotations:"
+        ]
         lines += [f"  - {p}" for p in self.problems]
         return "\n".join(lines)
 
@@ -208,7 +214,9 @@ def check_definitions(
     problems: list[str] = []
     undefined = [t for t in annotations.types if t not in definitions]
     for t in undefined:
-        problems.append(f"type {t!r} is annotated but has no definition (defined: {sorted(definitions)})")
+        problems.append(
+            f"type {t!r} is annotated but has no definition (defined: {sorted(definitions)})"
+        )
     bad: dict[tuple[str, str], list[int]] = {}
     for i, (name, start, stop) in enumerate(annotations.rows()):
         cat = definitions.get(name)
@@ -217,13 +225,23 @@ def check_definitions(
         if math.isnan(start):
             row_cat = "event" if math.isnan(stop) else "segment"
             if row_cat != cat:
-                bad.setdefault((name, f"special row marks a {row_cat} type but it is defined as {cat}"), []).append(i)
+                bad.setdefault(
+                    (name, f"special row marks a {row_cat} type but it is defined as {cat}"), []
+                ).append(i)
         elif cat == "event" and start != stop:
             bad.setdefault((name, "is defined as event but start != stop"), []).append(i)
         elif cat == "segment" and start == stop:
-            bad.setdefault((name, "is defined as segment but start == stop (zero length)"), []).append(i)
+            bad.setdefault(
+                (name, "is defined as segment but start == stop (zero length)"), []
+            ).append(i)
     for (name, what), rows in bad.items():
         shown = ", ".join(str(r) for r in rows[:max_problems_per_type])
-        more = f" and {len(rows) - max_problems_per_type} more" if len(rows) > max_problems_per_type else ""
-        problems.append(f"type {name!r} {what}: annotation row(s) {shown}{more} (0-based, header excluded)")
+        more = (
+            f" and {len(rows) - max_problems_per_type} more"
+            if len(rows) > max_problems_per_type
+            else ""
+        )
+        problems.append(
+            f"type {name!r} {what}: annotation row(s) {shown}{more} (0-based, header excluded)"
+        )
     return DefinitionsReport(problems, source)

@@ -55,7 +55,8 @@ def make_recording(
     """
     if seconds <= 0 or samplerate <= 0 or channels < 1:
         raise ValueError(
-            f"need seconds > 0, samplerate > 0 and channels >= 1; found {seconds}, {samplerate}, {channels}"
+            f"need seconds > 0, samplerate > 0 and channels >= 1; "
+            f"found {seconds}, {samplerate}, {channels}"
         )
     rng = np.random.default_rng(seed)
     n = int(round(seconds * samplerate))
@@ -119,7 +120,9 @@ def _sine_bout(song, rows, rng, t: int, sr: float, end: int) -> int:
     r = min(ramp, length // 2)
     env[:r] = 0.5 - 0.5 * np.cos(np.pi * np.arange(r) / r)
     env[length - r :] = env[:r][::-1]
-    song[t : t + length] += amp * env * np.sin(2 * np.pi * freq * i / sr + rng.uniform(0, 2 * np.pi))
+    song[t : t + length] += (
+        amp * env * np.sin(2 * np.pi * freq * i / sr + rng.uniform(0, 2 * np.pi))
+    )
     rows.append(("sine", t / sr, (t + length - 1) / sr))
     return t + length
 

@@ -47,7 +47,9 @@ _GAUSS_RADIUS_STD = 4.0
 
 def seconds_to_samples(seconds: np.ndarray | float, samplerate: float) -> np.ndarray:
     """Sample index of each time: ``floor(t * samplerate)`` with a 1e-6-sample tolerance."""
-    return np.floor(np.asarray(seconds, dtype=np.float64) * samplerate + _EPS_SAMPLES).astype(np.int64)
+    return np.floor(np.asarray(seconds, dtype=np.float64) * samplerate + _EPS_SAMPLES).astype(
+        np.int64
+    )
 
 
 def _check_classes(class_names: Sequence[str], class_types: Sequence[str]) -> None:
@@ -296,7 +298,9 @@ def single_class_targets(
     out = {}
     for name in wanted:
         if name not in class_names[1:]:
-            raise ValueError(f"single-class target {name!r} is not one of the classes {list(class_names[1:])}")
+            raise ValueError(
+                f"single-class target {name!r} is not one of the classes {list(class_names[1:])}"
+            )
         k = list(class_names).index(name)
         a = np.clip(np.asarray(activations[:, k - 1], dtype=np.float64), 0.0, 1.0)
         y = np.stack([1.0 - a, a], axis=1).astype(dtype, copy=False)
