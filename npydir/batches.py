@@ -134,9 +134,25 @@ def _lookahead(plan: Iterator[np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndar
     """Pairs ``(starts, next_starts)``; ``next_starts`` is None for the last batch."""
     current = next(plan, None)
     while current is not None:
-        following = next(plan, None)
+        try:
+            following = next(plan, None)
+        except Exception:
+            # the current batch does not depend on the next one: hand it out, then fail
+            yield current, None
+            raise
         yield current, following
         current = following
+
+
+def _flatten(chunks: Iterator[list]) -> Iterator:
+    """The items of each list in ``chunks``; closing it closes ``chunks``."""
+    try:
+        for chunk in chunks:
+            yield from chunk
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
 
 
 def _making(make, plan: Iterator[np.ndarray], advise) -> Iterator[tuple]:
@@ -483,8 +499,8 @@ class Batches:
             positions = self._permutation(epoch)(positions)
         return self._window_starts(positions)
 
-    def _plan(self, indices: Sequence[int], epoch: int) -> Iterator[np.ndarray]:
-        """Starts of batches ``indices``, computed a chunk of ~8k windows at a time.
+    def _plan(self, indices: Sequence[int], epoch: int) -> Iterator[list[np.ndarray]]:
+        """Starts of batches ``indices``, as lists covering ~8k windows (a chunk) each.
 
         One vectorised call per chunk instead of one per batch: for small batches the fixed
         cost of ~50 numpy calls per batch would otherwise rival the copy itself.
@@ -502,7 +518,7 @@ class Batches:
             else:  # only an epoch's last batch is short
                 slots = slots[np.arange(bs)[None, :] < sizes[:, None]]
             starts = self._starts_of(slots, epoch)
-            yield from np.split(starts, np.cumsum(sizes)[:-1])
+            yield np.split(starts, np.cumsum(sizes)[:-1])
 
     # ---------------------------------------------------------------- batches
 
@@ -600,13 +616,14 @@ class Batches:
         """Batches ``indices`` (a range stays a range: never a list of every index)."""
         epoch = self.epoch  # fixed for this pass even if set_epoch() is called meanwhile
         advise = self._advisor()
-        plan = self._plan(indices, epoch)
+        chunks = self._plan(indices, epoch)
         if self.prefetch == 0:
-            return _making(self._make, plan, advise)
+            return _making(self._make, _flatten(chunks), advise)
         # Two stages, each in its own thread: drawing the starts (numpy, ~40 ns a window)
-        # overlaps the copy of the previous batch instead of adding to it.
-        plan = _background(plan, 2, "npydir-batches-plan")
-        return _background(_making(self._make, plan, advise), self.prefetch,
+        # overlaps the copy of the previous batches instead of adding to it; chunks of
+        # batches cross between them, so the hand-off costs little per batch.
+        chunks = _background(chunks, 2, "npydir-batches-plan")
+        return _background(_making(self._make, _flatten(chunks), advise), self.prefetch,
                            "npydir-batches-prefetch")
 
     def __repr__(self) -> str:
