@@ -407,3 +407,44 @@ def test_folder_errors(tmp_path):
         find_recordings(tmp_path)
     with pytest.raises(TypeError, match=r"recordings\[0\]"):
         make_dataset([tmp_path / "a.npz"], tmp_path / "x.npy")
+
+
+def test_leftovers_of_a_killed_build_are_removed(recordings, tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid now belongs to no process (reuse within this test is implausible)
+    stale = tmp_path / f".s.npy.making-{dead.pid}"
+    (stale / "train").mkdir(parents=True)
+    alive = tmp_path / f".s.npy.making-{os.getppid()}"  # a live process: another build running
+    alive.mkdir()
+    make_dataset(recordings, tmp_path / "s.npy")
+    assert not stale.exists() and alive.exists()
+
+
+def test_overwrite_failure_keeps_the_old_store(recordings, tmp_path):
+    out = make_dataset(recordings, tmp_path / "o.npy")
+    before = (out / "train" / "x.npy").read_bytes()
+    with pytest.raises(ValueError, match="validation data is required"):
+        make_dataset(recordings, out, overwrite=True, val_fraction=0)
+    recs = _copy(recordings, tmp_path / "r")
+    audio, _ = load_audio(recs[3][0])
+    audio[5, 0] = np.inf
+    save_audio(recs[3][0], audio, SR)
+    with pytest.raises(DASFormatError, match="rec003.npz"):
+        make_dataset(recs, out, overwrite=True)
+    assert (out / "train" / "x.npy").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.npy", "r"]
+
+
+def test_npydir_load_and_batches_train_on_it(store):
+    data = npydir.load(store, y_suffix="sine")
+    assert data["train"]["y"].shape[1] == 2
+    assert list(data.attrs["class_names"]) == ["noise", "sine"]
+    batches = npydir.Batches(
+        data["train"]["x"], data["train"]["y"], window=256, batch_size=8, seed=0
+    )
+    x, y = batches[0]
+    assert x.shape == (8, 256, 2) and y.shape == (8, 2)
+    np.testing.assert_allclose(y.sum(axis=1), 1, atol=1e-6)

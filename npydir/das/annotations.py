@@ -154,8 +154,15 @@ class Annotations:
         """Song types present (including those kept only by special rows), in file order."""
         return list(dict.fromkeys(str(n) for n in self.names))
 
+    def is_type(self, name: str) -> np.ndarray:
+        """Boolean mask of the rows of type ``name`` (special rows included)."""
+        if len(self) == 0:
+            return np.zeros(0, dtype=bool)
+        # elementwise comparison of the object array runs in C
+        return np.asarray(self.names == name, dtype=bool)
+
     def _mask(self, name: str) -> np.ndarray:
-        return np.array([n == name for n in self.names], dtype=bool) & ~self.special
+        return self.is_type(name) & ~self.special
 
     def categories(self) -> dict[str, str]:
         """Category of every type as DAS infers it from the rows.

@@ -295,6 +295,34 @@ def _plan(
     raise ValueError(f"make_dataset: split must be 'recording' or 'fraction', found {split!r}")
 
 
+_BUILD_TAG = ".making-"
+_OLD_TAG = ".replaced-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _remove_stale_builds(out: Path) -> None:
+    """Delete hidden build/replace directories of ``out`` left by killed make_dataset runs."""
+    for tag in (_BUILD_TAG, _OLD_TAG):
+        for p in out.parent.glob(f".{out.name}{tag}*"):
+            try:
+                pid = int(p.name.rsplit("-", 1)[1])
+            except ValueError:
+                continue
+            if pid == os.getpid() or not _pid_alive(pid):
+                shutil.rmtree(p, ignore_errors=True)
+
+
 def _safe_to_replace(out: Path) -> bool:
     return out.is_dir() and ((out / "attrs.json").is_file() or (out / ".npydir.json").is_file())
 
@@ -440,9 +468,8 @@ def make_dataset(
 
     # --- write into a hidden sibling, rename at the end -------------------------------------
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.making-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    _remove_stale_builds(out)
+    tmp = out.parent / f".{out.name}{_BUILD_TAG}{os.getpid()}"
     bar = None
     if progress:
         tqdm = require("tqdm.auto", "a progress bar").tqdm
@@ -527,9 +554,14 @@ def make_dataset(
             }
             attrs["make_dataset"] = {k: v for k, v in settings.items() if v is not None}
             root.attrs.update(attrs)
-        if out.exists():
-            shutil.rmtree(out)  # checked above: overwrite=True and out is a store
-        os.replace(tmp, out)
+        if out.exists():  # checked above: overwrite=True and out is a store
+            # move the old store aside first, so `out` is missing only between two renames
+            old = out.parent / f".{out.name}{_OLD_TAG}{os.getpid()}"
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -121,9 +121,8 @@ def class_activations(
     last = first + int(nb_samples)
     out = np.zeros((int(nb_samples), len(class_names) - 1), dtype=np.float64)
     real = ~ann.special
-    names = ann.names
     for k in range(1, len(class_names)):
-        mask = real & np.array([n == class_names[k] for n in names], dtype=bool)
+        mask = real & ann.is_type(class_names[k])
         if not np.any(mask):
             continue
         col = out[:, k - 1]
