@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import npydir
 from npydir import Batches
 
 
@@ -347,6 +348,21 @@ def test_pickles_memmaps_by_path(tmp_path):
     # in-memory arrays travel by value
     arr = ramp(1000)
     assert len(pickle.dumps(Batches(arr, window=5))) > arr.nbytes
+
+
+def test_npydir_arrays_pickle_by_path(tmp_path):
+    root = npydir.open(tmp_path / "ds.npy", mode="w")
+    x = root.create_dataset("train/x", data=ramp(4000, 3))
+    y = root.create_dataset("train/y", data=onehot(4000, 3))
+    b = Batches(x, y, window=30, batch_size=5, seed=2, y_window=True, output_stride=3)
+    blob = pickle.dumps(b)
+    assert len(blob) < 4000, "an npydir Array must pickle by path, not by value"
+    c = pickle.loads(blob)
+    for got, want in zip(c[7], b[7]):
+        np.testing.assert_array_equal(got, want)
+    s = b.starts(7)[0]
+    np.testing.assert_array_equal(c[7][0][0], ramp(4000, 3)[s:s + 30])
+    np.testing.assert_array_equal(c[7][1][0], onehot(4000, 3)[s:s + 30:3])
 
 
 # ----------------------------------------------------------------------------- errors

@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pytest
 
+import npydir
 from npydir import Batches
 from npydir.errors import MissingDependencyError
 
@@ -20,12 +21,17 @@ from torch.utils.data import DataLoader  # noqa: E402
 from npydir.torch import WindowDataset  # noqa: E402
 
 
-@pytest.fixture
-def stored(tmp_path):
-    """x and y as memory-mapped .npy files (they reach workers by path)."""
+@pytest.fixture(params=["memmap", "npydir"])
+def stored(tmp_path, request):
+    """x and y as memory-mapped .npy files or npydir Arrays (both reach workers by path)."""
     rng = np.random.default_rng(1)
-    np.save(tmp_path / "x.npy", rng.standard_normal((5000, 3)).astype("f4"))
-    np.save(tmp_path / "y.npy", np.eye(3, dtype="f4")[rng.integers(0, 3, 5000)])
+    x = rng.standard_normal((5000, 3)).astype("f4")
+    y = np.eye(3, dtype="f4")[rng.integers(0, 3, 5000)]
+    if request.param == "npydir":
+        root = npydir.open(tmp_path / "ds.npy", mode="w")
+        return root.create_dataset("train/x", data=x), root.create_dataset("train/y", data=y)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
     return (np.load(tmp_path / "x.npy", mmap_mode="r"),
             np.load(tmp_path / "y.npy", mmap_mode="r"))
 
