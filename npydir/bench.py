@@ -30,7 +30,9 @@ Backends
 
 Cache states
 ------------
-*warm*: every file is read once before the measurement, so the data is in the page cache.
+*warm*: the steady state of a training run on data that fits in memory.  Every file is read
+once (page cache), and each backend is opened once for the whole run, memory maps with every
+page already mapped into the process (``prefault``), so the numbers are copies, not faults.
 *cold* (``cold=True``): before every batch the reader is closed, the kernel is told to drop
 the backend's files from the page cache (``posix_fadvise(POSIX_FADV_DONTNEED)``, after an
 ``fsync`` so no dirty page survives) and the files are opened and mapped afresh.  Only the
@@ -310,9 +312,10 @@ class _LoopReader(_Reader):
 
     def read(self, starts: np.ndarray, out: np.ndarray) -> None:
         x, w = self.x, self.window
-        if self.ts:
-            for i, s in enumerate(starts.tolist()):
-                out[i] = x[s:s + w].read().result()
+        if self.ts:  # tensorstore is asynchronous: issue every read, then collect
+            futures = [x[s:s + w].read() for s in starts.tolist()]
+            for i, f in enumerate(futures):
+                out[i] = f.result()
         else:
             for i, s in enumerate(starts.tolist()):
                 out[i] = x[s:s + w]
@@ -958,9 +961,11 @@ def _summarise(rates: dict[str, list[float]], made: dict[str, _Backend], window:
 def _machine() -> dict:
     info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
                             "cpus": _all_cores(), "numpy": np.__version__}
-    for mod in ("zarr", "h5py", "tensorstore"):
+    from importlib import metadata
+
+    for dist in ("npydir", "zarr", "h5py", "tensorstore"):
         with contextlib.suppress(Exception):
-            info[mod] = __import__(mod).__version__
+            info[dist] = metadata.version(dist)
     with contextlib.suppress(Exception):
         info["memory_gb"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
                                   / 1e9, 1)

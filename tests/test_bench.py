@@ -328,3 +328,22 @@ def test_json_and_png(tiny_store, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert png.stat().st_size > 5000
     assert not [p for p in png.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_tensorstore_is_skipped_with_a_note_when_missing(tiny_store, tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "_tensorstore_available", lambda: False)
+    result = bench.run_bench(tiny_store, backends=["tensorstore"], batch=2, window=WINDOW,
+                             repeats=1, batches=1, workdir=tmp_path)
+    assert "tensorstore" not in result["results"]["warm"]
+    assert "pip install tensorstore" in result["skipped"]["tensorstore"]
+    assert "skipped tensorstore" in bench.format_table(result)
+    assert not any(p.suffix == ".zarr" for p in tmp_path.iterdir())  # nothing written for it
+
+
+def test_tensorstore_reads_the_zarr_copy_when_installed(tiny_store, tmp_path):
+    pytest.importorskip("tensorstore")
+    result = bench.run_bench(tiny_store, backends=["tensorstore"], batch=2, window=WINDOW,
+                             repeats=1, batches=1, workdir=tmp_path)
+    assert result["results"]["warm"]["tensorstore"]["windows_per_s"] > 0
+    assert "zarr" not in result["results"]["warm"]  # its store is written, not measured
+    assert result["backends"]["tensorstore"]["path"].endswith(".zarr")
