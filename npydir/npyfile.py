@@ -291,12 +291,23 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, 
         fsync_dir(path.parent)
 
 
+def _bytes_of(arr: np.ndarray) -> memoryview:
+    """The raw bytes of ``arr`` in C order, without a copy when it is C-contiguous.
+
+    Goes through a uint8 view because memoryview refuses some dtypes (datetime64, ...).
+    """
+    flat = np.ascontiguousarray(arr).reshape(-1)
+    if flat.nbytes == 0:
+        return memoryview(b"")
+    return memoryview(flat.view(np.uint8))
+
+
 def _write_array_data(fp: BinaryIO, arr: np.ndarray) -> None:
     """Write ``arr`` in C order in blocks (no full copy of a non-contiguous input)."""
     if arr.size == 0 or arr.itemsize == 0:
         return
     if arr.flags.c_contiguous:
-        fp.write(memoryview(arr.reshape(-1)).cast("B"))
+        fp.write(_bytes_of(arr))
         return
     # Non-contiguous input: write it a slab of rows at a time.
     rows_per_block = max(1, _BLOCK // max(1, arr[0].nbytes if arr.ndim else arr.nbytes))
@@ -352,7 +363,7 @@ def create_array_file(path: str | os.PathLike, shape: tuple[int, ...], dtype: np
         remaining = prod(shape)
         while remaining:
             n = min(remaining, block.size)
-            fp.write(memoryview(block[:n]).cast("B"))
+            fp.write(_bytes_of(block[:n]))
             remaining -= n
 
     atomic_write(path, write, sync=sync)
@@ -501,8 +512,7 @@ def append_rows(path: str | os.PathLike, block: np.ndarray, *, sync: bool = True
         if size > end:
             # bytes of an append that never committed its header: not data, trim them
             os.ftruncate(fd, end)
-        data = np.ascontiguousarray(block)
-        view = memoryview(data.reshape(-1)).cast("B") if data.nbytes else b""
+        view = _bytes_of(block)
         written = 0
         while written < len(view):
             written += os.pwrite(fd, view[written:], end + written)
