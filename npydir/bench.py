@@ -654,8 +654,11 @@ def run_bench(path: str | os.PathLike | None = None, *, key: str = "train/x",
         work = Path(workdir)
         work.mkdir(parents=True, exist_ok=True)
     try:
-        return _run(src, key, names, batch, window, cold, size, channels, repeats, batches,
-                    time_limit, seed, [Path(p) for p in stored], work, threads, progress)
+        result = _run(src, key, names, batch, window, cold, size, channels, repeats, batches,
+                      time_limit, seed, [Path(p) for p in stored], work, threads, progress)
+        result["params"]["workdir"] = str(work)
+        result["params"]["workdir_kept"] = not own_workdir or keep
+        return result
     finally:
         if own_workdir and not keep:
             shutil.rmtree(work, ignore_errors=True)
