@@ -497,14 +497,30 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     path = _require_exists(args.path)
     report = npydir.verify(path)
     print(report)
-    return 0 if _report_ok(report) else 1
+    if _report_ok(report):
+        return 0
+    from .errors import IntegrityError
+
+    raise IntegrityError(f"{path}: {len(report.problems)} problem(s), listed above; "
+                         f"'npydir repair {path}' fixes torn appends and stray temp files")
 
 
 def _cmd_repair(args: argparse.Namespace) -> int:
     import npydir
+    from .errors import IntegrityError
 
     path = _require_exists(args.path)
-    report = npydir.repair(path)
+    try:
+        report = npydir.repair(path)
+    except IntegrityError as exc:
+        report = getattr(exc, "report", None)
+        if report is None:
+            raise
+        print(report)  # what was repaired and what is left, one line each
+        raise IntegrityError(
+            f"repair of {path} left {len(report.problems)} problem(s) it will not guess at "
+            f"(listed above): restore those files from a copy, or delete the affected "
+            f"arrays") from None
     print(report)
     return 0
 

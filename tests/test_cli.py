@@ -369,3 +369,18 @@ def test_unexpected_errors_name_their_type(monkeypatch, store, capsys):
     assert main(["tree", str(store)]) == 1
     assert one_error_line(capsys.readouterr().err) == (
         "npydir: error: TypeError: unsupported operand second line")
+
+
+def test_verify_and_repair_report_what_they_cannot_fix(store, capsys):
+    f = store / "train" / "x.npy"
+    with open(f, "r+b") as fh:  # a truncated array: data lost, nothing to guess
+        fh.truncate(f.stat().st_size - 100)
+    assert main(["verify", str(store)]) == 1
+    captured = capsys.readouterr()
+    assert "x.npy" in captured.out
+    assert "1 problem(s)" in one_error_line(captured.err)
+    assert main(["repair", str(store)]) == 1
+    captured = capsys.readouterr()
+    assert "x.npy" in captured.out
+    assert "will not guess" in one_error_line(captured.err)
+    assert f.exists()  # repair never deletes user data
