@@ -86,10 +86,13 @@ class FeistelPermutation:
         self.n = int(n)
         a = max(1, math.isqrt(max(self.n - 1, 0)) + 1)  # ceil(sqrt(n)) for n >= 1
         b = max(1, -(-self.n // a))
+        #: the radices and round keys (also used by the compiled twin, npydir._feistel)
+        self.a, self.b = a, b
         self._a, self._b = np.uint64(a), np.uint64(b)
         ss = np.random.SeedSequence([int(seed), int(epoch), _TAG])
-        self._keys = [np.uint64(k) for k in ss.generate_state(
-            _ROUNDS_LARGE if self.n >= _LARGE else _ROUNDS_SMALL, dtype=np.uint64)]
+        self.keys = ss.generate_state(_ROUNDS_LARGE if self.n >= _LARGE else _ROUNDS_SMALL,
+                                      dtype=np.uint64)
+        self._keys = [np.uint64(k) for k in self.keys]
 
     def _encrypt(self, v: np.ndarray) -> np.ndarray:
         # In-place numpy on three buffers: drawing positions must stay cheap next to the

@@ -254,6 +254,34 @@ def test_permutation_is_uniform_over_seeds():
     assert counts.min() > 55 and counts.max() < 145, counts  # ~4.7 sigma each side
 
 
+@given(n=st.integers(1, 5000), window=st.integers(1, 9), stride=st.integers(1, 5),
+       cuts=st.lists(st.integers(0, 5000), max_size=5), seed=st.integers(0, 2**70),
+       epoch=st.integers(0, 10**6), shuffle=st.booleans(), world=st.integers(1, 3),
+       data=st.data())
+@settings(max_examples=60)
+def test_compiled_starts_match_the_numpy_twin(n, window, stride, cuts, seed, epoch, shuffle,
+                                              world, data):
+    bounds = [c for c in cuts if c <= n]
+    if not reference_starts(n, window, stride, boundaries=bounds) or n < window:
+        return
+    rank = data.draw(st.integers(0, world - 1))
+    b = Batches(np.zeros((n, 1), "i1"), window=window, stride=stride, boundaries=bounds,
+                seed=seed, shuffle=shuffle, rank=rank, world_size=world)
+    count = b._rank_count()
+    slots = np.array(data.draw(st.lists(st.integers(0, max(count - 1, 0)), max_size=50)),
+                     dtype=np.int64)[:count]
+    np.testing.assert_array_equal(b._starts_of(slots, epoch),
+                                  b._starts_of_reference(slots, epoch))
+
+
+def test_compiled_starts_match_on_a_large_domain():
+    """n >= 2**20 windows: the four-round path, and cycle walking (n just above a*b's floor)."""
+    for n in (2**20 + 1, 3_000_017):
+        b = Batches(np.zeros((n, 1), "i1"), window=1, seed=99, boundaries=[0, 777, n // 2])
+        slots = np.random.default_rng(0).integers(0, n, 20_000)
+        np.testing.assert_array_equal(b._starts_of(slots, 3), b._starts_of_reference(slots, 3))
+
+
 def test_shuffle_looks_random():
     """Not a sequence of runs: consecutive draws are far apart and cover the range."""
     n = 100_000

@@ -1,0 +1,16 @@
+"""Type stub of the compiled ``npydir._feistel`` (src_cython/_feistel.pyx)."""
+
+import numpy as np
+import numpy.typing as npt
+
+def starts_of(
+    positions: npt.NDArray[np.int64],
+    keys: npt.NDArray[np.uint64],
+    a: int,
+    b: int,
+    n: int,
+    seg_lo: npt.NDArray[np.int64],
+    cum: npt.NDArray[np.int64],
+    stride: int,
+    out: npt.NDArray[np.int64],
+) -> None: ...
