@@ -86,6 +86,8 @@ class _Store:
             return
         self.closed = True
         for arr in list(self.arrays.values()):
+            if not self.readonly and self.sync:
+                arr.flush()  # writes through the map are durable once the store is closed
             arr._drop()
         if self.lock is not None:
             self.lock.release()
@@ -99,7 +101,8 @@ def _looks_like_store(path: Path) -> bool:
     return any((path / n).exists() for n in (FORMAT_FILE, GROUP_ATTRS, LEGACY_ATTRS, LOCK_NAME))
 
 
-def open(path: str | os.PathLike, mode: str = "r", *, das_compat: bool = False, portable: bool = True) -> Group:
+def open(path: str | os.PathLike, mode: str = "r", *, das_compat: bool = False, portable: bool = True,
+         sync: bool = True) -> Group:
     """Open a store and return its root :class:`Group`.
 
     Parameters
@@ -114,6 +117,10 @@ def open(path: str | os.PathLike, mode: str = "r", *, das_compat: bool = False, 
         regardless.
     portable : bool
         Refuse names that do not work on Windows or case-insensitive file systems.
+    sync : bool
+        fsync every write (the default).  ``False`` keeps the order of writes and the atomic
+        renames -- a killed process still leaves a consistent store -- but not durability across
+        a power loss; much faster for bulk writes of many small arrays.
 
     Returns
     -------
@@ -165,7 +172,7 @@ def open(path: str | os.PathLike, mode: str = "r", *, das_compat: bool = False, 
             created = True
     if not created and mode != "w":
         _check_format_file(root)
-    store = _Store(root, mode, das_compat=das_compat, portable=portable)
+    store = _Store(root, mode, das_compat=das_compat, portable=portable, sync=sync)
     if not store.readonly:
         store.lock = StoreLock(root)
         store.lock.acquire()

@@ -528,19 +528,40 @@ def append_rows(path: str | os.PathLike, block: np.ndarray, *, sync: bool = True
 
 
 def resize_rows(path: str | os.PathLike, n: int, *, sync: bool = True) -> Header:
-    """Set ``shape[0]`` of ``path`` to ``n`` in place (grow with zeros, or shrink).
+    """Set ``shape[0]`` of ``path`` to ``n`` (grow with zeros, or shrink).
 
-    Growing extends the file (sparse zeros) before writing the header; shrinking writes the header
-    before trimming the file, so a crash at any point leaves a valid shape.
+    Growing is in place: the file is extended (sparse zeros) before the header is rewritten, so a
+    crash leaves the old, valid shape.  Shrinking rewrites the kept rows into a new file that
+    replaces the old one atomically: truncating in place would pull pages out from under live
+    memory maps (SIGBUS in any process still reading the old rows).
     """
     path = os.fspath(path)
     with open(path, "rb") as fp:
         header = read_header(fp, path)
     if header.fortran_order or not header.shape:
         raise FormatError(f"{path}: only C-order arrays with at least one axis can be resized")
-    new_shape = (int(n),) + header.shape[1:]
+    n = int(n)
+    new_shape = (n,) + header.shape[1:]
     if header.shape[0] == n:
         return header
+    if n < header.shape[0]:
+        new_header = build_header(new_shape, header.dtype)
+        keep = prod(new_shape) * header.dtype.itemsize
+
+        def write(fp: BinaryIO) -> None:
+            fp.write(new_header)
+            with open(path, "rb") as src:
+                src.seek(header.offset)
+                remaining = keep
+                while remaining:
+                    chunk = src.read(min(_BLOCK, remaining))
+                    if not chunk:
+                        raise FormatError(f"{path}: file is truncated while shrinking it")
+                    fp.write(chunk)
+                    remaining -= len(chunk)
+
+        atomic_write(path, write, sync=sync)
+        return Header(new_shape, header.dtype, False, _version_of(new_header), len(new_header))
     try:
         build_header(new_shape, header.dtype, False, length=header.offset, version=header.version)
     except ValueError:
@@ -548,16 +569,11 @@ def resize_rows(path: str | os.PathLike, n: int, *, sync: bool = True) -> Header
     new = Header(new_shape, header.dtype, False, header.version, header.offset)
     fd = os.open(path, os.O_RDWR)
     try:
-        if n > header.shape[0]:
-            os.ftruncate(fd, new.expected_size)
-            if sync:
-                _sync(fd)
-            rewrite_shape(fd, header, new_shape, path)
-        else:
-            rewrite_shape(fd, header, new_shape, path)
-            if sync:
-                _sync(fd)
-            os.ftruncate(fd, new.expected_size)
+        os.ftruncate(fd, header.expected_size)  # torn bytes of an earlier append must not become rows
+        os.ftruncate(fd, new.expected_size)
+        if sync:
+            _sync(fd)
+        rewrite_shape(fd, header, new_shape, path)
         if sync:
             _sync(fd)
     finally:
