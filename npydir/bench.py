@@ -696,6 +696,7 @@ def _run(src, key, names, batch, window, cold, size, channels, repeats, batches,
         "backends": {n: {"description": b.description, "dtype": str(b.dtype), **b.info}
                      for n, b in prep.backends.items()},
         "skipped": prep.skipped,
+        "notes": _notes(prep),
         "results": results,
     }
 
@@ -830,6 +831,29 @@ def _prepare(src, key, names, window, size, channels, seed, stored, work, thread
     order = [n for n in ALL_BACKENDS if n in made]
     _sync(f for b in made.values() for f in b.files)
     return _Prepared(store, key, shape, dtype, dataset, {n: made[n] for n in order}, skipped)
+
+
+def _mem_available() -> int | None:
+    """MemAvailable of /proc/meminfo in bytes (None where there is no such file)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _notes(prep: _Prepared) -> list[str]:
+    notes = []
+    total = sum(f.stat().st_size for b in prep.backends.values() for f in _files(b.files))
+    avail = _mem_available()
+    if avail is not None and total > avail // 2:
+        notes.append(f"the backends' files ({_human_bytes(total)}) exceed half the available "
+                     f"memory ({_human_bytes(avail)}): 'warm' runs are partly cold; "
+                     f"trust --cold, or bench a smaller --size")
+    return notes
 
 
 def _describe(name: str, info: dict) -> str:
@@ -1001,6 +1025,8 @@ def format_table(result: dict) -> str:
                          f"{r['ratio_to_npydir']:>11.3f}")
     for name, why in result.get("skipped", {}).items():
         lines.append(f"skipped {name}: {why}")
+    for note in result.get("notes", []):
+        lines.append(f"note: {note}")
     return "\n".join(lines)
 
 

@@ -347,3 +347,15 @@ def test_tensorstore_reads_the_zarr_copy_when_installed(tiny_store, tmp_path):
     assert result["results"]["warm"]["tensorstore"]["windows_per_s"] > 0
     assert "zarr" not in result["results"]["warm"]  # its store is written, not measured
     assert result["backends"]["tensorstore"]["path"].endswith(".zarr")
+
+
+def test_note_when_the_files_do_not_fit_in_memory(tiny_store, tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "_mem_available", lambda: 1000)
+    result = bench.run_bench(tiny_store, backends=["npydir"], batch=2, window=WINDOW,
+                             repeats=1, batches=1, workdir=tmp_path)
+    assert "exceed half the available memory" in result["notes"][0]
+    assert "note: the backends' files" in bench.format_table(result)
+    monkeypatch.setattr(bench, "_mem_available", lambda: 10**12)
+    result = bench.run_bench(tiny_store, backends=["npydir"], batch=2, window=WINDOW,
+                             repeats=1, batches=1, workdir=tmp_path)
+    assert result["notes"] == []
