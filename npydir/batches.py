@@ -525,8 +525,8 @@ class Batches:
     def _plan(self, indices: Sequence[int], epoch: int) -> Iterator[list[np.ndarray]]:
         """Starts of batches ``indices``, as lists covering ~8k windows (a chunk) each.
 
-        One vectorised call per chunk instead of one per batch: for small batches the fixed
-        cost of ~50 numpy calls per batch would otherwise rival the copy itself.
+        One call per chunk instead of one per batch: for small batches the fixed cost of the
+        numpy calls around each draw would otherwise rival the copy itself.
         """
         bs = self.batch_size
         count = self._rank_count()
@@ -642,7 +642,7 @@ class Batches:
         chunks = self._plan(indices, epoch)
         if self.prefetch == 0:
             return _making(self._make, _flatten(chunks), advise)
-        # Two stages, each in its own thread: drawing the starts (numpy, ~40 ns a window)
+        # Two stages, each in its own thread: drawing the starts (~20 ns a window)
         # overlaps the copy of the previous batches instead of adding to it; chunks of
         # batches cross between them, so the hand-off costs little per batch.
         chunks = _background(chunks, 2, "npydir-batches-plan")

@@ -81,6 +81,27 @@ def test_ranks_and_workers_shard_disjointly(stored):
     assert sorted(seen) == want
 
 
+def test_set_epoch_reaches_the_workers_and_idle_workers_are_fine(stored):
+    x, _ = stored
+    ds = WindowDataset(x, window=500, batch_size=1000, seed=3, as_tensors=False)
+    assert len(ds) == 5
+    loader = DataLoader(ds, batch_size=None, num_workers=2)
+    first = [b[0] for b in loader]
+    ds.set_epoch(1)
+    second = [b[0] for b in loader]
+    assert len(first) == len(second) == 5
+    assert not np.array_equal(first[0], second[0])
+    ref = Batches(x, window=500, batch_size=1000, seed=3, prefetch=0)
+    ref.set_epoch(1)
+    for got, want in zip(second, ref):
+        np.testing.assert_array_equal(got, want[0])
+    # more workers than batches: the idle ones end at once
+    small = WindowDataset(x, window=10, batch_size=8000, shuffle=False, as_tensors=False)
+    assert len(small) == 1
+    got = list(DataLoader(small, batch_size=None, num_workers=2))
+    assert [len(b[0]) for b in got] == [4991]
+
+
 def test_single_process_and_batches_argument(stored):
     x, y = stored
     b = Batches(x, y, window=32, batch_size=8, seed=2)
