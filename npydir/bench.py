@@ -813,7 +813,9 @@ def _prepare(src, key, names, window, size, channels, seed, stored, work, thread
             continue
         opener = _opener(p, key)
         bdtype = np.dtype(info.get("dtype", dtype))
-        made[name] = _Backend(name, _describe(name, info), [p],
+        # only the benchmarked array's files matter for the page cache (zarr directories)
+        files = [p / key] if p.is_dir() and (p / key).is_dir() else [p]
+        made[name] = _Backend(name, _describe(name, info), files,
                               (lambda cold, o=opener: _LoopReader(o, window)), bdtype,
                               {"path": str(p), **info})
     if "tensorstore" in names:

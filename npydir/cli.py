@@ -552,8 +552,6 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     text = str(report) if report is not None else ""
     print(text if text and not isinstance(report, (str, os.PathLike))
           else f"converted {src} -> {args.dst}")
-    if args.verify:
-        print("verified: every array matches its source")
     return 0
 
 

@@ -384,3 +384,14 @@ def test_verify_and_repair_report_what_they_cannot_fix(store, capsys):
     assert "x.npy" in captured.out
     assert "will not guess" in one_error_line(captured.err)
     assert f.exists()  # repair never deletes user data
+
+
+def test_convert_over_a_dask_scheduler(store, tmp_path, capsys):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        assert main(["convert", str(store), str(tmp_path / "c.npy"), "--scheduler",
+                     cluster.scheduler_address, "--verify", "--no-progress"]) == 0
+    assert "verified" in capsys.readouterr().out
+    np.testing.assert_array_equal(np.load(tmp_path / "c.npy" / "train" / "x.npy"),
+                                  np.load(store / "train" / "x.npy"))
