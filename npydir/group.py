@@ -35,7 +35,9 @@ from .errors import (
     AttributeEncodingError,
     FormatError,
     IncompatibleError,
+    InvalidNameError,
     MemberNotFoundError,
+    PathEscapeError,
     ReadOnlyError,
     StoreClosedError,
     StoreNotFoundError,
@@ -466,7 +468,7 @@ class Group(_Node, MutableMapping):
         try:
             parts = self._resolve(key)
             return self._kind(parts, key) is not None
-        except (ValueError, TypeError):
+        except (InvalidNameError, PathEscapeError):  # not a name that can exist in the store
             return False
 
     def get(self, key: str, default: Any = None) -> Any:

@@ -1,0 +1,60 @@
+"""verify()/repair() reports (the fault scenarios are in test_store_faults.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import npydir
+from npydir.errors import IntegrityError, StoreNotFoundError
+from npydir.integrity import Problem, Report
+
+
+def test_sound_store_reports_ok(tmp_path):
+    store = tmp_path / "s.npy"
+    with npydir.open(store, "w") as r:
+        r["a/x"] = np.arange(5)
+        r["a"].attrs["k"] = [1, 2]
+        r["a/x"].attrs["u"] = "V"
+    rep = npydir.verify(store)
+    assert rep.ok and rep and rep.problems == [] and rep.checked == 4  # .npydir.json, x.npy, 2 attrs
+    assert "OK" in str(rep)
+    fixed = npydir.repair(store)
+    assert fixed.ok and fixed.repaired == []
+
+
+def test_missing_store(tmp_path):
+    with pytest.raises(StoreNotFoundError):
+        npydir.verify(tmp_path / "nope")
+    with pytest.raises(StoreNotFoundError):
+        npydir.repair(tmp_path / "nope")
+
+
+def test_bad_format_file_is_reported_not_repaired(tmp_path):
+    store = tmp_path / "s.npy"
+    npydir.open(store, "w").close()
+    (store / ".npydir.json").write_text('{"format": "zarr"}')
+    rep = npydir.verify(store)
+    assert rep.kinds() == ["bad-format-file"]
+    with pytest.raises(IntegrityError, match="bad-format-file"):
+        npydir.repair(store)
+    assert (store / ".npydir.json").read_text() == '{"format": "zarr"}'
+
+
+def test_problem_and_report_text(tmp_path):
+    p = Problem(tmp_path / "x.npy", "truncated", 100, 90, "data missing")
+    assert str(p) == f"truncated: {tmp_path / 'x.npy'} (expected 100, found 90): data missing"
+    assert not p.repairable and Problem(tmp_path, "torn-append").repairable
+    rep = Report(tmp_path, [p], checked=1)
+    assert not rep and rep.kinds() == ["truncated"] and "1 problem(s)" in str(rep)
+
+
+def test_verify_changes_nothing(tmp_path):
+    store = tmp_path / "s.npy"
+    with npydir.open(store, "w") as r:
+        x = r.create_dataset("x", data=np.arange(4, dtype="i4"))
+    with open(x.filename, "ab") as f:
+        f.write(b"\0" * 4)
+    before = x.filename.read_bytes()
+    assert npydir.verify(store).kinds() == ["torn-append"]
+    assert x.filename.read_bytes() == before
