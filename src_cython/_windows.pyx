@@ -12,8 +12,9 @@ channels, so any strided view (``x[:, ::2]``, Fortran order, ``x[::-1]``) is rea
 Threads are plain pthreads created per call, not OpenMP: a torch DataLoader forks worker
 processes, and GNU libgomp deadlocks in a forked child whose parent already ran a parallel
 region.  Threads that live only for one call leave nothing behind for a fork to break; creating
-two of them costs a few tens of microseconds, so the Python layer only asks for them when a
-batch is large enough to pay for it.
+one costs tens of microseconds, so the Python layer only asks for them when a batch is large
+enough to pay for it.  Work is handed out in chunks from an atomic counter, so a helper thread
+that the OS schedules late (a busy machine) never delays the caller.
 """
 
 from libc.stdint cimport int8_t, uint8_t, int16_t, uint16_t, int32_t, uint32_t, int64_t, uint64_t
@@ -31,6 +32,9 @@ cdef extern from *:
     #include <pthread.h>
     #include <sys/mman.h>
     #include <unistd.h>
+
+    #define NPYDIR_FETCH_ADD(p, v) __atomic_fetch_add((p), (v), __ATOMIC_ACQ_REL)
+    #define NPYDIR_LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 
     #if defined(__GNUC__) || defined(__clang__)
     #define NPYDIR_PREFETCH(p) __builtin_prefetch((const void*)(p), 0, 3)
@@ -112,6 +116,8 @@ cdef extern from *:
     #endif
     """
     void NPYDIR_PREFETCH(const void* p) nogil
+    Py_ssize_t NPYDIR_FETCH_ADD(Py_ssize_t* p, Py_ssize_t v) nogil
+    Py_ssize_t NPYDIR_LOAD(Py_ssize_t* p) nogil
     float npydir_half_to_float(uint16_t h) nogil
     void npydir_half_run_f16c(const uint16_t* src, float* dst, Py_ssize_t n, float scale,
                               int has_scale) nogil
@@ -121,7 +127,10 @@ cdef extern from "<pthread.h>" nogil:
     ctypedef unsigned long pthread_t
     int pthread_create(pthread_t* thread, const void* attr, void* (*start)(void*) noexcept nogil,
                        void* arg)
-    int pthread_join(pthread_t thread, void** retval)
+    int pthread_detach(pthread_t thread)
+
+cdef extern from "<sched.h>" nogil:
+    int sched_yield()
 
 cdef extern from "<sys/mman.h>" nogil:
     int madvise(void* addr, size_t length, int advice)
@@ -448,55 +457,85 @@ cdef void run_job(const Job* j) noexcept nogil:
         cast_dispatch(j, <float*>NULL)
 
 
+cdef struct Shared:
+    # Work shared by the caller and its helper threads; freed by whoever leaves it last.
+    Job proto
+    Py_ssize_t nwin
+    Py_ssize_t chunk
+    Py_ssize_t next          # first window not yet claimed (atomic)
+    Py_ssize_t done          # windows copied (atomic)
+    Py_ssize_t refs          # caller + helpers still holding this struct (atomic)
+
+
+cdef void work(Shared* sh) noexcept nogil:
+    """Claim chunks of windows until none are left."""
+    cdef Job job
+    cdef Py_ssize_t lo, hi
+    while True:
+        lo = NPYDIR_FETCH_ADD(&sh.next, sh.chunk)
+        if lo >= sh.nwin:
+            return
+        hi = lo + sh.chunk
+        if hi > sh.nwin:
+            hi = sh.nwin
+        job = sh.proto
+        job.w0 = lo
+        job.w1 = hi
+        run_job(&job)
+        NPYDIR_FETCH_ADD(&sh.done, hi - lo)
+
+
+cdef void release(Shared* sh) noexcept nogil:
+    if NPYDIR_FETCH_ADD(&sh.refs, -1) == 1:
+        free(sh)
+
+
 cdef void* thread_main(void* arg) noexcept nogil:
-    run_job(<const Job*>arg)
+    work(<Shared*>arg)
+    release(<Shared*>arg)
     return NULL
 
 
 cdef void run_threaded(Job* proto, Py_ssize_t nwin, int nthreads) noexcept nogil:
-    """Split windows [0, nwin) into nthreads contiguous chunks; the caller runs the first."""
-    cdef Job* jobs
-    cdef pthread_t* tids
-    cdef int* started
+    """Copy windows [0, nwin) with the caller and up to nthreads - 1 helper threads.
+
+    Windows are claimed in chunks from a shared counter, so the caller never waits for a
+    helper the OS has not scheduled yet (on a busy machine that takes milliseconds): it copies
+    whatever is left itself and waits only for chunks a helper has already started.  Helpers
+    are detached; one that wakes up late finds no work and frees nothing the caller still needs.
+    """
+    cdef Shared* sh
+    cdef pthread_t tid
     cdef int t
-    cdef Py_ssize_t chunk, lo
-    if nthreads <= 1 or nwin <= 1:
-        proto.w0 = 0
-        proto.w1 = nwin
-        run_job(proto)
-        return
     if nthreads > nwin:
         nthreads = <int>nwin
-    jobs = <Job*>malloc(nthreads * sizeof(Job))
-    tids = <pthread_t*>malloc(nthreads * sizeof(pthread_t))
-    started = <int*>malloc(nthreads * sizeof(int))
-    if jobs == NULL or tids == NULL or started == NULL:
-        free(jobs)
-        free(tids)
-        free(started)
+    sh = NULL
+    if nthreads > 1:
+        sh = <Shared*>malloc(sizeof(Shared))
+    if sh == NULL:
         proto.w0 = 0
         proto.w1 = nwin
         run_job(proto)
         return
-    chunk = nwin // nthreads
-    lo = 0
-    for t in range(nthreads):
-        jobs[t] = proto[0]
-        jobs[t].w0 = lo
-        lo += chunk + (1 if t < nwin % nthreads else 0)
-        jobs[t].w1 = lo
+    sh.proto = proto[0]
+    sh.nwin = nwin
+    # About four chunks per thread: fine enough to balance, coarse enough to stay cheap.
+    sh.chunk = nwin // (4 * nthreads)
+    if sh.chunk < 1:
+        sh.chunk = 1
+    sh.next = 0
+    sh.done = 0
+    sh.refs = 1
     for t in range(1, nthreads):
-        # If the OS refuses a thread (EAGAIN), its share runs in this thread below.
-        started[t] = pthread_create(&tids[t], NULL, thread_main, &jobs[t]) == 0
-    run_job(&jobs[0])
-    for t in range(1, nthreads):
-        if started[t]:
-            pthread_join(tids[t], NULL)
+        NPYDIR_FETCH_ADD(&sh.refs, 1)
+        if pthread_create(&tid, NULL, thread_main, sh) == 0:
+            pthread_detach(tid)
         else:
-            run_job(&jobs[t])
-    free(jobs)
-    free(tids)
-    free(started)
+            NPYDIR_FETCH_ADD(&sh.refs, -1)  # no thread (EAGAIN): the caller does its share
+    work(sh)
+    while NPYDIR_LOAD(&sh.done) < nwin:
+        sched_yield()  # a helper is finishing its last chunk
+    release(sh)
 
 
 def first_bad_start(const int64_t[::1] starts, Py_ssize_t nrows, Py_ssize_t window,
