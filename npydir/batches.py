@@ -221,7 +221,8 @@ def _background(source: Iterator, depth: int, name: str) -> Iterator:
                 q.get_nowait()
             except queue.Empty:
                 break
-        thread.join()
+        if thread is not threading.current_thread():  # a finaliser may run anywhere
+            thread.join()
 
 
 # --------------------------------------------------------------------------------------
@@ -338,6 +339,8 @@ class Batches:
         xa = self._x.array
         self._flat(xa)  # fail early on arrays that cannot be cut into windows
         n_samples = int(xa.shape[0])
+        if n_samples == 0:
+            raise ValueError(f"Batches: x has no samples (shape {xa.shape})")
 
         self.window = _as_int(window, "window", 1)
         self.batch_size = _as_int(batch_size, "batch_size", 1)

@@ -64,8 +64,10 @@ class WindowDataset(torch.utils.data.IterableDataset):
                 raise TypeError("WindowDataset(batches) takes no other Batches arguments")
             self.batches = x
         else:
-            if rank is None and world_size is None:
-                rank, world_size = _distributed_rank()
+            if rank is None or world_size is None:
+                dist_rank, dist_size = _distributed_rank()
+                rank = dist_rank if rank is None else rank
+                world_size = dist_size if world_size is None else world_size
             self.batches = Batches(x, y, rank=0 if rank is None else rank,
                                    world_size=1 if world_size is None else world_size,
                                    **kwargs)

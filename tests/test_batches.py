@@ -431,6 +431,8 @@ def test_error_y_length_mismatch_and_types():
         Batches(ramp(100), onehot(99, 2), window=4)
     with pytest.raises(TypeError, match=r"x must be an npydir Array, a numpy.memmap"):
         Batches([[1.0]] * 100, window=4)
+    with pytest.raises(ValueError, match=r"x has no samples \(shape \(0, 2\)\)"):
+        Batches(np.zeros((0, 2)), window=1)
     with pytest.raises(ValueError, match=r"class_weights needs y"):
         Batches(ramp(100), window=4, class_weights=[1.0])
     b = Batches(ramp(100), window=4, batch_size=10)

@@ -70,6 +70,13 @@ def test_break_stops_and_joins_the_thread():
     # the loop's iterator is gone: the fixture checks that its thread was joined
 
 
+def test_dropping_an_unfinished_iterator_joins_its_threads():
+    it = iter(make(1))
+    next(it)
+    del it  # the queue is full and the copier waits: dropping the iterator must free it
+    assert prefetch_threads() == []
+
+
 def test_close_joins_the_thread_immediately():
     it = iter(make(2))
     next(it)
