@@ -239,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-cold", dest="cold", action="store_false",
                    help="skip the cold-cache measurement")
     p.set_defaults(func=_cmd_demo)
+    parser.set_defaults(all_commands=list(sub.choices))
     return parser
 
 
@@ -657,8 +658,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     if args.command is None:
-        parser.print_usage(sys.stderr)
-        print(f"{PROG}: error: a command is required (see '{PROG} --help')", file=sys.stderr)
+        commands = ", ".join(args.all_commands)
+        print(f"{PROG}: error: a command is required: {commands} (see '{PROG} --help')",
+              file=sys.stderr)
         return 2
     debug = bool(getattr(args, "debug", False))
     try:
