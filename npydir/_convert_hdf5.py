@@ -251,7 +251,7 @@ class Hdf5Source(Source):
         return np.asarray(self._read_raw(self._dset(path), start, stop))
 
     def read_into(self, path: str, start: int, stop: int, out: np.ndarray) -> bool:
-        """``read_direct`` into the destination memmap: no temporary block at all."""
+        """``read_direct`` into ``out`` (a reused per-thread buffer): no new allocation."""
         dset = self._dset(path)
         if (dset.dtype != out.dtype or not out.flags.c_contiguous or not dset.shape
                 or stop <= start or dset.dtype.kind in "OSUV" or dset.dtype.names is not None):

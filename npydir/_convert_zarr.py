@@ -137,6 +137,20 @@ class ZarrSource(Source):
     def read(self, path: str, start: int, stop: int) -> np.ndarray:
         return np.asarray(select_rows(self._array(path), start, stop))
 
+    def read_into(self, path: str, start: int, stop: int, out: np.ndarray) -> bool:
+        """Decode straight into ``out`` (the destination's memory map): no block-sized
+        temporary, one copy fewer."""
+        arr = self._array(path)
+        if (not arr.shape or np.dtype(arr.dtype) != out.dtype or not out.flags.c_contiguous
+                or out.dtype.kind in "OTV" or out.dtype.byteorder == ">"):
+            return False
+        try:
+            from zarr.core.buffer.cpu import NDBuffer
+        except ImportError:  # other zarr versions: the generic path
+            return False
+        arr.get_basic_selection(np.s_[start:stop], out=NDBuffer.from_numpy_array(out))
+        return True
+
     def close(self) -> None:
         store = getattr(self.root, "store", None)
         close = getattr(store, "close", None)

@@ -18,7 +18,8 @@ How it works
 3. **Stream.** Arrays are preallocated at their full size and filled in blocks of whole source
    chunks (and whole destination chunks): a small thread pool reads and decompresses the next
    blocks while earlier ones are written.  In-flight blocks are bounded by ``memory_budget``,
-   whatever the dataset's size; HDF5 → npydir reads straight into the destination memory map.
+   whatever the dataset's size.  Each reader thread decodes into its own reused buffer and
+   writes the rows into the preallocated ``.npy`` file with ``pwrite``.
 4. **Journal.** Finished blocks are recorded in ``.<dst name>.partial.journal`` after the data
    is flushed (see :mod:`npydir._convert_journal`).  Running the same conversion again after
    Ctrl-C, ``kill -9`` or a crash skips the finished blocks.
@@ -35,6 +36,7 @@ import hashlib
 import math
 import os
 import shutil
+import threading
 import time
 import warnings
 from collections import deque
@@ -369,7 +371,8 @@ def _prepare(nodes: list[Node], dest, report: ConversionReport, budget: int, thr
             extra.setdefault(parent, {}).setdefault(LINKS, {})[name] = node.reason
     blocks: list[tuple[str, int, int, int]] = []
     mapping: dict[str, tuple[str, Node]] = {}
-    block_budget = max(1, budget // (threads + 1))
+    # each block in flight may exist twice (decoded chunks and the assembled block)
+    block_budget = max(1, budget // (2 * (threads + 1)))
     for node in nodes:
         if node.kind not in ("group", "array"):
             continue
@@ -425,21 +428,40 @@ def _progress_bar(enabled: bool, total: int, initial: int, name: str):
                 desc=f"convert {name}", dynamic_ncols=True)
 
 
+_LOCAL = threading.local()
+
+
+def _block_buffer(node: Node, start: int, stop: int) -> np.ndarray | None:
+    """This thread's reusable buffer, shaped for rows ``start:stop`` of ``node``.
+
+    Reusing one buffer per thread keeps the memory in flight at threads x block and spares
+    the page faults of a fresh allocation for every block."""
+    if not node.shape or node.dtype.hasobject:
+        return None
+    nbytes = (stop - start) * node.row_bytes
+    buf = getattr(_LOCAL, "buf", None)
+    if buf is None or buf.nbytes < nbytes:
+        buf = _LOCAL.buf = np.empty(max(nbytes, 1), np.uint8)
+    return buf[:nbytes].view(node.dtype).reshape((stop - start,) + tuple(node.shape[1:]))
+
+
+def _read_block(source, node: Node, path: str, start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` as stored at the destination: decoded into this thread's buffer
+    when the backend can, else read and converted."""
+    if node.transform is None:
+        buf = _block_buffer(node, start, stop)
+        if buf is not None and source.read_into(path, start, stop, buf):
+            return buf
+    return apply_transform(node.transform, source.read(path, start, stop))
+
+
 def _copy_block(source, dest, mapping, path: str, start: int, stop: int):
     """Read (and decompress, convert) one block; write it too when the destination allows
     concurrent writers.  Returns the block for the caller to write, or None."""
     dpath, node = mapping[path]
     if dest.concurrent_writes:
-        mm = dest.memmap(dpath)
-        if mm is None:
-            return None
-        if node.transform is None and mm.ndim and source.read_into(path, start, stop,
-                                                                  mm[start:stop]):
-            return None
-        from ._convert_npydir import write_rows
-
-        write_rows(mm, start, stop, apply_transform(node.transform,
-                                                    source.read(path, start, stop)))
+        if node.nbytes:
+            dest.write(dpath, start, stop, _read_block(source, node, path, start, stop))
         return None
     return apply_transform(node.transform, source.read(path, start, stop))
 
@@ -495,21 +517,21 @@ def _run_threads(source, dest, mapping, todo, journal, bar, report, threads: int
 _WORKER_SOURCES: dict[tuple, Any] = {}
 
 
-def _dask_copy(spec: tuple, path: str, transform: tuple | None, filename: str,
+def _dask_copy(spec: tuple, path: str, node: Node, filename: str,
                start: int, stop: int) -> tuple[str, int, int]:
     """Runs on a Dask worker: copy rows ``start:stop`` of ``path`` into the ``.npy`` file."""
-    from ._convert_npydir import open_rows_memmap, write_rows
+    from ._convert_npydir import RowsFile
 
     source = _WORKER_SOURCES.get(spec)
     if source is None:
         source = _WORKER_SOURCES[spec] = open_source(spec)
-    mm = open_rows_memmap(filename)
-    if mm is not None:
-        if not (transform is None and mm.ndim and source.read_into(path, start, stop,
-                                                                  mm[start:stop])):
-            write_rows(mm, start, stop, apply_transform(transform, source.read(path, start, stop)))
-        mm.flush()  # durable before the scheduler hears about it (the journal follows)
-        del mm
+    rows = RowsFile(filename)
+    try:
+        if rows.nbytes:
+            rows.write(start, stop, _read_block(source, node, path, start, stop))
+            rows.flush()  # durable before the scheduler hears about it (the journal follows)
+    finally:
+        rows.close()
     return path, start, stop
 
 
@@ -521,7 +543,7 @@ def _run_dask(client, source, dest, mapping, todo, journal, bar, report) -> None
     futures = []
     for path, start, stop, nbytes in todo:
         dpath, node = mapping[path]
-        fut = client.submit(_dask_copy, source.spec, path, node.transform,
+        fut = client.submit(_dask_copy, source.spec, path, node,
                             str(dest.filename(dpath)), start, stop, pure=False)
         by_key[fut.key] = nbytes
         futures.append(fut)

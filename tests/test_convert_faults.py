@@ -28,8 +28,8 @@ from _convert_fixtures import assert_same_tree, tree_of
 zarr = pytest.importorskip("zarr")
 h5py = pytest.importorskip("h5py")
 
-ROWS, CHUNK = 6_000, 100  # 60 chunks; a budget of 2 chunks per block in flight -> 60 blocks
-BUDGET = 2 * CHUNK * 4 * 4  # rows * channels * itemsize, for threads=1: 1 chunk per block
+ROWS, CHUNK = 6_000, 100  # 60 chunks, 60 blocks with threads=1
+BUDGET = 4 * CHUNK * 4 * 4  # 2 * (threads + 1) chunks of 4 float32 channels: 1 chunk per block
 
 CHILD = textwrap.dedent(
     """
@@ -173,6 +173,7 @@ def test_keyboard_interrupt_in_process_keeps_finished_blocks(tmp_path, monkeypat
         return real(self, *args)
 
     monkeypatch.setattr(ZarrSource, "read", read)
+    monkeypatch.setattr(ZarrSource, "read_into", lambda self, *args: False)
     with pytest.raises(KeyboardInterrupt):
         npydir.convert(src, dst, progress=False, memory_budget=BUDGET, threads=2,
                        journal_interval=60)  # the interrupt path itself must commit

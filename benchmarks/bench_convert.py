@@ -1,0 +1,188 @@
+"""Does convert() stream at the speed of reading the source, within its memory budget?
+
+Run on demand::
+
+    .venv/bin/python -m pytest benchmarks/bench_convert.py --benchmark-enable -s -p no:cacheprovider
+
+``NPYDIR_BENCH_CONVERT_GB`` (default 2) sets the size of the dataset; ``=0.2`` is a smoke
+run.  ``NPYDIR_BENCH_DIR`` keeps the sources between runs (else a temporary directory).
+
+The sources are made as DAS makes them: float16 ``[samples, 9]`` noise-like audio in chunks of
+``(1_000_000, 9)`` rows, in a zarr format 2 store with zarr's default Blosc (lz4, shuffle) —
+what ``das.make_dataset`` writes — and the same data as a chunked HDF5 file (same chunks,
+no filter).  For each source, in the same run, with the page cache warm:
+
+* **read**: a plain full read of the source, chunk by chunk (``a[i:i + chunk]``), discarding
+  the data — the throughput a conversion cannot beat by much;
+* **convert**: ``npydir.convert(src, dst, progress=False)`` (default 256 MiB budget) in a
+  child process that samples its own ``RssAnon`` (``/proc/self/status``) every 5 ms from a
+  thread: the peak minus the value measured after the imports is the conversion's anonymous
+  memory.  Memory-mapped destination pages are file-backed and do not count (they are
+  reclaimable page cache).
+
+Goals (asserted): convert throughput >= 0.8x read throughput, anonymous memory <= budget +
+100 MB.  Both figures are printed and stored in the benchmark's ``extra_info``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+GIB = float(os.environ.get("NPYDIR_BENCH_CONVERT_GB", "2"))
+CHANNELS = 9
+CHUNK = 1_000_000
+BUDGET = 256 * 2**20
+
+CHILD = textwrap.dedent(
+    """
+    import json, sys, threading, time, warnings
+    warnings.simplefilter("ignore")
+    import numpy, zarr, h5py, tqdm, npydir  # everything imported before the baseline
+
+    def anon():
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    base = anon()
+    peak = [base]
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], anon())
+            time.sleep(0.005)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    t0 = time.perf_counter()
+    npydir.convert(sys.argv[1], sys.argv[2], progress=False, memory_budget=int(sys.argv[3]))
+    seconds = time.perf_counter() - t0
+    stop.set(); t.join()
+    print(json.dumps({"seconds": seconds, "base": base, "peak": peak[0]}))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def workdir():
+    keep = os.environ.get("NPYDIR_BENCH_DIR")
+    path = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="npydir-bench-convert-"))
+    path.mkdir(parents=True, exist_ok=True)
+    yield path
+    if not keep:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _rows() -> int:
+    return max(CHUNK, int(GIB * 2**30 / (CHANNELS * 2)) // CHUNK * CHUNK)
+
+
+def _chunk(i: int) -> np.ndarray:
+    rng = np.random.default_rng(i)
+    t = np.arange(CHUNK, dtype=np.float32)[:, None] / 10_000
+    song = 0.3 * np.sin(2 * np.pi * 300 * t + np.arange(CHANNELS))
+    return (song + 0.1 * rng.standard_normal((CHUNK, CHANNELS), dtype=np.float32)).astype(
+        np.float16)
+
+
+@pytest.fixture(scope="module")
+def sources(workdir):
+    import h5py
+    import zarr
+
+    rows = _rows()
+    zpath, hpath = workdir / f"das-{rows}.zarr", workdir / f"das-{rows}.h5"
+    if not (zpath / ".done").exists():
+        shutil.rmtree(zpath, ignore_errors=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            root = zarr.open_group(str(zpath), mode="w", zarr_format=2)
+            root.attrs.update({"samplerate_x_Hz": 10_000, "class_names": ["noise", "pulse"]})
+            x = root.create_group("train").create_array(
+                "x", shape=(rows, CHANNELS), dtype="f2", chunks=(CHUNK, CHANNELS))
+            with h5py.File(hpath, "w") as f:
+                f.attrs["samplerate_x_Hz"] = 10_000
+                d = f.create_dataset("train/x", shape=(rows, CHANNELS), dtype="f2",
+                                     chunks=(CHUNK, CHANNELS))
+                for i in range(0, rows, CHUNK):
+                    block = _chunk(i // CHUNK)
+                    x[i:i + CHUNK] = block
+                    d[i:i + CHUNK] = block
+        (zpath / ".done").touch()
+    return {"zarr": zpath, "hdf5": hpath}
+
+
+def _plain_read(path: Path) -> float:
+    """Seconds to read every chunk of train/x once (data discarded)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if path.suffix == ".zarr":
+            import zarr
+
+            a = zarr.open_group(str(path), mode="r")["train/x"]
+            f = None
+        else:
+            import h5py
+
+            f = h5py.File(path, "r")
+            a = f["train/x"]
+        t0 = time.perf_counter()
+        for i in range(0, a.shape[0], CHUNK):
+            a[i:i + CHUNK]
+        seconds = time.perf_counter() - t0
+        if f is not None:
+            f.close()
+    return seconds
+
+
+def _convert_in_child(src: Path, dst: Path) -> dict:
+    shutil.rmtree(dst, ignore_errors=True)
+    out = subprocess.run([sys.executable, "-c", CHILD, str(src), str(dst), str(BUDGET)],
+                         check=True, capture_output=True, text=True)
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    shutil.rmtree(dst, ignore_errors=True)
+    return result
+
+
+@pytest.mark.parametrize("kind", ["zarr", "hdf5"])
+def test_convert_throughput_and_memory(benchmark, sources, workdir, kind):
+    src = sources[kind]
+    nbytes = _rows() * CHANNELS * 2
+    _plain_read(src)  # warm the page cache
+    read_s = _plain_read(src)
+    result = {}
+
+    def run():
+        result.update(_convert_in_child(src, workdir / "out.npy"))
+
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    conv_s = result["seconds"]
+    anon_mb = (result["peak"] - result["base"]) / 2**20
+    ratio = read_s / conv_s
+    info = {
+        "source": kind, "GiB": nbytes / 2**30,
+        "read_MBps": nbytes / read_s / 1e6, "convert_MBps": nbytes / conv_s / 1e6,
+        "ratio_convert_over_read": ratio, "anon_peak_MB": anon_mb,
+        "budget_MB": BUDGET / 2**20,
+    }
+    benchmark.extra_info.update(info)
+    print(f"\n{kind}: {nbytes / 2**30:.2f} GiB  read {info['read_MBps']:.0f} MB/s  "
+          f"convert {info['convert_MBps']:.0f} MB/s  ratio {ratio:.2f}  "
+          f"RssAnon peak +{anon_mb:.0f} MB (budget {BUDGET / 2**20:.0f} MB)")
+    assert anon_mb <= BUDGET / 2**20 + 100
+    assert ratio >= 0.8
