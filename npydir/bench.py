@@ -648,8 +648,13 @@ def run_bench(path: str | os.PathLike | None = None, *, key: str = "train/x",
         raise StoreNotFoundError(f"{src}: no such dataset")
     own_workdir = workdir is None
     if own_workdir:
+        # Beside the dataset, so that the copies sit on the same disk as the original (cold
+        # numbers compare devices otherwise); the system's temp dir if that is read-only.
         base = src.resolve().parent if src is not None else Path.cwd()
-        work = Path(tempfile.mkdtemp(prefix=".npydir-bench-", dir=base))
+        try:
+            work = Path(tempfile.mkdtemp(prefix=".npydir-bench-", dir=base))
+        except OSError:
+            work = Path(tempfile.mkdtemp(prefix="npydir-bench-"))
     else:
         work = Path(workdir)
         work.mkdir(parents=True, exist_ok=True)

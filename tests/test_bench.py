@@ -359,3 +359,22 @@ def test_note_when_the_files_do_not_fit_in_memory(tiny_store, tmp_path, monkeypa
     result = bench.run_bench(tiny_store, backends=["npydir"], batch=2, window=WINDOW,
                              repeats=1, batches=1, workdir=tmp_path)
     assert result["notes"] == []
+
+
+def test_read_only_dataset_folder_falls_back_to_the_temp_dir(tiny_store, tmp_path,
+                                                             monkeypatch):
+    real = bench.tempfile.mkdtemp
+    calls = []
+
+    def mkdtemp(prefix="", dir=None):
+        calls.append(dir)
+        if dir is not None:
+            raise PermissionError(13, "Permission denied", str(dir))
+        return real(prefix=prefix, dir=tmp_path)
+
+    monkeypatch.setattr(bench.tempfile, "mkdtemp", mkdtemp)
+    result = bench.run_bench(tiny_store, backends=["h5-contiguous"], batch=2, window=WINDOW,
+                             repeats=1, batches=1)
+    assert calls == [tiny_store.resolve().parent, None]
+    assert result["params"]["workdir"].startswith(str(tmp_path))
+    assert not Path(result["params"]["workdir"]).exists()  # removed afterwards
