@@ -142,9 +142,14 @@ def _to_json_data(arr: np.ndarray) -> Any:
 def _encode_array(arr: np.ndarray, key: str) -> dict:
     if arr.dtype.hasobject:
         raise AttributeEncodingError(
-            f"attribute {key!r}: object-dtype arrays cannot be stored; use a numeric, bool or str dtype"
+            f"attribute {key!r}: object-dtype arrays cannot be stored; "
+            "use a numeric, bool or str dtype"
         )
-    out: dict[str, Any] = {TAG: "ndarray", "dtype": _dtype_json(arr.dtype), "shape": list(arr.shape)}
+    out: dict[str, Any] = {
+        TAG: "ndarray",
+        "dtype": _dtype_json(arr.dtype),
+        "shape": list(arr.shape),
+    }
     if _readable(arr.dtype):
         out["data"] = _to_json_data(arr)
     else:
@@ -165,9 +170,16 @@ def encode_value(value: Any, key: str = "") -> Any:
         if value.dtype.hasobject:
             raise AttributeEncodingError(f"attribute {key!r}: numpy object scalar cannot be stored")
         if _readable(value.dtype):
-            return {TAG: "scalar", "dtype": _dtype_json(value.dtype), "value": _element(value, value.dtype.kind)}
-        return {TAG: "scalar", "dtype": _dtype_json(value.dtype),
-                "base64": base64.b64encode(np.asarray(value).tobytes()).decode("ascii")}
+            return {
+                TAG: "scalar",
+                "dtype": _dtype_json(value.dtype),
+                "value": _element(value, value.dtype.kind),
+            }
+        return {
+            TAG: "scalar",
+            "dtype": _dtype_json(value.dtype),
+            "base64": base64.b64encode(np.asarray(value).tobytes()).decode("ascii"),
+        }
     if value is None or isinstance(value, (bool, str)):
         return str(value) if isinstance(value, str) and type(value) is not str else value
     if isinstance(value, int):
@@ -190,10 +202,14 @@ def encode_value(value: Any, key: str = "") -> Any:
                     f"attribute {key!r}: dict keys must be str, found {type(k).__name__} {k!r}"
                 )
         if TAG in value:
-            return {TAG: "dict", "items": [[k, encode_value(v, f"{key}[{k!r}]")] for k, v in value.items()]}
+            return {
+                TAG: "dict",
+                "items": [[k, encode_value(v, f"{key}[{k!r}]")] for k, v in value.items()],
+            }
         return {k: encode_value(v, f"{key}[{k!r}]") for k, v in value.items()}
     raise AttributeEncodingError(
-        f"attribute {key!r}: cannot store a value of type {type(value).__module__}.{type(value).__qualname__}; "
+        f"attribute {key!r}: cannot store a value of type "
+        f"{type(value).__module__}.{type(value).__qualname__}; "
         "attributes hold str, int, float, bool, None, bytes, lists, dicts with str keys, "
         "and numpy scalars/arrays of non-object dtype"
     )
@@ -204,15 +220,25 @@ def encode_attrs(attrs: Mapping[str, Any], *, indent: int | None = 1) -> str:
     out = {}
     for k, v in attrs.items():
         if not isinstance(k, str):
-            raise AttributeEncodingError(f"attribute names must be str, got {type(k).__name__} {k!r}")
+            raise AttributeEncodingError(
+                f"attribute names must be str, got {type(k).__name__} {k!r}"
+            )
         out[k] = encode_value(v, k)
     try:
         if indent is None:
             return json.dumps(out, allow_nan=False, ensure_ascii=False)
         # one attribute per line: diff-friendly and readable, without exploding arrays into lines
-        lines = [f"{json.dumps(k, ensure_ascii=False)}: {json.dumps(v, allow_nan=False, ensure_ascii=False)}"
-                 for k, v in out.items()]
-        return "{\n" + ",\n".join(" " * indent + line for line in lines) + ("\n}\n" if lines else "}\n")
+        lines = [
+            json.dumps(k, ensure_ascii=False)
+            + ": "
+            + json.dumps(v, allow_nan=False, ensure_ascii=False)
+            for k, v in out.items()
+        ]
+        return (
+            "{\n"
+            + ",\n".join(" " * indent + line for line in lines)
+            + ("\n}\n" if lines else "}\n")
+        )
     except (TypeError, ValueError) as exc:  # pragma: no cover - encode_value leaves none
         raise AttributeEncodingError(f"attributes cannot be encoded: {exc}") from None
 
@@ -245,10 +271,12 @@ def _decode_array(obj: dict) -> np.ndarray:
     kind = dtype.kind
     data = obj["data"]
     if kind == "c":
+
         def conv(v: Any) -> Any:
             if isinstance(v, list) and len(v) == 2 and not isinstance(v[0], list):
                 return complex(_decode_float(v[0]), _decode_float(v[1]))
             return [conv(x) for x in v]
+
         data = conv(data) if shape else complex(_decode_float(data[0]), _decode_float(data[1]))
     elif kind == "f":
         data = _decode_elements(data, kind)
@@ -297,7 +325,9 @@ def _refuse_constant(token: str) -> Any:
 
 def decode_value(obj: Any) -> Any:
     """Inverse of :func:`encode_value` for an already JSON-parsed value."""
-    return json.loads(json.dumps(obj, allow_nan=False), object_hook=_hook, parse_constant=_refuse_constant)
+    return json.loads(
+        json.dumps(obj, allow_nan=False), object_hook=_hook, parse_constant=_refuse_constant
+    )
 
 
 def decode_attrs(text: str | bytes, name: str | os.PathLike = "<attrs>") -> dict[str, Any]:
@@ -329,7 +359,9 @@ def read_attrs_file(path: str | os.PathLike) -> dict[str, Any]:
     return decode_attrs(data, path)
 
 
-def write_attrs_file(path: str | os.PathLike, attrs: Mapping[str, Any], *, sync: bool = True) -> None:
+def write_attrs_file(
+    path: str | os.PathLike, attrs: Mapping[str, Any], *, sync: bool = True
+) -> None:
     """Atomically write ``attrs`` as JSON (temp file + rename)."""
     text = encode_attrs(attrs).encode("utf-8")
     atomic_write(path, lambda fp: fp.write(text), sync=sync)
@@ -395,7 +427,9 @@ def _check_plain(value: Any, name: str, where: str = "attrs", depth: int = 0) ->
         if isinstance(value, np.generic) and value.dtype.hasobject:
             raise UnsafePickleError(f"{name}: object scalar at {where} is not allowed")
         return value
-    raise UnsafePickleError(f"{name}: value of type {type(value).__name__} at {where} is not allowed")
+    raise UnsafePickleError(
+        f"{name}: value of type {type(value).__name__} at {where} is not allowed"
+    )
 
 
 def read_legacy_attrs(path: str | os.PathLike) -> dict[str, Any]:
@@ -414,16 +448,23 @@ def read_legacy_attrs(path: str | os.PathLike) -> dict[str, Any]:
         header = read_header(fp, name, allow_object=True)
         if not header.dtype.hasobject:
             # a plain array was saved (not DAS's dict): there are no attributes in it we can use
-            raise FormatError(f"{name}: expected a pickled dict (0-d object array), found {header.dtype} {header.shape}")
+            raise FormatError(
+                f"{name}: expected a pickled dict (0-d object array), "
+                f"found {header.dtype} {header.shape}"
+            )
         try:
             obj = _RestrictedUnpickler(fp, name).load()
         except UnsafePickleError:
             raise
         except Exception as exc:  # any malformed pickle: report, do not crash
-            raise FormatError(f"{name}: attrs.npy pickle does not load ({type(exc).__name__}: {exc})") from None
+            raise FormatError(
+                f"{name}: attrs.npy pickle does not load ({type(exc).__name__}: {exc})"
+            ) from None
     if isinstance(obj, np.ndarray):
         if obj.shape != () or obj.dtype != object:
-            raise FormatError(f"{name}: expected a 0-d object array holding a dict, found {obj.dtype} {obj.shape}")
+            raise FormatError(
+                f"{name}: expected a 0-d object array holding a dict, found {obj.dtype} {obj.shape}"
+            )
         obj = obj[()]
     if not isinstance(obj, dict):
         raise FormatError(f"{name}: expected a dict of attributes, found {type(obj).__name__}")
@@ -431,7 +472,9 @@ def read_legacy_attrs(path: str | os.PathLike) -> dict[str, Any]:
     return {str(k): v for k, v in obj.items()}
 
 
-def write_legacy_attrs(path: str | os.PathLike, attrs: Mapping[str, Any], *, sync: bool = True) -> None:
+def write_legacy_attrs(
+    path: str | os.PathLike, attrs: Mapping[str, Any], *, sync: bool = True
+) -> None:
     """Write ``attrs`` as DAS does (``np.save`` of the dict, i.e. a pickled 0-d object array).
 
     DAS reads it with ``np.load(path, allow_pickle=True)[()]``.  Written atomically.

@@ -22,9 +22,9 @@ import json
 import os
 import shutil
 import weakref
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -41,10 +41,16 @@ from .errors import (
     ReadOnlyError,
     StoreClosedError,
     StoreNotFoundError,
-    UnsupportedDTypeError,
 )
 from .lock import LOCK_NAME, StoreLock
-from .names import ARRAY_SUFFIX, ATTRS_SUFFIX, check_inside, check_sibling_case, split_key, validate_name
+from .names import (
+    ARRAY_SUFFIX,
+    ATTRS_SUFFIX,
+    check_inside,
+    check_sibling_case,
+    split_key,
+    validate_name,
+)
 
 __all__ = ["Array", "AttributeManager", "Group", "open"]
 
@@ -61,7 +67,9 @@ LEGACY_ATTRS = "attrs.npy"
 class _Store:
     """State shared by every Group/Array of one opened store."""
 
-    def __init__(self, root: Path, mode: str, *, das_compat: bool, portable: bool, sync: bool = True) -> None:
+    def __init__(
+        self, root: Path, mode: str, *, das_compat: bool, portable: bool, sync: bool = True
+    ) -> None:
         self.root = root
         self.real = os.path.realpath(root)
         self.mode = mode
@@ -71,7 +79,9 @@ class _Store:
         self.sync = sync
         self.closed = False
         self.lock: StoreLock | None = None
-        self.arrays: weakref.WeakValueDictionary[tuple[str, ...], Array] = weakref.WeakValueDictionary()
+        self.arrays: weakref.WeakValueDictionary[tuple[str, ...], Array] = (
+            weakref.WeakValueDictionary()
+        )
 
     def check_open(self) -> None:
         if self.closed:
@@ -80,8 +90,10 @@ class _Store:
     def check_writable(self, what: str) -> None:
         self.check_open()
         if self.readonly:
-            raise ReadOnlyError(f"store {self.root} is open read-only (mode 'r'): cannot {what}; "
-                                "open it with mode 'r+' or 'a' to write")
+            raise ReadOnlyError(
+                f"store {self.root} is open read-only (mode 'r'): cannot {what}; "
+                "open it with mode 'r+' or 'a' to write"
+            )
 
     def close(self) -> None:
         if self.closed:
@@ -103,8 +115,14 @@ def _looks_like_store(path: Path) -> bool:
     return any((path / n).exists() for n in (FORMAT_FILE, GROUP_ATTRS, LEGACY_ATTRS, LOCK_NAME))
 
 
-def open(path: str | os.PathLike, mode: str = "r", *, das_compat: bool = False, portable: bool = True,
-         sync: bool = True) -> Group:
+def open(
+    path: str | os.PathLike,
+    mode: str = "r",
+    *,
+    das_compat: bool = False,
+    portable: bool = True,
+    sync: bool = True,
+) -> Group:
     """Open a store and return its root :class:`Group`.
 
     Parameters
@@ -144,14 +162,20 @@ def open(path: str | os.PathLike, mode: str = "r", *, das_compat: bool = False, 
         try:
             os.mkdir(root)
         except FileExistsError:
-            raise AlreadyExistsError(f"{root} already exists (mode {mode!r} creates a new store only)") from None
+            raise AlreadyExistsError(
+                f"{root} already exists (mode {mode!r} creates a new store only)"
+            ) from None
         except FileNotFoundError:
-            raise StoreNotFoundError(f"cannot create store {root}: parent directory does not exist") from None
+            raise StoreNotFoundError(
+                f"cannot create store {root}: parent directory does not exist"
+            ) from None
         created = True
     elif mode in ("r", "r+"):
         if not root.exists():
-            raise StoreNotFoundError(f"store {root} does not exist (mode {mode!r} opens existing stores; "
-                                     "use 'a' or 'w' to create one)")
+            raise StoreNotFoundError(
+                f"store {root} does not exist (mode {mode!r} opens existing stores; "
+                "use 'a' or 'w' to create one)"
+            )
         if not root.is_dir():
             raise FormatError(f"{root} is not a directory, so not an npydir store")
     else:  # "a", "w"
@@ -160,15 +184,18 @@ def open(path: str | os.PathLike, mode: str = "r", *, das_compat: bool = False, 
                 raise FormatError(f"{root} exists and is not a directory, so not an npydir store")
             if mode == "w" and any(True for _ in os.scandir(root)) and not _looks_like_store(root):
                 raise AlreadyExistsError(
-                    f"refusing to empty {root} for mode 'w': it is a non-empty directory that is not an "
-                    f"npydir store (no {FORMAT_FILE}, attrs.json or attrs.npy); remove it yourself or choose "
+                    f"refusing to empty {root} for mode 'w': it is a non-empty directory "
+                    f"that is not an npydir store (no {FORMAT_FILE}, attrs.json or "
+                    "attrs.npy); remove it yourself or choose "
                     "another path"
                 )
         else:
             try:
                 os.mkdir(root)
             except FileNotFoundError:
-                raise StoreNotFoundError(f"cannot create store {root}: parent directory does not exist") from None
+                raise StoreNotFoundError(
+                    f"cannot create store {root}: parent directory does not exist"
+                ) from None
             except FileExistsError:  # raced with another creator: fine, the lock decides
                 pass
             created = True
@@ -183,7 +210,9 @@ def open(path: str | os.PathLike, mode: str = "r", *, das_compat: bool = False, 
                 _empty_directory(root)
             if not (root / FORMAT_FILE).exists():
                 text = json.dumps({"format": "npydir", "version": FORMAT_VERSION}) + "\n"
-                npyfile.atomic_write(root / FORMAT_FILE, lambda fp: fp.write(text.encode()), sync=store.sync)
+                npyfile.atomic_write(
+                    root / FORMAT_FILE, lambda fp: fp.write(text.encode()), sync=store.sync
+                )
         except BaseException:
             store.close()
             raise
@@ -200,11 +229,15 @@ def _check_format_file(root: Path) -> None:
     except ValueError as exc:
         raise FormatError(f"{root / FORMAT_FILE}: not valid JSON ({exc})") from None
     if not isinstance(info, dict) or info.get("format") != "npydir":
-        raise FormatError(f"{root / FORMAT_FILE}: expected {{'format': 'npydir', ...}}, found {info!r}")
+        raise FormatError(
+            f"{root / FORMAT_FILE}: expected {{'format': 'npydir', ...}}, found {info!r}"
+        )
     version = info.get("version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise FormatError(f"{root}: store format version {version!r} is newer than this npydir reads "
-                          f"(version {FORMAT_VERSION}); upgrade npydir")
+        raise FormatError(
+            f"{root}: store format version {version!r} is newer than this npydir reads "
+            f"(version {FORMAT_VERSION}); upgrade npydir"
+        )
 
 
 def _empty_directory(root: Path) -> None:
@@ -282,7 +315,9 @@ class AttributeManager(MutableMapping):
         new = dict(other.items() if hasattr(other, "items") else other, **kwargs)
         for k in new:
             if not isinstance(k, str):
-                raise AttributeEncodingError(f"attribute names must be str, got {type(k).__name__} {k!r}")
+                raise AttributeEncodingError(
+                    f"attribute names must be str, got {type(k).__name__} {k!r}"
+                )
         data = dict(self._load())
         data.update(new)
         self._write(data)  # encodes everything first; a bad value raises before anything is written
@@ -364,8 +399,11 @@ class _Node:
         return f"{self.name!r} of store {self._store.root}"
 
     def __eq__(self, other: object) -> bool:
-        return (type(other) is type(self) and other._store.real == self._store.real  # type: ignore[attr-defined]
-                and other._parts == self._parts)  # type: ignore[attr-defined]
+        return (
+            type(other) is type(self)
+            and other._store.real == self._store.real  # type: ignore[attr-defined]
+            and other._parts == self._parts
+        )  # type: ignore[attr-defined]
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, self._store.real, self._parts))
@@ -616,7 +654,7 @@ class Group(_Node, MutableMapping):
         return names
 
     def _prepare_new(self, parts: tuple[str, ...], key: Any, *, array: bool) -> Path:
-        """Validate a new member's path, create its parent groups, refuse clashes; return its dir."""
+        """Validate a new member's path, create its parents, refuse clashes; return its dir."""
         store = self._store
         if not parts:
             raise AlreadyExistsError(f"{key!r} names the group itself ({self._where()})")
@@ -624,8 +662,10 @@ class Group(_Node, MutableMapping):
             validate_name(part, portable=store.portable, array=array and i == len(parts) - 1)
         kind = self._kind(parts, key)
         if kind is not None:
-            raise AlreadyExistsError(f"{'/'.join(parts)!r} already exists in store {store.root} (a {kind}); "
-                                     "delete it first or use require_*")
+            raise AlreadyExistsError(
+                f"{'/'.join(parts)!r} already exists in store {store.root} (a {kind}); "
+                "delete it first or use require_*"
+            )
         self._ensure_groups(parts[:-1], key)
         parent = store.dir_of(parts[:-1])
         check_inside(store.real, parent, str(key))
@@ -641,8 +681,10 @@ class Group(_Node, MutableMapping):
             if kind == "group":
                 continue
             if kind == "array":
-                raise AlreadyExistsError(f"cannot create group {'/'.join(sub)!r} in store {store.root}: "
-                                         "an array of that name exists")
+                raise AlreadyExistsError(
+                    f"cannot create group {'/'.join(sub)!r} in store {store.root}: "
+                    "an array of that name exists"
+                )
             parent = store.dir_of(sub[:-1])
             check_inside(store.real, parent, str(key))
             validate_name(sub[-1], portable=store.portable)
@@ -662,19 +704,30 @@ class Group(_Node, MutableMapping):
         return Group(self._store, parts)
 
     def require_group(self, name: str) -> Group:
-        """Return the group ``name``, creating it if missing; IncompatibleError if it is an array."""
+        """Return group ``name``, creating it if missing; IncompatibleError for an array."""
         parts = self._resolve(name)
         kind = self._kind(parts, name)
         if kind == "group":
             return Group(self._store, parts)
         if kind == "array":
-            raise IncompatibleError(f"require_group({name!r}): an array exists there in store {self._store.root}, "
-                                    "expected a group")
+            raise IncompatibleError(
+                f"require_group({name!r}): an array exists there in store {self._store.root}, "
+                "expected a group"
+            )
         return self.create_group(name)
 
-    def create_dataset(self, name: str, shape: Any = None, dtype: Any = None, data: Any = None,
-                       fillvalue: Any = None, *, maxshape: Any = None, chunks: Any = None,
-                       fill_value: Any = None) -> Array:
+    def create_dataset(
+        self,
+        name: str,
+        shape: Any = None,
+        dtype: Any = None,
+        data: Any = None,
+        fillvalue: Any = None,
+        *,
+        maxshape: Any = None,
+        chunks: Any = None,
+        fill_value: Any = None,
+    ) -> Array:
         """Create an array, from ``data`` or as ``shape``/``dtype`` filled with ``fillvalue``.
 
         Parameters
@@ -709,14 +762,18 @@ class Group(_Node, MutableMapping):
             try:
                 arr = np.asarray(data, dtype=dtype)
             except (TypeError, ValueError) as exc:
-                raise TypeError(f"create_dataset({name!r}): data cannot be converted to an array: {exc}") from None
+                raise TypeError(
+                    f"create_dataset({name!r}): data cannot be converted to an array: {exc}"
+                ) from None
             npyfile.check_dtype(arr.dtype, f"array {name!r}")
             if shape is not None:
                 shape = _as_shape(shape)
                 if shape != arr.shape:
                     if int(np.prod(shape)) != arr.size:
-                        raise ValueError(f"create_dataset({name!r}): shape {shape} does not match data of "
-                                         f"shape {arr.shape}")
+                        raise ValueError(
+                            f"create_dataset({name!r}): shape {shape} does not match data of "
+                            f"shape {arr.shape}"
+                        )
                     arr = arr.reshape(shape)
             shape = arr.shape
         else:
@@ -725,10 +782,15 @@ class Group(_Node, MutableMapping):
             npyfile.check_dtype(dtype, f"array {name!r}")
         if maxshape is not None:
             maxshape = (maxshape,) if np.isscalar(maxshape) or maxshape is None else tuple(maxshape)
-            if len(maxshape) != len(shape) or any(m != s for m, s in zip(maxshape[1:], shape[1:])) or (
-                    shape and maxshape[0] is not None and maxshape[0] < shape[0]):
-                raise ValueError(f"create_dataset({name!r}): maxshape {maxshape} unsupported for shape {shape}; "
-                                 "arrays grow along axis 0 only (use maxshape=(None, ...))")
+            if (
+                len(maxshape) != len(shape)
+                or any(m != s for m, s in zip(maxshape[1:], shape[1:], strict=True))
+                or (shape and maxshape[0] is not None and maxshape[0] < shape[0])
+            ):
+                raise ValueError(
+                    f"create_dataset({name!r}): maxshape {maxshape} unsupported for shape {shape}; "
+                    "arrays grow along axis 0 only (use maxshape=(None, ...))"
+                )
         parent = self._prepare_new(parts, name, array=True)
         path = parent / (parts[-1] + ARRAY_SUFFIX)
         stale_attrs = parent / (parts[-1] + ATTRS_SUFFIX)
@@ -745,7 +807,9 @@ class Group(_Node, MutableMapping):
 
     create_array = create_dataset
 
-    def require_dataset(self, name: str, shape: Any, dtype: Any, exact: bool = False, **kwds: Any) -> Array:
+    def require_dataset(
+        self, name: str, shape: Any, dtype: Any, exact: bool = False, **kwds: Any
+    ) -> Array:
         """Return the array ``name`` if it matches, else create it (h5py semantics).
 
         An existing array matches if its shape equals ``shape`` and ``dtype`` can be cast to its
@@ -762,21 +826,29 @@ class Group(_Node, MutableMapping):
         if kind is None:
             return self.create_dataset(name, shape=shape, dtype=dtype, **kwds)
         if kind == "group":
-            raise IncompatibleError(f"require_dataset({name!r}): a group exists there in store "
-                                    f"{self._store.root}, expected an array")
+            raise IncompatibleError(
+                f"require_dataset({name!r}): a group exists there in store "
+                f"{self._store.root}, expected an array"
+            )
         arr: Array = self._node(parts, "array")  # type: ignore[assignment]
         shape = _as_shape(shape)
         if arr.shape != shape:
-            raise IncompatibleError(f"require_dataset({name!r}): shapes do not match (expected {shape}, "
-                                    f"found {arr.shape})")
+            raise IncompatibleError(
+                f"require_dataset({name!r}): shapes do not match (expected {shape}, "
+                f"found {arr.shape})"
+            )
         want = np.dtype(dtype)
         if exact:
             if want != arr.dtype:
-                raise IncompatibleError(f"require_dataset({name!r}): dtypes do not match exactly "
-                                        f"(expected {want}, found {arr.dtype})")
+                raise IncompatibleError(
+                    f"require_dataset({name!r}): dtypes do not match exactly "
+                    f"(expected {want}, found {arr.dtype})"
+                )
         elif not np.can_cast(want, arr.dtype):
-            raise IncompatibleError(f"require_dataset({name!r}): dtype {want} cannot be safely cast to the "
-                                    f"existing {arr.dtype}")
+            raise IncompatibleError(
+                f"require_dataset({name!r}): dtype {want} cannot be safely cast to the "
+                f"existing {arr.dtype}"
+            )
         return arr
 
     require_array = require_dataset
@@ -908,17 +980,22 @@ class Array(_Node):
             try:
                 self._header = npyfile.read_header_path(self._file)
             except FileNotFoundError:
-                raise MemberNotFoundError(f"array {self._where()} no longer exists ({self._file})") from None
+                raise MemberNotFoundError(
+                    f"array {self._where()} no longer exists ({self._file})"
+                ) from None
         return self._header
 
     def _data(self) -> np.ndarray:
         if self._mm is None:
             self._check()
             try:
-                self._mm, self._header = npyfile.open_memmap(self._file, "r" if self._store.readonly else "r+",
-                                                             self._header)
+                self._mm, self._header = npyfile.open_memmap(
+                    self._file, "r" if self._store.readonly else "r+", self._header
+                )
             except FileNotFoundError:
-                raise MemberNotFoundError(f"array {self._where()} no longer exists ({self._file})") from None
+                raise MemberNotFoundError(
+                    f"array {self._where()} no longer exists ({self._file})"
+                ) from None
         return self._mm
 
     # ------------------------------------------------------------------ metadata
@@ -958,8 +1035,11 @@ class Array(_Node):
     @property
     def attrs(self) -> AttributeManager:
         """Array attributes, persisted in ``<name>.attrs.json`` beside the ``.npy`` file."""
-        return AttributeManager(self._store, self._file.with_name(self.basename + ATTRS_SUFFIX),
-                                f"array {self._where()}")
+        return AttributeManager(
+            self._store,
+            self._file.with_name(self.basename + ATTRS_SUFFIX),
+            f"array {self._where()}",
+        )
 
     def __len__(self) -> int:
         shape = self.shape
@@ -974,7 +1054,8 @@ class Array(_Node):
             desc = f"shape {self.shape} {self.dtype}"
         except Exception as exc:
             desc = f"unreadable: {exc}"
-        return f"<npydir.Array {self.name!r} {desc} in {str(self._store.root)!r} (mode {self._store.mode!r})>"
+        where = f"in {str(self._store.root)!r} (mode {self._store.mode!r})"
+        return f"<npydir.Array {self.name!r} {desc} {where}>"
 
     # ------------------------------------------------------------------ data
 
@@ -990,7 +1071,9 @@ class Array(_Node):
         data = self._data()
         if dtype is not None and np.dtype(dtype) != data.dtype:
             if copy is False:
-                raise ValueError(f"array {self.name!r}: converting {data.dtype} to {dtype} needs a copy")
+                raise ValueError(
+                    f"array {self.name!r}: converting {data.dtype} to {dtype} needs a copy"
+                )
             return data.astype(dtype)
         return np.array(data, copy=True) if copy else data
 
@@ -1036,20 +1119,26 @@ class Array(_Node):
         if isinstance(block, (np.ndarray, np.generic)):
             block = np.asarray(block)
             if not np.can_cast(block.dtype, header.dtype, casting="safe"):
-                raise TypeError(f"append to {self.name!r}: cannot cast {block.dtype} to {header.dtype} safely "
-                                "(cast explicitly with .astype)")
+                raise TypeError(
+                    f"append to {self.name!r}: cannot cast {block.dtype} to {header.dtype} safely "
+                    "(cast explicitly with .astype)"
+                )
             block = block.astype(header.dtype, copy=False)
         else:
             try:
                 block = np.asarray(block, dtype=header.dtype)
             except (TypeError, ValueError, OverflowError) as exc:
-                raise TypeError(f"append to {self.name!r}: cannot convert block to {header.dtype}: {exc}") from None
+                raise TypeError(
+                    f"append to {self.name!r}: cannot convert block to {header.dtype}: {exc}"
+                ) from None
         row = header.shape[1:]
         if block.shape == row:
             block = block.reshape((1,) + row)
         if block.ndim != len(header.shape) or block.shape[1:] != row:
-            raise ValueError(f"append to {self.name!r}: block of shape {block.shape} does not fit rows of shape "
-                             f"{row} (expected ({'k'}, {', '.join(map(str, row))}) or {row})".replace(", )", ")"))
+            raise ValueError(
+                f"append to {self.name!r}: block of shape {block.shape} does not fit rows of shape "
+                f"{row} (expected ({'k'}, {', '.join(map(str, row))}) or {row})".replace(", )", ")")
+            )
         self._mm = None  # the map of the old length must not be written past its end
         self._header = npyfile.append_rows(self._file, block, sync=sync and self._store.sync)
 
@@ -1068,7 +1157,9 @@ class Array(_Node):
         else:
             new = _as_shape(size)
             if new[1:] != shape[1:] or len(new) != len(shape):
-                raise ValueError(f"resize {self.name!r}: only axis 0 can change (shape {shape}, asked {new})")
+                raise ValueError(
+                    f"resize {self.name!r}: only axis 0 can change (shape {shape}, asked {new})"
+                )
             n = new[0]
         if n < 0:
             raise ValueError(f"resize {self.name!r}: negative length {n}")

@@ -103,8 +103,10 @@ class Report:
         return [p.kind for p in self.problems]
 
     def __str__(self) -> str:
-        lines = [f"{self.root}: {self.checked} files checked, "
-                 + ("OK" if self.ok else f"{len(self.problems)} problem(s)")]
+        lines = [
+            f"{self.root}: {self.checked} files checked, "
+            + ("OK" if self.ok else f"{len(self.problems)} problem(s)")
+        ]
         lines += [f"  {p}" for p in self.problems]
         if self.repaired:
             lines.append(f"  repaired {len(self.repaired)}:")
@@ -118,19 +120,35 @@ def _check_npy(path: Path, report: Report) -> None:
             header = read_header(fp, path)
             size = os.fstat(fp.fileno()).st_size
     except FormatError as exc:  # includes object dtypes
-        report.problems.append(Problem(path, "bad-header", detail=str(exc).removeprefix(f"{path}: ")))
+        report.problems.append(
+            Problem(path, "bad-header", detail=str(exc).removeprefix(f"{path}: "))
+        )
         return
     except OSError as exc:
         report.problems.append(Problem(path, "unreadable", detail=str(exc)))
         return
     expected = header.expected_size
     if size > expected:
-        report.problems.append(Problem(path, "torn-append", expected, size,
-                                       f"{size - expected} bytes past the data of shape {header.shape}"))
+        report.problems.append(
+            Problem(
+                path,
+                "torn-append",
+                expected,
+                size,
+                f"{size - expected} bytes past the data of shape {header.shape}",
+            )
+        )
     elif size < expected:
-        report.problems.append(Problem(path, "truncated", expected, size,
-                                       f"header says shape {header.shape} {header.dtype}; "
-                                       f"{expected - size} bytes of data are missing"))
+        report.problems.append(
+            Problem(
+                path,
+                "truncated",
+                expected,
+                size,
+                f"header says shape {header.shape} {header.dtype}; "
+                f"{expected - size} bytes of data are missing",
+            )
+        )
 
 
 def verify(path: str | os.PathLike) -> Report:
@@ -146,7 +164,9 @@ def verify(path: str | os.PathLike) -> Report:
             p = here / name
             if is_temp_name(name):
                 report.checked += 1
-                report.problems.append(Problem(p, "stray-temp", detail="left by an interrupted write"))
+                report.problems.append(
+                    Problem(p, "stray-temp", detail="left by an interrupted write")
+                )
             elif name == LOCK_NAME or name.startswith("."):
                 if name == ".npydir.json" and here == root:
                     report.checked += 1
@@ -225,10 +245,10 @@ def repair(path: str | os.PathLike) -> Report:
     if report.problems:
         exc = IntegrityError(
             f"repair of {root} left {len(report.problems)} problem(s) it will not guess at "
-            f"(repaired {len(report.repaired)}):\n" + "\n".join(f"  {p}" for p in report.problems)
+            f"(repaired {len(report.repaired)}):\n"
+            + "\n".join(f"  {p}" for p in report.problems)
             + "\nrestore these files from a copy, or delete the affected arrays"
         )
         exc.report = report  # type: ignore[attr-defined]
         raise exc
     return report
-

@@ -81,8 +81,11 @@ class StoreLock:
             except OSError:
                 holder = _read_holder(fd)
                 os.close(fd)
-                who = (f"pid {holder.get('pid')} on host {holder.get('host')}" if holder
-                       else "another process (no pid recorded)")
+                who = (
+                    f"pid {holder.get('pid')} on host {holder.get('host')}"
+                    if holder
+                    else "another process (no pid recorded)"
+                )
                 if holder.get("pid") == os.getpid() and holder.get("host") == socket.gethostname():
                     who = f"this process (pid {os.getpid()}): close the other write handle first"
                 raise LockError(
@@ -93,10 +96,21 @@ class StoreLock:
         if stale:
             pid = stale.get("pid")
             same_host = stale.get("host") == socket.gethostname()
-            state = "is dead" if (same_host and isinstance(pid, int) and not _pid_alive(pid)) else "did not close the store"
-            log.warning("npydir: taking over the stale writer lock of %s left by pid %s on host %s (it %s)",
-                        self.root, pid, stale.get("host"), state)
-        info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}).encode()
+            state = (
+                "is dead"
+                if (same_host and isinstance(pid, int) and not _pid_alive(pid))
+                else "did not close the store"
+            )
+            log.warning(
+                "npydir: taking over the stale writer lock of %s left by pid %s on host %s (it %s)",
+                self.root,
+                pid,
+                stale.get("host"),
+                state,
+            )
+        info = json.dumps(
+            {"pid": os.getpid(), "host": socket.gethostname(), "time": time.time()}
+        ).encode()
         os.ftruncate(fd, 0)
         os.pwrite(fd, info, 0)
         self._fd = fd

@@ -17,20 +17,28 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from .errors import InvalidNameError, PathEscapeError
 
-__all__ = ["ARRAY_SUFFIX", "ATTRS_SUFFIX", "check_inside", "check_sibling_case", "split_key", "validate_name"]
+__all__ = [
+    "ARRAY_SUFFIX",
+    "ATTRS_SUFFIX",
+    "check_inside",
+    "check_sibling_case",
+    "split_key",
+    "validate_name",
+]
 
 ARRAY_SUFFIX = ".npy"
 ATTRS_SUFFIX = ".attrs.json"
 MAX_NAME_BYTES = 255
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _NON_PORTABLE = set('<>:"|?*')
-_DEVICE_NAMES = {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"} | {f"{p}{i}" for p in ("COM", "LPT") for i in
-                                                                    list("123456789") + ["¹", "²", "³"]}
+_DEVICE_NAMES = {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"} | {
+    f"{p}{i}" for p in ("COM", "LPT") for i in list("123456789") + ["¹", "²", "³"]
+}
 
 
 def validate_name(name: object, *, portable: bool = True, array: bool = False) -> str:
@@ -63,8 +71,10 @@ def validate_name(name: object, *, portable: bool = True, array: bool = False) -
     if nbytes > MAX_NAME_BYTES:
         raise bad(f"longer than {MAX_NAME_BYTES} bytes of UTF-8 ({nbytes})")
     if array and nbytes + len(ATTRS_SUFFIX) > MAX_NAME_BYTES:
-        raise bad(f"an array's attrs file '<name>{ATTRS_SUFFIX}' must fit in {MAX_NAME_BYTES} bytes "
-                  f"(name has {nbytes}, at most {MAX_NAME_BYTES - len(ATTRS_SUFFIX)})")
+        raise bad(
+            f"an array's attrs file '<name>{ATTRS_SUFFIX}' must fit in {MAX_NAME_BYTES} bytes "
+            f"(name has {nbytes}, at most {MAX_NAME_BYTES - len(ATTRS_SUFFIX)})"
+        )
     if "/" in name or "\\" in name:
         raise bad("contains a path separator ('/' or '\\')")
     if _CONTROL.search(name):
@@ -79,7 +89,9 @@ def validate_name(name: object, *, portable: bool = True, array: bool = False) -
     if portable:
         found = sorted(set(name) & _NON_PORTABLE)
         if found:
-            raise bad(f"contains {''.join(found)!r}, not allowed on Windows (portable=False allows it)")
+            raise bad(
+                f"contains {''.join(found)!r}, not allowed on Windows (portable=False allows it)"
+            )
         if name.split(".")[0].rstrip(" ").upper() in _DEVICE_NAMES:
             raise bad("is a Windows device name (portable=False allows it)")
         if name.endswith((" ", ".")):
@@ -110,14 +122,18 @@ def split_key(key: object) -> tuple[tuple[str, ...], bool]:
     elif isinstance(key, os.PathLike):
         key = os.fspath(key)
     if not isinstance(key, str):
-        raise InvalidNameError(f"keys are str paths like 'train/x', got {type(key).__name__} {key!r}")
+        raise InvalidNameError(
+            f"keys are str paths like 'train/x', got {type(key).__name__} {key!r}"
+        )
     absolute = key.startswith("/")
     parts = []
     for part in key.split("/"):
         if part in ("", "."):
             continue
         if part == "..":
-            raise PathEscapeError(f"key {key!r}: '..' is not allowed (nothing may resolve outside its group's tree)")
+            raise PathEscapeError(
+                f"key {key!r}: '..' is not allowed (nothing may resolve outside its group's tree)"
+            )
         parts.append(part)
     return tuple(parts), absolute
 
@@ -130,7 +146,9 @@ def check_inside(root: str, path: str | os.PathLike, key: str = "") -> None:
     real = os.path.realpath(path)
     if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
         what = f"key {key!r}" if key else str(path)
-        raise PathEscapeError(f"{what} resolves to {real}, outside the store {root} (symbolic link?)")
+        raise PathEscapeError(
+            f"{what} resolves to {real}, outside the store {root} (symbolic link?)"
+        )
 
 
 def check_sibling_case(directory: Path, name: str, existing: Iterable[str]) -> None:
@@ -139,6 +157,7 @@ def check_sibling_case(directory: Path, name: str, existing: Iterable[str]) -> N
     for other in existing:
         if other != name and other.casefold() == folded:
             raise InvalidNameError(
-                f"invalid name {name!r}: a sibling {other!r} in {directory} differs only in case, which "
+                f"invalid name {name!r}: a sibling {other!r} in {directory} differs only in "
+                "case, which "
                 "clashes on case-insensitive file systems (portable=False allows it)"
             )

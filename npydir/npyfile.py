@@ -31,10 +31,11 @@ from __future__ import annotations
 import ast
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from math import prod
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 import numpy as np
 from numpy.lib import format as npformat
@@ -112,7 +113,9 @@ def check_dtype(dtype: np.dtype, where: str = "") -> np.dtype:
 # ----------------------------------------------------------------------------- header reading
 
 
-def read_header(fp: BinaryIO, name: str | os.PathLike = "<file>", *, allow_object: bool = False) -> Header:
+def read_header(
+    fp: BinaryIO, name: str | os.PathLike = "<file>", *, allow_object: bool = False
+) -> Header:
     """Read and validate the header of an ``.npy`` file open at position 0.
 
     Parameters
@@ -139,14 +142,18 @@ def read_header(fp: BinaryIO, name: str | os.PathLike = "<file>", *, allow_objec
         raise FormatError(f"{name}: unsupported .npy format version {version}")
     try:
         if version == (1, 0):
-            shape, fortran, dtype = npformat.read_array_header_1_0(fp, max_header_size=MAX_HEADER_SIZE)
+            shape, fortran, dtype = npformat.read_array_header_1_0(
+                fp, max_header_size=MAX_HEADER_SIZE
+            )
         else:
             # numpy reads v3 headers (utf8 field names) with the same private reader; v2 and v3
             # only differ in the header encoding, which read_array_header_2_0 does not decode.
             if version == (3, 0):
                 shape, fortran, dtype = _read_header_v3(fp)
             else:
-                shape, fortran, dtype = npformat.read_array_header_2_0(fp, max_header_size=MAX_HEADER_SIZE)
+                shape, fortran, dtype = npformat.read_array_header_2_0(
+                    fp, max_header_size=MAX_HEADER_SIZE
+                )
     except (ValueError, SyntaxError, TypeError, EOFError) as exc:
         raise FormatError(f"{name}: .npy header does not parse ({exc})") from None
     offset = fp.tell()
@@ -187,8 +194,14 @@ def read_header_path(path: str | os.PathLike, *, allow_object: bool = False) -> 
 # ----------------------------------------------------------------------------- header writing
 
 
-def build_header(shape: tuple[int, ...], dtype: np.dtype, fortran_order: bool = False,
-                 *, length: int | None = None, version: tuple[int, int] | None = None) -> bytes:
+def build_header(
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    fortran_order: bool = False,
+    *,
+    length: int | None = None,
+    version: tuple[int, int] | None = None,
+) -> bytes:
     """Return the bytes of an NPY header (magic included).
 
     With ``length=None`` the header is padded like numpy >= 1.24 does: room for ``shape[0]`` to
@@ -196,8 +209,11 @@ def build_header(shape: tuple[int, ...], dtype: np.dtype, fortran_order: bool = 
     given, the header is padded to exactly that many bytes (used to rewrite a header in place);
     ``ValueError`` if it does not fit.
     """
-    d = {"descr": npformat.dtype_to_descr(np.dtype(dtype)), "fortran_order": bool(fortran_order),
-         "shape": tuple(int(n) for n in shape)}
+    d = {
+        "descr": npformat.dtype_to_descr(np.dtype(dtype)),
+        "fortran_order": bool(fortran_order),
+        "shape": tuple(int(n) for n in shape),
+    }
     text = "{" + "".join(f"'{k}': {d[k]!r}, " for k in sorted(d)) + "}"
     if length is None:
         if shape:
@@ -214,7 +230,9 @@ def _wrap(text: str, version: tuple[int, int] | None, length: int | None) -> byt
     except UnicodeEncodeError:  # structured dtype with non-latin1 field names: format 3.0
         body = text.encode("utf8")
         enc_version = (3, 0)
-    candidates = [version] if version is not None else ([enc_version] if enc_version else [(1, 0), (2, 0)])
+    candidates = (
+        [version] if version is not None else ([enc_version] if enc_version else [(1, 0), (2, 0)])
+    )
     for ver in candidates:
         if ver == (1, 0) and enc_version is not None:
             continue
@@ -234,8 +252,13 @@ def _wrap(text: str, version: tuple[int, int] | None, length: int | None) -> byt
             continue
         import struct
 
-        return (npformat.magic(*ver) + struct.pack("<H" if ver == (1, 0) else "<I", hlen)
-                + body + b" " * pad + b"\n")
+        return (
+            npformat.magic(*ver)
+            + struct.pack("<H" if ver == (1, 0) else "<I", hlen)
+            + body
+            + b" " * pad
+            + b"\n"
+        )
     raise ValueError("header does not fit" + (f" in {length} bytes" if length else ""))
 
 
@@ -267,7 +290,9 @@ def fsync_dir(directory: str | os.PathLike) -> None:
         os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], *, sync: bool = True) -> None:
+def atomic_write(
+    path: str | os.PathLike, write: Callable[[BinaryIO], None], *, sync: bool = True
+) -> None:
     """Write a whole file atomically: ``write(fp)`` into a temp file, fsync, rename, fsync dir.
 
     On any error the temp file is removed and the target is left as it was.
@@ -315,7 +340,7 @@ def _write_array_data(fp: BinaryIO, arr: np.ndarray) -> None:
         fp.write(np.ascontiguousarray(arr).tobytes())
         return
     for i in range(0, arr.shape[0], rows_per_block):
-        fp.write(np.ascontiguousarray(arr[i:i + rows_per_block]).tobytes())
+        fp.write(np.ascontiguousarray(arr[i : i + rows_per_block]).tobytes())
 
 
 def save_array(path: str | os.PathLike, arr: np.ndarray, *, sync: bool = True) -> Header:
@@ -334,8 +359,14 @@ def save_array(path: str | os.PathLike, arr: np.ndarray, *, sync: bool = True) -
     return Header(tuple(arr.shape), dtype, False, _version_of(header), len(header))
 
 
-def create_array_file(path: str | os.PathLike, shape: tuple[int, ...], dtype: np.dtype,
-                      fillvalue=None, *, sync: bool = True) -> Header:
+def create_array_file(
+    path: str | os.PathLike,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    fillvalue=None,
+    *,
+    sync: bool = True,
+) -> Header:
     """Atomically create an ``.npy`` file of ``shape`` filled with ``fillvalue`` (default zeros).
 
     Zero fill is sparse (the file is extended with ``ftruncate``), so preallocating a large array
@@ -347,7 +378,11 @@ def create_array_file(path: str | os.PathLike, shape: tuple[int, ...], dtype: np
     nbytes = prod(shape) * dtype.itemsize
     fill = None
     if fillvalue is not None:
-        fill = np.asarray(fillvalue, dtype=dtype) if not isinstance(fillvalue, np.ndarray) else fillvalue.astype(dtype)
+        fill = (
+            np.asarray(fillvalue, dtype=dtype)
+            if not isinstance(fillvalue, np.ndarray)
+            else fillvalue.astype(dtype)
+        )
         if fill.shape != ():
             raise ValueError(f"fillvalue must be a scalar, got shape {fill.shape}")
         if not fill.tobytes().strip(b"\0"):
@@ -377,7 +412,9 @@ def _version_of(header: bytes) -> tuple[int, int]:
 # ----------------------------------------------------------------------------- memmaps
 
 
-def open_memmap(path: str | os.PathLike, mode: str = "r", header: Header | None = None) -> tuple[np.ndarray, Header]:
+def open_memmap(
+    path: str | os.PathLike, mode: str = "r", header: Header | None = None
+) -> tuple[np.ndarray, Header]:
     """Map the data of an ``.npy`` file.
 
     Parameters
@@ -419,22 +456,27 @@ def open_memmap(path: str | os.PathLike, mode: str = "r", header: Header | None 
                 arr.flags.writeable = False
             return arr, header
         # Passing the open file keeps one open() per mapping; mmap dups the descriptor.
-        arr = np.memmap(fp, dtype=header.dtype, mode=mode, offset=header.offset,
-                        shape=header.shape, order=order)
+        arr = np.memmap(
+            fp, dtype=header.dtype, mode=mode, offset=header.offset, shape=header.shape, order=order
+        )
     return arr, header
 
 
 # ----------------------------------------------------------------------------- growing
 
 
-def rewrite_shape(fd: int, old: Header, new_shape: tuple[int, ...], name: str | os.PathLike = "<file>") -> bool:
+def rewrite_shape(
+    fd: int, old: Header, new_shape: tuple[int, ...], name: str | os.PathLike = "<file>"
+) -> bool:
     """Rewrite the header of an open file (descriptor ``fd``) in place with ``new_shape``.
 
     Returns False when the new header does not fit in the old header's length (the caller then
     rewrites the file, see :func:`regrow_file`).
     """
     try:
-        header = build_header(new_shape, old.dtype, old.fortran_order, length=old.offset, version=old.version)
+        header = build_header(
+            new_shape, old.dtype, old.fortran_order, length=old.offset, version=old.version
+        )
     except ValueError:
         return False
     if len(header) != old.offset:  # pragma: no cover - build_header guarantees it
@@ -482,7 +524,9 @@ def append_rows(path: str | os.PathLike, block: np.ndarray, *, sync: bool = True
     with open(path, "rb") as fp:
         header = read_header(fp, path)
     if header.fortran_order:
-        raise FormatError(f"{path}: cannot append to a Fortran-order .npy file (only C order grows along axis 0)")
+        raise FormatError(
+            f"{path}: cannot append to a Fortran-order .npy file (only C order grows along axis 0)"
+        )
     if not header.shape:
         raise FormatError(f"{path}: cannot append to a 0-d array")
     if block.dtype != header.dtype or block.shape[1:] != header.shape[1:]:
@@ -500,7 +544,9 @@ def append_rows(path: str | os.PathLike, block: np.ndarray, *, sync: bool = True
             )
         new_header_fits = True
         try:
-            build_header(new_shape, header.dtype, False, length=header.offset, version=header.version)
+            build_header(
+                new_shape, header.dtype, False, length=header.offset, version=header.version
+            )
         except ValueError:
             new_header_fits = False
         if not new_header_fits:
@@ -569,7 +615,9 @@ def resize_rows(path: str | os.PathLike, n: int, *, sync: bool = True) -> Header
     new = Header(new_shape, header.dtype, False, header.version, header.offset)
     fd = os.open(path, os.O_RDWR)
     try:
-        os.ftruncate(fd, header.expected_size)  # torn bytes of an earlier append must not become rows
+        os.ftruncate(
+            fd, header.expected_size
+        )  # torn bytes of an earlier append must not become rows
         os.ftruncate(fd, new.expected_size)
         if sync:
             _sync(fd)

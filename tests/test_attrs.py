@@ -44,7 +44,7 @@ def assert_same(a, b):
             assert_same(a[k], b[k])
     elif isinstance(a, (list, tuple)):
         assert isinstance(b, list) and len(a) == len(b)  # tuples come back as lists
-        for x, y in zip(a, b):
+        for x, y in zip(a, b, strict=True):
             assert_same(x, y)
     elif isinstance(a, float) and math.isnan(a):
         assert isinstance(b, float) and math.isnan(b)
@@ -168,18 +168,30 @@ def test_attrs_files_are_atomic(tmp_path):
 # ---------------------------------------------------------------------------------- hypothesis
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**80), 2**80), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=8), st.binary(max_size=8), st.complex_numbers(allow_nan=True, allow_infinity=True),
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**80), 2**80),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    st.binary(max_size=8),
+    st.complex_numbers(allow_nan=True, allow_infinity=True),
 )
-np_dtypes = st.one_of(hnp.integer_dtypes(), hnp.unsigned_integer_dtypes(), hnp.floating_dtypes(),
-                      hnp.complex_number_dtypes(), hnp.boolean_dtypes(), hnp.unicode_string_dtypes(max_len=4),
-                      hnp.byte_string_dtypes(max_len=4))
+np_dtypes = st.one_of(
+    hnp.integer_dtypes(),
+    hnp.unsigned_integer_dtypes(),
+    hnp.floating_dtypes(),
+    hnp.complex_number_dtypes(),
+    hnp.boolean_dtypes(),
+    hnp.unicode_string_dtypes(max_len=4),
+    hnp.byte_string_dtypes(max_len=4),
+)
 np_arrays = hnp.arrays(np_dtypes, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=3))
 np_scalars = np_arrays.filter(lambda a: a.size > 0).map(lambda a: a.reshape(-1)[0])
 values = st.recursive(
     st.one_of(scalars, np_arrays, np_scalars),
-    lambda children: st.one_of(st.lists(children, max_size=3), st.dictionaries(st.text(max_size=5), children,
-                                                                                max_size=3)),
+    lambda children: st.one_of(
+        st.lists(children, max_size=3), st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
     max_leaves=8,
 )
 
@@ -190,12 +202,19 @@ def test_property_roundtrip(d):
     assert_same(d, back)
 
 
-# ---------------------------------------------------------------------------------- legacy attrs.npy
+# ------------------------------------------------------------------------ legacy attrs.npy
 
 
 def test_legacy_das_attrs_read(tmp_path):
-    attrs = {"samplerate_x_Hz": 10000, "class_names": ["noise", "pulse"], "class_types": np.array(["segment"]),
-             "rate": np.float64(2.5), "nested": {"t": (1, 2)}, "z": 1j, "b": b"x"}
+    attrs = {
+        "samplerate_x_Hz": 10000,
+        "class_names": ["noise", "pulse"],
+        "class_types": np.array(["segment"]),
+        "rate": np.float64(2.5),
+        "nested": {"t": (1, 2)},
+        "z": 1j,
+        "b": b"x",
+    }
     p = tmp_path / "attrs.npy"
     np.save(p, attrs, allow_pickle=True)  # exactly what DAS's npy_dir.save does
     got = read_legacy_attrs(p)
@@ -252,7 +271,13 @@ def test_legacy_not_a_dict(tmp_path):
     np.save(p, np.arange(3))
     with pytest.raises(FormatError, match="pickled dict"):
         read_legacy_attrs(p)
-    p.write_bytes(b"\x93NUMPY\x01\x00" + b"\x40\x00" + b"{'descr': '|O', 'fortran_order': False, 'shape': (), }".ljust(63) + b"\n" + pickle.dumps([1]))
+    p.write_bytes(
+        b"\x93NUMPY\x01\x00"
+        + b"\x40\x00"
+        + b"{'descr': '|O', 'fortran_order': False, 'shape': (), }".ljust(63)
+        + b"\n"
+        + pickle.dumps([1])
+    )
     with pytest.raises(FormatError, match="dict"):
         read_legacy_attrs(p)
     p.write_bytes(p.read_bytes()[:80])

@@ -17,7 +17,9 @@ def test_sound_store_reports_ok(tmp_path):
         r["a"].attrs["k"] = [1, 2]
         r["a/x"].attrs["u"] = "V"
     rep = npydir.verify(store)
-    assert rep.ok and rep and rep.problems == [] and rep.checked == 4  # .npydir.json, x.npy, 2 attrs
+    assert (
+        rep.ok and rep and rep.problems == [] and rep.checked == 4
+    )  # .npydir.json, x.npy, 2 attrs
     assert "OK" in str(rep)
     fixed = npydir.repair(store)
     assert fixed.ok and fixed.repaired == []

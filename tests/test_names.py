@@ -8,7 +8,9 @@ from npydir.errors import InvalidNameError, PathEscapeError
 from npydir.names import check_sibling_case, split_key, validate_name
 
 
-@pytest.mark.parametrize("name", ["x", "train", "y_pulse", "a.b", "ünïcödé", "x" * 244, "CONSOLE", "a b"])
+@pytest.mark.parametrize(
+    "name", ["x", "train", "y_pulse", "a.b", "ünïcödé", "x" * 244, "CONSOLE", "a b"]
+)
 def test_valid_names(name):
     assert validate_name(name) == name
     assert validate_name(name, array=True) == name
@@ -41,8 +43,25 @@ def test_invalid_names_name_the_rule(name, rule):
     assert rule in str(info.value)
 
 
-@pytest.mark.parametrize("name", ["a<b", "a>b", "a:b", 'a"b', "a|b", "a?b", "a*b", "CON", "nul", "com1",
-                                  "LPT9.txt", "aux.x", "trailing.", "trailing "])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "a<b",
+        "a>b",
+        "a:b",
+        'a"b',
+        "a|b",
+        "a?b",
+        "a*b",
+        "CON",
+        "nul",
+        "com1",
+        "LPT9.txt",
+        "aux.x",
+        "trailing.",
+        "trailing ",
+    ],
+)
 def test_portable_rules(name):
     with pytest.raises(InvalidNameError, match="portable=False"):
         validate_name(name)
@@ -62,8 +81,15 @@ def test_non_str_names():
 
 @pytest.mark.parametrize(
     "key, parts, absolute",
-    [("a", ("a",), False), ("a/b/c", ("a", "b", "c"), False), ("/a/b", ("a", "b"), True),
-     ("a//b/", ("a", "b"), False), ("./a/./b", ("a", "b"), False), ("/", (), True), (b"a/b", ("a", "b"), False)],
+    [
+        ("a", ("a",), False),
+        ("a/b/c", ("a", "b", "c"), False),
+        ("/a/b", ("a", "b"), True),
+        ("a//b/", ("a", "b"), False),
+        ("./a/./b", ("a", "b"), False),
+        ("/", (), True),
+        (b"a/b", ("a", "b"), False),
+    ],
 )
 def test_split_key(key, parts, absolute):
     assert split_key(key) == (parts, absolute)

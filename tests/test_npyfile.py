@@ -20,13 +20,16 @@ def _header_of(path):
 
 
 @pytest.mark.parametrize("shape", [(0,), (5,), (3, 4), (0, 7), (2, 3, 4)])
-@pytest.mark.parametrize("dtype", ["<f4", ">i8", "|b1", "<c16", "<U3", [("a", "<i2"), ("b", "<f8")]])
+@pytest.mark.parametrize(
+    "dtype", ["<f4", ">i8", "|b1", "<c16", "<U3", [("a", "<i2"), ("b", "<f8")]]
+)
 def test_build_header_matches_numpy_and_has_room(shape, dtype):
     dtype = np.dtype(dtype)
     ours = npyfile.build_header(shape, dtype)
     buf = io.BytesIO()
-    npformat.write_array_header_1_0(buf, {"descr": npformat.dtype_to_descr(dtype), "fortran_order": False,
-                                         "shape": shape})
+    npformat.write_array_header_1_0(
+        buf, {"descr": npformat.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
+    )
     assert ours == buf.getvalue()  # identical to numpy >= 1.24 (padded for growth)
     assert len(ours) % 64 == 0
     # room for shape[0] to reach 21 digits without changing the header length
@@ -86,7 +89,11 @@ def test_append_rows_grows_in_place(tmp_path, dtype):
     ino = os.stat(p).st_ino
     rows = []
     for i in range(5):
-        block = np.full((i + 1, 3), i, dtype=dtype) if dtype.names is None else np.zeros((i + 1, 3), dtype)
+        block = (
+            np.full((i + 1, 3), i, dtype=dtype)
+            if dtype.names is None
+            else np.zeros((i + 1, 3), dtype)
+        )
         npyfile.append_rows(p, block)
         rows.append(block)
         assert _header_of(p).offset == size0  # header length unchanged
@@ -107,7 +114,7 @@ def test_append_trims_torn_bytes_first(tmp_path):
 
 
 def _tight_header_file(path, arr):
-    """An .npy file whose header has no spare byte (tools without growth padding can write these)."""
+    """An .npy file whose header has no spare byte (as tools without growth padding write)."""
     d = "{'descr': '%s', 'fortran_order': False, 'shape': %r, }" % (arr.dtype.str, arr.shape)
     hdr = b"\x93NUMPY\x01\x00" + struct.pack("<H", len(d) + 1) + d.encode() + b"\n"  # unpadded
     path.write_bytes(hdr + arr.tobytes())
@@ -208,5 +215,7 @@ def test_truncated_file_is_a_clear_error(tmp_path):
     npyfile.save_array(p, np.arange(100, dtype="<f8"))
     with open(p, "r+b") as f:
         f.truncate(os.path.getsize(p) - 8)
-    with pytest.raises(FormatError, match=r"t.npy: file is truncated.*expected 928 bytes\), found 920"):
+    with pytest.raises(
+        FormatError, match=r"t.npy: file is truncated.*expected 928 bytes\), found 920"
+    ):
         npyfile.open_memmap(p)

@@ -100,7 +100,14 @@ def test_groups_and_paths(root):
 
 def test_create_dataset_variants(root):
     x = root.create_dataset("train/x", shape=(4, 3), dtype="i2")
-    assert (x.shape, x.dtype, x.ndim, x.size, x.nbytes, len(x)) == ((4, 3), np.dtype("i2"), 2, 12, 24, 4)
+    assert (x.shape, x.dtype, x.ndim, x.size, x.nbytes, len(x)) == (
+        (4, 3),
+        np.dtype("i2"),
+        2,
+        12,
+        24,
+        4,
+    )
     assert (x[:] == 0).all()
     f = root.create_dataset("f", shape=5, fillvalue=2.5)
     assert f.dtype == np.dtype("f4") and (f[:] == 2.5).all()  # h5py default dtype float32
@@ -152,9 +159,17 @@ def test_mapping_api(root):
     assert list(root) == ["a", "b", "c"]  # sorted
     assert len(root) == 3 and root.keys() == ["a", "b", "c"]
     assert root.group_keys() == ["b", "c"] and root.array_keys() == ["a"]
-    assert [n for n, _ in root.groups()] == ["b", "c"] and isinstance(root.groups()[0][1], npydir.Group)
+    assert [n for n, _ in root.groups()] == ["b", "c"] and isinstance(
+        root.groups()[0][1], npydir.Group
+    )
     assert [n for n, _ in root.arrays()] == ["a"] and isinstance(root.arrays()[0][1], npydir.Array)
-    assert "b/x" in root and "/b/y" in root and "b/z" not in root and "x.npy" not in root and "../x" not in root
+    assert (
+        "b/x" in root
+        and "/b/y" in root
+        and "b/z" not in root
+        and "x.npy" not in root
+        and "../x" not in root
+    )
     assert root.get("nope") is None
     assert dict(root["b"].items()).keys() == {"x", "y"}
     with pytest.raises(MemberNotFoundError, match="'nope'") as info:
@@ -231,7 +246,9 @@ def test_require_dataset(root):
     assert root.require_dataset("x", (3, 2), "f4") is x  # f4 casts safely to f8
     with pytest.raises(IncompatibleError, match=r"'x'.*expected \(3, 3\), found \(3, 2\)"):
         root.require_dataset("x", (3, 3), "f8")
-    with pytest.raises(IncompatibleError, match="complex128 cannot be safely cast to the existing float64"):
+    with pytest.raises(
+        IncompatibleError, match="complex128 cannot be safely cast to the existing float64"
+    ):
         root.require_dataset("x", (3, 2), "c16")
     with pytest.raises(IncompatibleError, match="expected float32, found float64"):
         root.require_dataset("x", (3, 2), "f4", exact=True)
@@ -312,7 +329,9 @@ def test_attrs_api(root):
         g.attrs["zz"]
     x = root.create_dataset("x", data=[1])
     x.attrs["unit"] = "V"
-    assert (root.filename / "x.attrs.json").exists() and (root.filename / "g" / "attrs.json").exists()
+    assert (root.filename / "x.attrs.json").exists() and (
+        root.filename / "g" / "attrs.json"
+    ).exists()
     assert json.loads((root.filename / "x.attrs.json").read_text()) == {"unit": "V"}
     with pytest.raises(npydir.errors.AttributeEncodingError, match="'bad'"):
         g.attrs["bad"] = {1, 2}
@@ -357,10 +376,18 @@ def test_pickle_is_small_and_lazy(store, tmp_path):
     g = pickle.loads(pickle.dumps(r["big"]))
     assert g.path == "big" and g.readonly
     # reopens in another process from another working directory
-    code = ("import pickle,sys; sys.path.insert(0, %r); a = pickle.loads(sys.stdin.buffer.read()); "
-            "print(a.shape, a[5, 0])") % (os.getcwd(),)
-    out = subprocess.run([sys.executable, "-c", code], input=blob, capture_output=True, cwd=tmp_path, timeout=60,
-                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    code = (
+        "import pickle,sys; sys.path.insert(0, %r); a = pickle.loads(sys.stdin.buffer.read()); "
+        "print(a.shape, a[5, 0])"
+    ) % (os.getcwd(),)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        input=blob,
+        capture_output=True,
+        cwd=tmp_path,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
     assert out.returncode == 0, out.stderr.decode()
     assert out.stdout.decode().strip() == "(10000000, 128) 1.0"
 

@@ -1,4 +1,4 @@
-"""DAS compatibility: stores written by DAS's npy_dir open with their attrs; das_compat writes attrs.npy."""
+"""DAS compatibility: DAS's npy_dir stores open with their attrs; das_compat writes attrs.npy."""
 
 from __future__ import annotations
 
@@ -40,14 +40,20 @@ def make_das_store(path, attrs=ATTRS):
 
 def das_load(location):
     """DAS's npy_dir.load, as DAS ships it (what DAS's trainer reads)."""
-    dirs = [os.path.join(location, n) for n in os.listdir(location) if os.path.isdir(os.path.join(location, n))]
+    dirs = [
+        os.path.join(location, n)
+        for n in os.listdir(location)
+        if os.path.isdir(os.path.join(location, n))
+    ]
     out, attrs = {}, {}
     if os.path.exists(os.path.join(location, "attrs.npy")):
         attrs = np.load(os.path.join(location, "attrs.npy"), allow_pickle=True)[()]
     for d in dirs:
         key = os.path.basename(d)
-        out[key] = {os.path.splitext(os.path.basename(f))[0]: np.lib.format.open_memmap(f, "r")
-                    for f in glob.glob(os.path.join(d, "*.npy"))}
+        out[key] = {
+            os.path.splitext(os.path.basename(f))[0]: np.lib.format.open_memmap(f, "r")
+            for f in glob.glob(os.path.join(d, "*.npy"))
+        }
     return out, attrs
 
 
@@ -99,10 +105,14 @@ def test_das_compat_writes_attrs_npy_that_das_reads(tmp_path):
         root.create_dataset("train/x", data=np.arange(20, dtype="f4").reshape(10, 2))
         root.create_dataset("val/x", data=np.zeros((3, 2), "f4"))
         root.attrs.update(ATTRS)
-        root["train"].attrs["only_json"] = 1  # subgroup attrs live in attrs.json only, as DAS has none
+        root["train"].attrs["only_json"] = (
+            1  # subgroup attrs live in attrs.json only, as DAS has none
+        )
     arrays, attrs = das_load(store)
     assert_attrs_equal(attrs, ATTRS)
-    assert sorted(arrays) == ["train", "val"] and sorted(arrays["train"]) == ["x"]  # no stray entries
+    assert sorted(arrays) == ["train", "val"] and sorted(arrays["train"]) == [
+        "x"
+    ]  # no stray entries
     np.testing.assert_array_equal(arrays["train"]["x"], np.arange(20).reshape(10, 2))
     assert not (store / "train" / "attrs.npy").exists()
     with npydir.open(store, "a", das_compat=True) as root:
@@ -128,7 +138,9 @@ def test_malicious_attrs_npy_is_refused_and_runs_nothing(tmp_path):
     make_das_store(store, attrs={"samplerate_x_Hz": 1, "payload": Evil(marker)})
     root = npydir.open(store)  # opening is lazy and reads no attrs
     np.testing.assert_array_equal(root["train/x"].shape, (100, 2))
-    with pytest.raises(UnsafePickleError, match="attrs.npy.*refusing to unpickle global (posix|os).system"):
+    with pytest.raises(
+        UnsafePickleError, match="attrs.npy.*refusing to unpickle global (posix|os).system"
+    ):
         dict(root.attrs)
     assert not marker.exists()
     rep = npydir.verify(store)

@@ -58,8 +58,12 @@ def test_killed_appender_leaves_a_consistent_store(tmp_path):
     lengths, torn = [], 0
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     for trial in range(10):
-        proc = subprocess.Popen([sys.executable, str(script), str(store), str(trial)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(store), str(trial)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
         line = proc.stdout.readline()
         assert line == b"ready\n", proc.stderr.read().decode()
         time.sleep(rng.uniform(0.01, 0.25))
@@ -98,7 +102,10 @@ def test_stale_lock_of_a_killed_writer_is_taken_over(tmp_path, caplog):
     store = tmp_path / "s.npy"
     npydir.open(store, "w").close()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    code = f"import npydir, time; r = npydir.open({str(store)!r}, 'a'); print('ready', flush=True); time.sleep(60)"
+    code = (
+        f"import npydir, time; r = npydir.open({str(store)!r}, 'a'); "
+        "print('ready', flush=True); time.sleep(60)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env=env)
     assert proc.stdout.readline() == b"ready\n"
     with pytest.raises(npydir.errors.LockError, match=f"locked for writing by pid {proc.pid}"):
@@ -109,7 +116,9 @@ def test_stale_lock_of_a_killed_writer_is_taken_over(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="npydir"):
         with npydir.open(store, "a") as r:
             r["x"] = np.zeros(1)
-    assert any(f"stale writer lock" in r.message and str(proc.pid) in r.message for r in caplog.records)
+    assert any(
+        "stale writer lock" in r.message and str(proc.pid) in r.message for r in caplog.records
+    )
 
 
 def test_torn_append_is_reported_and_trimmed(tmp_path):

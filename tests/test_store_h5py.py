@@ -1,4 +1,4 @@
-"""Differential test: the same operations on h5py and on npydir give the same tree, data and attrs."""
+"""Differential test: the same operations on h5py and on npydir give the same tree and data."""
 
 from __future__ import annotations
 
@@ -26,9 +26,17 @@ def arrays(draw):
 ops = st.one_of(
     st.tuples(st.just("group"), paths),
     st.tuples(st.just("dataset"), paths, arrays()),
-    st.tuples(st.just("attr"), st.one_of(st.just(""), paths), st.sampled_from(["k1", "k2"]),
-              st.one_of(st.integers(-5, 5), st.text(alphabet="xyz", max_size=3), st.floats(-1, 1),
-                        st.lists(st.integers(0, 9), min_size=1, max_size=3))),
+    st.tuples(
+        st.just("attr"),
+        st.one_of(st.just(""), paths),
+        st.sampled_from(["k1", "k2"]),
+        st.one_of(
+            st.integers(-5, 5),
+            st.text(alphabet="xyz", max_size=3),
+            st.floats(-1, 1),
+            st.lists(st.integers(0, 9), min_size=1, max_size=3),
+        ),
+    ),
     st.tuples(st.just("write"), paths, st.integers(0, 3), st.integers(0, 9)),
     st.tuples(st.just("delete"), paths),
     st.tuples(st.just("append"), paths, st.integers(1, 3)),
@@ -70,7 +78,9 @@ def apply(op, f, is_h5):
     elif kind == "move":
         src, dst = op[1], op[2]
         if (dst + "/").startswith(src + "/"):
-            raise ValueError("into itself")  # HDF5 silently makes the group unreachable; npydir refuses
+            raise ValueError(
+                "into itself"
+            )  # HDF5 silently makes the group unreachable; npydir refuses
         f.move(src, dst)
 
 
@@ -81,7 +91,13 @@ def snapshot(f):
     def visit(name, obj):
         attrs = {k: np.asarray(v).tolist() for k, v in obj.attrs.items()}
         if hasattr(obj, "shape"):
-            out[name] = ("array", tuple(obj.shape), np.dtype(obj.dtype).str, np.asarray(obj[...]).tolist(), attrs)
+            out[name] = (
+                "array",
+                tuple(obj.shape),
+                np.dtype(obj.dtype).str,
+                np.asarray(obj[...]).tolist(),
+                attrs,
+            )
         else:
             out[name] = ("group", attrs)
 
@@ -112,9 +128,16 @@ def test_same_as_h5py(tmp_path_factory, sequence):
 
 def test_fixed_sequence_against_h5py(tmp_path):
     seq = [
-        ("group", "a/b"), ("dataset", "a/x", np.arange(6.0).reshape(3, 2)), ("attr", "", "k1", [1, 2]),
-        ("attr", "a/x", "k2", "xy"), ("write", "a/x", 1, 9), ("append", "a/x", 2), ("dataset", "c", np.arange(3)),
-        ("move", "c", "a/b/c"), ("delete", "a/b/c"), ("attr", "a", "k1", 0.5),
+        ("group", "a/b"),
+        ("dataset", "a/x", np.arange(6.0).reshape(3, 2)),
+        ("attr", "", "k1", [1, 2]),
+        ("attr", "a/x", "k2", "xy"),
+        ("write", "a/x", 1, 9),
+        ("append", "a/x", 2),
+        ("dataset", "c", np.arange(3)),
+        ("move", "c", "a/b/c"),
+        ("delete", "a/b/c"),
+        ("attr", "a", "k1", 0.5),
     ]
     with h5py.File(tmp_path / "r.h5", "w") as h5, npydir.open(tmp_path / "s.npy", "w") as nd:
         for op in seq:

@@ -39,6 +39,7 @@ def test_reading_one_of_10000_arrays_opens_one_file(big_store, monkeypatch):
         def wrapper(path, *args, **kwargs):
             log.append(os.fspath(path) if isinstance(path, (str, bytes, os.PathLike)) else path)
             return real(path, *args, **kwargs)
+
         return wrapper
 
     monkeypatch.setattr(builtins, "open", spy(real_open, opened))

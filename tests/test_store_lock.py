@@ -59,7 +59,9 @@ def test_lock_object_is_reentrant_and_releases(tmp_path):
 def test_stale_lock_file_without_holder_is_taken_over(tmp_path, caplog):
     store = tmp_path / "s.npy"
     npydir.open(store, "w").close()
-    (store / ".npydir.lock").write_text(json.dumps({"pid": 2**22 + 12345, "host": socket.gethostname()}))
+    (store / ".npydir.lock").write_text(
+        json.dumps({"pid": 2**22 + 12345, "host": socket.gethostname()})
+    )
     with caplog.at_level("WARNING", logger="npydir"):
         with npydir.open(store, "a"):
             pass

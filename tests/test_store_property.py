@@ -8,18 +8,27 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from test_attrs import assert_same
+from test_attrs import values as attr_values
 
 import npydir
 
-from test_attrs import assert_same, values as attr_values
-
 scalar_dtypes = st.one_of(
-    hnp.integer_dtypes(), hnp.unsigned_integer_dtypes(), hnp.floating_dtypes(), hnp.complex_number_dtypes(),
-    hnp.boolean_dtypes(), hnp.unicode_string_dtypes(max_len=5), hnp.byte_string_dtypes(max_len=5),
+    hnp.integer_dtypes(),
+    hnp.unsigned_integer_dtypes(),
+    hnp.floating_dtypes(),
+    hnp.complex_number_dtypes(),
+    hnp.boolean_dtypes(),
+    hnp.unicode_string_dtypes(max_len=5),
+    hnp.byte_string_dtypes(max_len=5),
     hnp.datetime64_dtypes(),
 )
-struct_dtypes = st.lists(st.tuples(st.sampled_from(["a", "b", "c", "d"]), scalar_dtypes), min_size=1, max_size=3,
-                         unique_by=lambda t: t[0]).map(np.dtype)
+struct_dtypes = st.lists(
+    st.tuples(st.sampled_from(["a", "b", "c", "d"]), scalar_dtypes),
+    min_size=1,
+    max_size=3,
+    unique_by=lambda t: t[0],
+).map(np.dtype)
 any_dtype = st.one_of(scalar_dtypes, struct_dtypes)
 shapes = hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4)
 arrays = hnp.arrays(any_dtype, shapes)
@@ -31,13 +40,16 @@ def trees(depth=2):
     leaf = st.tuples(arrays, attr_dicts)
     if depth == 0:
         return st.dictionaries(names, leaf, max_size=3)
-    return st.dictionaries(names, st.one_of(leaf, st.tuples(trees(depth - 1), attr_dicts)), max_size=3)
+    return st.dictionaries(
+        names, st.one_of(leaf, st.tuples(trees(depth - 1), attr_dicts)), max_size=3
+    )
 
 
 def _unique_casefold(tree):
     keys = [k.casefold() for k in tree]
     return len(keys) == len(set(keys)) and all(
-        _unique_casefold(v[0]) for v in tree.values() if isinstance(v[0], dict))
+        _unique_casefold(v[0]) for v in tree.values() if isinstance(v[0], dict)
+    )
 
 
 def write(group, tree):
@@ -83,9 +95,13 @@ def test_random_trees_roundtrip(tmp_path_factory, tree, root_attrs):
 
 
 @settings(max_examples=30)
-@given(hnp.arrays(st.one_of(hnp.integer_dtypes(), hnp.floating_dtypes(), hnp.complex_number_dtypes()),
-                  hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=5)),
-       st.lists(st.integers(0, 4), max_size=4))
+@given(
+    hnp.arrays(
+        st.one_of(hnp.integer_dtypes(), hnp.floating_dtypes(), hnp.complex_number_dtypes()),
+        hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=5),
+    ),
+    st.lists(st.integers(0, 4), max_size=4),
+)
 def test_appends_equal_concatenate(tmp_path_factory, first, blocks):
     path = tmp_path_factory.mktemp("app") / "s.npy"
     expect = [first]

@@ -23,8 +23,21 @@ def root(tmp_path):
         yield r
 
 
-@pytest.mark.parametrize("name", ["x.npy", "x.json", "attrs", ".hidden", "a\x00b", "a\\b", "bad:name", "CON",
-                                  "x" * 256, "trailing."])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "x.npy",
+        "x.json",
+        "attrs",
+        ".hidden",
+        "a\x00b",
+        "a\\b",
+        "bad:name",
+        "CON",
+        "x" * 256,
+        "trailing.",
+    ],
+)
 def test_bad_names_refused_everywhere(root, name):
     with pytest.raises(InvalidNameError, match="invalid name"):
         root.create_group(name)
@@ -136,6 +149,7 @@ def test_read_only_refuses_every_write(tmp_path):
     for what, write in writes.items():
         with pytest.raises(ReadOnlyError, match=r"read-only \(mode 'r'\)"):
             write()
+            pytest.fail(f"{what} wrote to a read-only store")
     with pytest.raises(ValueError, match="read-only"):
         x[:][0] = 5.0  # numpy views of a read-only map refuse too: never a segfault
     with pytest.raises(ValueError, match="read-only"):
@@ -157,7 +171,7 @@ def test_object_dtypes_refused(root):
     assert "o" not in root
     np.save(root.filename / "p.npy", np.array([None]), allow_pickle=True)
     with pytest.raises(UnsupportedDTypeError, match="p.npy.*object"):
-        root["p"].shape
+        _ = root["p"].shape
     assert isinstance(UnsupportedDTypeError("m"), TypeError)
 
 
