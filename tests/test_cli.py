@@ -393,3 +393,18 @@ def test_convert_over_a_dask_scheduler(store, tmp_path, capsys):
     assert "verified" in capsys.readouterr().out
     np.testing.assert_array_equal(np.load(tmp_path / "c.npy" / "train" / "x.npy"),
                                   np.load(store / "train" / "x.npy"))
+
+
+@pytest.mark.parametrize("cmd", ["info", "tree"])
+def test_info_and_tree_via_subprocess(cmd, store):
+    r = run(cmd, str(store))
+    assert r.returncode == 0, r.stderr
+    assert "x  (1000, 3) float32" in r.stdout and r.stderr == ""
+
+
+def test_demo_via_subprocess(tmp_path):
+    r = run("demo", "--out", "out", *TINY_DEMO, "--no-cold", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "demo finished" in r.stdout
+    assert (tmp_path / "out" / "bench.png").stat().st_size > 0
+    assert json.loads((tmp_path / "out" / "bench.json").read_text())["demo"]["recordings"] == 2
