@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 import time
+import weakref
 from pathlib import Path
 
 from .errors import LockError
@@ -29,6 +30,31 @@ try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no advisory locking
     fcntl = None
+
+
+#: locks held by this process; a forked child must not keep them (see _drop_in_child)
+_HELD: weakref.WeakSet[StoreLock] = weakref.WeakSet()
+
+
+def _drop_in_child() -> None:
+    """After fork: close the child's copies of lock descriptors without releasing the lock.
+
+    A flock belongs to the open file description, which the child shares; if the child kept its
+    copy (e.g. a DataLoader worker), the store would stay locked after the parent closed it.
+    Closing the copy leaves the parent's lock in place.
+    """
+    for lock in list(_HELD):
+        fd, lock._fd = lock._fd, None
+        if fd is not None:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_drop_in_child)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -114,12 +140,14 @@ class StoreLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, info, 0)
         self._fd = fd
+        _HELD.add(self)
 
     def release(self) -> None:
         """Empty the lock file and release the lock (idempotent)."""
         fd, self._fd = self._fd, None
         if fd is None:
             return
+        _HELD.discard(self)
         try:
             os.ftruncate(fd, 0)
         except OSError:

@@ -66,3 +66,27 @@ def test_stale_lock_file_without_holder_is_taken_over(tmp_path, caplog):
         with npydir.open(store, "a"):
             pass
     assert any("stale writer lock" in r.message and "is dead" in r.message for r in caplog.records)
+
+
+def test_forked_child_does_not_keep_the_lock(tmp_path):
+    store = tmp_path / "s.npy"
+    w = npydir.open(store, "w")
+    r, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: outlives the parent's close, like a DataLoader worker
+        os.close(r)
+        os.write(wfd, b"x")
+        import time
+
+        time.sleep(2)
+        os._exit(0)
+    try:
+        os.close(wfd)
+        assert os.read(r, 1) == b"x"
+        w.close()
+        with npydir.open(store, "a") as again:  # not blocked by the child's inherited descriptor
+            assert again
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        os.close(r)
