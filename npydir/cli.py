@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -129,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def add(name: str, help_: str, epilog: str, parents=(common,)) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help_, description=help_ + ".", epilog=epilog,
+        return sub.add_parser(name, help=help_, description=textwrap.fill(help_ + ".", 79),
+                              epilog=epilog,
                               parents=list(parents), formatter_class=_formatter)
 
     p = add("info", "show a dataset's tree with shapes, dtypes, sizes on disk and attributes",
@@ -230,12 +232,20 @@ def build_parser() -> argparse.ArgumentParser:
             parents=(common, prog))
     p.add_argument("--out", default="demo-output",
                    help="output directory (replaced if it holds an earlier demo)")
-    p.add_argument("--recordings", type=_positive_int, default=None, help="recordings to make")
-    p.add_argument("--seconds", type=_positive_float, default=None, help="seconds each")
-    p.add_argument("--channels", type=_positive_int, default=None, help="audio channels")
-    p.add_argument("--batch", type=_positive_int, default=None, help="windows per batch")
-    p.add_argument("--window", type=_positive_int, default=None, help="samples per window")
-    p.add_argument("--repeats", type=_positive_int, default=None, help="benchmark repeats")
+    from .demo import DEFAULTS as D
+
+    p.add_argument("--recordings", type=_positive_int, default=None,
+                   help=f"recordings to make ({D['recordings']})")
+    p.add_argument("--seconds", type=_positive_float, default=None,
+                   help=f"seconds each ({D['seconds']:g})")
+    p.add_argument("--channels", type=_positive_int, default=None,
+                   help=f"audio channels ({D['channels']})")
+    p.add_argument("--batch", type=_positive_int, default=None,
+                   help=f"windows per batch ({D['batch']})")
+    p.add_argument("--window", type=_positive_int, default=None,
+                   help=f"samples per window ({D['window']})")
+    p.add_argument("--repeats", type=_positive_int, default=None,
+                   help=f"benchmark repeats ({D['repeats']})")
     p.add_argument("--no-cold", dest="cold", action="store_false",
                    help="skip the cold-cache measurement")
     p.set_defaults(func=_cmd_demo)
