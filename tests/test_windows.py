@@ -444,3 +444,20 @@ def test_cold_file_is_advised_and_read_correctly(tmp_path):
     if calls == 0:
         pytest.skip("this filesystem kept the file cached after POSIX_FADV_DONTNEED")
     assert_same(gather_windows(x, starts, 4096), gather_windows_reference(data, starts, 4096))
+
+
+def test_npydir_array_input(tmp_path):
+    """An npydir Array is read through its memmap (np.asarray), and counts as file-mapped."""
+    import npydir
+    from npydir import windows
+
+    data = make_x(500, 3, np.int16)
+    with npydir.open(tmp_path / "s.npy", mode="w") as root:
+        root.create_dataset("train/x", data=data)
+    with npydir.open(tmp_path / "s.npy", mode="r") as root:
+        a = root["train/x"]
+        starts = [0, 7, 400]
+        got = gather_windows(a, starts, 100, dtype=np.float32, scale=0.5)
+        assert_same(got, gather_windows_reference(data, starts, 100, dtype=np.float32,
+                                                  scale=0.5))
+        assert windows._file_mapped(np.asarray(a))
