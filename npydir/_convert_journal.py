@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -34,6 +35,8 @@ class Journal:
         self.matched = False  # True when an existing journal had the same plan
         self._pending: list[str] = []
         self._last = time.monotonic()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -91,12 +94,44 @@ class Journal:
 
     def commit(self, flush_data: Callable[[], None]) -> None:
         """Make the data durable, then append and fsync the pending block lines."""
+        self.wait()
         if not self._pending:
             return
+        lines, self._pending = self._pending, []  # blocks recorded so far: all written
         flush_data()
-        lines, self._pending = self._pending, []
         self._write_now(lines)
         self._last = time.monotonic()
+
+    def commit_in_background(self, flush_data: Callable[[], None]) -> None:
+        """:meth:`commit` in a thread, so the copy goes on while the disk catches up.
+
+        Does nothing while the previous background commit is still running (its blocks and
+        the newer ones go into a later commit).  :meth:`commit` and :meth:`wait` join it.
+        """
+        if not self._pending or (self._thread is not None and self._thread.is_alive()):
+            return
+        self.wait()
+        lines, self._pending = self._pending, []
+        self._last = time.monotonic()
+
+        def work() -> None:
+            try:
+                flush_data()
+                self._write_now(lines)
+            except BaseException as exc:  # reported by wait() in the converting thread
+                self._error = exc
+
+        self._thread = threading.Thread(target=work, name="npydir-journal", daemon=True)
+        self._thread.start()
+
+    def wait(self) -> None:
+        """Join a background commit; re-raise its error, if any."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
     def finish(self) -> None:
         self._write_now([json.dumps({"done": True})])
@@ -108,6 +143,9 @@ class Journal:
         os.fsync(self._fd)
 
     def close(self, *, remove: bool = False) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
         if self._fd >= 0:
             if remove:
                 try:

@@ -20,24 +20,6 @@ from ._convert_values import ORIGINAL_NAME, escape_name, fully_escaped, plan_dty
 from .errors import InvalidNameError
 
 
-def _libc_sync_file_range():
-    """``sync_file_range(2)`` through ctypes (Linux); None elsewhere."""
-    try:
-        import ctypes
-        import ctypes.util
-
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = libc.sync_file_range
-        fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-        return fn
-    except (OSError, AttributeError):
-        return None
-
-
-_sync_file_range = _libc_sync_file_range()
-
-
-
 def _is_group(obj) -> bool:
     from .group import Group
 
@@ -142,10 +124,6 @@ class RowsFile:
         while len(data):  # pwrite may write less than asked (signals, > 2 GiB)
             n = os.pwrite(self.fd, data, pos)
             data, pos = data[n:], pos + n
-        if _sync_file_range is not None:
-            # start the writeback now, without waiting, so the fsync before a journal commit
-            # (and the last one) finds little left to write
-            _sync_file_range(self.fd, self.offset + start * self.row_bytes, expected, 2)
 
     def flush(self) -> None:
         if self.fd >= 0:
