@@ -20,9 +20,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ._convert_base import Node, Source, join, select_rows
+from ._convert_base import Node, Source, join
 from ._convert_values import (
-    LINKS,
     NUMPY_DTYPE,
     clean_foreign_attr,
     max_string_length,

@@ -138,7 +138,8 @@ def apply_transform(spec: tuple | None, block: Any) -> np.ndarray:
         return arr.astype(dtype)
     if kind == "bytes":
         if arr.dtype.kind == "O":
-            flat = [v if isinstance(v, bytes) else str(v).encode("utf-8") for v in arr.ravel().tolist()]
+            flat = [v if isinstance(v, bytes) else str(v).encode("utf-8")
+                    for v in arr.ravel().tolist()]
             return np.array(flat, dtype=dtype).reshape(arr.shape)
         return arr.astype(dtype)
     if kind == "astype":

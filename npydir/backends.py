@@ -135,7 +135,8 @@ def _load_zarr(path: str) -> Dataset:
         attrs, _ = decode_json_attrs(group.attrs.asdict(), f"{path}:/{where}")
         out = Dataset(attrs=attrs)
         for name, member in sorted(group.members(), key=lambda kv: kv[0]):
-            out[name] = walk(member, f"{where}/{name}") if isinstance(member, zarr.Group) else member
+            is_group = isinstance(member, zarr.Group)
+            out[name] = walk(member, f"{where}/{name}") if is_group else member
         return out
 
     data = walk(root, "")
@@ -158,7 +159,8 @@ def _load_hdf5(path: str) -> Dataset:
                 member = group[name]
             except KeyError:  # dangling soft or external link
                 continue
-            out[name] = walk(member, f"{where}/{name}") if isinstance(member, h5py.Group) else member
+            is_group = isinstance(member, h5py.Group)
+            out[name] = walk(member, f"{where}/{name}") if is_group else member
         return out
 
     data = walk(f, "")

@@ -100,7 +100,8 @@ class ConversionReport:
         lines = [
             f"converted {self.src} -> {self.dst}: {len(self.arrays)} arrays, {self.groups} groups, "
             f"{self.nbytes / 2**20:.1f} MiB in {self.seconds:.1f} s"
-            + (f" (resumed: {self.blocks_skipped} blocks were already done)" if self.resumed else "")
+            + (f" (resumed: {self.blocks_skipped} blocks were already done)"
+               if self.resumed else "")
         ]
         for title, items in (("refused", self.refused), ("links not followed", self.links),
                              ("renamed", self.renamed), ("dtype converted", self.converted),
@@ -206,7 +207,8 @@ def convert(
             jpath.unlink()
             return ConversionReport(src=os.fspath(src), dst=os.fspath(dst), resumed=True)
         raise AlreadyExistsError(
-            f"destination {os.fspath(dst)!r} already exists (pass overwrite=True to replace it)"
+            f"destination {os.fspath(dst)!r} already exists "
+            "(overwrite=True, or --overwrite, replaces it)"
         )
 
     report = ConversionReport(src=os.fspath(src), dst=os.fspath(dst))

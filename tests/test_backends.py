@@ -31,7 +31,8 @@ def _zip(tmp_path):
         for split in ("train", "val"):
             g = dst.create_group(split)
             for name, arr in src[split].arrays():
-                g.create_array(name, shape=arr.shape, dtype=arr.dtype, chunks=arr.chunks)[:] = arr[:]
+                out = g.create_array(name, shape=arr.shape, dtype=arr.dtype, chunks=arr.chunks)
+                out[:] = arr[:]
     store.close()
     return tmp_path / "d.zarr.zip"
 

@@ -18,7 +18,14 @@ from npydir.errors import (
     UnknownBackendError,
 )
 
-from _convert_fixtures import DAS_ATTRS, assert_same_tree, make_hdf5, make_npydir, make_zarr, tree_of
+from _convert_fixtures import (
+    DAS_ATTRS,
+    assert_same_tree,
+    make_hdf5,
+    make_npydir,
+    make_zarr,
+    tree_of,
+)
 
 zarr = pytest.importorskip("zarr")
 h5py = pytest.importorskip("h5py")
@@ -59,8 +66,9 @@ def test_zarr_zip_source(tmp_path):
         warnings.simplefilter("ignore")
         root = zarr.open_group(store, mode="w")
         root.attrs["samplerate_x_Hz"] = 8000
-        root.create_group("train").create_array("x", shape=(100, 2), dtype="i2", chunks=(30, 2))[:] = (
-            np.arange(200, dtype="i2").reshape(100, 2))
+        x = root.create_group("train").create_array("x", shape=(100, 2), dtype="i2",
+                                                    chunks=(30, 2))
+        x[:] = np.arange(200, dtype="i2").reshape(100, 2)
     store.close()
     npydir.convert(tmp_path / "d.zarr.zip", tmp_path / "d.npy", progress=False, verify=True)
     got, attrs = tree_of(tmp_path / "d.npy")
