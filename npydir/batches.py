@@ -176,27 +176,38 @@ def _background(source: Iterator, depth: int, name: str) -> Iterator:
     Exceptions raised by ``source`` are re-raised in the consumer, at the item where they
     happened.  Abandoning the iterator (``break``, ``del``, ``close()``) stops the thread,
     closes ``source`` and joins the thread.
-    """
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
 
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
+    Two C-level ``SimpleQueue`` s instead of one ``queue.Queue`` (whose locking is Python
+    code): ``ready`` carries items to the consumer, ``slots`` holds one token per item the
+    producer may make ahead, returned by the consumer as it takes each item.
+    """
+    ready: queue.SimpleQueue = queue.SimpleQueue()
+    slots: queue.SimpleQueue = queue.SimpleQueue()
+    for _ in range(depth):
+        slots.put(None)
+    stop = threading.Event()
 
     def produce() -> None:
         try:
-            for item in source:
-                if not put(item) or stop.is_set():
+            it = iter(source)
+            while True:
+                while True:  # wait for a free slot; look at ``stop`` now and then
+                    try:
+                        slots.get(timeout=0.05)
+                        break
+                    except queue.Empty:
+                        if stop.is_set():
+                            return
+                if stop.is_set():
                     return
-            put(_END)
+                try:
+                    item = next(it)
+                except StopIteration:
+                    ready.put(_END)
+                    return
+                ready.put(item)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
-            put(_Failure(exc))
+            ready.put(_Failure(exc))
         finally:
             close = getattr(source, "close", None)
             if close is not None:
@@ -208,19 +219,16 @@ def _background(source: Iterator, depth: int, name: str) -> Iterator:
         while True:
             # Blocking get: produce() ends every pass with _END or a _Failure (it catches
             # BaseException), and only this consumer sets ``stop``.  No polling wake-ups.
-            item = q.get()
+            item = ready.get()
             if item is _END:
                 return
             if isinstance(item, _Failure):
                 raise item.exc
+            slots.put(None)
             yield item
     finally:
         stop.set()
-        while True:  # unblock a producer waiting on a full queue, drop its items
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                break
+        slots.put(None)  # wake a producer waiting for a slot: it sees ``stop`` and ends
         if thread is not threading.current_thread():  # a finaliser may run anywhere
             thread.join()
 
