@@ -240,7 +240,9 @@ def ratio_table() -> str:
     """Ratios of medians measured in this session (printed by benchmarks/conftest.py)."""
     if not RESULTS:
         return ""
-    lines = [f"gather_windows: {GIB:g} GiB float32 [n, 9], {CORES} cores; medians per batch"]
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    lines = [f"gather_windows: {GIB:g} GiB float32 [n, 9], {CORES} cores, load average {load};"
+             " medians per batch"]
     lines.append("warm: throughput relative to memcpy of the same bytes (higher is better)")
     head = f"{'batch x window':>15} {'data':>12} {'memcpy':>9}" + "".join(
         f" {m:>11}" for m in WARM_METHODS) + "  int16/f32 time"

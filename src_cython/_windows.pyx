@@ -11,10 +11,10 @@ channels, so any strided view (``x[:, ::2]``, Fortran order, ``x[::-1]``) is rea
 
 Threads are plain pthreads created per call, not OpenMP: a torch DataLoader forks worker
 processes, and GNU libgomp deadlocks in a forked child whose parent already ran a parallel
-region.  Threads that live only for one call leave nothing behind for a fork to break; creating
-one costs tens of microseconds, so the Python layer only asks for them when a batch is large
-enough to pay for it.  Work is handed out in chunks from an atomic counter, so a helper thread
-that the OS schedules late (a busy machine) never delays the caller.
+region.  Helper threads are started per call and do no work once it returns, so nothing is left
+for a fork to break; starting one costs ~20 us, so the Python layer only asks for them when a
+batch is large enough to pay for it.  Work is handed out in chunks from an atomic counter, so a
+helper thread that the OS schedules late (a busy machine) never delays the caller.
 """
 
 from libc.stdint cimport int8_t, uint8_t, int16_t, uint16_t, int32_t, uint32_t, int64_t, uint64_t
