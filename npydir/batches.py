@@ -80,10 +80,11 @@ class _Source:
 
     def __getstate__(self) -> dict:
         state = {"name": self.name, "obj": self.obj, "_array": None, "memmap": None}
-        arr = self.obj
-        if isinstance(arr, np.memmap) and _memmap_descriptor(arr) is not None:
-            state["obj"] = None
-            state["memmap"] = _memmap_descriptor(arr)
+        if isinstance(self.obj, np.ndarray):
+            descriptor = _memmap_descriptor(self.obj)
+            if descriptor is not None:
+                state["obj"] = None
+                state["memmap"] = descriptor
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -95,19 +96,27 @@ class _Source:
             self.obj = state["obj"]
 
 
-def _memmap_descriptor(arr: np.memmap) -> tuple | None:
-    """(filename, byte offset, shape, dtype, strides) of a memmap view, or None if unknown."""
-    mm = getattr(arr, "_mmap", None)
-    if arr.filename is None or mm is None or any(s < 0 for s in arr.strides):
+def _memmap_descriptor(arr: np.ndarray) -> tuple | None:
+    """(filename, byte offset, shape, dtype, strides) of an array whose memory is (a view
+    of) a ``numpy.memmap``, or None when it is not, or cannot be described that way."""
+    root = arr
+    for _ in range(16):  # np.asarray(memmap) and slices are plain views of the memmap
+        if isinstance(root, np.memmap) or not isinstance(root, np.ndarray):
+            break
+        root = root.base
+    if not isinstance(root, np.memmap):
+        return None
+    mm = getattr(root, "_mmap", None)
+    if root.filename is None or mm is None or any(s < 0 for s in arr.strides):
         return None
     try:
         base_addr = np.frombuffer(mm, dtype=np.uint8).ctypes.data
     except (TypeError, ValueError):  # closed map
         return None
     # numpy maps from the offset rounded down to the allocation granularity (memmap.__new__)
-    map_start = arr.offset - arr.offset % mmap.ALLOCATIONGRANULARITY
+    map_start = root.offset - root.offset % mmap.ALLOCATIONGRANULARITY
     byte_offset = map_start + (arr.ctypes.data - base_addr)
-    return (str(arr.filename), int(byte_offset), tuple(arr.shape), arr.dtype.str,
+    return (str(root.filename), int(byte_offset), tuple(arr.shape), arr.dtype.str,
             tuple(arr.strides))
 
 

@@ -366,7 +366,7 @@ def test_pickles_memmaps_by_path(tmp_path):
     path = tmp_path / "x.npy"
     np.save(path, ramp(20_000, 3))
     mm = np.load(path, mmap_mode="r")
-    for x in (mm, mm[1000:15000], mm[::2]):
+    for x in (mm, mm[1000:15000], mm[::2], np.asarray(mm)[5:], mm[:, 1:]):
         b = Batches(x, window=25, batch_size=4, seed=1)
         blob = pickle.dumps(b)
         assert len(blob) < 4000, "a memmap must not be pickled with its data"
