@@ -70,6 +70,13 @@ class _Source:
         self._array: np.ndarray | None = None
 
     @property
+    def label(self) -> str:
+        """``x`` or ``y``, with the store key or file behind it when there is one."""
+        where = getattr(self.obj, "name", None) if not isinstance(self.obj, np.ndarray) \
+            else getattr(self.obj, "filename", None)
+        return f"{self.name} ({where})" if where else self.name
+
+    @property
     def array(self) -> np.ndarray:
         if self._array is None:
             arr = np.asarray(self.obj)
@@ -387,13 +394,13 @@ class Batches:
         self.first = _as_int(first, "first", 0)
         self.last = n_samples if last is None else _as_int(last, "last", 0)
         if self.last > n_samples:
-            raise ValueError(f"Batches: last={self.last} is past the end of x "
-                             f"({n_samples} samples)")
+            raise ValueError(f"Batches: last={self.last} is past the end of "
+                             f"{self._x.label} ({n_samples} samples)")
         if self.first >= self.last:
             raise ValueError(f"Batches: first={self.first} must be < last={self.last}")
         if self.window > self.last - self.first:
             raise ValueError(
-                f"Batches: window={self.window} is longer than the data: x has "
+                f"Batches: window={self.window} is longer than the data: {self._x.label} has "
                 f"{self.last - self.first} samples in [first={self.first}, last={self.last})")
         if self.y_window and self.window % self.output_stride:
             raise ValueError(
@@ -409,8 +416,8 @@ class Batches:
         if self._y is not None:
             ya = self._y.array
             if ya.shape[0] != n_samples:
-                raise ValueError(f"Batches: y has {ya.shape[0]} samples but x has "
-                                 f"{n_samples}; they must be equally long")
+                raise ValueError(f"Batches: {self._y.label} has {ya.shape[0]} samples but "
+                                 f"{self._x.label} has {n_samples}; they must be equally long")
             if class_weights is not None:
                 cw = np.asarray(class_weights, dtype=np.float32).reshape(-1)
                 n_classes = ya.shape[-1] if ya.ndim > 1 else None

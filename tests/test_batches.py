@@ -426,6 +426,19 @@ def test_errors_say_what_is_wrong(kwargs, match):
         Batches(x, y, **kwargs)
 
 
+def test_errors_name_the_store_key_or_file(tmp_path):
+    root = npydir.open(tmp_path / "ds.npy", mode="w")
+    x = root.create_dataset("train/x", data=ramp(100))
+    y = root.create_dataset("train/y", data=onehot(90, 2))
+    with pytest.raises(ValueError, match=r"y \(/train/y\) has 90 samples but x \(/train/x\) "
+                                         r"has 100"):
+        Batches(x, y, window=4)
+    np.save(tmp_path / "x.npy", ramp(100))
+    mm = np.load(tmp_path / "x.npy", mmap_mode="r")
+    with pytest.raises(ValueError, match=r"window=200 is longer than the data: x \(.*x\.npy\)"):
+        Batches(mm, window=200)
+
+
 def test_error_y_length_mismatch_and_types():
     with pytest.raises(ValueError, match=r"y has 99 samples but x has 100"):
         Batches(ramp(100), onehot(99, 2), window=4)
