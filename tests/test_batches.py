@@ -282,6 +282,20 @@ def test_compiled_starts_match_on_a_large_domain():
         np.testing.assert_array_equal(b._starts_of(slots, 3), b._starts_of_reference(slots, 3))
 
 
+def test_compiled_starts_from_many_threads_at_once():
+    """starts_of releases the GIL: concurrent calls must not disturb each other."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = 3_000_000
+    b = Batches(np.zeros((n, 1), "i1"), window=5, stride=2, seed=5, boundaries=[0, 1000, n // 3])
+    jobs = [(np.random.default_rng(k).integers(0, b.n_windows, 200_000), k) for k in range(8)]
+    want = [b._starts_of_reference(slots, epoch) for slots, epoch in jobs]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda job: b._starts_of(*job), jobs))
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
 def test_shuffle_looks_random():
     """Not a sequence of runs: consecutive draws are far apart and cover the range."""
     n = 100_000
