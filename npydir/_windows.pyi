@@ -7,6 +7,7 @@ import numpy as np
 import numpy.typing as npt
 
 PAD_CODES: dict[str, int]
+HAS_F16C: bool
 
 def first_bad_start(
     starts: npt.NDArray[np.int64], nrows: int, window: int, lo: int, hi: int

@@ -385,7 +385,12 @@ def advise_windows(x: Any, starts: Any, window: int, *, step: int = 1) -> None:
 
 
 def _advise(a: np.ndarray, st: np.ndarray, window: int, sample: int) -> int:
-    """madvise(WILLNEED) the windows' pages; with sample > 0 only if mincore finds one cold."""
+    """madvise(WILLNEED) the windows' pages; with sample > 0 only if mincore finds one cold.
+
+    ``a`` is 2-D (see ``_as_2d``) and file-mapped.  Also used by ``npydir.batches`` to advise
+    the next batch with the sampled check (two mincore calls when warm).
+    """
+    st = _as_starts(st)
     if st.size == 0 or a.size == 0:
         return 0
     # Bytes one row spans from its lowest to its highest channel address.
