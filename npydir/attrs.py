@@ -66,6 +66,8 @@ __all__ = [
 ]
 
 TAG = "__npydir__"
+#: deepest nesting of lists/dicts in one attribute value (deeper values are refused both ways)
+MAX_DEPTH = 100
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
 
@@ -157,7 +159,7 @@ def _encode_array(arr: np.ndarray, key: str) -> dict:
     return out
 
 
-def encode_value(value: Any, key: str = "") -> Any:
+def encode_value(value: Any, key: str = "", _depth: int = 0) -> Any:
     """Convert one attribute value to its JSON-compatible form (see the module table).
 
     Raises
@@ -193,8 +195,12 @@ def encode_value(value: Any, key: str = "") -> Any:
         return {TAG: "bytes", "base64": base64.b64encode(bytes(value)).decode("ascii")}
     if isinstance(value, np.ndarray):
         return _encode_array(np.asarray(value), key)
+    if isinstance(value, (list, tuple, Mapping)) and _depth >= MAX_DEPTH:
+        raise AttributeEncodingError(
+            f"attribute {key[:100]!r}: lists/dicts nested deeper than {MAX_DEPTH} levels"
+        )
     if isinstance(value, (list, tuple)):
-        return [encode_value(v, f"{key}[{i}]") for i, v in enumerate(value)]
+        return [encode_value(v, f"{key}[{i}]", _depth + 1) for i, v in enumerate(value)]
     if isinstance(value, Mapping):
         for k in value:
             if not isinstance(k, str):
@@ -204,9 +210,11 @@ def encode_value(value: Any, key: str = "") -> Any:
         if TAG in value:
             return {
                 TAG: "dict",
-                "items": [[k, encode_value(v, f"{key}[{k!r}]")] for k, v in value.items()],
+                "items": [
+                    [k, encode_value(v, f"{key}[{k!r}]", _depth + 1)] for k, v in value.items()
+                ],
             }
-        return {k: encode_value(v, f"{key}[{k!r}]") for k, v in value.items()}
+        return {k: encode_value(v, f"{key}[{k!r}]", _depth + 1) for k, v in value.items()}
     raise AttributeEncodingError(
         f"attribute {key!r}: cannot store a value of type "
         f"{type(value).__module__}.{type(value).__qualname__}; "
@@ -228,12 +236,7 @@ def encode_attrs(attrs: Mapping[str, Any], *, indent: int | None = 1) -> str:
         if indent is None:
             return json.dumps(out, allow_nan=False, ensure_ascii=False)
         # one attribute per line: diff-friendly and readable, without exploding arrays into lines
-        lines = [
-            json.dumps(k, ensure_ascii=False)
-            + ": "
-            + json.dumps(v, allow_nan=False, ensure_ascii=False)
-            for k, v in out.items()
-        ]
+        lines = [_json_line(k, v) for k, v in out.items()]
         return (
             "{\n"
             + ",\n".join(" " * indent + line for line in lines)
@@ -241,6 +244,19 @@ def encode_attrs(attrs: Mapping[str, Any], *, indent: int | None = 1) -> str:
         )
     except (TypeError, ValueError) as exc:  # pragma: no cover - encode_value leaves none
         raise AttributeEncodingError(f"attributes cannot be encoded: {exc}") from None
+
+
+def _json_line(k: str, v: Any) -> str:
+    line = (
+        json.dumps(k, ensure_ascii=False)
+        + ": "
+        + json.dumps(v, allow_nan=False, ensure_ascii=False)
+    )
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: only \u escapes can carry them in UTF-8
+        line = json.dumps(k) + ": " + json.dumps(v, allow_nan=False)
+    return line
 
 
 def _decode_float(x: Any) -> float:
@@ -264,6 +280,8 @@ def _decode_elements(data: Any, kind: str) -> Any:
 
 def _decode_array(obj: dict) -> np.ndarray:
     dtype = _dtype_from_json(obj["dtype"])
+    if dtype.hasobject:
+        raise TypeError("object dtype")
     shape = tuple(obj["shape"])
     if "base64" in obj:
         raw = base64.b64decode(obj["base64"])
@@ -297,11 +315,18 @@ def _hook(obj: dict) -> Any:
         if tag == "bytes":
             return base64.b64decode(obj["base64"], validate=True)
         if tag == "dict":
-            return {k: v for k, v in obj["items"]}
+            out = {}
+            for k, v in obj["items"]:
+                if not isinstance(k, str):
+                    raise TypeError(f"dict keys must be str, found {k!r}")
+                out[k] = v
+            return out
         if tag == "ndarray":
             return _decode_array(obj)
         if tag == "scalar":
             dtype = _dtype_from_json(obj["dtype"])
+            if dtype.hasobject:
+                raise TypeError("object dtype")
             if "base64" in obj:
                 if dtype.itemsize == 0:  # np.bytes_(b"") and friends: nothing to decode
                     return dtype.type()
@@ -314,9 +339,17 @@ def _hook(obj: dict) -> Any:
             return np.array(v, dtype=dtype)[()]
     except FormatError:
         raise
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise FormatError(f"malformed {tag!r} attribute value {obj!r}: {exc}") from None
-    raise FormatError(f"unknown attribute tag {tag!r} in {obj!r}")
+    except Exception as exc:  # noqa: BLE001 - numpy raises many types on bad dtypes/shapes
+        raise FormatError(
+            f"malformed {str(tag)[:50]!r} attribute value {_short(obj)}: "
+            f"{type(exc).__name__}: {str(exc)[:200]}"
+        ) from None
+    raise FormatError(f"unknown attribute tag {str(tag)[:50]!r} in {_short(obj)}")
+
+
+def _short(obj: Any) -> str:
+    text = repr(obj)
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 def _refuse_constant(token: str) -> Any:
@@ -343,10 +376,17 @@ def decode_attrs(text: str | bytes, name: str | os.PathLike = "<attrs>") -> dict
         out = json.loads(text, object_hook=_hook, parse_constant=_refuse_constant)
     except FormatError as exc:
         raise FormatError(f"{name}: {exc}") from None
+    except RecursionError:
+        raise FormatError(f"{name}: attributes are nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise FormatError(f"{name}: attributes are not valid JSON ({exc})") from None
     if not isinstance(out, dict):
         raise FormatError(f"{name}: attributes must be a JSON object, found {type(out).__name__}")
+    # what is read must be writable again (a reader may update and write it back)
+    try:
+        encode_attrs(out)
+    except (AttributeEncodingError, RecursionError) as exc:
+        raise FormatError(f"{name}: attributes cannot be stored back: {exc}") from None
     return out
 
 

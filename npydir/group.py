@@ -59,6 +59,8 @@ FORMAT_FILE = ".npydir.json"
 FORMAT_VERSION = 1
 GROUP_ATTRS = "attrs.json"
 LEGACY_ATTRS = "attrs.npy"
+#: longest path (bytes) of any file npydir creates; Linux PATH_MAX is 4096 including the NUL
+MAX_PATH_BYTES = 4095
 
 
 # ============================================================================ the store
@@ -660,40 +662,42 @@ class Group(_Node, MutableMapping):
             raise AlreadyExistsError(f"{key!r} names the group itself ({self._where()})")
         for i, part in enumerate(parts):
             validate_name(part, portable=store.portable, array=array and i == len(parts) - 1)
-        kind = self._kind(parts, key)
-        if kind is not None:
-            raise AlreadyExistsError(
-                f"{'/'.join(parts)!r} already exists in store {store.root} (a {kind}); "
-                "delete it first or use require_*"
+        nbytes = len(os.fsencode(str(store.dir_of(parts)))) + len(ATTRS_SUFFIX)
+        if nbytes > MAX_PATH_BYTES:
+            raise InvalidNameError(
+                f"key {str(key)[:100]!r}: its files' paths ({nbytes} bytes) would exceed the "
+                f"{MAX_PATH_BYTES} bytes operating systems allow"
             )
-        self._ensure_groups(parts[:-1], key)
-        parent = store.dir_of(parts[:-1])
-        check_inside(store.real, parent, str(key))
-        if store.portable:
-            check_sibling_case(parent, parts[-1], self._siblings(parent))
-        return parent
-
-    def _ensure_groups(self, parts: tuple[str, ...], key: Any) -> None:
-        store = self._store
-        for i in range(1, len(parts) + 1):
-            sub = parts[:i]
-            kind = self._kind(sub, key)
-            if kind == "group":
-                continue
-            if kind == "array":
+        # How many leading components exist as groups already?  One realpath of the deepest
+        # one then covers every symbolic link on the way (no per-level realpath: O(depth^2)).
+        m = 0
+        while m < len(parts) - 1 and os.path.isdir(store.dir_of(parts[: m + 1])):
+            m += 1
+        check_inside(store.real, store.dir_of(parts[:m]), str(key))
+        if m == len(parts) - 1:
+            kind = self._kind(parts, key)
+            if kind is not None:
                 raise AlreadyExistsError(
-                    f"cannot create group {'/'.join(sub)!r} in store {store.root}: "
-                    "an array of that name exists"
+                    f"{'/'.join(parts)!r} already exists in store {store.root} (a {kind}); "
+                    "delete it first or use require_*"
                 )
-            parent = store.dir_of(sub[:-1])
-            check_inside(store.real, parent, str(key))
-            validate_name(sub[-1], portable=store.portable)
-            if store.portable:
-                check_sibling_case(parent, sub[-1], self._siblings(parent))
+        else:
+            missing = store.dir_of(parts[: m + 1])
+            kind = self._kind(parts[: m + 1], key)
+            if kind is not None or os.path.lexists(missing):
+                raise AlreadyExistsError(
+                    f"cannot create group {'/'.join(parts[: m + 1])!r} in store {store.root}: "
+                    f"{'an array' if kind == 'array' else 'a non-group entry'} of that name exists"
+                )
+        parent = store.dir_of(parts[:m])
+        if store.portable:  # deeper levels are fresh, empty directories: no siblings to clash
+            check_sibling_case(parent, parts[m], self._siblings(parent))
+        for j in range(m + 1, len(parts)):
             try:
-                os.mkdir(store.dir_of(sub))
+                os.mkdir(store.dir_of(parts[:j]))
             except FileExistsError:
                 pass
+        return store.dir_of(parts[:-1])
 
     def create_group(self, name: str) -> Group:
         """Create a group (and missing parents, for ``"a/b"``); AlreadyExistsError if it exists."""

@@ -136,7 +136,7 @@ def read_header(
     """
     try:
         version = npformat.read_magic(fp)
-    except ValueError as exc:
+    except (ValueError, EOFError) as exc:
         raise FormatError(f"{name}: not an .npy file ({exc})") from None
     if version not in ((1, 0), (2, 0), (3, 0)):
         raise FormatError(f"{name}: unsupported .npy format version {version}")
@@ -154,8 +154,11 @@ def read_header(
                 shape, fortran, dtype = npformat.read_array_header_2_0(
                     fp, max_header_size=MAX_HEADER_SIZE
                 )
-    except (ValueError, SyntaxError, TypeError, EOFError) as exc:
-        raise FormatError(f"{name}: .npy header does not parse ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - literal_eval/tokenize raise a zoo of types
+        # (TokenError, RecursionError, MemoryError, OverflowError, ...): all mean "bad header"
+        raise FormatError(
+            f"{name}: .npy header does not parse ({type(exc).__name__}: {exc})"
+        ) from None
     offset = fp.tell()
     if any((not isinstance(n, int)) or n < 0 for n in shape):
         raise FormatError(f"{name}: bad shape {shape!r} in .npy header")
@@ -268,7 +271,11 @@ def _wrap(text: str, version: tuple[int, int] | None, length: int | None) -> byt
 def temp_path(path: Path) -> Path:
     """A fresh temp-file path for ``path``: same directory, '.'-prefixed, unique."""
     path = Path(path)
-    return path.with_name(f".{path.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+    tail = f".{secrets.token_hex(4)}{TEMP_SUFFIX}"
+    # keep the whole name within NAME_MAX (255 bytes): shorten the copied name if needed
+    room = 255 - 1 - len(tail)
+    stem = os.fsencode(path.name)[:room].decode("utf-8", "ignore")
+    return path.with_name(f".{stem}{tail}")
 
 
 def is_temp_name(name: str) -> bool:

@@ -219,3 +219,12 @@ def test_truncated_file_is_a_clear_error(tmp_path):
         FormatError, match=r"t.npy: file is truncated.*expected 928 bytes\), found 920"
     ):
         npyfile.open_memmap(p)
+
+
+def test_temp_names_fit_in_255_bytes(tmp_path):
+    name = "é" * 120 + ".attrs.json"  # 251 bytes
+    p = tmp_path / name
+    t = npyfile.temp_path(p)
+    assert len(os.fsencode(t.name)) <= 255 and npyfile.is_temp_name(t.name)
+    npyfile.atomic_write(p, lambda fp: fp.write(b"{}"))
+    assert p.read_bytes() == b"{}"
