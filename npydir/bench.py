@@ -718,7 +718,7 @@ def make_plan(seed: int, repeats: int, batches: int, batch: int, nrows: int,
 def _measure_all(prep: _Prepared, plan: list[list[np.ndarray]], window: int, cold: bool,
                  time_limit: float, progress: bool) -> dict:
     names = list(prep.backends)
-    files = [f for b in prep.backends.values() for f in b.files]
+    files = _unique_files(prep.backends.values())
     rates: dict[str, list[float]] = {n: [] for n in names}
     batch = len(plan[0][0])
     readers: dict[str, _Reader] = {}
@@ -836,8 +836,13 @@ def _prepare(src, key, names, window, size, channels, seed, stored, work, thread
         if "zarr" not in names:
             made.pop("zarr", None)
     order = [n for n in ALL_BACKENDS if n in made]
-    _sync(f for b in made.values() for f in b.files)
+    _sync(_unique_files(made.values()))
     return _Prepared(store, key, shape, dtype, dataset, {n: made[n] for n in order}, skipped)
+
+
+def _unique_files(backends: Iterable[_Backend]) -> list[Path]:
+    """The backends' files, each once (the memmap backends share the ``.npy`` file)."""
+    return list(dict.fromkeys(Path(f) for b in backends for f in b.files))
 
 
 def _mem_available() -> int | None:
@@ -854,7 +859,7 @@ def _mem_available() -> int | None:
 
 def _notes(prep: _Prepared) -> list[str]:
     notes = []
-    total = sum(f.stat().st_size for b in prep.backends.values() for f in _files(b.files))
+    total = sum(f.stat().st_size for f in _files(_unique_files(prep.backends.values())))
     avail = _mem_available()
     if avail is not None and total > avail // 2:
         notes.append(f"the backends' files ({_human_bytes(total)}) exceed half the available "

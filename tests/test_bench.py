@@ -378,3 +378,9 @@ def test_read_only_dataset_folder_falls_back_to_the_temp_dir(tiny_store, tmp_pat
     assert calls == [tiny_store.resolve().parent, None]
     assert result["params"]["workdir"].startswith(str(tmp_path))
     assert not Path(result["params"]["workdir"]).exists()  # removed afterwards
+
+
+def test_shared_files_are_counted_once(tiny_store, tmp_path):
+    prep = _prepared(tiny_store, tmp_path, names=["memcpy", "npydir", "das-loop", "numpy"])
+    files = bench._unique_files(prep.backends.values())
+    assert files == [tiny_store / "train" / "x.npy"]
