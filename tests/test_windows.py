@@ -462,3 +462,19 @@ def test_npydir_array_input(tmp_path):
         assert_same(got, gather_windows_reference(data, starts, 100, dtype=np.float32,
                                                   scale=0.5))
         assert windows._file_mapped(np.asarray(a))
+
+
+@pytest.mark.parametrize(
+    "dtype", [np.complex64, np.complex128, "datetime64[ns]", "S3", [("a", "<i2"), ("b", "<f8")]],
+    ids=["c8", "c16", "M8", "S3", "struct"],
+)
+def test_other_dtypes_are_copied_exactly(dtype):
+    raw = np.random.default_rng(5).integers(0, 255, (40 * 7 * np.dtype(dtype).itemsize,),
+                                            dtype=np.uint8)
+    x = raw.view(dtype).reshape(40, 7)
+    starts = [-3, 0, 20, 35]
+    for layout in (x, x[:, ::3], np.asfortranarray(x)):
+        want = gather_windows_reference(layout, starts, 9, pad="reflect")
+        got = gather_windows(layout, starts, 9, pad="reflect", threads=2)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        assert got.tobytes() == want.tobytes()
