@@ -3,7 +3,11 @@
 Run on demand::
 
     NPYDIR_BENCH_GB=2 .venv/bin/python -m pytest benchmarks/bench_batches.py \
-        --benchmark-only -s -p no:cacheprovider
+        --benchmark-enable -s -p no:cacheprovider
+
+Environment: NPYDIR_BENCH_GB (file size, default 2), NPYDIR_BENCH_DIR (where the file is
+kept between runs, default the temp dir), NPYDIR_BENCH_ROUNDS (7), NPYDIR_BENCH_BATCHES
+(batches per round, 200), NPYDIR_BENCH_COLD_BATCHES (30).
 
 For each (batch, window) a memory-mapped float32 ``[samples, 9]`` file of
 ``NPYDIR_BENCH_GB`` GiB (default 2, far above the last-level cache) is read with the page
@@ -21,14 +25,20 @@ cache warm.  In the same test, alternating round by round so both see the same m
 Rates are medians over rounds; the ratio is the median over rounds of (kernel time /
 Batches time) in the same round, which cancels most of the load other processes add.  All
 are printed and stored in the benchmark's ``extra_info``; the goal is Batches >= 0.9x kernel.
+
+Cold cache (run first, before anything maps the file): the file is evicted with
+``posix_fadvise(DONTNEED)`` and mapped afresh before each round, and Batches with
+``advise="auto"`` (the next batch's pages requested while the current one is copied) is
+compared with ``advise=False`` (only the kernel's own read-ahead inside each call).
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import queue
-import threading
 import statistics
+import threading
 import tempfile
 import time
 from pathlib import Path
@@ -46,8 +56,8 @@ ROUNDS_BATCHES = int(os.environ.get("NPYDIR_BENCH_BATCHES", "200"))
 
 
 @pytest.fixture(scope="module")
-def data() -> np.memmap:
-    """A float32 [samples, 9] .npy of NPYDIR_BENCH_GB GiB, kept between runs, read warm."""
+def data_path() -> Path:
+    """A float32 [samples, 9] .npy of NPYDIR_BENCH_GB GiB, kept between runs."""
     folder = Path(os.environ.get("NPYDIR_BENCH_DIR", tempfile.gettempdir()))
     n = int(GIB * 2**30) // (4 * CHANNELS)
     path = folder / f"npydir-bench-batches-{n}x{CHANNELS}-f4.npy"
@@ -61,8 +71,64 @@ def data() -> np.memmap:
         out.flush()
         del out
         os.replace(tmp, path)
-    x = np.load(path, mmap_mode="r")
-    for i in range(0, len(x), 1 << 22):  # warm the page cache: the goal is the warm path
+    return path
+
+
+def _evict(path: Path) -> None:
+    """Drop the file from the page cache (only pages no live mapping holds)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+COLD_BATCHES = int(os.environ.get("NPYDIR_BENCH_COLD_BATCHES", "30"))
+
+
+# Runs before the warm tests below: their module-scoped mapping would pin the pages.
+@pytest.mark.parametrize("batch, window", [(32, 4096), (256, 64)])
+def test_cold_cache_lookahead(benchmark, data_path, batch, window):
+    """Cold page cache: advise="auto" (next batch's pages requested while this one is
+    copied) against advise=False (only the kernel's own in-call read-ahead)."""
+    if not hasattr(os, "posix_fadvise"):
+        pytest.skip("posix_fadvise is needed to evict the file")
+    times: dict = {False: [], "auto": []}
+    seed = [0]
+
+    def cold_round(mode) -> None:
+        gc.collect()
+        _evict(data_path)
+        x = np.load(data_path, mmap_mode="r")  # a fresh mapping, nothing else maps the file
+        loader = Batches(x, window=window, batch_size=batch, seed=seed[0], advise=mode)
+        t0 = time.perf_counter()
+        it = iter(loader)
+        for _ in range(COLD_BATCHES):
+            next(it)
+        times[mode].append(time.perf_counter() - t0)
+        it.close()
+
+    def setup():
+        seed[0] += 1
+        cold_round(False)
+        return (), {}
+
+    benchmark.pedantic(lambda: cold_round("auto"), setup=setup, rounds=3, iterations=1)
+    n = min(len(times[False]), len(times["auto"]))
+    ratio = statistics.median(a / b for a, b in zip(times[False][-n:], times["auto"][-n:]))
+    off = COLD_BATCHES / statistics.median(times[False])
+    auto = COLD_BATCHES / statistics.median(times["auto"])
+    benchmark.extra_info.update(cold_off_batches_per_s=off, cold_auto_batches_per_s=auto,
+                                ratio=ratio)
+    print(f"\ncold (batch, window)=({batch}, {window}), {GIB:g} GiB file: advise=False "
+          f"{off:.0f} batches/s, advise='auto' {auto:.0f} batches/s, ratio {ratio:.2f}")
+
+
+@pytest.fixture(scope="module")
+def data(data_path) -> np.ndarray:
+    """The benchmark file mapped and read once: the warm path."""
+    x = np.load(data_path, mmap_mode="r")
+    for i in range(0, len(x), 1 << 22):
         x[i:i + (1 << 22)].sum()
     return x
 
