@@ -386,7 +386,7 @@ def test_zarr2_fast_path_matches_zarr(tmp_path, separator, monkeypatch):
 
     monkeypatch.setattr(Z, "_read_v2_chunks", spy)
     npydir.convert(tmp_path / "a.zarr", tmp_path / "a.npy", progress=False, memory_budget=20_000)
-    assert len(used) > 3 and all(used)  # every block took the fast path
+    assert len(used) >= 2 and all(used)  # every block took the fast path
     got = np.load(tmp_path / "a.npy" / "x.npy")
     np.testing.assert_array_equal(got, a[...])
     assert (got[500:600] == 7).all()
