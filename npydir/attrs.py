@@ -283,6 +283,8 @@ def _decode_array(obj: dict) -> np.ndarray:
     if dtype.hasobject:
         raise TypeError("object dtype")
     shape = tuple(obj["shape"])
+    if not all(type(n) is int and n >= 0 for n in shape):
+        raise ValueError(f"bad shape {list(shape)!r}")
     if "base64" in obj:
         raw = base64.b64decode(obj["base64"])
         return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
@@ -300,7 +302,10 @@ def _decode_array(obj: dict) -> np.ndarray:
         data = _decode_elements(data, kind)
     if shape and 0 in shape:
         return np.zeros(shape, dtype=dtype)
-    return np.array(data, dtype=dtype).reshape(shape)
+    arr = np.array(data, dtype=dtype)
+    if arr.shape != shape:
+        raise ValueError(f"data of shape {arr.shape} does not match shape {list(shape)}")
+    return arr
 
 
 def _hook(obj: dict) -> Any:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import weakref
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from pathlib import Path
@@ -247,9 +246,29 @@ def _empty_directory(root: Path) -> None:
         if entry.name == LOCK_NAME:
             continue
         if entry.is_dir(follow_symlinks=False):
-            shutil.rmtree(entry.path)
+            _rmtree(entry.path)
         else:
             os.unlink(entry.path)
+
+
+def _rmtree(top: str | os.PathLike) -> None:
+    """Remove a directory tree without recursion (shutil.rmtree recurses once per level and
+    fails on the ~2000-level trees a 4 KiB path allows) and without following symlinks."""
+    stack = [os.fspath(top)]
+    while stack:
+        d = stack[-1]
+        subdirs = []
+        with os.scandir(d) as it:
+            for entry in it:
+                if entry.is_dir(follow_symlinks=False):
+                    subdirs.append(entry.path)
+                else:
+                    os.unlink(entry.path)
+        if subdirs:
+            stack.extend(subdirs)
+        else:
+            os.rmdir(d)
+            stack.pop()
 
 
 # ============================================================================ attributes
@@ -884,7 +903,10 @@ class Group(_Node, MutableMapping):
         self._forget(parts)
         d = self._store.dir_of(parts)
         if kind == "group":
-            shutil.rmtree(d)
+            if os.path.islink(d):  # a link inside the store to a group: remove the link only
+                os.unlink(d)
+            else:
+                _rmtree(d)
         else:
             os.unlink(d.with_name(d.name + ARRAY_SUFFIX))
             try:

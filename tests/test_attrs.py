@@ -283,3 +283,35 @@ def test_legacy_not_a_dict(tmp_path):
     p.write_bytes(p.read_bytes()[:80])
     with pytest.raises(FormatError, match="does not load"):
         read_legacy_attrs(p)
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply|not valid JSON"),
+        ('{"a": ' + "[" * 150 + "]" * 150 + "}", "cannot be stored back"),
+        ('{"a": {"__npydir__": "ndarray", "dtype": "|O", "shape": [1], "data": [1]}}', "object"),
+        ('{"a": {"__npydir__": "scalar", "dtype": "|O", "value": 1}}', "object"),
+        ('{"a": {"__npydir__": "dict", "items": [[1, 2]]}}', "keys must be str"),
+        ('{"a": {"__npydir__": "scalar", "dtype": "|i1", "value": 1000}}', "malformed"),
+        (
+            '{"a": {"__npydir__": "ndarray", "dtype": "<f4", "shape": [-1], "data": []}}',
+            "malformed",
+        ),
+    ],
+)
+def test_hostile_attrs_text(text, match):
+    with pytest.raises(FormatError, match=match):
+        decode_attrs(text, "attrs.json")
+
+
+def test_nesting_limit_and_surrogates():
+    deep = []
+    for _ in range(150):
+        deep = [deep]
+    with pytest.raises(AttributeEncodingError, match="nested deeper than 100"):
+        encode_attrs({"deep": deep})
+    text = encode_attrs({"s\udc80": "lone \ud800 surrogate", "ok": "ünï"})
+    text.encode("utf-8")  # always writable as UTF-8
+    assert "ünï" in text  # readable where possible
+    assert decode_attrs(text) == {"s\udc80": "lone \ud800 surrogate", "ok": "ünï"}

@@ -228,3 +228,19 @@ def test_temp_names_fit_in_255_bytes(tmp_path):
     assert len(os.fsencode(t.name)) <= 255 and npyfile.is_temp_name(t.name)
     npyfile.atomic_write(p, lambda fp: fp.write(b"{}"))
     assert p.read_bytes() == b"{}"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"{'descr': '<f4', 'fortran_order': False, 'shape': (3,\n",  # tokenizer error
+        b"{'descr': '<f4', 'fortran_order': False, 'shape': " + b"(" * 5000 + b"}\n",
+        b"{'descr': 'V99999999999999999999', 'fortran_order': False, 'shape': (1,), }\n",
+        b"{'descr': '<f4', 'fortran_order': False, 'shape': (-1,), }\n",
+    ],
+)
+def test_hostile_headers_are_format_errors(tmp_path, header):
+    p = tmp_path / "h.npy"
+    p.write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + b"\0" * 64)
+    with pytest.raises(FormatError, match="h.npy"):
+        npyfile.open_memmap(p)

@@ -202,3 +202,24 @@ def test_append_refusals(root):
     assert root["f"][:].tolist() == [[0, 0], [0, 0]]  # Fortran-order files read fine
     with pytest.raises(npydir.errors.FormatError, match="Fortran"):
         root["f"].append(np.zeros((1, 2)))
+
+
+def test_deep_and_long_keys(root):
+    import time
+
+    from npydir.group import _rmtree
+
+    with pytest.raises(InvalidNameError, match="exceed"):
+        root.create_group("/".join(["e" * 200] * 25))  # refused before anything is created
+    assert list(root) == []
+    try:
+        t0 = time.perf_counter()
+        deep = "/".join(["d"] * 1500)
+        g = root.create_group(deep)  # creating 1500 levels is linear, not quadratic, in depth
+        assert g.path == deep and time.perf_counter() - t0 < 10
+        assert "d/d/d" in root
+        del root["d"]  # deletes without recursing once per level (shutil.rmtree would)
+        assert list(root) == []
+    finally:  # never leave a tree pytest's own (recursive) cleanup cannot remove
+        if (root.filename / "d").exists():
+            _rmtree(root.filename / "d")
