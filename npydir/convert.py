@@ -348,6 +348,7 @@ def _prepare(nodes: list[Node], dest, report: ConversionReport, budget: int, thr
     src path -> (dst path, node).
     """
     out_path: dict[str, str] = {"": ""}
+    originals: dict[str, str] = {}
     extra: dict[str, dict] = {}
     # first pass: destination names, dtype checks, links and refusals per parent group
     for node in nodes:
@@ -355,14 +356,18 @@ def _prepare(nodes: list[Node], dest, report: ConversionReport, budget: int, thr
             continue
         parent, _, name = node.path.rpartition("/")
         dparent = out_path.get(parent, parent)
-        if dest.kind == "npydir" and not hasattr(node, "out_path"):
+        # an npydir source gives back the names an earlier conversion had to escape
+        wanted = getattr(node, "out_path", name).rpartition("/")[2]
+        if dest.kind == "npydir":
             from ._convert_npydir import safe_store_name
 
-            dname = safe_store_name(dest, dparent, name, array=node.kind == "array")
+            dname = safe_store_name(dest, dparent, wanted, array=node.kind == "array")
         else:
-            dname = getattr(node, "out_path", join(dparent, name)).rpartition("/")[2]
+            dname = wanted
         out_path[node.path] = join(dparent, dname)
-        if dname != name and not hasattr(node, "out_path"):
+        if dname != wanted:
+            originals[node.path] = wanted
+        if dname != name:
             report.renamed[node.path] = out_path[node.path]
         if node.kind == "array":
             reason = dest.check(node)
@@ -384,8 +389,8 @@ def _prepare(nodes: list[Node], dest, report: ConversionReport, budget: int, thr
         dpath = out_path[node.path]
         attrs = dict(node.attrs)
         attrs.update(extra.get(node.path, {}) if node.kind == "group" else {})
-        if node.path in report.renamed:
-            attrs[ORIGINAL_NAME] = node.path.rpartition("/")[2]
+        if node.path in originals:
+            attrs[ORIGINAL_NAME] = originals[node.path]
         for key, reason in node.dropped_attrs.items():
             report.dropped_attrs[f"{node.path}:{key}"] = reason
         dropped: dict = {}

@@ -390,3 +390,13 @@ def test_zarr2_fast_path_matches_zarr(tmp_path, separator, monkeypatch):
     got = np.load(tmp_path / "a.npy" / "x.npy")
     np.testing.assert_array_equal(got, a[...])
     assert (got[500:600] == 7).all()
+
+
+def test_npydir_to_npydir_keeps_escaped_names(tmp_path):
+    with h5py.File(tmp_path / "a.h5", "w") as f:
+        f["a:b"] = np.arange(3)
+    npydir.convert(tmp_path / "a.h5", tmp_path / "a.npy", progress=False)
+    npydir.convert(tmp_path / "a.npy", tmp_path / "b.npy", progress=False, verify=True)
+    root = npydir.open(tmp_path / "b.npy", "r")
+    assert list(root) == ["a%3Ab"]
+    assert root["a%3Ab"].attrs["npydir_original_name"] == "a:b"
