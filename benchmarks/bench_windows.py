@@ -15,6 +15,7 @@ compared with a memcpy of the same number of bytes from the same file (one conti
 at a random offset copied with ``np.copyto`` into a preallocated buffer):
 
 * ``kernel-1t`` / ``kernel-all``: ``gather_windows(x, starts, window, out=buf, threads=1|cores)``
+* ``1t-nocheck``: ``kernel-1t`` with the cold-page check (mincore) switched off
 * ``das-loop``: ``np.stack([x[s:s + window] for s in starts])`` over the memmap (what DAS does)
 * ``fancy``: ``x[starts[:, None] + np.arange(window)]``
 * ``sliding``: ``sliding_window_view(x, window, axis=0)[starts]`` made C-contiguous
@@ -123,13 +124,24 @@ def _methods(kind: str, x: np.memmap, batch: int, window: int):
     return {
         "kernel-1t": lambda s: gather_windows(x, s, window, out=buf, threads=1, **cast),
         "kernel-all": lambda s: gather_windows(x, s, window, out=buf, threads=CORES, **cast),
+        "1t-nocheck": lambda s: _no_cold_check(x, s, window, buf, cast),
         "das-loop": lambda s: post(np.stack([x[i : i + window] for i in s])),
         "fancy": lambda s: post(x[s[:, None] + arange]),
         "sliding": lambda s: post(np.ascontiguousarray(view[s].transpose(0, 2, 1))),
     }
 
 
-WARM_METHODS = ["kernel-1t", "kernel-all", "das-loop", "fancy", "sliding"]
+def _no_cold_check(x, starts, window, buf, cast):
+    """kernel-1t without the mincore residency check: what that check costs when warm."""
+    saved = windows._ADVISE_MIN_BYTES
+    windows._ADVISE_MIN_BYTES = 1 << 62
+    try:
+        return gather_windows(x, starts, window, out=buf, threads=1, **cast)
+    finally:
+        windows._ADVISE_MIN_BYTES = saved
+
+
+WARM_METHODS = ["kernel-1t", "1t-nocheck", "kernel-all", "das-loop", "fancy", "sliding"]
 
 
 @pytest.mark.parametrize("batch,window", CONFIGS, ids=lambda v: str(v))
