@@ -1033,13 +1033,20 @@ def format_table(result: dict) -> str:
                      f"{'vs npydir':>11}")
         for name, r in rows.items():
             lines.append(f"{name:<{width}}{_num(r['windows_per_s']):>12}"
-                         f"{r['gb_per_s']:>9.2f}{r['ratio_to_limit']:>10.3f}"
-                         f"{r['ratio_to_npydir']:>11.3f}")
+                         f"{_sig(r['gb_per_s']):>9}{_sig(r['ratio_to_limit']):>10}"
+                         f"{_sig(r['ratio_to_npydir']):>11}")
     for name, why in result.get("skipped", {}).items():
         lines.append(f"skipped {name}: {why}")
     for note in result.get("notes", []):
         lines.append(f"note: {note}")
     return "\n".join(lines)
+
+
+def _sig(v: float) -> str:
+    """Three significant digits, without an exponent down to 1e-4 (so 0.0042, 0.871, 17.2)."""
+    if v >= 100:
+        return f"{v:.0f}"
+    return f"{v:#.3g}".rstrip(".") if v >= 1e-4 else f"{v:.1e}"
 
 
 def _num(v: float) -> str:
@@ -1081,7 +1088,7 @@ def plot_results(result: dict, path: str | os.PathLike) -> Path:
         ax.set_xlabel("windows / s (log scale)")
         ax.set_title(f"{mode} cache")
         for y, n, v in zip(ys, names, vals):
-            ax.text(v, y, f" {rows[n]['gb_per_s']:.2f} GB/s, x{rows[n]['ratio_to_npydir']:.2g}",
+            ax.text(v, y, f" {_sig(rows[n]['gb_per_s'])} GB/s, x{_sig(rows[n]['ratio_to_npydir'])}",
                     va="center", fontsize=8)
         ax.set_xlim(min(vals) / 2, max(vals) * 30)
     params = result["params"]
