@@ -237,3 +237,37 @@ def test_full_disk_during_atomic_write(tmp_path, monkeypatch):
         assert list(r) == ["x"] and r.attrs["a"] == 1
     assert sorted(os.listdir(store)) == [".npydir.json", ".npydir.lock", "attrs.json", "x.npy"]
     assert npydir.verify(store).ok
+
+
+def test_readers_racing_an_appender_see_consistent_prefixes(tmp_path):
+    store = tmp_path / "s.npy"
+    with npydir.open(store, "w") as r:
+        r.create_dataset("x", shape=(0, 8), dtype="i8")
+    code = textwrap.dedent(
+        f"""
+        import numpy as np, npydir, time
+        x = npydir.open({str(store)!r}, "a")["x"]
+        print("ready", flush=True)
+        t0 = time.time()
+        while time.time() - t0 < 1.5:
+            n = len(x)
+            k = 1 + n % 7
+            x.append(np.repeat(np.arange(n, n + k, dtype="i8")[:, None], 8, axis=1), sync=False)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env=env)
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+        seen = []
+        while proc.poll() is None:
+            with npydir.open(store, "r") as r:  # a fresh reader each time: new header, new map
+                x = r["x"][:]
+            np.testing.assert_array_equal(x, np.repeat(np.arange(len(x))[:, None], 8, axis=1))
+            seen.append(len(x))
+        assert proc.wait() == 0
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    assert len(seen) > 10 and seen == sorted(seen) and seen[-1] > 0
