@@ -294,6 +294,10 @@ def gather_windows(
     )
     if res.size == 0:
         return res
+    if not a.flags.aligned:
+        # Misaligned items (a view at an odd byte offset) would be undefined behaviour in C
+        # and fault on some CPUs; numpy handles them, slowly.  npy files are always aligned.
+        return _gather_indexed(a, st, window, step, res, dt, scale, pad)
     nthreads = _pick_threads(threads, st.shape[0], res.nbytes)
     if res.nbytes >= _ADVISE_MIN_BYTES and _file_mapped(a):
         # Cold pages: ask for all of them at once rather than one fault at a time.
@@ -347,6 +351,11 @@ def gather_windows_reference(
     )
     if res.size == 0:
         return res
+    return _gather_numpy(a, st, window, step, res, dt, scale, pad)
+
+
+def _gather_numpy(a, st, window, step, res, dt, scale, pad) -> np.ndarray:
+    """The reference computation on validated arguments."""
     offset = 0
     src = a
     if pad != "error":
@@ -357,6 +366,35 @@ def gather_windows_reference(
         offset = before
     idx = (st + offset)[:, None] + np.arange(0, window, step)
     windows = src[idx].astype(dt)
+    if scale is not None:
+        windows *= dt.type(scale)
+    res[...] = windows
+    return res
+
+
+def _gather_indexed(a, st, window, step, res, dt, scale, pad) -> np.ndarray:
+    """NumPy fancy indexing with the kernel's row mapping: O(output), no padded copy of x."""
+    n = a.shape[0]
+    idx = st[:, None] + np.arange(0, window, step)
+    outside = None
+    if pad == "zero":
+        outside = (idx < 0) | (idx >= n)
+        idx = np.where(outside, 0, idx)
+    elif pad == "edge":
+        idx = np.clip(idx, 0, n - 1)
+    elif pad == "reflect":
+        if n == 1:
+            idx = np.zeros_like(idx)
+        else:
+            period = 2 * (n - 1)
+            idx = np.mod(idx, period)
+            idx = np.where(idx >= n, period - idx, idx)
+    if n == 0:  # pad="zero" on an empty x
+        windows = np.zeros(res.shape, dt)
+    else:
+        windows = a[idx].astype(dt)
+        if outside is not None:
+            windows[outside] = 0
     if scale is not None:
         windows *= dt.type(scale)
     res[...] = windows

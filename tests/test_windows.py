@@ -478,3 +478,23 @@ def test_other_dtypes_are_copied_exactly(dtype):
         got = gather_windows(layout, starts, 9, pad="reflect", threads=2)
         assert got.dtype == want.dtype and got.shape == want.shape
         assert got.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("pad", PADS)
+def test_misaligned_input_is_gathered_by_numpy(pad):
+    """A view at an odd byte offset never reaches the C kernel (misaligned loads)."""
+    raw = np.random.default_rng(9).integers(0, 255, 4 * 60 * 3 + 1, dtype=np.uint8)
+    x = np.frombuffer(raw.data, dtype=np.float32, count=60 * 3, offset=1).reshape(60, 3)
+    assert not x.flags.aligned
+    rng = np.random.default_rng(1)
+    for window, step in ((1, 1), (7, 2), (150, 3)):
+        if pad == "error" and window > 60:
+            continue
+        starts = starts_for(60, window, pad, rng)
+        for dtype, scale in ((None, None), (np.float64, 0.25), (np.int16, None)):
+            with np.errstate(invalid="ignore"):
+                got = gather_windows(x, starts, window, step=step, pad=pad, dtype=dtype,
+                                     scale=scale)
+                want = gather_windows_reference(np.ascontiguousarray(x), starts, window,
+                                                step=step, pad=pad, dtype=dtype, scale=scale)
+            assert_same(got, want)
