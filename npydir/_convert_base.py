@@ -101,6 +101,11 @@ class Source:
         """Read straight into ``out`` if the backend can (no temporary); False if not."""
         return False
 
+    def copy_rows_to(self, path: str, start: int, stop: int, fd: int, offset: int) -> bool:
+        """Copy the stored bytes of rows ``start:stop`` into file ``fd`` at ``offset``
+        without decoding, if the backend stores them as plain rows; False if not."""
+        return False
+
     def close(self) -> None:
         pass
 

@@ -151,6 +151,7 @@ class Hdf5Source(Source):
         self.file = open_hdf5(self.path)
         self._dsets: dict[str, Any] = {}
         self._transforms: dict[str, tuple | None] = {}
+        self._fd: int | None = None
 
     def nodes(self) -> Iterator[Node]:
         yield from self._walk(self.file, "")
@@ -258,11 +259,58 @@ class Hdf5Source(Source):
         dset.read_direct(out, np.s_[start:stop], np.s_[0:stop - start])
         return True
 
+    def copy_rows_to(self, path: str, start: int, stop: int, fd: int, offset: int) -> bool:
+        """Copy rows ``start:stop`` of an unfiltered dataset byte for byte from the HDF5 file
+        into ``fd`` at ``offset`` with ``copy_file_range`` (in the kernel, no copy through
+        Python).  Only where the stored bytes are exactly the rows: contiguous layout, or
+        chunks of whole rows with every chunk allocated; numeric dtypes.  False otherwise
+        (nothing done, or a partial copy the caller's ordinary path simply overwrites)."""
+        if not hasattr(os, "copy_file_range"):
+            return False
+        dset = self._dset(path)
+        dtype = dset.dtype
+        if (not dset.shape or stop <= start or dtype.kind not in "biufc" or dtype.names
+                or dset.external or dset.id.get_create_plist().get_nfilters()):
+            return False
+        row_bytes = int(np.prod(dset.shape[1:], dtype=np.int64)) * dtype.itemsize
+        pieces = []  # (file offset, bytes, destination offset)
+        if dset.chunks is None:
+            base = dset.id.get_offset()
+            if base is None:  # never written: the fill value, not bytes in the file
+                return False
+            pieces.append((base + start * row_bytes, (stop - start) * row_bytes, offset))
+        else:
+            rows = dset.chunks[0]
+            if tuple(dset.chunks[1:]) != tuple(dset.shape[1:]) or start % rows:
+                return False
+            zeros = (0,) * (len(dset.shape) - 1)
+            for first in range(start, stop, rows):
+                info = dset.id.get_chunk_info_by_coord((first,) + zeros)
+                if info.byte_offset is None or info.filter_mask:
+                    return False
+                n = min(rows, stop - first) * row_bytes
+                pieces.append((info.byte_offset, n, offset + (first - start) * row_bytes))
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        try:
+            for src_off, n, dst_off in pieces:
+                while n:
+                    done = os.copy_file_range(self._fd, fd, n, src_off, dst_off)
+                    if done <= 0:
+                        return False
+                    src_off, dst_off, n = src_off + done, dst_off + done, n - done
+        except OSError:  # e.g. no copy_file_range across these filesystems
+            return False
+        return True
+
     def close(self) -> None:
         try:
             self.file.close()
         except Exception:
             pass
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 # --------------------------------------------------------------------------- destination

@@ -109,6 +109,13 @@ class RowsFile:
         self.nbytes = header.nbytes
         self.fd = os.open(self.filename, os.O_RDWR) if self.nbytes else -1
 
+    def copy_from(self, source, path: str, start: int, stop: int) -> bool:
+        """Let ``source`` copy rows ``start:stop`` into this file directly (no decoding)."""
+        if self.fd < 0 or not self.shape:
+            return False
+        return source.copy_rows_to(path, start, stop, self.fd,
+                                   self.offset + start * self.row_bytes)
+
     def write(self, start: int, stop: int, block: np.ndarray) -> None:
         if self.fd < 0:
             return
@@ -195,6 +202,9 @@ class NpydirDest:
 
     def chunk_rows(self, path: str) -> int:
         return 1
+
+    def rows_file(self, path: str) -> RowsFile:
+        return self._rows[path]
 
     def write(self, path: str, start: int, stop: int, block: np.ndarray) -> None:
         self._rows[path].write(start, stop, block)

@@ -465,13 +465,22 @@ def _read_block(source, node: Node, path: str, start: int, stop: int) -> np.ndar
     return apply_transform(node.transform, source.read(path, start, stop))
 
 
+def _transfer(source, node: Node, path: str, start: int, stop: int, rows) -> None:
+    """Rows ``start:stop`` into the preallocated ``.npy`` file ``rows`` (a RowsFile): copied
+    file to file in the kernel when the source stores them as plain rows (unfiltered HDF5),
+    else decoded into this thread's buffer and written."""
+    if node.transform is None and rows.copy_from(source, path, start, stop):
+        return
+    rows.write(start, stop, _read_block(source, node, path, start, stop))
+
+
 def _copy_block(source, dest, mapping, path: str, start: int, stop: int):
     """Read (and decompress, convert) one block; write it too when the destination allows
     concurrent writers.  Returns the block for the caller to write, or None."""
     dpath, node = mapping[path]
     if dest.concurrent_writes:
         if node.nbytes:
-            dest.write(dpath, start, stop, _read_block(source, node, path, start, stop))
+            _transfer(source, node, path, start, stop, dest.rows_file(dpath))
         return None
     return apply_transform(node.transform, source.read(path, start, stop))
 
@@ -538,7 +547,7 @@ def _dask_copy(spec: tuple, path: str, node: Node, filename: str,
     rows = RowsFile(filename)
     try:
         if rows.nbytes:
-            rows.write(start, stop, _read_block(source, node, path, start, stop))
+            _transfer(source, node, path, start, stop, rows)
             rows.flush()  # durable before the scheduler hears about it (the journal follows)
     finally:
         rows.close()
