@@ -299,11 +299,20 @@ def test_bench_on_a_store_via_subprocess(store, tmp_path):
     assert r.returncode == 1 and "train/nope" in one_error_line(r.stderr)
 
 
-TINY_DEMO = ["--recordings", "2", "--seconds", "2", "--batch", "4", "--window", "256",
+TINY_DEMO = ["--recordings", "2", "--seconds", "1", "--channels", "1", "--batch", "4", "--window", "256",
              "--repeats", "1", "--no-progress"]
 
 
-def test_demo_tiny_and_rerunnable(tmp_path, capsys):
+def test_demo_tiny_and_rerunnable(tmp_path, capsys, monkeypatch):
+    from npydir import bench
+
+    # the chart is checked by test_bench and test_demo_via_subprocess; drawing it twice more
+    # here would only cost time
+    def fake_plot(result, path):
+        Path(path).write_bytes(b"png")
+        return Path(path)
+
+    monkeypatch.setattr(bench, "plot_results", fake_plot)
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), *TINY_DEMO]) == 0
     printed = capsys.readouterr().out
