@@ -102,7 +102,10 @@ class _Store:
         self.closed = True
         for arr in list(self.arrays.values()):
             if not self.readonly and self.sync:
-                arr.flush()  # writes through the map are durable once the store is closed
+                try:  # writes through maps and unsynced appends are durable once closed
+                    arr.flush()
+                except OSError:  # a deleted/moved file: nothing left to make durable
+                    pass
             arr._drop()
         if self.lock is not None:
             self.lock.release()
@@ -987,6 +990,7 @@ class Array(_Node):
         self._header: npyfile.Header | None = None
         self._mm: np.ndarray | None = None
         self._detached = False
+        self._dirty = False  # appended/resized without fsync (see flush)
 
     # ------------------------------------------------------------------ loading
 
@@ -1113,9 +1117,15 @@ class Array(_Node):
         return np.array(self._data(), copy=True)
 
     def flush(self) -> None:
-        """Write dirty pages of the map to disk (``msync``)."""
+        """Make writes durable: msync the map, fsync the file after unsynced appends/resizes.
+
+        Closing a store opened with ``sync=True`` flushes every array it wrote.
+        """
         if self._mm is not None and isinstance(self._mm, np.memmap):
             self._mm.flush()
+        if self._dirty:
+            npyfile.fsync_file(self._file)
+            self._dirty = False
 
     def append(self, block: Any, *, sync: bool = True) -> None:
         """Append rows along axis 0, in place.
@@ -1161,12 +1171,16 @@ class Array(_Node):
         if block.shape == row:
             block = block.reshape((1,) + row)
         if block.ndim != len(header.shape) or block.shape[1:] != row:
+            expected = f"(k, {', '.join(map(str, row))})" if row else "(k,)"
             raise ValueError(
-                f"append to {self.name!r}: block of shape {block.shape} does not fit rows of shape "
-                f"{row} (expected ({'k'}, {', '.join(map(str, row))}) or {row})".replace(", )", ")")
+                f"append to {self.name!r}: block of shape {block.shape} does not fit rows of "
+                f"shape {row} (expected {expected} or {row})"
             )
+        synced = sync and self._store.sync
         self._mm = None  # the map of the old length must not be written past its end
-        self._header = npyfile.append_rows(self._file, block, sync=sync and self._store.sync)
+        # we hold the writer lock, so the header we know is the file's header
+        self._header = npyfile.append_rows(self._file, block, sync=synced, header=header)
+        self._dirty = self._dirty or not synced
 
     def resize(self, size: Any, axis: int | None = None) -> None:
         """Change the length of axis 0 in place (h5py-like); new rows are zero.
@@ -1191,6 +1205,7 @@ class Array(_Node):
             raise ValueError(f"resize {self.name!r}: negative length {n}")
         self._mm = None
         self._header = npyfile.resize_rows(self._file, n, sync=self._store.sync)
+        self._dirty = self._dirty or not self._store.sync
 
     # ------------------------------------------------------------------ pickling
 

@@ -519,48 +519,68 @@ def _sync(fd: int) -> None:
     (getattr(os, "fdatasync", None) or os.fsync)(fd)
 
 
-def append_rows(path: str | os.PathLike, block: np.ndarray, *, sync: bool = True) -> Header:
+def append_rows(
+    path: str | os.PathLike, block: np.ndarray, *, sync: bool = True, header: Header | None = None
+) -> Header:
     """Append ``block`` (C-ordered rows of the file's dtype) along axis 0, in place.
 
     Order of writes: data after the existing data, fsync, new shape into the header, fsync.  Extra
-    bytes already past the data (a previous torn append) are overwritten/trimmed first.
+    bytes already past the data (a previous torn append) are trimmed first.
 
-    Returns the new header.
+    Parameters
+    ----------
+    path : path
+        The ``.npy`` file.
+    block : ndarray
+        Rows of the file's dtype and row shape.
+    sync : bool
+        fdatasync after the data and after the header.
+    header : Header, optional
+        The file's current header, when the caller knows it (a writer holding the store's lock);
+        saves reading it again.
+
+    Returns
+    -------
+    Header
+        The new header.
     """
     path = os.fspath(path)
-    with open(path, "rb") as fp:
-        header = read_header(fp, path)
-    if header.fortran_order:
-        raise FormatError(
-            f"{path}: cannot append to a Fortran-order .npy file (only C order grows along axis 0)"
-        )
-    if not header.shape:
-        raise FormatError(f"{path}: cannot append to a 0-d array")
-    if block.dtype != header.dtype or block.shape[1:] != header.shape[1:]:
-        raise ValueError(
-            f"{path}: block of shape {block.shape} {block.dtype} does not match rows of "
-            f"shape {header.shape[1:]} {header.dtype}"
-        )
-    new_shape = (header.shape[0] + block.shape[0],) + header.shape[1:]
     fd = os.open(path, os.O_RDWR)
     try:
+        if header is None:
+            with open(fd, "rb", closefd=False) as fp:
+                header = read_header(fp, path)
+        if header.fortran_order:
+            raise FormatError(
+                f"{path}: cannot append to a Fortran-order .npy file "
+                "(only C order grows along axis 0)"
+            )
+        if not header.shape:
+            raise FormatError(f"{path}: cannot append to a 0-d array")
+        if block.dtype != header.dtype or block.shape[1:] != header.shape[1:]:
+            raise ValueError(
+                f"{path}: block of shape {block.shape} {block.dtype} does not match rows of "
+                f"shape {header.shape[1:]} {header.dtype}"
+            )
+        new_shape = (header.shape[0] + block.shape[0],) + header.shape[1:]
         size = os.fstat(fd).st_size
         if size < header.expected_size:
             raise FormatError(
                 f"{path}: file is truncated: header says {header.expected_size} bytes, found {size}"
             )
-        new_header_fits = True
         try:
-            build_header(
+            new_header = build_header(
                 new_shape, header.dtype, False, length=header.offset, version=header.version
             )
-        except ValueError:
-            new_header_fits = False
-        if not new_header_fits:
+        except ValueError:  # no room to grow (a foreign file): rewrite it once with room
             os.close(fd)
             fd = -1
             header = regrow_file(path, header, sync=sync)
+            new_header = build_header(
+                new_shape, header.dtype, False, length=header.offset, version=header.version
+            )
             fd = os.open(path, os.O_RDWR)
+            size = os.fstat(fd).st_size
         end = header.expected_size
         if size > end:
             # bytes of an append that never committed its header: not data, trim them
@@ -571,13 +591,22 @@ def append_rows(path: str | os.PathLike, block: np.ndarray, *, sync: bool = True
             written += os.pwrite(fd, view[written:], end + written)
         if sync:
             _sync(fd)
-        rewrite_shape(fd, header, new_shape, path)
+        os.pwrite(fd, new_header, 0)
         if sync:
             _sync(fd)
     finally:
         if fd >= 0:
             os.close(fd)
     return Header(new_shape, header.dtype, False, header.version, header.offset)
+
+
+def fsync_file(path: str | os.PathLike) -> None:
+    """fsync a file by path (after writes made without ``sync``)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def resize_rows(path: str | os.PathLike, n: int, *, sync: bool = True) -> Header:

@@ -404,3 +404,21 @@ def test_foreign_files_are_not_members(root):
     (root.filename / "x.npy.bak").write_text("hi")
     root["x"] = np.zeros(1)
     assert list(root) == ["x"]
+
+
+def test_unsynced_appends_are_fsynced_on_flush_and_close(store, monkeypatch):
+    from npydir import npyfile
+
+    synced = []
+    monkeypatch.setattr(npyfile, "fsync_file", lambda p: synced.append(p))
+    root = npydir.open(store, "w")
+    x = root.create_dataset("x", shape=(0, 2), dtype="i4")
+    y = root.create_dataset("y", shape=(0,), dtype="i4")
+    x.append(np.zeros((3, 2), "i4"), sync=False)
+    y.append([1])  # synced as it goes: nothing left to do at close
+    x.flush()
+    assert synced == [x.filename]
+    x.flush()  # clean now
+    x.append(np.zeros((1, 2), "i4"), sync=False)
+    root.close()
+    assert synced == [x.filename, x.filename]
