@@ -6,7 +6,9 @@ every array's shape and dtype), then one line per finished block ``{"a": path, "
 and finally ``{"done": true}``.  Block lines are appended only after the destination has been
 flushed (msync / HDF5 flush) and the journal is fsynced after them, so a line in the journal
 always means the rows are on disk.  A torn last line (the process died while writing it) is
-ignored.  The journal is locked (``flock``) for the duration of a conversion, so two
+ignored.  With ``durable=False`` nothing is fsynced: the order (data, then its journal line)
+still holds for a killed process, whose writes the page cache keeps, but not for a power
+cut.  The journal is locked (``flock``) for the duration of a conversion, so two
 conversions into the same destination cannot interleave.
 """
 
@@ -26,8 +28,9 @@ from .errors import LockError
 class Journal:
     """Append-only record of finished blocks; see the module docstring."""
 
-    def __init__(self, path: Path, plan: dict, *, interval: float = 2.0):
+    def __init__(self, path: Path, plan: dict, *, interval: float = 2.0, durable: bool = True):
         self.path = Path(path)
+        self.durable = durable
         self.plan = plan
         self.interval = float(interval)
         self.done: dict[str, list[tuple[int, int]]] = {}
@@ -98,7 +101,8 @@ class Journal:
         if not self._pending:
             return
         lines, self._pending = self._pending, []  # blocks recorded so far: all written
-        flush_data()
+        if self.durable:
+            flush_data()
         self._write_now(lines)
         self._last = time.monotonic()
 
@@ -116,7 +120,8 @@ class Journal:
 
         def work() -> None:
             try:
-                flush_data()
+                if self.durable:
+                    flush_data()
                 self._write_now(lines)
             except BaseException as exc:  # reported by wait() in the converting thread
                 self._error = exc
@@ -140,7 +145,8 @@ class Journal:
     def _write_now(self, lines: list[str]) -> None:
         data = ("\n".join(lines) + "\n").encode("utf-8")
         os.write(self._fd, data)
-        os.fsync(self._fd)
+        if self.durable:
+            os.fsync(self._fd)
 
     def close(self, *, remove: bool = False) -> None:
         if self._thread is not None:

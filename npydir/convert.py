@@ -135,6 +135,7 @@ def convert(
     strict: bool = False,
     das_compat: bool = False,
     journal_interval: float = 2.0,
+    durable: bool = True,
 ) -> ConversionReport:
     """Convert the dataset at ``src`` into ``dst``; backends are chosen by extension.
 
@@ -177,6 +178,11 @@ def convert(
     journal_interval : float
         Seconds between journal commits (data flushed, then finished blocks fsynced to the
         journal); 0 commits after every block.
+    durable : bool
+        fsync the data before each journal commit and at the end (default), so a finished
+        conversion and every journalled block survive a power cut.  ``False`` skips every
+        fsync: resuming after Ctrl-C or a killed process still works (the page cache keeps
+        the writes), and the kernel writes the data back in its own time.
 
     Returns
     -------
@@ -223,13 +229,13 @@ def convert(
                 f"{os.fspath(src)}: {len(refused)} arrays cannot be converted: "
                 + "; ".join(f"/{k}: {v}" for k, v in refused.items())
             )
-        journal = Journal(jpath, plan, interval=journal_interval)
+        journal = Journal(jpath, plan, interval=journal_interval, durable=durable)
         try:
             if not journal.matched or not partial.exists():
                 _remove(partial)
                 if journal.matched:  # journal without data: start over
                     journal.close(remove=True)
-                    journal = Journal(jpath, plan, interval=journal_interval)
+                    journal = Journal(jpath, plan, interval=journal_interval, durable=durable)
             report.resumed = journal.matched and any(journal.done.values())
             dest = _open_dest(dst_kind, partial, options, das_compat)
             try:

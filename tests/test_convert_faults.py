@@ -158,7 +158,8 @@ def test_ctrl_c_then_resume(tmp_path):
                                   np.arange(ROWS * 4, dtype=np.float32).reshape(ROWS, 4))
 
 
-def test_keyboard_interrupt_in_process_keeps_finished_blocks(tmp_path, monkeypatch):
+@pytest.mark.parametrize("durable", [True, False])
+def test_keyboard_interrupt_in_process_keeps_finished_blocks(tmp_path, monkeypatch, durable):
     from npydir._convert_zarr import ZarrSource
 
     src = _make_source(tmp_path, "zarr")
@@ -176,11 +177,12 @@ def test_keyboard_interrupt_in_process_keeps_finished_blocks(tmp_path, monkeypat
     monkeypatch.setattr(ZarrSource, "read_into", lambda self, *args: False)
     with pytest.raises(KeyboardInterrupt):
         npydir.convert(src, dst, progress=False, memory_budget=BUDGET, threads=2,
-                       journal_interval=60)  # the interrupt path itself must commit
+                       journal_interval=60, durable=durable)  # the interrupt must commit
     done = _journal_blocks(tmp_path / ".out.npy.partial.journal")
     assert done >= 15
     monkeypatch.setattr(ZarrSource, "read", real)
-    report = npydir.convert(src, dst, progress=False, memory_budget=BUDGET, threads=2)
+    report = npydir.convert(src, dst, progress=False, memory_budget=BUDGET, threads=2,
+                            durable=durable)
     assert report.blocks_skipped == done
     np.testing.assert_array_equal(np.load(dst / "train" / "x.npy"),
                                   np.arange(ROWS * 4, dtype=np.float32).reshape(ROWS, 4))
