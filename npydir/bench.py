@@ -722,6 +722,8 @@ def _measure_all(prep: _Prepared, plan: list[list[np.ndarray]], window: int, col
     rates: dict[str, list[float]] = {n: [] for n in names}
     batch = len(plan[0][0])
     readers: dict[str, _Reader] = {}
+    warmup = np.random.default_rng(len(plan) * 7919 + batch).integers(
+        0, prep.shape[0] - window + 1, size=batch, dtype=np.intp)
     bar_cm = (require("tqdm.auto", "progress bars").tqdm(
         total=len(plan) * len(names), desc=f"measuring ({'cold' if cold else 'warm'})",
         leave=False) if progress else _NullBar())
@@ -738,7 +740,7 @@ def _measure_all(prep: _Prepared, plan: list[list[np.ndarray]], window: int, col
                 for name in names:
                     rates[name].append(_measure(prep.backends[name], batches, batch, window,
                                                 prep.shape[1:], cold, time_limit,
-                                                readers.get(name)))
+                                                readers.get(name), warmup))
                     bar.update(1)
     finally:
         for reader in readers.values():
@@ -942,7 +944,7 @@ def _to_npydir(src: Path, key: str, store: Path, progress: bool) -> None:
 
 def _measure(backend: _Backend, plan: list[np.ndarray], batch: int, window: int,
              trailing: tuple, cold: bool, time_limit: float,
-             reader: _Reader | None = None) -> float:
+             reader: _Reader | None = None, warmup: np.ndarray | None = None) -> float:
     """Windows per second of one backend over one repeat's batches.
 
     Warm: ``reader`` is the backend's long-lived reader (opened and prefaulted once per run).
@@ -958,7 +960,9 @@ def _measure(backend: _Backend, plan: list[np.ndarray], batch: int, window: int,
             if reader is None:
                 reader = own = backend.open(False)
                 reader.prefault()
-            reader.read(plan[0], out)  # touch code paths and caches once, untimed
+            # run the code paths once, untimed, on windows the timed batches do not read
+            # (so no timed window starts in the CPU caches)
+            reader.read(plan[0] if warmup is None else warmup, out)
         for starts in plan:
             if cold:
                 if own is not None:
