@@ -12,7 +12,9 @@ Backends
     out of the memory map (warm), one ``read()`` of the file (cold, where a copy out of a
     fresh map would fault page by page and be no limit).
 ``npydir`` / ``npydir-1t``
-    :func:`npydir.gather_windows` on the memory-mapped ``.npy`` file, all cores / 1 thread.
+    :func:`npydir.gather_windows` on the memory-mapped ``.npy`` file: threads as the kernel
+    chooses them (up to all cores, as many as the batch pays for; ``threads=N`` forces N) /
+    one thread.
 ``numpy``
     The best pure-NumPy way: ``np.take(x, starts[:, None] + arange(window), axis=0)``.
 ``das-loop``
@@ -99,7 +101,7 @@ _REFERENCE = ("memcpy", "npydir")
 
 _DESCRIPTIONS = {
     "memcpy": "memcpy of the same bytes from the same map (the limit)",
-    "npydir": "npydir.gather_windows, all cores",
+    "npydir": "npydir.gather_windows, threads by the kernel's policy (up to all cores)",
     "npydir-1t": "npydir.gather_windows, 1 thread",
     "numpy": "np.take(x, starts[:, None] + arange(window), axis=0)",
     "das-loop": "DAS AudioSequence loop: x[s:s+window].copy() over the memmap",
@@ -619,7 +621,9 @@ def run_bench(path: str | os.PathLike | None = None, *, key: str = "train/x",
         Where the converted copies go (kept).  Default: a temporary directory next to the
         dataset (or the current directory), removed afterwards unless ``keep``.
     threads : int, optional
-        Threads of the ``npydir`` backend; default all cores this process may use.
+        Threads of the ``npydir`` backend.  Default: the kernel's own policy, which uses up to
+        all cores this process may use, as many as the batch is large enough to pay for
+        (forcing all cores on tiny batches only measures thread start-up).
     progress : bool
         tqdm bars on stderr.
 
@@ -639,7 +643,9 @@ def run_bench(path: str | os.PathLike | None = None, *, key: str = "train/x",
     if cold and not hasattr(os, "posix_fadvise"):  # pragma: no cover
         raise OSError("--cold needs os.posix_fadvise, which this platform lacks")
     names = _resolve_backends(backends)
-    threads = _all_cores() if threads is None else int(threads)
+    if threads is not None and int(threads) < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    threads = None if threads is None else int(threads)
 
     src = Path(path) if path is not None else None
     if src is not None and not src.exists():
@@ -696,7 +702,8 @@ def _run(src, key, names, batch, window, cold, size, channels, repeats, batches,
         "dataset": prep.dataset,
         "params": {"batch": batch, "window": window, "repeats": repeats,
                    "batches_per_repeat": batches, "time_limit_s": time_limit,
-                   "cold": cold, "seed": seed, "threads": threads},
+                   "cold": cold, "seed": seed,
+                   "threads": "auto" if threads is None else threads, "cores": _all_cores()},
         "machine": _machine(),
         "backends": {n: {"description": b.description, "dtype": str(b.dtype), **b.info}
                      for n, b in prep.backends.items()},
@@ -798,8 +805,10 @@ def _prepare(src, key, names, window, size, channels, seed, stored, work, thread
         if name in names:
             made[name] = npy_backend(name, how, t)
     if "npydir" in made:
-        made["npydir"].description = f"npydir.gather_windows, {threads} threads"
-        made["npydir"].info["threads"] = threads
+        made["npydir"].description = (
+            f"npydir.gather_windows, up to {_all_cores()} threads (kernel's policy)"
+            if threads is None else f"npydir.gather_windows, {threads} threads")
+        made["npydir"].info["threads"] = "auto" if threads is None else threads
 
     given = _classify_stored(stored, key)
     want_convert = [n for n in ("zarr", "zarr-das", "h5-chunked", "h5-contiguous")
@@ -1027,7 +1036,9 @@ def format_table(result: dict) -> str:
             f"{'x'.join(str(s) for s in shape[1:])} {ds['dtype']} "
             f"({_human_bytes(ds['nbytes'])})\n"
             f"batch {params['batch']} windows x {params['window']} samples, "
-            f"{params['repeats']} repeats (medians), npydir threads {params['threads']}")
+            f"{params['repeats']} repeats (medians), npydir threads: "
+            + (f"auto, up to {params.get('cores')} cores" if params["threads"] == "auto"
+               else str(params["threads"])))
     lines = [head]
     width = max(len(n) for n in result["backends"]) + 2
     for mode, rows in result["results"].items():

@@ -276,7 +276,8 @@ def _add_bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--time-limit", type=_positive_float, default=2.0,
                    help="seconds per backend and repeat after which fewer batches count (2)")
     p.add_argument("--threads", type=_positive_int, default=None,
-                   help="threads of the npydir backend (default: all cores)")
+                   help="threads of the npydir backend (default: the kernel's choice, "
+                        "up to all cores)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random starts (0)")
     p.add_argument("--stored", action="append", default=[], metavar="PATH",
                    help="a .zarr or .h5 copy of the dataset to measure as stored (repeatable)")

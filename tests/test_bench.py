@@ -384,3 +384,27 @@ def test_shared_files_are_counted_once(tiny_store, tmp_path):
     prep = _prepared(tiny_store, tmp_path, names=["memcpy", "npydir", "das-loop", "numpy"])
     files = bench._unique_files(prep.backends.values())
     assert files == [tiny_store / "train" / "x.npy"]
+
+
+def test_threads_default_to_the_kernels_policy(tiny_store, tmp_path, monkeypatch):
+    from npydir import windows
+
+    seen = []
+    real = windows.gather_windows
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("threads"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(windows, "gather_windows", spy)
+    common = dict(backends=["npydir-1t"], batch=2, window=WINDOW, repeats=1, batches=1,
+                  workdir=tmp_path)
+    result = bench.run_bench(tiny_store, **common)
+    assert result["params"]["threads"] == "auto" and result["params"]["cores"] >= 1
+    assert set(seen) == {None, 1}
+    assert "auto, up to" in bench.format_table(result)
+    seen.clear()
+    result = bench.run_bench(tiny_store, threads=3, **common)
+    assert set(seen) == {3, 1} and result["backends"]["npydir"]["threads"] == 3
+    with pytest.raises(ValueError, match="threads"):
+        bench.run_bench(tiny_store, threads=0, **common)
