@@ -837,13 +837,21 @@ def _prepare(src, key, names, window, size, channels, seed, stored, work, thread
     if "tensorstore" in names:
         if not _tensorstore_available():
             skipped["tensorstore"] = "tensorstore is not installed (pip install tensorstore)"
+        elif not given["zarr"][0].is_dir():
+            skipped["tensorstore"] = (f"the zarr store {given['zarr'][0]} is not a directory "
+                                      f"(tensorstore reads it through its file driver)")
         else:
             p, info = given["zarr"]
             opener = _open_tensorstore(p, key, int(info.get("zarr_format", 3)))
-            made["tensorstore"] = _Backend("tensorstore", _DESCRIPTIONS["tensorstore"], [p],
-                                           lambda cold: _LoopReader(opener, window, True),
-                                           np.dtype(info.get("dtype", dtype)),
-                                           {"path": str(p)})
+            ts_backend = _Backend("tensorstore", _DESCRIPTIONS["tensorstore"], made["zarr"].files,
+                                  lambda cold: _LoopReader(opener, window, True),
+                                  np.dtype(info.get("dtype", dtype)), {"path": str(p)})
+            try:  # tensorstore may refuse a codec zarr-python wrote: skip it, say why
+                ts_backend.open(False).close()
+            except Exception as exc:  # noqa: BLE001 - any failure means: not measurable
+                skipped["tensorstore"] = f"tensorstore cannot open {p}: {exc}"
+            else:
+                made["tensorstore"] = ts_backend
         if "zarr" not in names:
             made.pop("zarr", None)
     order = [n for n in ALL_BACKENDS if n in made]

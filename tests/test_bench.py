@@ -408,3 +408,19 @@ def test_threads_default_to_the_kernels_policy(tiny_store, tmp_path, monkeypatch
     assert set(seen) == {3, 1} and result["backends"]["npydir"]["threads"] == 3
     with pytest.raises(ValueError, match="threads"):
         bench.run_bench(tiny_store, threads=0, **common)
+
+
+def test_tensorstore_failure_to_open_is_a_skip_with_the_reason(tiny_store, tmp_path,
+                                                               monkeypatch):
+    pytest.importorskip("tensorstore")
+
+    def broken(path, key, zarr_format):
+        def opener():
+            raise ValueError("unsupported codec")
+        return opener
+
+    monkeypatch.setattr(bench, "_open_tensorstore", broken)
+    result = bench.run_bench(tiny_store, backends=["tensorstore"], batch=2, window=WINDOW,
+                             repeats=1, batches=1, workdir=tmp_path)
+    assert "unsupported codec" in result["skipped"]["tensorstore"]
+    assert "tensorstore" not in result["results"]["warm"]
