@@ -214,7 +214,7 @@ class NpydirDest:
             rows.flush()
 
     def close(self) -> None:
-        self.flush()
+        # no flush here: the caller flushes when it wants durability (convert(durable=True))
         for rows in self._rows.values():
             rows.close()
         self._rows.clear()

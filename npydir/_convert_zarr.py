@@ -191,8 +191,8 @@ def _read_v2_chunks(arr, start: int, stop: int, out: np.ndarray) -> bool:
         try:
             with open(os.path.join(base, key), "rb") as fh:
                 raw = fh.read()
-        except FileNotFoundError:  # missing chunk: the fill value
-            dest[...] = meta.fill_value if meta.fill_value is not None else 0
+        except FileNotFoundError:  # missing chunk: zarr knows its fill value semantics
+            dest[...] = arr[first:first + rows]
             continue
         if rows == chunk_rows:
             lo = (first - start) * row_bytes

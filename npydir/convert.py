@@ -242,6 +242,8 @@ def convert(
                 copy_tree(source, nodes, dest, journal, report, memory_budget=memory_budget,
                           threads=threads, client=client, progress=progress,
                           name=src_path.name)
+                if durable:  # everything on disk before the result appears under its name
+                    dest.flush()
             finally:
                 dest.close()
             journal.finish()

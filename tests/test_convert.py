@@ -429,3 +429,13 @@ def test_hdf5_raw_copy_matches_decoding(tmp_path, layout, monkeypatch):
     np.testing.assert_array_equal(got, data)
     assert len(copied) >= 2
     assert all(copied) if layout != "gzip" else not any(copied)
+
+
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_unwritten_string_chunks_read_as_empty(tmp_path, fmt):
+    """zarr skips chunks equal to the fill value; for strings that must come back as ''."""
+    root = _zarr_group(tmp_path / "a.zarr", fmt)
+    a = root.create_array("u", shape=(6,), dtype="<U2", chunks=(2,))
+    a[:] = np.array(["", "", "ab", "", "", ""], dtype="<U2")
+    npydir.convert(tmp_path / "a.zarr", tmp_path / "a.npy", progress=False, verify=True)
+    assert np.load(tmp_path / "a.npy" / "u.npy").tolist() == ["", "", "ab", "", "", ""]
