@@ -404,10 +404,15 @@ def test_default_threads_never_oversubscribe(monkeypatch):
     from npydir import windows
 
     monkeypatch.setattr(windows, "_cpu_count", lambda: 2)
+    monkeypatch.setattr(windows, "_load_cache", (time.monotonic() + 60, 1.0))  # only us
     assert windows._pick_threads(None, 10, 100) == 1  # tiny batch
     assert windows._pick_threads(None, 1000, 1 << 30) == 2
     assert windows._pick_threads(None, 1, 1 << 30) == 1  # one window cannot be split
     assert windows._pick_threads(8, 3, 10) == 3  # explicit, capped at the windows
+    monkeypatch.setattr(windows, "_load_cache", (time.monotonic() + 60, 3.0))  # 2 others
+    assert windows._pick_threads(None, 1000, 1 << 30) == 1  # the machine is busy
+    assert windows._pick_threads(4, 1000, 1 << 30) == 4  # explicit is explicit
+    monkeypatch.setattr(windows, "_load_cache", (time.monotonic() + 60, 1.0))
     monkeypatch.setattr(windows, "_active_calls", 2)  # two calls already running
     assert windows._pick_threads(None, 1000, 1 << 30) == 1
 
