@@ -294,8 +294,9 @@ def gather_windows(
     pad : {"error", "zero", "edge", "reflect"}
         What windows running past either end read; see the module docstring.
     threads : int, optional
-        Threads to split the windows over.  ``None`` picks from the batch size and the cores
-        available (``os.sched_getaffinity``) and never oversubscribes; tiny batches use one.
+        Threads to split the windows over.  ``None`` picks from the batch size, the cores
+        available (``os.sched_getaffinity``), the gather calls running in this process and
+        the load average, so it never oversubscribes; tiny batches use one.
 
     Returns
     -------
