@@ -417,3 +417,18 @@ def test_demo_via_subprocess(tmp_path):
     assert "demo finished" in r.stdout
     assert (tmp_path / "out" / "bench.png").stat().st_size > 0
     assert json.loads((tmp_path / "out" / "bench.json").read_text())["demo"]["recordings"] == 2
+
+
+def test_info_depth_and_full(store, tmp_path, capsys):
+    with npydir.open(store, mode="r+") as root:
+        root.attrs["long"] = "z" * 200
+    assert main(["info", str(store), "--depth", "1", "--no-attrs"]) == 0
+    out = capsys.readouterr().out
+    assert "train/" in out and "(1000, 3)" not in out  # one level: the groups only
+    assert main(["tree", str(store), "--depth", "2"]) == 0
+    assert "(1000, 3)" in capsys.readouterr().out
+    assert main(["info", str(store)]) == 0
+    short = capsys.readouterr().out
+    assert "z" * 200 not in short and "zzz..." in short
+    assert main(["info", str(store), "--full"]) == 0
+    assert "z" * 200 in capsys.readouterr().out
