@@ -38,8 +38,8 @@ import gc
 import os
 import queue
 import statistics
-import threading
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -67,7 +67,7 @@ def data_path() -> Path:
         rng = np.random.default_rng(0)
         step = 1 << 22
         for i in range(0, n, step):
-            out[i:i + step] = rng.random((min(step, n - i), CHANNELS), dtype=np.float32)
+            out[i : i + step] = rng.random((min(step, n - i), CHANNELS), dtype=np.float32)
         out.flush()
         del out
         os.replace(tmp, path)
@@ -118,10 +118,13 @@ def test_cold_cache_lookahead(benchmark, data_path, batch, window):
     ratio = statistics.median(a / b for a, b in zip(times[False][-n:], times["auto"][-n:]))
     off = COLD_BATCHES / statistics.median(times[False])
     auto = COLD_BATCHES / statistics.median(times["auto"])
-    benchmark.extra_info.update(cold_off_batches_per_s=off, cold_auto_batches_per_s=auto,
-                                ratio=ratio)
-    print(f"\ncold (batch, window)=({batch}, {window}), {GIB:g} GiB file: advise=False "
-          f"{off:.0f} batches/s, advise='auto' {auto:.0f} batches/s, ratio {ratio:.2f}")
+    benchmark.extra_info.update(
+        cold_off_batches_per_s=off, cold_auto_batches_per_s=auto, ratio=ratio
+    )
+    print(
+        f"\ncold (batch, window)=({batch}, {window}), {GIB:g} GiB file: advise=False "
+        f"{off:.0f} batches/s, advise='auto' {auto:.0f} batches/s, ratio {ratio:.2f}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +132,7 @@ def data(data_path) -> np.ndarray:
     """The benchmark file mapped and read once: the warm path."""
     x = np.load(data_path, mmap_mode="r")
     for i in range(0, len(x), 1 << 22):
-        x[i:i + (1 << 22)].sum()
+        x[i : i + (1 << 22)].sum()
     return x
 
 
@@ -189,8 +192,7 @@ def test_batches_vs_kernel(benchmark, data, batch, window):
             kernel_round(starts)
         return (), {}
 
-    benchmark.pedantic(batches_round, setup=setup, rounds=ROUNDS, iterations=1,
-                       warmup_rounds=1)
+    benchmark.pedantic(batches_round, setup=setup, rounds=ROUNDS, iterations=1, warmup_rounds=1)
     kernel_rate = _median_rate(kernel_times)
     thread_rate = _median_rate(thread_times)
     # own clock, not benchmark.stats: the same numbers with --benchmark-disable (smoke runs)
@@ -200,11 +202,16 @@ def test_batches_vs_kernel(benchmark, data, batch, window):
     n = min(len(kernel_times), len(batches_times))
     ratio = statistics.median(k / b for k, b in zip(kernel_times[-n:], batches_times[-n:]))
     mb = batch * window * CHANNELS * 4 / 1e6
-    benchmark.extra_info.update(kernel_batches_per_s=kernel_rate,
-                                thread_batches_per_s=thread_rate,
-                                batches_per_s=batches_rate, ratio=ratio,
-                                thread_ratio=thread_rate / kernel_rate)
-    print(f"\n(batch, window)=({batch}, {window}), {mb:.2f} MB/batch, {GIB:g} GiB file: "
-          f"kernel {kernel_rate:.0f} batches/s, thread+queue {thread_rate:.0f} "
-          f"({thread_rate / kernel_rate:.2f}x), Batches(prefetch=2) {batches_rate:.0f} "
-          f"batches/s, ratio {ratio:.2f}")
+    benchmark.extra_info.update(
+        kernel_batches_per_s=kernel_rate,
+        thread_batches_per_s=thread_rate,
+        batches_per_s=batches_rate,
+        ratio=ratio,
+        thread_ratio=thread_rate / kernel_rate,
+    )
+    print(
+        f"\n(batch, window)=({batch}, {window}), {mb:.2f} MB/batch, {GIB:g} GiB file: "
+        f"kernel {kernel_rate:.0f} batches/s, thread+queue {thread_rate:.0f} "
+        f"({thread_rate / kernel_rate:.2f}x), Batches(prefetch=2) {batches_rate:.0f} "
+        f"batches/s, ratio {ratio:.2f}"
+    )

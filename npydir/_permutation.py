@@ -90,19 +90,20 @@ class FeistelPermutation:
         self.a, self.b = a, b
         self._a, self._b = np.uint64(a), np.uint64(b)
         ss = np.random.SeedSequence([int(seed), int(epoch), _TAG])
-        self.keys = ss.generate_state(_ROUNDS_LARGE if self.n >= _LARGE else _ROUNDS_SMALL,
-                                      dtype=np.uint64)
+        self.keys = ss.generate_state(
+            _ROUNDS_LARGE if self.n >= _LARGE else _ROUNDS_SMALL, dtype=np.uint64
+        )
         self._keys = [np.uint64(k) for k in self.keys]
 
     def _encrypt(self, v: np.ndarray) -> np.ndarray:
         # In-place numpy on three buffers: drawing positions must stay cheap next to the
         # copy of their windows (~10 ns per position here, vs ~100 ns for a small window).
         b = self._b
-        left = v // b                      # in Z_a
-        right = v - left * b               # in Z_b
+        left = v // b  # in Z_a
+        right = v - left * b  # in Z_b
         f = np.empty_like(v)
         scratch = np.empty_like(v)
-        modulus = self._a                  # of the left half; alternates with b each round
+        modulus = self._a  # of the left half; alternates with b each round
         for key in self._keys:
             np.bitwise_xor(right, key, out=f)
             _mix_inplace(f, scratch)
@@ -111,7 +112,7 @@ class FeistelPermutation:
             f >>= _S32
             f *= modulus
             f >>= _S32
-            f += left                      # < 2 * modulus: one conditional subtraction
+            f += left  # < 2 * modulus: one conditional subtraction
             np.subtract(f, modulus, out=f, where=f >= modulus)
             left, right, f = right, f, left
             modulus = b if modulus is self._a else self._a
@@ -121,8 +122,7 @@ class FeistelPermutation:
         """Return ``permutation[positions]`` as an int64 array of the same shape."""
         pos = np.asarray(positions, dtype=np.int64)
         if pos.size and (pos.min() < 0 or pos.max() >= self.n):
-            raise IndexError(f"positions must lie in [0, {self.n}), got "
-                             f"[{pos.min()}, {pos.max()}]")
+            raise IndexError(f"positions must lie in [0, {self.n}), got [{pos.min()}, {pos.max()}]")
         if self.n <= 1:
             return pos.copy()
         flat = pos.reshape(-1).astype(np.uint64)

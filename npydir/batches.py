@@ -65,15 +65,19 @@ class _Source:
             raise TypeError(
                 f"Batches: {name} must be an npydir Array, a numpy.memmap or a numpy.ndarray, "
                 f"got {type(obj).__module__}.{type(obj).__qualname__}; convert zarr/HDF5 "
-                f"data with npydir.convert() (or pass np.asarray({name}) if it fits in memory)")
+                f"data with npydir.convert() (or pass np.asarray({name}) if it fits in memory)"
+            )
         self.name = name
         self._array: np.ndarray | None = None
 
     @property
     def label(self) -> str:
         """``x`` or ``y``, with the store key or file behind it when there is one."""
-        where = getattr(self.obj, "name", None) if not isinstance(self.obj, np.ndarray) \
+        where = (
+            getattr(self.obj, "name", None)
+            if not isinstance(self.obj, np.ndarray)
             else getattr(self.obj, "filename", None)
+        )
         return f"{self.name} ({where})" if where else self.name
 
     @property
@@ -123,15 +127,20 @@ def _memmap_descriptor(arr: np.ndarray) -> tuple | None:
     # numpy maps from the offset rounded down to the allocation granularity (memmap.__new__)
     map_start = root.offset - root.offset % mmap.ALLOCATIONGRANULARITY
     byte_offset = map_start + (arr.ctypes.data - base_addr)
-    return (str(root.filename), int(byte_offset), tuple(arr.shape), arr.dtype.str,
-            tuple(arr.strides))
+    return (
+        str(root.filename),
+        int(byte_offset),
+        tuple(arr.shape),
+        arr.dtype.str,
+        tuple(arr.strides),
+    )
 
 
-def _reopen_memmap(filename: str, offset: int, shape: tuple, dtype: str,
-                   strides: tuple) -> np.ndarray:
+def _reopen_memmap(
+    filename: str, offset: int, shape: tuple, dtype: str, strides: tuple
+) -> np.ndarray:
     whole = np.memmap(filename, dtype=np.uint8, mode="r")
-    return np.ndarray(shape, dtype=np.dtype(dtype), buffer=whole, offset=offset,
-                      strides=strides)
+    return np.ndarray(shape, dtype=np.dtype(dtype), buffer=whole, offset=offset, strides=strides)
 
 
 # --------------------------------------------------------------------------------------
@@ -375,8 +384,9 @@ class Batches:
         self.world_size = _as_int(world_size, "world_size", 1)
         self.rank = _as_int(rank, "rank")
         if not 0 <= self.rank < self.world_size:
-            raise ValueError(f"Batches: rank must be in [0, world_size={self.world_size}), "
-                             f"got rank={self.rank}")
+            raise ValueError(
+                f"Batches: rank must be in [0, world_size={self.world_size}), got rank={self.rank}"
+            )
         self.shuffle = bool(shuffle)
         self.y_window = bool(y_window)
         self.drop_last = bool(drop_last)
@@ -394,36 +404,46 @@ class Batches:
         self.first = _as_int(first, "first", 0)
         self.last = n_samples if last is None else _as_int(last, "last", 0)
         if self.last > n_samples:
-            raise ValueError(f"Batches: last={self.last} is past the end of "
-                             f"{self._x.label} ({n_samples} samples)")
+            raise ValueError(
+                f"Batches: last={self.last} is past the end of "
+                f"{self._x.label} ({n_samples} samples)"
+            )
         if self.first >= self.last:
             raise ValueError(f"Batches: first={self.first} must be < last={self.last}")
         if self.window > self.last - self.first:
             raise ValueError(
                 f"Batches: window={self.window} is longer than the data: {self._x.label} has "
-                f"{self.last - self.first} samples in [first={self.first}, last={self.last})")
+                f"{self.last - self.first} samples in [first={self.first}, last={self.last})"
+            )
         if self.y_window and self.window % self.output_stride:
             raise ValueError(
                 f"Batches: window={self.window} must be a multiple of "
                 f"output_stride={self.output_stride} with y_window=True (the model's "
-                f"output has window // output_stride steps)")
+                f"output has window // output_stride steps)"
+            )
         if self.y_window and 2 * self.data_padding >= self.window:
-            raise ValueError(f"Batches: data_padding={self.data_padding} leaves no sample "
-                             f"of window={self.window} with a non-zero weight")
+            raise ValueError(
+                f"Batches: data_padding={self.data_padding} leaves no sample "
+                f"of window={self.window} with a non-zero weight"
+            )
 
         self.y_offset = self.window // 2 if y_offset is None else _as_int(y_offset, "y_offset")
         self.class_weights = None
         if self._y is not None:
             ya = self._y.array
             if ya.shape[0] != n_samples:
-                raise ValueError(f"Batches: {self._y.label} has {ya.shape[0]} samples but "
-                                 f"{self._x.label} has {n_samples}; they must be equally long")
+                raise ValueError(
+                    f"Batches: {self._y.label} has {ya.shape[0]} samples but "
+                    f"{self._x.label} has {n_samples}; they must be equally long"
+                )
             if class_weights is not None:
                 cw = np.asarray(class_weights, dtype=np.float32).reshape(-1)
                 n_classes = ya.shape[-1] if ya.ndim > 1 else None
                 if n_classes is None or cw.size != n_classes:
-                    raise ValueError(f"Batches: class_weights has {cw.size} entries but y "
-                                     f"has shape {ya.shape} (one weight per class, last axis)")
+                    raise ValueError(
+                        f"Batches: class_weights has {cw.size} entries but y "
+                        f"has shape {ya.shape} (one weight per class, last axis)"
+                    )
                 self.class_weights = cw
         elif class_weights is not None:
             raise ValueError("Batches: class_weights needs y")
@@ -437,7 +457,8 @@ class Batches:
                 raise ValueError(
                     f"Batches: y_offset={self.y_offset} points outside y ({n_samples} "
                     f"samples) for windows starting in [{lo - self.y_offset}, "
-                    f"{hi - self.y_offset}]")
+                    f"{hi - self.y_offset}]"
+                )
 
         # weight template for one window: zeros in the data_padding margins (DAS)
         self._pad_mask: np.ndarray | None = None
@@ -445,7 +466,7 @@ class Batches:
             mask = np.ones(self.window, dtype=np.float32)
             if self.data_padding:
                 mask[: self.data_padding] = 0
-                mask[-self.data_padding:] = 0
+                mask[-self.data_padding :] = 0
             self._pad_mask = np.ascontiguousarray(mask[:: self.output_stride])
         self._perm_cache: tuple[int, FeistelPermutation] | None = None
 
@@ -457,11 +478,15 @@ class Batches:
         if boundaries is not None:
             b = np.asarray(boundaries)
             if b.ndim != 1 or (b.size and not np.issubdtype(b.dtype, np.integer)):
-                raise TypeError(f"Batches: boundaries must be a 1-D sequence of integer "
-                                f"sample indices, got {boundaries!r}")
+                raise TypeError(
+                    f"Batches: boundaries must be a 1-D sequence of integer "
+                    f"sample indices, got {boundaries!r}"
+                )
             if b.size and (b.min() < 0 or b.max() > n_samples):
-                raise ValueError(f"Batches: boundaries must lie in [0, {n_samples}] (the "
-                                 f"samples of x), got [{b.min()}, {b.max()}]")
+                raise ValueError(
+                    f"Batches: boundaries must lie in [0, {n_samples}] (the "
+                    f"samples of x), got [{b.min()}, {b.max()}]"
+                )
             edges = sorted(set(edges) | {int(v) for v in b})
         lo = np.clip(np.asarray(edges[:-1], dtype=np.int64), self.first, self.last)
         hi = np.clip(np.asarray(edges[1:], dtype=np.int64), self.first, self.last)
@@ -475,7 +500,8 @@ class Batches:
         if self.n_windows == 0:
             raise ValueError(
                 f"Batches: no recording between boundaries holds a whole window of "
-                f"{self.window} samples in [first={self.first}, last={self.last})")
+                f"{self.window} samples in [first={self.first}, last={self.last})"
+            )
 
     def _window_starts(self, windows: np.ndarray) -> np.ndarray:
         """Start sample of each window index in ``[0, n_windows)``."""
@@ -538,8 +564,9 @@ class Batches:
             keys, a, b = perm.keys, perm.a, perm.b
         else:
             keys, a, b = _NO_KEYS, 1, 1
-        _feistel.starts_of(positions, keys, a, b, self.n_windows, self._seg_lo, self._cum,
-                           self.stride, out)
+        _feistel.starts_of(
+            positions, keys, a, b, self.n_windows, self._seg_lo, self._cum, self.stride, out
+        )
         return out
 
     def _starts_of_reference(self, slots: np.ndarray, epoch: int) -> np.ndarray:
@@ -559,7 +586,7 @@ class Batches:
         count = self._rank_count()
         per_chunk = max(1, _CHUNK_WINDOWS // bs)
         for c0 in range(0, len(indices), per_chunk):
-            idx = np.asarray(indices[c0:c0 + per_chunk], dtype=np.int64)
+            idx = np.asarray(indices[c0 : c0 + per_chunk], dtype=np.int64)
             first = idx * bs
             sizes = np.minimum(bs, count - first)
             slots = first[:, None] + np.arange(bs, dtype=np.int64)[None, :]
@@ -573,7 +600,7 @@ class Batches:
     # ---------------------------------------------------------------- batches
 
     def __len__(self) -> int:
-        return -(-self._rank_count() // self.batch_size)
+        return (self._rank_count() + self.batch_size - 1) // self.batch_size
 
     def set_epoch(self, epoch: int) -> None:
         """Select the order of epoch ``epoch`` (like ``DistributedSampler.set_epoch``)."""
@@ -595,16 +622,18 @@ class Batches:
         try:  # never copy a whole memmap to flatten it
             return np.reshape(arr, (arr.shape[0], -1), copy=False)
         except ValueError:
-            raise ValueError(f"Batches: an array of shape {arr.shape} and strides "
-                             f"{arr.strides} cannot be flattened to [samples, features] "
-                             f"without copying it; pass a C-contiguous array") from None
+            raise ValueError(
+                f"Batches: an array of shape {arr.shape} and strides "
+                f"{arr.strides} cannot be flattened to [samples, features] "
+                f"without copying it; pass a C-contiguous array"
+            ) from None
 
-    def _gather(self, source: _Source, starts: np.ndarray, window: int, step: int,
-                **kw) -> np.ndarray:
+    def _gather(
+        self, source: _Source, starts: np.ndarray, window: int, step: int, **kw
+    ) -> np.ndarray:
         arr = source.array
         flat = self._flat(arr)
-        out = _windows.gather_windows(flat, starts, window, step=step,
-                                      threads=self.threads, **kw)
+        out = _windows.gather_windows(flat, starts, window, step=step, threads=self.threads, **kw)
         return out.reshape(len(starts), out.shape[1], *arr.shape[1:])
 
     def _make(self, starts: np.ndarray) -> tuple:
@@ -673,13 +702,16 @@ class Batches:
         # A separate planner thread was measured slower on 2 shared cores (0.63-0.85x of
         # the kernel's batch rate against 0.86-1.0x without it): one more thread to
         # schedule costs more than the drawing it would hide.
-        return _background(_making(self._make, _flatten(chunks), advise), self.prefetch,
-                           "npydir-batches-prefetch")
+        return _background(
+            _making(self._make, _flatten(chunks), advise), self.prefetch, "npydir-batches-prefetch"
+        )
 
     def __repr__(self) -> str:
-        return (f"Batches({len(self)} batches of {self.batch_size} windows of {self.window} "
-                f"samples, {self.n_windows} windows, x{tuple(self._x.array.shape)}, "
-                f"rank {self.rank}/{self.world_size}, epoch {self.epoch})")
+        return (
+            f"Batches({len(self)} batches of {self.batch_size} windows of {self.window} "
+            f"samples, {self.n_windows} windows, x{tuple(self._x.array.shape)}, "
+            f"rank {self.rank}/{self.world_size}, epoch {self.epoch})"
+        )
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()

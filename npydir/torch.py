@@ -55,9 +55,16 @@ class WindowDataset(torch.utils.data.IterableDataset):
     epoch they started with (use non-persistent workers to reshuffle per epoch).
     """
 
-    def __init__(self, x: Any, y: Any = None, *, rank: int | None = None,
-                 world_size: int | None = None, as_tensors: bool = True,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self,
+        x: Any,
+        y: Any = None,
+        *,
+        rank: int | None = None,
+        world_size: int | None = None,
+        as_tensors: bool = True,
+        **kwargs: Any,
+    ) -> None:
         super().__init__()
         if isinstance(x, Batches):
             if y is not None or rank is not None or world_size is not None or kwargs:
@@ -68,9 +75,13 @@ class WindowDataset(torch.utils.data.IterableDataset):
                 dist_rank, dist_size = _distributed_rank()
                 rank = dist_rank if rank is None else rank
                 world_size = dist_size if world_size is None else world_size
-            self.batches = Batches(x, y, rank=0 if rank is None else rank,
-                                   world_size=1 if world_size is None else world_size,
-                                   **kwargs)
+            self.batches = Batches(
+                x,
+                y,
+                rank=0 if rank is None else rank,
+                world_size=1 if world_size is None else world_size,
+                **kwargs,
+            )
         self.as_tensors = bool(as_tensors)
 
     def __len__(self) -> int:

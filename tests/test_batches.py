@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import pickle
 import tracemalloc
 
@@ -13,12 +14,22 @@ from hypothesis import strategies as st
 import npydir
 from npydir import Batches
 
-
 # ----------------------------------------------------------------------------- references
 
 
-def das_sequence(x, y, *, nb_hist, batch_size, stride=1, y_offset=None, with_y_hist=False,
-                 data_padding=0, output_stride=1, class_weights=None):
+def das_sequence(
+    x,
+    y,
+    *,
+    nb_hist,
+    batch_size,
+    stride=1,
+    y_offset=None,
+    with_y_hist=False,
+    data_padding=0,
+    output_stride=1,
+    class_weights=None,
+):
     """A literal re-statement of DAS ``AudioSequence`` with ``shuffle=False``, first=0.
 
     Written from DAS's documented behaviour (das/data.py): batch ``idx`` holds windows
@@ -27,8 +38,9 @@ def das_sequence(x, y, *, nb_hist, batch_size, stride=1, y_offset=None, with_y_h
     """
     n = len(x)
     y_offset = int(nb_hist / 2) if y_offset is None else y_offset
-    length = int(max(0, np.floor((n - (stride * (batch_size - 1) + nb_hist))
-                                 / (stride * batch_size)) + 1))
+    length = int(
+        max(0, np.floor((n - (stride * (batch_size - 1) + nb_hist)) / (stride * batch_size)) + 1)
+    )
     if with_y_hist:
         base = np.ones((batch_size, nb_hist))
         if data_padding > 0:
@@ -42,9 +54,9 @@ def das_sequence(x, y, *, nb_hist, batch_size, stride=1, y_offset=None, with_y_h
         bx, by = [], []
         for k in range(idx * batch_size, (idx + 1) * batch_size):
             s = k * stride
-            bx.append(x[s:s + nb_hist])
+            bx.append(x[s : s + nb_hist])
             if with_y_hist:
-                by.append(y[s:s + nb_hist:output_stride])
+                by.append(y[s : s + nb_hist : output_stride])
             else:
                 by.append(y[s + y_offset])
         bx, by = np.array(bx), np.array(by)
@@ -65,7 +77,7 @@ def reference_starts(n, window, stride=1, first=0, last=None, boundaries=None):
     last = n if last is None else last
     edges = sorted({0, n, *(boundaries or [])})
     starts = []
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in itertools.pairwise(edges):
         s = max(lo, first)
         while s + window <= min(hi, last):
             starts.append(s)
@@ -102,8 +114,9 @@ def ramp(n, channels=2, dtype="f4"):
     weighted=st.booleans(),
 )
 @settings(max_examples=40)
-def test_matches_das_audiosequence(n, window, stride, batch_size, output_stride, y_window,
-                                   padding, y_offset, weighted):
+def test_matches_das_audiosequence(
+    n, window, stride, batch_size, output_stride, y_window, padding, y_offset, weighted
+):
     if y_window:
         window = max(output_stride, window - window % output_stride)
         padding = min(padding, (window - 1) // 2)
@@ -113,12 +126,33 @@ def test_matches_das_audiosequence(n, window, stride, batch_size, output_stride,
         return
     x, y = ramp(n), onehot(n, 3)
     cw = [0.5, 2.0, 3.0] if weighted else None
-    das = das_sequence(x, y, nb_hist=window, batch_size=batch_size, stride=stride,
-                       y_offset=y_offset, with_y_hist=y_window, data_padding=padding,
-                       output_stride=output_stride, class_weights=cw)
-    b = Batches(x, y, window=window, batch_size=batch_size, stride=stride, shuffle=False,
-                y_offset=y_offset, y_window=y_window, output_stride=output_stride,
-                data_padding=padding, class_weights=cw, drop_last=True, prefetch=0)
+    das = das_sequence(
+        x,
+        y,
+        nb_hist=window,
+        batch_size=batch_size,
+        stride=stride,
+        y_offset=y_offset,
+        with_y_hist=y_window,
+        data_padding=padding,
+        output_stride=output_stride,
+        class_weights=cw,
+    )
+    b = Batches(
+        x,
+        y,
+        window=window,
+        batch_size=batch_size,
+        stride=stride,
+        shuffle=False,
+        y_offset=y_offset,
+        y_window=y_window,
+        output_stride=output_stride,
+        data_padding=padding,
+        class_weights=cw,
+        drop_last=True,
+        prefetch=0,
+    )
     assert len(b) == len(das)
     for ours, theirs in zip(b, das):
         if padding == 0 and cw is not None:
@@ -142,19 +176,31 @@ def test_matches_das_audiosequence(n, window, stride, batch_size, output_stride,
     seed=st.integers(0, 2**64),
 )
 @settings(max_examples=40)
-def test_every_window_once_per_epoch(n, window, stride, batch_size, first, tail, cuts,
-                                     shuffle, seed):
+def test_every_window_once_per_epoch(
+    n, window, stride, batch_size, first, tail, cuts, shuffle, seed
+):
     last = n - tail
     bounds = [c for c in cuts if c <= n]
     expected = reference_starts(n, window, stride, first, last, bounds)
     if first >= last or not expected:
         with pytest.raises(ValueError):
-            Batches(ramp(n), window=window, stride=stride, first=first, last=last,
-                    boundaries=bounds)
+            Batches(
+                ramp(n), window=window, stride=stride, first=first, last=last, boundaries=bounds
+            )
         return
-    b = Batches(ramp(n), onehot(n, 2), window=window, batch_size=batch_size, stride=stride,
-                first=first, last=last, boundaries=bounds, shuffle=shuffle, seed=seed,
-                prefetch=0)
+    b = Batches(
+        ramp(n),
+        onehot(n, 2),
+        window=window,
+        batch_size=batch_size,
+        stride=stride,
+        first=first,
+        last=last,
+        boundaries=bounds,
+        shuffle=shuffle,
+        seed=seed,
+        prefetch=0,
+    )
     got = all_starts(b)
     assert sorted(got.tolist()) == expected
     if not shuffle:
@@ -165,7 +211,7 @@ def test_every_window_once_per_epoch(n, window, stride, batch_size, first, tail,
     x, y = ramp(n), onehot(n, 2)
     xb, yb = b[len(b) - 1]
     for row, s in zip(range(len(xb)), b.starts(len(b) - 1)):
-        np.testing.assert_array_equal(xb[row], x[s:s + window])
+        np.testing.assert_array_equal(xb[row], x[s : s + window])
         np.testing.assert_array_equal(yb[row], y[s + window // 2])
 
 
@@ -188,7 +234,7 @@ def test_one_dimensional_and_3d_inputs_keep_their_trailing_shape():
     b = Batches(x1, window=20, batch_size=4, seed=0)
     (xb,) = b[0]
     assert xb.shape == (4, 20)
-    np.testing.assert_array_equal(xb, np.stack([x1[s:s + 20] for s in b.starts(0)]))
+    np.testing.assert_array_equal(xb, np.stack([x1[s : s + 20] for s in b.starts(0)]))
     x3 = np.arange(500 * 6, dtype="f4").reshape(500, 3, 2)
     (xb,) = Batches(x3, window=10, batch_size=3, seed=0)[1]
     assert xb.shape == (3, 10, 3, 2)
@@ -199,7 +245,7 @@ def test_dtype_and_scale_are_applied_to_x():
     b = Batches(x, window=8, batch_size=5, dtype="f4", scale=0.5, seed=1)
     (xb,) = b[0]
     assert xb.dtype == np.float32
-    np.testing.assert_allclose(xb, np.stack([x[s:s + 8] for s in b.starts(0)]) * 0.5)
+    np.testing.assert_allclose(xb, np.stack([x[s : s + 8] for s in b.starts(0)]) * 0.5)
 
 
 # ----------------------------------------------------------------------------- ordering
@@ -254,24 +300,40 @@ def test_permutation_is_uniform_over_seeds():
     assert counts.min() > 55 and counts.max() < 145, counts  # ~4.7 sigma each side
 
 
-@given(n=st.integers(1, 5000), window=st.integers(1, 9), stride=st.integers(1, 5),
-       cuts=st.lists(st.integers(0, 5000), max_size=5), seed=st.integers(0, 2**70),
-       epoch=st.integers(0, 10**6), shuffle=st.booleans(), world=st.integers(1, 3),
-       data=st.data())
+@given(
+    n=st.integers(1, 5000),
+    window=st.integers(1, 9),
+    stride=st.integers(1, 5),
+    cuts=st.lists(st.integers(0, 5000), max_size=5),
+    seed=st.integers(0, 2**70),
+    epoch=st.integers(0, 10**6),
+    shuffle=st.booleans(),
+    world=st.integers(1, 3),
+    data=st.data(),
+)
 @settings(max_examples=60)
-def test_compiled_starts_match_the_numpy_twin(n, window, stride, cuts, seed, epoch, shuffle,
-                                              world, data):
+def test_compiled_starts_match_the_numpy_twin(
+    n, window, stride, cuts, seed, epoch, shuffle, world, data
+):
     bounds = [c for c in cuts if c <= n]
     if not reference_starts(n, window, stride, boundaries=bounds) or n < window:
         return
     rank = data.draw(st.integers(0, world - 1))
-    b = Batches(np.zeros((n, 1), "i1"), window=window, stride=stride, boundaries=bounds,
-                seed=seed, shuffle=shuffle, rank=rank, world_size=world)
+    b = Batches(
+        np.zeros((n, 1), "i1"),
+        window=window,
+        stride=stride,
+        boundaries=bounds,
+        seed=seed,
+        shuffle=shuffle,
+        rank=rank,
+        world_size=world,
+    )
     count = b._rank_count()
-    slots = np.array(data.draw(st.lists(st.integers(0, max(count - 1, 0)), max_size=50)),
-                     dtype=np.int64)[:count]
-    np.testing.assert_array_equal(b._starts_of(slots, epoch),
-                                  b._starts_of_reference(slots, epoch))
+    slots = np.array(
+        data.draw(st.lists(st.integers(0, max(count - 1, 0)), max_size=50)), dtype=np.int64
+    )[:count]
+    np.testing.assert_array_equal(b._starts_of(slots, epoch), b._starts_of_reference(slots, epoch))
 
 
 def test_compiled_starts_match_on_a_large_domain():
@@ -311,13 +373,29 @@ def test_shuffle_looks_random():
 # ----------------------------------------------------------------------------- sharding
 
 
-@given(n=st.integers(5, 400), world=st.integers(1, 5), batch_size=st.integers(1, 9),
-       shuffle=st.booleans(), drop_last=st.booleans())
+@given(
+    n=st.integers(5, 400),
+    world=st.integers(1, 5),
+    batch_size=st.integers(1, 9),
+    shuffle=st.booleans(),
+    drop_last=st.booleans(),
+)
 @settings(max_examples=30)
 def test_shards_are_disjoint_and_cover(n, world, batch_size, shuffle, drop_last):
     x = ramp(n, 1)
-    shards = [Batches(x, window=3, batch_size=batch_size, seed=9, shuffle=shuffle,
-                      rank=r, world_size=world, drop_last=drop_last) for r in range(world)]
+    shards = [
+        Batches(
+            x,
+            window=3,
+            batch_size=batch_size,
+            seed=9,
+            shuffle=shuffle,
+            rank=r,
+            world_size=world,
+            drop_last=drop_last,
+        )
+        for r in range(world)
+    ]
     for s in shards:
         s.set_epoch(2)
     parts = [all_starts(s).astype(int).tolist() for s in shards]
@@ -370,7 +448,7 @@ def test_batches_are_fresh_writable_contiguous():
     for arr in b[0]:
         assert arr.flags.c_contiguous and arr.flags.writeable
         assert not np.shares_memory(arr, x) and not np.shares_memory(arr, y)
-    xb, yb, wb = b[0]
+    xb, _yb, wb = b[0]
     assert wb.dtype == np.float32 and wb.shape == (4, 16)
     xb[...] = -1  # writing into a batch never touches the data
     assert x.min() >= 0
@@ -386,7 +464,7 @@ def test_pickles_memmaps_by_path(tmp_path):
         assert len(blob) < 4000, "a memmap must not be pickled with its data"
         c = pickle.loads(blob)
         np.testing.assert_array_equal(c[3][0], b[3][0])
-        np.testing.assert_array_equal(c[3][0][0], x[b.starts(3)[0]:b.starts(3)[0] + 25])
+        np.testing.assert_array_equal(c[3][0][0], x[b.starts(3)[0] : b.starts(3)[0] + 25])
     # in-memory arrays travel by value
     arr = ramp(1000)
     assert len(pickle.dumps(Batches(arr, window=5))) > arr.nbytes
@@ -403,34 +481,40 @@ def test_npydir_arrays_pickle_by_path(tmp_path):
     for got, want in zip(c[7], b[7]):
         np.testing.assert_array_equal(got, want)
     s = b.starts(7)[0]
-    np.testing.assert_array_equal(c[7][0][0], ramp(4000, 3)[s:s + 30])
-    np.testing.assert_array_equal(c[7][1][0], onehot(4000, 3)[s:s + 30:3])
+    np.testing.assert_array_equal(c[7][0][0], ramp(4000, 3)[s : s + 30])
+    np.testing.assert_array_equal(c[7][1][0], onehot(4000, 3)[s : s + 30 : 3])
 
 
 # ----------------------------------------------------------------------------- errors
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(window=101), r"window=101 is longer than the data: x has 100 samples"),
-    (dict(window=10, first=95), r"window=10 is longer than the data"),
-    (dict(window=10, last=101), r"last=101 is past the end of x \(100 samples\)"),
-    (dict(window=10, first=50, last=50), r"first=50 must be < last=50"),
-    (dict(window=10, rank=2, world_size=2), r"rank must be in \[0, world_size=2\), got rank=2"),
-    (dict(window=10, rank=-1), r"rank must be in"),
-    (dict(window=10, world_size=0), r"world_size must be >= 1"),
-    (dict(window=0), r"window must be >= 1, got 0"),
-    (dict(window=10, batch_size=0), r"batch_size must be >= 1"),
-    (dict(window=10, stride=0), r"stride must be >= 1"),
-    (dict(window=10, y_window=True, output_stride=3), r"multiple of output_stride=3"),
-    (dict(window=10, y_window=True, data_padding=5), r"data_padding=5 leaves no sample"),
-    (dict(window=10, y_offset=10, last=95), None),  # fine: 84 + 10 < 100
-    (dict(window=10, y_offset=10), r"y_offset=10 points outside y \(100 samples\)"),
-    (dict(window=10, y_offset=-1), r"y_offset=-1 points outside y"),
-    (dict(window=10, class_weights=[1, 2]), r"class_weights has 2 entries but y has shape"),
-    (dict(window=10, boundaries=[0, 500]), r"boundaries must lie in \[0, 100\]"),
-    (dict(window=60, boundaries=[50]), r"no recording between boundaries holds a whole"),
-    (dict(window=10.5), r"window must be an integer"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"window": 101}, r"window=101 is longer than the data: x has 100 samples"),
+        ({"window": 10, "first": 95}, r"window=10 is longer than the data"),
+        ({"window": 10, "last": 101}, r"last=101 is past the end of x \(100 samples\)"),
+        ({"window": 10, "first": 50, "last": 50}, r"first=50 must be < last=50"),
+        (
+            {"window": 10, "rank": 2, "world_size": 2},
+            r"rank must be in \[0, world_size=2\), got rank=2",
+        ),
+        ({"window": 10, "rank": -1}, r"rank must be in"),
+        ({"window": 10, "world_size": 0}, r"world_size must be >= 1"),
+        ({"window": 0}, r"window must be >= 1, got 0"),
+        ({"window": 10, "batch_size": 0}, r"batch_size must be >= 1"),
+        ({"window": 10, "stride": 0}, r"stride must be >= 1"),
+        ({"window": 10, "y_window": True, "output_stride": 3}, r"multiple of output_stride=3"),
+        ({"window": 10, "y_window": True, "data_padding": 5}, r"data_padding=5 leaves no sample"),
+        ({"window": 10, "y_offset": 10, "last": 95}, None),  # fine: 84 + 10 < 100
+        ({"window": 10, "y_offset": 10}, r"y_offset=10 points outside y \(100 samples\)"),
+        ({"window": 10, "y_offset": -1}, r"y_offset=-1 points outside y"),
+        ({"window": 10, "class_weights": [1, 2]}, r"class_weights has 2 entries but y has shape"),
+        ({"window": 10, "boundaries": [0, 500]}, r"boundaries must lie in \[0, 100\]"),
+        ({"window": 60, "boundaries": [50]}, r"no recording between boundaries holds a whole"),
+        ({"window": 10.5}, r"window must be an integer"),
+    ],
+)
 def test_errors_say_what_is_wrong(kwargs, match):
     x, y = ramp(100), onehot(100, 3)
     if match is None:
@@ -444,8 +528,11 @@ def test_errors_name_the_store_key_or_file(tmp_path):
     root = npydir.open(tmp_path / "ds.npy", mode="w")
     x = root.create_dataset("train/x", data=ramp(100))
     y = root.create_dataset("train/y", data=onehot(90, 2))
-    with pytest.raises(ValueError, match=r"y \(/train/y\) has 90 samples but x \(/train/x\) "
-                                         r"has 100"):
+    with pytest.raises(
+        ValueError,
+        match=r"y \(/train/y\) has 90 samples but x \(/train/x\) "
+        r"has 100",
+    ):
         Batches(x, y, window=4)
     np.save(tmp_path / "x.npy", ramp(100))
     mm = np.load(tmp_path / "x.npy", mmap_mode="r")

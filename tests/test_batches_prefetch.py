@@ -32,7 +32,7 @@ def make(prefetch, **kw):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((3000, 3)).astype("f4")
     y = np.eye(4, dtype="f4")[rng.integers(0, 4, 3000)]
-    kw = dict(window=40, batch_size=16, seed=5, y_window=True, data_padding=3) | kw
+    kw = {"window": 40, "batch_size": 16, "seed": 5, "y_window": True, "data_padding": 3} | kw
     return Batches(x, y, prefetch=prefetch, **kw)
 
 
@@ -99,7 +99,7 @@ def test_exceptions_reach_the_consumer_at_their_batch(monkeypatch):
     got = []
     with pytest.raises(OSError, match="disk went away"):
         for batch in make(2):
-            got.append(batch)
+            got.append(batch)  # noqa: PERF402 - keeps what arrived before the error
     assert len(got) == 3
 
 
@@ -119,7 +119,7 @@ def test_planner_exceptions_reach_the_consumer(monkeypatch):
     got = []
     with pytest.raises(MemoryError, match="planner failed"):
         for batch in b:
-            got.append(batch)
+            got.append(batch)  # noqa: PERF402 - keeps what arrived before the error
     assert len(got) == 4  # two chunks of two batches, then the third chunk fails
 
 
@@ -146,8 +146,11 @@ def test_the_queue_is_bounded(monkeypatch):
 def test_advise_is_asked_for_the_next_batch(monkeypatch, tmp_path, mode):
     seen = []
     if mode is True:
-        monkeypatch.setattr(npydir.windows, "advise_windows",
-                            lambda x, starts, window, **kw: seen.append((np.copy(starts), window)))
+        monkeypatch.setattr(
+            npydir.windows,
+            "advise_windows",
+            lambda x, starts, window, **kw: seen.append((np.copy(starts), window)),
+        )
     else:  # the kernel's sampled check: mincore a few windows, madvise all if one is cold
         real = npydir.windows._advise
 

@@ -15,10 +15,11 @@ from npydir import Batches
 from npydir.errors import MissingDependencyError
 
 torch = pytest.importorskip(
-    "torch", reason="torch is not installed: pip install 'npydir[torch]' to test npydir.torch")
-from torch.utils.data import DataLoader  # noqa: E402
+    "torch", reason="torch is not installed: pip install 'npydir[torch]' to test npydir.torch"
+)
+from torch.utils.data import DataLoader
 
-from npydir.torch import WindowDataset  # noqa: E402
+from npydir.torch import WindowDataset
 
 
 @pytest.fixture(params=["memmap", "npydir"])
@@ -32,8 +33,7 @@ def stored(tmp_path, request):
         return root.create_dataset("train/x", data=x), root.create_dataset("train/y", data=y)
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "y.npy", y)
-    return (np.load(tmp_path / "x.npy", mmap_mode="r"),
-            np.load(tmp_path / "y.npy", mmap_mode="r"))
+    return (np.load(tmp_path / "x.npy", mmap_mode="r"), np.load(tmp_path / "y.npy", mmap_mode="r"))
 
 
 def test_from_numpy_takes_batches_without_copy_or_warning():
@@ -52,7 +52,14 @@ def test_from_numpy_takes_batches_without_copy_or_warning():
 @pytest.mark.parametrize("context", ["fork", "spawn"])
 def test_dataloader_workers_yield_the_batches_of_iter(stored, context):
     x, y = stored
-    kw = dict(window=64, batch_size=32, stride=3, seed=11, y_window=True, data_padding=4)
+    kw = {
+        "window": 64,
+        "batch_size": 32,
+        "stride": 3,
+        "seed": 11,
+        "y_window": True,
+        "data_padding": 4,
+    }
     ds = WindowDataset(x, y, **kw)
     ds.set_epoch(1)
     want = Batches(x, y, prefetch=0, **kw)
@@ -71,8 +78,16 @@ def test_ranks_and_workers_shard_disjointly(stored):
     x, _ = stored
     seen = []
     for rank in range(2):
-        ds = WindowDataset(x, window=100, batch_size=16, stride=7, seed=4, rank=rank,
-                           world_size=2, as_tensors=False)
+        ds = WindowDataset(
+            x,
+            window=100,
+            batch_size=16,
+            stride=7,
+            seed=4,
+            rank=rank,
+            world_size=2,
+            as_tensors=False,
+        )
         for (xb,) in DataLoader(ds, batch_size=None, num_workers=2):
             # random data: a window is identified by its first value
             seen.extend(xb[:, 0, 0].tolist())
