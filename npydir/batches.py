@@ -37,10 +37,35 @@ _CHUNK_WINDOWS = 8192
 _NO_KEYS = np.empty(0, dtype=np.uint64)
 #: windows of the next batch whose pages mincore() checks in advise="auto"
 _ADVISE_SAMPLE = 2
+#: most batches advise="auto" skips between checks while the data stays in the page cache
+_ADVISE_MAX_SKIP = 31
 
 
 def _no_advice(starts: np.ndarray) -> None:
     return None
+
+
+class _BackoffAdvice:
+    """Call ``check(starts)`` (returns how many read-ahead requests it made) for the next
+    batch, but after checks that found everything cached, skip 1, 3, 7, ... up to
+    ``_ADVISE_MAX_SKIP`` batches: warm data then costs a check every 32 batches, and cold
+    data is back to every batch from the first check that finds a page missing.  (The
+    kernel still checks each batch it copies itself.)"""
+
+    def __init__(self, check) -> None:
+        self.check = check
+        self.skip = 0
+        self.warm_streak = 0
+
+    def __call__(self, starts: np.ndarray) -> None:
+        if self.skip:
+            self.skip -= 1
+            return
+        if self.check(starts):
+            self.warm_streak = 0
+        else:
+            self.warm_streak += 1
+            self.skip = min((1 << self.warm_streak) - 1, _ADVISE_MAX_SKIP)
 
 
 # --------------------------------------------------------------------------------------
@@ -669,8 +694,9 @@ class Batches:
         """``advise(starts)`` for the next batch, or a no-op; see the ``advise`` parameter.
 
         ``"auto"`` uses the kernel's sampled check (``mincore`` on two windows, then one
-        ``madvise`` for all windows only when a page is missing): two cheap syscalls per
-        batch when warm, the whole next batch requested ahead when cold.  ``advise_windows``
+        ``madvise`` for all windows only when a page is missing), backing off while it
+        keeps finding the data warm: next to nothing per batch when warm, the whole next
+        batch requested ahead when cold.  ``advise_windows``
         itself always issues the ``madvise`` calls, which costs more than a small window's
         copy on the warm path, so it is used only with ``advise=True``.
         """
@@ -689,7 +715,7 @@ class Batches:
         if sampled is None or as_2d is None or mapped is None or not mapped(flat):
             return _no_advice  # in memory (nothing to read ahead) or an older kernel
         a = as_2d(flat)
-        return lambda starts: sampled(a, starts, window, _ADVISE_SAMPLE)
+        return _BackoffAdvice(lambda starts: sampled(a, starts, window, _ADVISE_SAMPLE))
 
     def _iterate(self, indices: Sequence[int]) -> Iterator[tuple]:
         """Batches ``indices`` (a range stays a range: never a list of every index)."""

@@ -144,6 +144,8 @@ def test_the_queue_is_bounded(monkeypatch):
 
 @pytest.mark.parametrize("mode", [True, "auto"])
 def test_advise_is_asked_for_the_next_batch(monkeypatch, tmp_path, mode):
+    """advise=True: every next batch; "auto" on cold data (the check finds pages missing,
+    simulated here): every next batch too."""
     seen = []
     if mode is True:
         monkeypatch.setattr(
@@ -157,7 +159,8 @@ def test_advise_is_asked_for_the_next_batch(monkeypatch, tmp_path, mode):
         def spy(a, starts, window, sample):
             assert sample > 0
             seen.append((np.copy(starts), window))
-            return real(a, starts, window, sample)
+            real(a, starts, window, sample)
+            return 1  # "cold": one read-ahead request made
 
         monkeypatch.setattr(npydir.windows, "_advise", spy)
     b0 = make(0)
@@ -173,6 +176,20 @@ def test_advise_is_asked_for_the_next_batch(monkeypatch, tmp_path, mode):
         for i, (starts, window) in enumerate(seen):
             np.testing.assert_array_equal(starts, b.starts(i + 1))
             assert window == b.window
+
+
+def test_auto_advice_backs_off_while_warm():
+    checks = []
+    results = iter([0] * 6 + [1] + [0] * 100)  # warm, warm, ..., one cold check, warm
+    advice = npydir.batches._BackoffAdvice(
+        lambda starts: checks.append(int(starts[0])) or next(results)
+    )
+    for i in range(200):
+        advice(np.array([i]))
+    # checks at 0, then after skipping 1, 3, 7, 15, 31, 31 batches; the cold one resets
+    assert checks[:7] == [0, 2, 6, 14, 30, 62, 94]
+    assert checks[7:10] == [95, 97, 101]
+    assert len(checks) < 20
 
 
 def test_advise_off_and_in_memory_never_advise(monkeypatch):
