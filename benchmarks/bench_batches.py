@@ -5,9 +5,10 @@ Run on demand::
     NPYDIR_BENCH_GB=2 .venv/bin/python -m pytest benchmarks/bench_batches.py \
         --benchmark-enable -s -p no:cacheprovider
 
-Environment: NPYDIR_BENCH_GB (file size, default 2), NPYDIR_BENCH_DIR (where the file is
-kept between runs, default the temp dir), NPYDIR_BENCH_ROUNDS (7), NPYDIR_BENCH_BATCHES
-(batches per round, 200), NPYDIR_BENCH_COLD_BATCHES (30).
+Environment: NPYDIR_BENCH_GB (file size; default 2, or 1/16 for a smoke run without
+--benchmark-enable), NPYDIR_BENCH_DIR (where the file is kept between runs, default the
+temp dir), NPYDIR_BENCH_ROUNDS (7), NPYDIR_BENCH_BATCHES (batches per round, 200),
+NPYDIR_BENCH_COLD_BATCHES (30).
 
 For each (batch, window) a memory-mapped float32 ``[samples, 9]`` file of
 ``NPYDIR_BENCH_GB`` GiB (default 2, far above the last-level cache) is read with the page
@@ -50,16 +51,33 @@ import npydir
 from npydir import Batches
 
 CHANNELS = 9
-GIB = float(os.environ.get("NPYDIR_BENCH_GB", "2"))
+
+
+def _gib(config) -> float:
+    """File size: NPYDIR_BENCH_GB, else 2 GiB, or 1/16 GiB for a smoke run (benchmarks
+    disabled, the default in pyproject): seconds, not a measurement."""
+    if "NPYDIR_BENCH_GB" in os.environ:
+        return float(os.environ["NPYDIR_BENCH_GB"])
+    enabled = config.getoption("benchmark_enable", False) or config.getoption(
+        "benchmark_only", False
+    )
+    return 2.0 if enabled else 0.0625
+
+
 ROUNDS = int(os.environ.get("NPYDIR_BENCH_ROUNDS", "7"))
 ROUNDS_BATCHES = int(os.environ.get("NPYDIR_BENCH_BATCHES", "200"))
 
 
 @pytest.fixture(scope="module")
-def data_path() -> Path:
+def gib(request) -> float:
+    return _gib(request.config)
+
+
+@pytest.fixture(scope="module")
+def data_path(gib) -> Path:
     """A float32 [samples, 9] .npy of NPYDIR_BENCH_GB GiB, kept between runs."""
     folder = Path(os.environ.get("NPYDIR_BENCH_DIR", tempfile.gettempdir()))
-    n = int(GIB * 2**30) // (4 * CHANNELS)
+    n = int(gib * 2**30) // (4 * CHANNELS)
     path = folder / f"npydir-bench-batches-{n}x{CHANNELS}-f4.npy"
     if not path.exists():
         tmp = path.with_suffix(".tmp.npy")
@@ -88,7 +106,7 @@ COLD_BATCHES = int(os.environ.get("NPYDIR_BENCH_COLD_BATCHES", "30"))
 
 # Runs before the warm tests below: their module-scoped mapping would pin the pages.
 @pytest.mark.parametrize("batch, window", [(32, 4096), (256, 64)])
-def test_cold_cache_lookahead(benchmark, data_path, batch, window):
+def test_cold_cache_lookahead(benchmark, data_path, gib, batch, window):
     """Cold page cache: advise="auto" (next batch's pages requested while this one is
     copied) against advise=False (only the kernel's own in-call read-ahead)."""
     if not hasattr(os, "posix_fadvise"):
@@ -122,7 +140,7 @@ def test_cold_cache_lookahead(benchmark, data_path, batch, window):
         cold_off_batches_per_s=off, cold_auto_batches_per_s=auto, ratio=ratio
     )
     print(
-        f"\ncold (batch, window)=({batch}, {window}), {GIB:g} GiB file: advise=False "
+        f"\ncold (batch, window)=({batch}, {window}), {gib:g} GiB file: advise=False "
         f"{off:.0f} batches/s, advise='auto' {auto:.0f} batches/s, ratio {ratio:.2f}"
     )
 
@@ -141,7 +159,7 @@ def _median_rate(times: list[float]) -> float:
 
 
 @pytest.mark.parametrize("batch, window", [(32, 4096), (256, 64), (1024, 16)])
-def test_batches_vs_kernel(benchmark, data, batch, window):
+def test_batches_vs_kernel(benchmark, data, gib, batch, window):
     loader = Batches(data, window=window, batch_size=batch, seed=0, prefetch=2)
     kernel_times: list[float] = []
     thread_times: list[float] = []
@@ -210,7 +228,7 @@ def test_batches_vs_kernel(benchmark, data, batch, window):
         thread_ratio=thread_rate / kernel_rate,
     )
     print(
-        f"\n(batch, window)=({batch}, {window}), {mb:.2f} MB/batch, {GIB:g} GiB file: "
+        f"\n(batch, window)=({batch}, {window}), {mb:.2f} MB/batch, {gib:g} GiB file: "
         f"kernel {kernel_rate:.0f} batches/s, thread+queue {thread_rate:.0f} "
         f"({thread_rate / kernel_rate:.2f}x), Batches(prefetch=2) {batches_rate:.0f} "
         f"batches/s, ratio {ratio:.2f}"
