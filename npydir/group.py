@@ -911,11 +911,13 @@ class Group(_Node, MutableMapping):
             else:
                 _rmtree(d)
         else:
-            os.unlink(d.with_name(d.name + ARRAY_SUFFIX))
+            # attrs first: a crash in between leaves an array without attrs (it was being
+            # deleted anyway), never attrs without an array
             try:
                 os.unlink(d.with_name(d.name + ATTRS_SUFFIX))
             except FileNotFoundError:
                 pass
+            os.unlink(d.with_name(d.name + ARRAY_SUFFIX))
 
     def _forget(self, parts: tuple[str, ...]) -> None:
         """Detach cached Array objects at or below ``parts`` (deleted or moved)."""
@@ -943,13 +945,33 @@ class Group(_Node, MutableMapping):
         s = self._store.dir_of(src)
         d = parent / dst[-1]
         if kind == "group":
-            os.rename(s, d)
+            os.rename(s, d)  # one rename: atomic
         else:
-            os.rename(s.with_name(s.name + ARRAY_SUFFIX), d.with_name(d.name + ARRAY_SUFFIX))
-            try:
-                os.rename(s.with_name(s.name + ATTRS_SUFFIX), d.with_name(d.name + ATTRS_SUFFIX))
-            except FileNotFoundError:
-                pass
+            _move_array_files(s, d)
+
+
+def _move_array_files(s: Path, d: Path) -> None:
+    """Move ``<s>.npy`` and ``<s>.attrs.json`` to ``<d>.*`` so a crash loses nothing.
+
+    The attrs file is hard-linked to its new name first, then the array is renamed, then the old
+    attrs name is removed.  A crash leaves at most an extra name of the same attrs inode (link
+    count 2), which :func:`npydir.repair` removes; repeating the move completes it.  Where hard
+    links are not supported, the attrs file is renamed first, and a repeated move still finds it.
+    """
+    s_npy, d_npy = s.with_name(s.name + ARRAY_SUFFIX), d.with_name(d.name + ARRAY_SUFFIX)
+    s_attrs, d_attrs = s.with_name(s.name + ATTRS_SUFFIX), d.with_name(d.name + ATTRS_SUFFIX)
+    linked = False
+    if os.path.exists(s_attrs):
+        if os.path.lexists(d_attrs):  # a stale duplicate from an interrupted move
+            os.unlink(d_attrs)
+        try:
+            os.link(s_attrs, d_attrs)
+            linked = True
+        except OSError:
+            os.rename(s_attrs, d_attrs)
+    os.rename(s_npy, d_npy)
+    if linked:
+        os.unlink(s_attrs)
 
 
 class Tree(str):

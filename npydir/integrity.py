@@ -11,6 +11,9 @@ kind                meaning
 ``bad-header``      an ``.npy`` header does not parse, or holds an object dtype
 ``bad-attrs``       an attrs JSON file (or a legacy ``attrs.npy``) does not decode
 ``stray-temp``      a temp file left by an interrupted atomic write
+``duplicate-attrs`` ``<name>.attrs.json`` without ``<name>.npy`` that is a second name of another
+                    attrs file (link count > 1): left by an interrupted move
+``orphan-attrs``    ``<name>.attrs.json`` without ``<name>.npy`` and no other name
 ``bad-format-file`` ``.npydir.json`` is not what it should be
 ==================  ==========================================================================
 
@@ -31,12 +34,13 @@ from typing import Any
 from .attrs import read_attrs_file, read_legacy_attrs
 from .errors import FormatError, IntegrityError, StoreNotFoundError, UnsafePickleError
 from .lock import LOCK_NAME, StoreLock
+from .names import ATTRS_SUFFIX
 from .npyfile import is_temp_name, read_header
 
 __all__ = ["Problem", "Report", "repair", "verify"]
 
 #: problem kinds repair() fixes
-REPAIRABLE = frozenset({"torn-append", "stray-temp"})
+REPAIRABLE = frozenset({"torn-append", "stray-temp", "duplicate-attrs"})
 
 
 @dataclass(frozen=True)
@@ -192,6 +196,26 @@ def verify(path: str | os.PathLike) -> Report:
                     read_attrs_file(p)
                 except (FormatError, OSError) as exc:
                     report.problems.append(Problem(p, "bad-attrs", detail=str(exc)))
+                if name.endswith(ATTRS_SUFFIX):
+                    stem = name[: -len(ATTRS_SUFFIX)]
+                    if stem + ".npy" not in filenames:
+                        try:
+                            links = os.lstat(p).st_nlink
+                        except OSError:
+                            links = 1
+                        if links > 1:
+                            report.problems.append(
+                                Problem(
+                                    p,
+                                    "duplicate-attrs",
+                                    detail=f"a second name of attrs still "
+                                    f"linked elsewhere ({links} links), left by an interrupted move",
+                                )
+                            )
+                        else:
+                            report.problems.append(
+                                Problem(p, "orphan-attrs", detail=f"no array {stem}.npy beside it")
+                            )
     return report
 
 
@@ -231,6 +255,11 @@ def repair(path: str | os.PathLike) -> Report:
                         fp.truncate(header.expected_size)
                         fp.flush()
                         os.fsync(fp.fileno())
+                report.repaired.append(problem)
+            elif problem.kind == "duplicate-attrs":
+                # re-check under the lock: only a second name of a still-linked inode goes
+                if os.lstat(problem.file).st_nlink > 1:
+                    os.unlink(problem.file)
                 report.repaired.append(problem)
             elif problem.kind == "stray-temp":
                 try:

@@ -271,3 +271,44 @@ def test_readers_racing_an_appender_see_consistent_prefixes(tmp_path):
         proc.wait()
         proc.stdout.close()
     assert len(seen) > 10 and seen == sorted(seen) and seen[-1] > 0
+
+
+@pytest.mark.parametrize("crash_at", ["after-link", "after-rename"])
+def test_interrupted_move_of_an_array_loses_nothing(tmp_path, monkeypatch, crash_at):
+    import npydir.group as group_mod
+
+    store = tmp_path / "s.npy"
+    with npydir.open(store, "w") as r:
+        r["a/x"] = np.arange(3)
+        r["a/x"].attrs["unit"] = "V"
+        real_rename, real_unlink = os.rename, os.unlink
+
+        def crash(*args):
+            raise KeyboardInterrupt("killed")
+
+        # the move: link attrs, rename array, unlink old attrs name
+        monkeypatch.setattr(group_mod.os, "rename" if crash_at == "after-link" else "unlink", crash)
+        with pytest.raises(KeyboardInterrupt):
+            r.move("a/x", "b/y")
+        monkeypatch.setattr(group_mod.os, "rename", real_rename)
+        monkeypatch.setattr(group_mod.os, "unlink", real_unlink)
+    rep = npydir.verify(store)
+    assert rep.kinds() == ["duplicate-attrs"]  # a second name of the same attrs, nothing lost
+    where = "a/x" if crash_at == "after-link" else "b/y"
+    with npydir.open(store, "r") as r:
+        assert r[where].attrs["unit"] == "V" and r[where][:].tolist() == [0, 1, 2]
+    assert npydir.repair(store).ok and npydir.verify(store).ok
+    with npydir.open(store, "a") as r:
+        if crash_at == "after-link":
+            r.move("a/x", "b/y")  # repeating the move completes it
+        assert r["b/y"].attrs["unit"] == "V" and "a/x" not in r
+
+
+def test_orphan_attrs_are_reported_not_removed(tmp_path):
+    store = tmp_path / "s.npy"
+    npydir.open(store, "w").close()
+    (store / "gone.attrs.json").write_text('{"a": 1}')
+    assert npydir.verify(store).kinds() == ["orphan-attrs"]
+    with pytest.raises(IntegrityError, match="orphan-attrs"):
+        npydir.repair(store)
+    assert (store / "gone.attrs.json").exists()
