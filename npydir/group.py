@@ -284,8 +284,16 @@ class AttributeManager(MutableMapping):
     a writer's updates.  Values round-trip as the table in :mod:`npydir.attrs` says.
     """
 
-    def __init__(self, store: _Store, path: Path, owner: str, legacy: Path | None = None) -> None:
+    def __init__(
+        self,
+        store: _Store,
+        path: Path,
+        owner: str,
+        legacy: Path | None = None,
+        check: Callable[[], None] | None = None,
+    ) -> None:
         self._store = store
+        self._check = check or store.check_open  # an array's attrs die with the array
         self._path = path
         self._owner = owner
         self._legacy = legacy
@@ -305,7 +313,7 @@ class AttributeManager(MutableMapping):
         return (stamp(self._path), stamp(self._legacy))
 
     def _load(self) -> dict[str, Any]:
-        self._store.check_open()
+        self._check()
         stamp = self._stat()
         if self._cache is None or stamp != self._stamp:
             if stamp[0] is not None:
@@ -336,6 +344,7 @@ class AttributeManager(MutableMapping):
     def update(self, other: Any = (), /, **kwargs: Any) -> None:  # one write for many keys
         """Set several attributes with one write."""
         self._store.check_writable(f"set attributes of {self._owner}")
+        self._check()
         new = dict(other.items() if hasattr(other, "items") else other, **kwargs)
         for k in new:
             if not isinstance(k, str):
@@ -348,6 +357,7 @@ class AttributeManager(MutableMapping):
 
     def __delitem__(self, key: str) -> None:
         self._store.check_writable(f"delete attributes of {self._owner}")
+        self._check()
         data = dict(self._load())
         if key not in data:
             raise MemberNotFoundError(f"no attribute {key!r} in {self._owner}")
@@ -356,6 +366,7 @@ class AttributeManager(MutableMapping):
 
     def clear(self) -> None:
         self._store.check_writable(f"delete attributes of {self._owner}")
+        self._check()
         self._write({})
 
     def __iter__(self) -> Iterator[str]:
@@ -1091,6 +1102,7 @@ class Array(_Node):
             self._store,
             self._file.with_name(self.basename + ATTRS_SUFFIX),
             f"array {self._where()}",
+            check=self._check,
         )
 
     def __len__(self) -> int:

@@ -422,3 +422,14 @@ def test_unsynced_appends_are_fsynced_on_flush_and_close(store, monkeypatch):
     x.append(np.zeros((1, 2), "i4"), sync=False)
     root.close()
     assert synced == [x.filename, x.filename]
+
+
+def test_deleted_array_handles_refuse_use(root):
+    x = root.create_dataset("x", data=np.arange(3))
+    attrs = x.attrs
+    del root["x"]
+    with pytest.raises(MemberNotFoundError, match="deleted or moved"):
+        x[0]
+    with pytest.raises(MemberNotFoundError, match="deleted or moved"):
+        attrs["a"] = 1  # would leave an orphan attrs file
+    assert sorted(p.name for p in root.filename.iterdir()) == [".npydir.json", ".npydir.lock"]
