@@ -33,7 +33,7 @@ from typing import Any
 
 from .attrs import read_attrs_file, read_legacy_attrs
 from .errors import FormatError, IntegrityError, StoreNotFoundError, UnsafePickleError
-from .lock import LOCK_NAME, StoreLock
+from .lock import StoreLock
 from .names import ATTRS_SUFFIX
 from .npyfile import is_temp_name, read_header
 
@@ -171,16 +171,10 @@ def verify(path: str | os.PathLike) -> Report:
                 report.problems.append(
                     Problem(p, "stray-temp", detail="left by an interrupted write")
                 )
-            elif name == LOCK_NAME or name.startswith("."):
+            elif name.startswith("."):  # the lock file, .npydir.json
                 if name == ".npydir.json" and here == root:
                     report.checked += 1
-                    try:
-                        info = json.loads(p.read_bytes())
-                        if not isinstance(info, dict) or info.get("format") != "npydir":
-                            raise ValueError(f"unexpected content {info!r}")
-                    except ValueError as exc:
-                        report.problems.append(Problem(p, "bad-format-file", detail=str(exc)))
-                continue
+                    _check_format_file(p, report)
             elif name == "attrs.npy":
                 report.checked += 1
                 try:
@@ -192,31 +186,38 @@ def verify(path: str | os.PathLike) -> Report:
                 _check_npy(p, report)
             elif name.endswith(".json"):
                 report.checked += 1
-                try:
-                    read_attrs_file(p)
-                except (FormatError, OSError) as exc:
-                    report.problems.append(Problem(p, "bad-attrs", detail=str(exc)))
-                if name.endswith(ATTRS_SUFFIX):
-                    stem = name[: -len(ATTRS_SUFFIX)]
-                    if stem + ".npy" not in filenames:
-                        try:
-                            links = os.lstat(p).st_nlink
-                        except OSError:
-                            links = 1
-                        if links > 1:
-                            report.problems.append(
-                                Problem(
-                                    p,
-                                    "duplicate-attrs",
-                                    detail=f"a second name of attrs still "
-                                    f"linked elsewhere ({links} links), left by an interrupted move",
-                                )
-                            )
-                        else:
-                            report.problems.append(
-                                Problem(p, "orphan-attrs", detail=f"no array {stem}.npy beside it")
-                            )
+                _check_attrs(p, set(filenames), report)
     return report
+
+
+def _check_format_file(p: Path, report: Report) -> None:
+    try:
+        info = json.loads(p.read_bytes())
+        if not isinstance(info, dict) or info.get("format") != "npydir":
+            raise ValueError(f"unexpected content {info!r}")
+    except ValueError as exc:
+        report.problems.append(Problem(p, "bad-format-file", detail=str(exc)))
+
+
+def _check_attrs(p: Path, siblings: set[str], report: Report) -> None:
+    try:
+        read_attrs_file(p)
+    except (FormatError, OSError) as exc:
+        report.problems.append(Problem(p, "bad-attrs", detail=str(exc)))
+    if not p.name.endswith(ATTRS_SUFFIX):
+        return
+    stem = p.name[: -len(ATTRS_SUFFIX)]
+    if stem + ".npy" in siblings:
+        return
+    try:
+        links = os.lstat(p).st_nlink
+    except OSError:
+        links = 1
+    if links > 1:  # the same attrs live on under another name: an interrupted move
+        detail = f"a second name of attrs linked elsewhere ({links} links): an interrupted move"
+        report.problems.append(Problem(p, "duplicate-attrs", detail=detail))
+    else:
+        report.problems.append(Problem(p, "orphan-attrs", detail=f"no array {stem}.npy beside it"))
 
 
 def repair(path: str | os.PathLike) -> Report:
