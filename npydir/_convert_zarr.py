@@ -313,7 +313,10 @@ class ZarrDest:
                 existing = zarr.create_array(
                     self.root.store, name=path, shape=node.shape, dtype=node.dtype,
                     compressors=zarr_compressors(self.compression, self.zarr_format),
-                    zarr_format=self.zarr_format, fill_value=None, **kwargs,
+                    zarr_format=self.zarr_format, fill_value=None,
+                    # every chunk written: zarr would skip chunks "equal" to the fill value,
+                    # and -0.0 == 0.0 would lose the sign bit
+                    config={"write_empty_chunks": True}, **kwargs,
                 )
         attrs = dict(attrs)
         if self.zarr_format == 3 and node.dtype.byteorder == ">":  # zarr 3 reads it as native

@@ -449,8 +449,10 @@ def _progress_bar(enabled: bool, total: int, initial: int, name: str):
 _LOCAL = threading.local()
 
 
-def _block_buffer(node: Node, start: int, stop: int) -> np.ndarray | None:
-    """This thread's reusable buffer, shaped for rows ``start:stop`` of ``node``.
+def _block_buffer(node: Node, start: int, stop: int, phase: int = 0) -> np.ndarray | None:
+    """This thread's reusable buffer, shaped for rows ``start:stop`` of ``node``, starting at
+    an address ``phase`` bytes past a 4 KiB boundary (the rows' phase in the destination
+    file, so the destination can write the aligned interior with direct I/O).
 
     Reusing one buffer per thread keeps the memory in flight at threads x block and spares
     the page faults of a fresh allocation for every block."""
@@ -458,16 +460,19 @@ def _block_buffer(node: Node, start: int, stop: int) -> np.ndarray | None:
         return None
     nbytes = (stop - start) * node.row_bytes
     buf = getattr(_LOCAL, "buf", None)
-    if buf is None or buf.nbytes < nbytes:
-        buf = _LOCAL.buf = np.empty(max(nbytes, 1), np.uint8)
-    return buf[:nbytes].view(node.dtype).reshape((stop - start,) + tuple(node.shape[1:]))
+    if buf is None or buf.nbytes < nbytes + 4096:
+        buf = _LOCAL.buf = np.empty(nbytes + 4096, np.uint8)
+    k = (phase - buf.ctypes.data) % 4096
+    view = buf[k:k + nbytes]
+    return view.view(node.dtype).reshape((stop - start,) + tuple(node.shape[1:]))
 
 
-def _read_block(source, node: Node, path: str, start: int, stop: int) -> np.ndarray:
+def _read_block(source, node: Node, path: str, start: int, stop: int,
+                phase: int = 0) -> np.ndarray:
     """Rows ``start:stop`` as stored at the destination: decoded into this thread's buffer
     when the backend can, else read and converted."""
     if node.transform is None:
-        buf = _block_buffer(node, start, stop)
+        buf = _block_buffer(node, start, stop, phase)
         if buf is not None and source.read_into(path, start, stop, buf):
             return buf
     return apply_transform(node.transform, source.read(path, start, stop))
@@ -479,7 +484,8 @@ def _transfer(source, node: Node, path: str, start: int, stop: int, rows) -> Non
     else decoded into this thread's buffer and written."""
     if node.transform is None and rows.copy_from(source, path, start, stop):
         return
-    rows.write(start, stop, _read_block(source, node, path, start, stop))
+    rows.write(start, stop, _read_block(source, node, path, start, stop,
+                                        rows.file_phase(start)))
 
 
 def _copy_block(source, dest, mapping, path: str, start: int, stop: int):
