@@ -17,6 +17,9 @@ cache warm.  In the same test, alternating round by round so both see the same m
 * kernel: ``gather_windows(x, starts_i, window)`` for ``ROUNDS_BATCHES`` precomputed
   batches of fresh random starts (the starts of ``Batches.starts(i)``, computed before the
   clock starts) — the rate no loader on top of the kernel can beat;
+* held: the kernel loop keeping its last 3 batches alive, as the consumer of a
+  ``prefetch=2`` loader does (fresh arrays that stay alive cannot reuse the buffer just
+  freed, which costs large batches their cache-warm destination);
 * thread: the least any prefetching loader does — the same kernel calls in one
   background thread, handed over through a ``queue.Queue(maxsize=2)``; it shows how much of
   the gap is the thread hand-off itself on this machine;
@@ -163,6 +166,7 @@ def test_batches_vs_kernel(benchmark, data, gib, batch, window):
     loader = Batches(data, window=window, batch_size=batch, seed=0, prefetch=2)
     kernel_times: list[float] = []
     thread_times: list[float] = []
+    held_times: list[float] = []
     batches_times: list[float] = []
     epoch = [0]
 
@@ -171,6 +175,16 @@ def test_batches_vs_kernel(benchmark, data, gib, batch, window):
         for s in starts:
             npydir.gather_windows(data, s, window)
         kernel_times.append(time.perf_counter() - t0)
+
+    def held_round(starts) -> None:
+        # the kernel loop again, but keeping the last 3 batches alive as a consumer of a
+        # prefetch=2 loader does: fresh buffers no longer reuse the one just freed
+        t0 = time.perf_counter()
+        alive: list = []
+        for s in starts:
+            alive.append(npydir.gather_windows(data, s, window))
+            del alive[:-3]
+        held_times.append(time.perf_counter() - t0)
 
     def thread_round(starts) -> None:
         t0 = time.perf_counter()
@@ -197,17 +211,19 @@ def test_batches_vs_kernel(benchmark, data, gib, batch, window):
         it.close()
 
     def setup():
-        # fresh random starts each round (a new epoch), the same for all three methods,
+        # fresh random starts each round (a new epoch), the same for all four methods,
         # which take turns so that all see the same machine
         epoch[0] += 1
         loader.set_epoch(epoch[0])
         starts = [loader.starts(i) for i in range(ROUNDS_BATCHES)]
         if epoch[0] % 2:  # alternate which baseline runs next to Batches
-            kernel_round(starts)
+            held_round(starts)
             thread_round(starts)
+            kernel_round(starts)
         else:
-            thread_round(starts)
             kernel_round(starts)
+            thread_round(starts)
+            held_round(starts)
         return (), {}
 
     benchmark.pedantic(batches_round, setup=setup, rounds=ROUNDS, iterations=1, warmup_rounds=1)
@@ -219,6 +235,8 @@ def test_batches_vs_kernel(benchmark, data, gib, batch, window):
     # is the median over rounds of kernel time / Batches time measured side by side.
     n = min(len(kernel_times), len(batches_times))
     ratio = statistics.median(k / b for k, b in zip(kernel_times[-n:], batches_times[-n:]))
+    held_rate = _median_rate(held_times)
+    held_ratio = statistics.median(k / b for k, b in zip(kernel_times[-n:], held_times[-n:]))
     mb = batch * window * CHANNELS * 4 / 1e6
     benchmark.extra_info.update(
         kernel_batches_per_s=kernel_rate,
@@ -226,10 +244,13 @@ def test_batches_vs_kernel(benchmark, data, gib, batch, window):
         batches_per_s=batches_rate,
         ratio=ratio,
         thread_ratio=thread_rate / kernel_rate,
+        held_batches_per_s=held_rate,
+        held_ratio=held_ratio,
     )
     print(
         f"\n(batch, window)=({batch}, {window}), {mb:.2f} MB/batch, {gib:g} GiB file: "
-        f"kernel {kernel_rate:.0f} batches/s, thread+queue {thread_rate:.0f} "
+        f"kernel {kernel_rate:.0f} batches/s, kernel holding 3 {held_rate:.0f} "
+        f"({held_ratio:.2f}x), thread+queue {thread_rate:.0f} "
         f"({thread_rate / kernel_rate:.2f}x), Batches(prefetch=2) {batches_rate:.0f} "
         f"batches/s, ratio {ratio:.2f}"
     )
