@@ -83,6 +83,8 @@ class _Store:
         self.arrays: weakref.WeakValueDictionary[tuple[str, ...], Array] = (
             weakref.WeakValueDictionary()
         )
+        #: arrays written without fsync: kept alive until close() makes them durable
+        self.dirty: set[Array] = set()
 
     def check_open(self) -> None:
         if self.closed:
@@ -100,13 +102,14 @@ class _Store:
         if self.closed:
             return
         self.closed = True
-        for arr in list(self.arrays.values()):
+        for arr in set(self.arrays.values()) | self.dirty:
             if not self.readonly and self.sync:
                 try:  # writes through maps and unsynced appends are durable once closed
                     arr.flush()
                 except OSError:  # a deleted/moved file: nothing left to make durable
                     pass
             arr._drop()
+        self.dirty.clear()
         if self.lock is not None:
             self.lock.release()
             self.lock = None
@@ -937,6 +940,7 @@ class Group(_Node, MutableMapping):
             if p[:n] == parts:
                 arr = self._store.arrays.pop(p, None)
                 if arr is not None:
+                    self._store.dirty.discard(arr)
                     arr._drop()
 
     def move(self, source: str, dest: str) -> None:
@@ -1130,6 +1134,7 @@ class Array(_Node):
         self._store.check_writable(f"write to array {self.name!r}")
         self._check()
         self._data()[key] = value
+        self._store.dirty.add(self)  # msync at close even if the caller drops this object
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         data = self._data()
@@ -1160,6 +1165,7 @@ class Array(_Node):
         if self._dirty:
             npyfile.fsync_file(self._file)
             self._dirty = False
+        self._store.dirty.discard(self)
 
     def append(self, block: Any, *, sync: bool = True) -> None:
         """Append rows along axis 0, in place.
@@ -1214,7 +1220,9 @@ class Array(_Node):
         self._mm = None  # the map of the old length must not be written past its end
         # we hold the writer lock, so the header we know is the file's header
         self._header = npyfile.append_rows(self._file, block, sync=synced, header=header)
-        self._dirty = self._dirty or not synced
+        if not synced:
+            self._dirty = True
+            self._store.dirty.add(self)
 
     def resize(self, size: Any, axis: int | None = None) -> None:
         """Change the length of axis 0 in place (h5py-like); new rows are zero.
@@ -1239,7 +1247,9 @@ class Array(_Node):
             raise ValueError(f"resize {self.name!r}: negative length {n}")
         self._mm = None
         self._header = npyfile.resize_rows(self._file, n, sync=self._store.sync)
-        self._dirty = self._dirty or not self._store.sync
+        if not self._store.sync:
+            self._dirty = True
+            self._store.dirty.add(self)
 
     # ------------------------------------------------------------------ pickling
 
