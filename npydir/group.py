@@ -147,7 +147,7 @@ def open(
     sync : bool
         fsync every write (the default).  ``False`` keeps the order of writes and the atomic
         renames -- a killed process still leaves a consistent store -- but not durability across
-        a power loss; much faster for bulk writes of many small arrays.
+        a power loss; an fsync costs milliseconds on many disks (docs/store.md has numbers).
 
     Returns
     -------
@@ -189,7 +189,9 @@ def open(
         if root.exists():
             if not root.is_dir():
                 raise FormatError(f"{root} exists and is not a directory, so not an npydir store")
-            if mode == "w" and any(True for _ in os.scandir(root)) and not _looks_like_store(root):
+            with os.scandir(root) as entries:
+                nonempty = any(True for _ in entries)
+            if mode == "w" and nonempty and not _looks_like_store(root):
                 raise AlreadyExistsError(
                     f"refusing to empty {root} for mode 'w': it is a non-empty directory "
                     f"that is not an npydir store (no {FORMAT_FILE}, attrs.json or "
