@@ -215,6 +215,11 @@ class NpydirDest:
     def _set_attrs(self, obj, attrs: dict, dropped: dict, where: str) -> None:
         from .errors import AttributeEncodingError
 
+        try:  # one (fsynced) attrs file write for all keys
+            obj.attrs.update(attrs)
+            return
+        except (AttributeEncodingError, TypeError, ValueError):
+            pass  # some value is refused: store the others one by one, report that one
         for key, value in attrs.items():
             try:
                 obj.attrs[key] = value
