@@ -37,7 +37,10 @@ def assert_same(a, b):
         assert a.tobytes() == b.tobytes() or np.array_equal(a, b, equal_nan=a.dtype.kind in "fc")
     elif isinstance(a, np.generic):
         assert type(a) is type(b) and a.dtype == b.dtype
-        assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+        if a.dtype.kind in "fc" and np.isnan(a):  # NaN sign/payload bits are not kept
+            assert np.isnan(b) and np.array_equal(a, b, equal_nan=True)
+        else:  # everything else bit for bit (-0.0 included)
+            assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
     elif isinstance(a, dict):
         assert isinstance(b, dict) and list(a) == list(b)
         for k in a:
