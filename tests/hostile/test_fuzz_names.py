@@ -1,0 +1,45 @@
+"""Fuzzing member names and keys: ``npydir.names.validate_name``, ``create_group``,
+``create_dataset``, lookup and delete, in portable and non-portable stores.
+
+Every case ends in success (the member is created inside the store and reads back under its
+key) or ``InvalidNameError`` / ``PathEscapeError`` / ``AlreadyExistsError``; a store holds a
+symbolic link ``escape`` to a directory outside, and nothing may ever appear there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import npydir
+from npydir.names import MAX_NAME_BYTES, validate_name
+
+import _hostile
+
+pytestmark = pytest.mark.hostile
+
+
+def test_hypothesis_fuzz_names():
+    _hostile.check_hypothesis_fuzz("names", {"InvalidNameError", "PathEscapeError", "AlreadyExistsError"})
+
+
+def test_atheris_fuzz_names():
+    _hostile.check_atheris_fuzz("names")
+
+
+@pytest.mark.parametrize("nbytes", [200, 230, 240, MAX_NAME_BYTES - len(".attrs.json")])
+def test_every_valid_array_name_can_be_created(tmp_path, nbytes):
+    """Array names that validate_name accepts must be creatable (BUGS.md H5).
+
+    The temp file of the atomic write is ``.<name>.npy.<8 hex>.npydir-tmp``, 24 bytes longer
+    than the name plus ``.npy``; for long names it exceeded NAME_MAX and the create failed
+    with a raw OSError ENAMETOOLONG.
+    """
+    name = "a" * nbytes
+    validate_name(name, array=True)
+    with npydir.open(tmp_path / "s.npy", "w") as root:
+        root.create_dataset(name, data=np.arange(3))
+        root[name].attrs["k"] = 1
+        root[name].append(np.arange(2))
+        np.testing.assert_array_equal(root[name][:], [0, 1, 2, 0, 1])
+    assert npydir.verify(tmp_path / "s.npy").ok
