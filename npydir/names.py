@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -151,13 +152,21 @@ def check_inside(root: str, path: str | os.PathLike, key: str = "") -> None:
         )
 
 
+def _fold(name: str) -> str:
+    return unicodedata.normalize("NFC", name).casefold()
+
+
 def check_sibling_case(directory: Path, name: str, existing: Iterable[str]) -> None:
-    """Refuse ``name`` if a sibling differs from it only in case (portable stores)."""
-    folded = name.casefold()
+    """Refuse ``name`` if a sibling differs from it only in case or Unicode normalization.
+
+    Both clash on the file systems of Windows and macOS (``"Train"`` / ``"train"``, and ``"é"``
+    written precomposed / decomposed).
+    """
+    folded = _fold(name)
     for other in existing:
-        if other != name and other.casefold() == folded:
+        if other != name and _fold(other) == folded:
             raise InvalidNameError(
                 f"invalid name {name!r}: a sibling {other!r} in {directory} differs only in "
-                "case, which "
-                "clashes on case-insensitive file systems (portable=False allows it)"
+                "case or Unicode normalization, which clashes on case-insensitive or "
+                "normalizing file systems (portable=False allows it)"
             )

@@ -110,3 +110,5 @@ def test_sibling_case_clash(tmp_path):
     check_sibling_case(tmp_path, "Train", ["val", "Train"])
     with pytest.raises(InvalidNameError, match="differs only in case"):
         check_sibling_case(tmp_path, "Train", ["train", "val"])
+    with pytest.raises(InvalidNameError, match="normalization"):
+        check_sibling_case(tmp_path, "caf\u00e9", ["cafe\u0301"])  # precomposed vs decomposed
