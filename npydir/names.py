@@ -4,7 +4,8 @@ A *name* is one path component: 1-255 bytes of UTF-8; no ``/``, ``\\``, NUL or c
 characters; not ``.`` or ``..``; not starting with ``.``; not ending in ``.npy`` or ``.json``;
 not ``attrs``.  With ``portable=True`` (the default) names must also be valid on Windows and
 case-insensitive file systems: no ``<>:"|?*``, no device names (``CON``, ``NUL``, ``COM1``, ...,
-also with an extension), no trailing space or dot, and no sibling that differs only in case.
+also with an extension), no trailing space or dot, and no sibling that differs only in case
+or Unicode normalization.
 
 A *key* is a name or a ``/``-separated path of names (``"train/x"``).  A key starting with ``/``
 is absolute *within the store* (h5py semantics: resolved from the store root), so it can never
