@@ -36,9 +36,10 @@ cdef extern from *:
     #define NPYDIR_FETCH_ADD(p, v) __atomic_fetch_add((p), (v), __ATOMIC_ACQ_REL)
     #define NPYDIR_LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 
-    /* Software prefetch as volatile asm: GCC 12 at -O2/-O3 deleted every __builtin_prefetch
-       of this kernel (its address comes from a load on a path that may return early, and the
-       whole chain was treated as dead); checked with objdump.  Volatile asm is never removed. */
+    /* Software prefetch as volatile asm: with __builtin_prefetch, GCC 12 at -O2/-O3 emitted
+       no prefetch instruction at all for this kernel (objdump; a reduced case of an inline
+       helper that loads the address and may return early reproduces it).  Volatile asm stays.
+       tests/test_windows.py checks the built module for prefetch instructions. */
     #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
     #define NPYDIR_PREFETCH(p) __asm__ __volatile__("prefetcht0 %0" :: "m"(*(const char*)(p)))
     #elif (defined(__GNUC__) || defined(__clang__)) && defined(__aarch64__)
