@@ -11,6 +11,7 @@ unlinking a lock file races with the next locker).
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -19,7 +20,7 @@ import time
 import weakref
 from pathlib import Path
 
-from .errors import LockError
+from .errors import LockError, ReadOnlyError
 
 __all__ = ["LOCK_NAME", "StoreLock"]
 
@@ -100,7 +101,15 @@ class StoreLock:
         """Take the lock or raise :class:`LockError`."""
         if self._fd is not None:
             return
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except (PermissionError, OSError) as exc:
+            if isinstance(exc, PermissionError) or exc.errno == errno.EROFS:
+                raise ReadOnlyError(
+                    f"cannot open store {self.root} for writing: {exc.strerror} "
+                    f"({self.path}); open it read-only with mode 'r'"
+                ) from None
+            raise
         if fcntl is not None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -90,3 +90,30 @@ def test_forked_child_does_not_keep_the_lock(tmp_path):
         os.kill(pid, 9)
         os.waitpid(pid, 0)
         os.close(r)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_write_mode_on_a_read_only_directory(tmp_path):
+    store = tmp_path / "s.npy"
+    npydir.open(store, "w").close()
+    os.unlink(store / ".npydir.lock")
+    os.chmod(store, 0o555)
+    try:
+        with pytest.raises(npydir.errors.ReadOnlyError, match="mode 'r'"):
+            npydir.open(store, "r+")
+        assert npydir.open(store, "r") is not None
+    finally:
+        os.chmod(store, 0o755)
+
+
+def test_lock_on_read_only_filesystem_is_a_read_only_error(tmp_path, monkeypatch):
+    import errno as errno_mod
+
+    import npydir.lock as lock_mod
+
+    def erofs(*args, **kwargs):
+        raise OSError(errno_mod.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(lock_mod.os, "open", erofs)
+    with pytest.raises(npydir.errors.ReadOnlyError, match="Read-only file system"):
+        StoreLock(tmp_path).acquire()
