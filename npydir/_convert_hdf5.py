@@ -380,8 +380,16 @@ class Hdf5Dest:
         else:
             dset[()] = block
 
-    def flush(self) -> None:
+    def flush(self, durable: bool = True) -> None:
+        """Out of HDF5's caches into the file — always, a killed process would lose them —
+        and to the disk when ``durable``."""
         self.file.flush()
+        if durable:
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def close(self) -> None:
         self._dsets.clear()

@@ -96,13 +96,13 @@ class Journal:
         return bool(self._pending) and (time.monotonic() - self._last >= self.interval)
 
     def commit(self, flush_data: Callable[[], None]) -> None:
-        """Make the data durable, then append and fsync the pending block lines."""
+        """Flush the data (``flush_data``: out of process buffers, and to the disk when
+        durable), then append (and fsync, when durable) the pending block lines."""
         self.wait()
         if not self._pending:
             return
         lines, self._pending = self._pending, []  # blocks recorded so far: all written
-        if self.durable:
-            flush_data()
+        flush_data()
         self._write_now(lines)
         self._last = time.monotonic()
 
@@ -120,8 +120,7 @@ class Journal:
 
         def work() -> None:
             try:
-                if self.durable:
-                    flush_data()
+                flush_data()
                 self._write_now(lines)
             except BaseException as exc:  # reported by wait() in the converting thread
                 self._error = exc

@@ -260,9 +260,12 @@ class NpydirDest:
     def write(self, path: str, start: int, stop: int, block: np.ndarray) -> None:
         self._rows[path].write(start, stop, block)
 
-    def flush(self) -> None:
-        for rows in self._rows.values():
-            rows.flush()
+    def flush(self, durable: bool = True) -> None:
+        """Rows are written with pwrite (nothing buffered in the process); ``durable``
+        also fdatasyncs every file."""
+        if durable:
+            for rows in self._rows.values():
+                rows.flush()
 
     def close(self) -> None:
         # no flush here: the caller flushes when it wants durability (convert(durable=True))

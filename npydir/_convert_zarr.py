@@ -335,8 +335,10 @@ class ZarrDest:
         else:
             arr[()] = block
 
-    def flush(self) -> None:
-        pass  # every chunk is its own file, written before write() returns
+    def flush(self, durable: bool = True) -> None:
+        # every chunk is its own file, written before write() returns; chunk files are not
+        # fsynced one by one (zarr's store does not offer it)
+        pass
 
     def close(self) -> None:
         self._arrays.clear()

@@ -238,12 +238,17 @@ def convert(
                     journal = Journal(jpath, plan, interval=journal_interval, durable=durable)
             report.resumed = journal.matched and any(journal.done.values())
             dest = _open_dest(dst_kind, partial, options, das_compat)
+            if getattr(dest, "restarted", False) and journal.matched:
+                # the partial file was unreadable and is built anew: forget its blocks
+                journal.close(remove=True)
+                journal = Journal(jpath, plan, interval=journal_interval, durable=durable)
+                report.resumed = False
             try:
                 copy_tree(source, nodes, dest, journal, report, memory_budget=memory_budget,
                           threads=threads, client=client, progress=progress,
-                          name=src_path.name)
-                if durable:  # everything on disk before the result appears under its name
-                    dest.flush()
+                          name=src_path.name, durable=durable)
+                # everything written (and on disk when durable) before it appears by name
+                dest.flush(durable)
             finally:
                 dest.close()
             journal.finish()
@@ -267,8 +272,12 @@ def convert(
 
 
 def copy_tree(source, nodes, dest, journal, report: ConversionReport, *, memory_budget: int,
-              threads: int, client: Any = None, progress: bool = False, name: str = "") -> None:
+              threads: int, client: Any = None, progress: bool = False, name: str = "",
+              durable: bool = True) -> None:
     """Create ``nodes`` at ``dest`` and copy every block the journal does not list as done."""
+    def flush() -> None:
+        dest.flush(durable)
+
     blocks, mapping = _prepare(nodes, dest, report, memory_budget, threads)
     todo = [b for b in blocks if not journal.is_done(*b[:3])]
     report.blocks_skipped = len(blocks) - len(todo)
@@ -277,14 +286,14 @@ def copy_tree(source, nodes, dest, journal, report: ConversionReport, *, memory_
     bar = _progress_bar(progress, report.nbytes, done_bytes, name)
     try:
         if client is not None:
-            _run_dask(client, source, dest, mapping, todo, journal, bar, report)
+            _run_dask(client, source, dest, mapping, todo, journal, bar, report, durable)
         else:
-            _run_threads(source, dest, mapping, todo, journal, bar, report, threads)
+            _run_threads(source, dest, mapping, todo, journal, bar, report, threads, flush)
     finally:
         if bar is not None:
             bar.close()
         # also on Ctrl-C or an error: every recorded block is written, keep them
-        journal.commit(dest.flush)
+        journal.commit(flush)
 
 
 class NullJournal:
@@ -346,7 +355,9 @@ def _open_dest(kind: str, partial: Path, options: dict, das_compat: bool):
         return Hdf5Dest(partial, chunks=options["chunks"], compression=options["compression"])
     except ConversionError:  # a partial HDF5 file killed mid-write may be unreadable: restart
         _remove(partial)
-        return Hdf5Dest(partial, chunks=options["chunks"], compression=options["compression"])
+        dest = Hdf5Dest(partial, chunks=options["chunks"], compression=options["compression"])
+        dest.restarted = True
+        return dest
 
 
 def _prepare(nodes: list[Node], dest, report: ConversionReport, budget: int, threads: int):
@@ -499,7 +510,8 @@ def _copy_block(source, dest, mapping, path: str, start: int, stop: int):
     return apply_transform(node.transform, source.read(path, start, stop))
 
 
-def _run_threads(source, dest, mapping, todo, journal, bar, report, threads: int) -> None:
+def _run_threads(source, dest, mapping, todo, journal, bar, report, threads: int,
+                 flush) -> None:
     """Read ahead with ``threads`` workers, in order, at most ``threads`` blocks in flight."""
     pending: deque = deque()
     it = iter(todo)
@@ -522,7 +534,7 @@ def _run_threads(source, dest, mapping, todo, journal, bar, report, threads: int
                 if bar is not None:
                     bar.update(nbytes)
                 if journal.due():
-                    journal.commit_in_background(dest.flush)
+                    journal.commit_in_background(flush)
                 blk = next(it, None)
                 if blk is not None:
                     pending.append((blk, pool.submit(_copy_block, source, dest, mapping,
@@ -539,7 +551,7 @@ def _run_threads(source, dest, mapping, todo, journal, bar, report, threads: int
                     except BaseException:
                         pass
             try:
-                journal.commit(dest.flush)
+                journal.commit(flush)
             except Exception:
                 pass
             raise
@@ -551,7 +563,7 @@ _WORKER_SOURCES: dict[tuple, Any] = {}
 
 
 def _dask_copy(spec: tuple, path: str, node: Node, filename: str,
-               start: int, stop: int) -> tuple[str, int, int]:
+               start: int, stop: int, durable: bool = True) -> tuple[str, int, int]:
     """Runs on a Dask worker: copy rows ``start:stop`` of ``path`` into the ``.npy`` file."""
     from ._convert_npydir import RowsFile
 
@@ -562,13 +574,15 @@ def _dask_copy(spec: tuple, path: str, node: Node, filename: str,
     try:
         if rows.nbytes:
             _transfer(source, node, path, start, stop, rows)
-            rows.flush()  # durable before the scheduler hears about it (the journal follows)
+            if durable:  # on disk before the scheduler hears of it (the journal follows)
+                rows.flush()
     finally:
         rows.close()
     return path, start, stop
 
 
-def _run_dask(client, source, dest, mapping, todo, journal, bar, report) -> None:
+def _run_dask(client, source, dest, mapping, todo, journal, bar, report,
+              durable: bool = True) -> None:
     from ._optional import require
 
     distributed = require("dask.distributed", "converting on a Dask cluster")
@@ -577,7 +591,7 @@ def _run_dask(client, source, dest, mapping, todo, journal, bar, report) -> None
     for path, start, stop, nbytes in todo:
         dpath, node = mapping[path]
         fut = client.submit(_dask_copy, source.spec, path, node,
-                            str(dest.filename(dpath)), start, stop, pure=False)
+                            str(dest.filename(dpath)), start, stop, durable, pure=False)
         by_key[fut.key] = nbytes
         futures.append(fut)
     try:

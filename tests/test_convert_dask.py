@@ -60,8 +60,9 @@ def test_dask_conversion_resumes_from_journal(tmp_path, client, monkeypatch):
     # a first run that "dies" after some blocks: keep only the first half of the todo list
     real = C._run_dask
 
-    def half(client_, source, dest, mapping, todo, journal, bar, report):
-        real(client_, source, dest, mapping, todo[: len(todo) // 2], journal, bar, report)
+    def half(client_, source, dest, mapping, todo, journal, bar, report, *rest):
+        real(client_, source, dest, mapping, todo[: len(todo) // 2], journal, bar, report,
+             *rest)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(C, "_run_dask", half)

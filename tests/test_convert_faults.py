@@ -203,3 +203,35 @@ def test_changed_options_restart_instead_of_mixing(tmp_path):
         warnings.simplefilter("ignore")
         assert zarr.open_group(str(dst), mode="r").metadata.zarr_format == 3
     assert os.listdir(tmp_path).count(".out.zarr.partial") == 0
+
+
+def test_hdf5_destination_unreadable_after_a_kill_is_rebuilt(tmp_path, monkeypatch):
+    """A killed HDF5 writer can leave a partial file HDF5 cannot open: the rerun must then
+    rebuild it from scratch, not trust the journal's blocks."""
+    from npydir._convert_hdf5 import Hdf5Dest
+
+    src = tmp_path / "src.npy"
+    data = np.arange(ROWS * 4, dtype=np.float32).reshape(ROWS, 4)
+    with npydir.open(src, "w") as root:
+        root.create_dataset("x", data=data)
+    real = Hdf5Dest.write
+    calls = {"n": 0}
+
+    def write(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 10:
+            raise KeyboardInterrupt
+        return real(self, *args)
+
+    monkeypatch.setattr(Hdf5Dest, "write", write)
+    with pytest.raises(KeyboardInterrupt):
+        npydir.convert(src, tmp_path / "out.h5", progress=False, chunks=CHUNK,
+                       memory_budget=BUDGET, threads=1, journal_interval=0)
+    assert _journal_blocks(tmp_path / ".out.h5.partial.journal") == 9
+    monkeypatch.setattr(Hdf5Dest, "write", real)
+    (tmp_path / ".out.h5.partial").write_bytes(b"torn")  # what a kill mid-metadata can leave
+    report = npydir.convert(src, tmp_path / "out.h5", progress=False, chunks=CHUNK,
+                            memory_budget=BUDGET, threads=1, verify=True)
+    assert not report.resumed and report.blocks_skipped == 0
+    with h5py.File(tmp_path / "out.h5", "r") as f:
+        np.testing.assert_array_equal(f["x"][...], data)
