@@ -1047,20 +1047,43 @@ class Array(_Node):
         if self._header is None:
             self._check()
             try:
-                self._header = npyfile.read_header_path(self._file)
+                self._header = self._retry(lambda: npyfile.read_header_path(self._file))
             except FileNotFoundError:
                 raise MemberNotFoundError(
                     f"array {self._where()} no longer exists ({self._file})"
                 ) from None
         return self._header
 
+    def _retry(self, read: Callable[[], Any]) -> Any:
+        """Run ``read``; in a read-only store, once more after a FormatError.
+
+        A writer in another process rewrites the header in place while it appends; a reader
+        that happens to read those bytes mid-write sees a garbled header once, never twice.
+        A writer (holding the lock) has no one to race with and fails at once.
+        """
+        try:
+            return read()
+        except npyfile.UnsupportedDTypeError:
+            raise
+        except FormatError:
+            if not self._store.readonly:
+                raise
+            return read()
+
     def _data(self) -> np.ndarray:
         if self._mm is None:
             self._check()
+            mode = "r" if self._store.readonly else "r+"
             try:
-                self._mm, self._header = npyfile.open_memmap(
-                    self._file, "r" if self._store.readonly else "r+", self._header
-                )
+                try:
+                    self._mm, self._header = npyfile.open_memmap(self._file, mode, self._header)
+                except FormatError:
+                    if not self._store.readonly or self._header is None:
+                        raise
+                    self._header = None  # maybe read mid-append: read the header afresh
+                    self._mm, self._header = self._retry(
+                        lambda: npyfile.open_memmap(self._file, mode)
+                    )
             except FileNotFoundError:
                 raise MemberNotFoundError(
                     f"array {self._where()} no longer exists ({self._file})"
