@@ -255,9 +255,11 @@ def test_hdf5_destination_refuses_datetimes(tmp_path):
         t = root.create_dataset("t", shape=(1,), dtype="M8[D]")
         t[...] = np.array(["2024-01-01"], dtype="M8[D]")
         root.create_dataset("x", data=np.arange(3))
+        root.create_dataset("su", data=np.array([(1, "a")], dtype=[("i", "i4"), ("s", "U2")]))
     with pytest.warns(UserWarning, match="not converted"):
         report = npydir.convert(tmp_path / "a.npy", tmp_path / "a.h5", progress=False)
     assert "datetime" in report.refused["t"]
+    assert "field HDF5 cannot store" in report.refused["su"]
     with h5py.File(tmp_path / "a.h5", "r") as f:
         assert list(f) == ["x"]
 
@@ -312,6 +314,9 @@ def test_refusals_of_paths_and_options(tmp_path):
         npydir.convert(tmp_path / "a.npy", tmp_path / "b.zarr", progress=False, zarr_format=4)
     with pytest.raises(ConversionError, match="compression"):
         npydir.convert(tmp_path / "a.npy", tmp_path / "b.h5", progress=False, compression="xz")
+    with pytest.raises(ConversionError, match="zarr compression 'lzma'"):
+        npydir.convert(tmp_path / "a.npy", tmp_path / "b.zarr", progress=False,
+                       compression="lzma")
     with pytest.raises(ValueError, match="memory_budget"):
         npydir.convert(tmp_path / "a.npy", tmp_path / "c.zarr", progress=False, memory_budget=0)
     npydir.convert(tmp_path / "a.npy", tmp_path / "d.zarr", progress=False)
