@@ -508,8 +508,10 @@ def make_dataset(
                     offset = len(arrays[s, "x"])
                     for i in range(a, b, block_samples):
                         j = min(b, i + block_samples)
+                        # The store is built in a temp dir and renamed into place once closed;
+                        # close() fsyncs every array, so per-append fsyncs would only cost time.
                         arrays[s, "x"].append(
-                            _cast_block(np.asarray(data[i:j]), x_dtype, rec.audio, i)
+                            _cast_block(np.asarray(data[i:j]), x_dtype, rec.audio, i), sync=False
                         )
                         act = class_activations(
                             ann,
@@ -522,13 +524,13 @@ def make_dataset(
                             segment_gap_seconds=segment_gap_seconds,
                             first_sample=i,
                         )
-                        arrays[s, "y"].append(normalize_targets(act, y_dtype))
+                        arrays[s, "y"].append(normalize_targets(act, y_dtype), sync=False)
                         if suffix_classes:
                             singles = single_class_targets(
                                 act, names, types, classes=suffix_classes, dtype=y_dtype
                             )
                             for c, (y1, _, _) in singles.items():
-                                arrays[s, f"y_{c}"].append(y1)
+                                arrays[s, f"y_{c}"].append(y1, sync=False)
                         if bar is not None:
                             bar.update(j - i)
                     files[s]["filename"].append(str(rec.audio))
