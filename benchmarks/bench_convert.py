@@ -4,8 +4,9 @@ Run on demand::
 
     .venv/bin/python -m pytest benchmarks/bench_convert.py --benchmark-enable -s -p no:cacheprovider
 
-``NPYDIR_BENCH_CONVERT_GB`` (default 2) sets the size of the dataset; ``=0.2`` is a smoke
-run.  ``NPYDIR_BENCH_DIR`` keeps the sources between runs (else a temporary directory).
+``NPYDIR_BENCH_CONVERT_GB`` (else ``NPYDIR_BENCH_GB``, default 2) sets the size of the dataset
+(at least one chunk, 17 MiB); ``=0.2`` is a smoke run (tests/test_convert_bench.py runs one chunk
+with ``NPYDIR_BENCH_ROUNDS=0``).  ``NPYDIR_BENCH_DIR`` keeps the sources between runs (else a temporary directory).
 
 The sources are made as DAS makes them: float16 ``[samples, 9]`` noise-like audio in chunks of
 ``(1_000_000, 9)`` rows, in a zarr format 2 store with zarr's default Blosc (lz4, shuffle) —
@@ -47,7 +48,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-GIB = float(os.environ.get("NPYDIR_BENCH_CONVERT_GB", "2"))
+GIB = float(os.environ.get("NPYDIR_BENCH_CONVERT_GB", os.environ.get("NPYDIR_BENCH_GB", "2")))
 CHANNELS = 9
 CHUNK = 1_000_000
 BUDGET = 256 * 2**20
