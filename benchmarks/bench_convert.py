@@ -6,7 +6,8 @@ Run on demand::
 
 ``NPYDIR_BENCH_CONVERT_GB`` (else ``NPYDIR_BENCH_GB``, default 2) sets the size of the dataset
 (at least one chunk, 17 MiB); ``=0.2`` is a smoke run (tests/test_convert_bench.py runs one chunk
-with ``NPYDIR_BENCH_ROUNDS=0``).  ``NPYDIR_BENCH_DIR`` keeps the sources between runs (else a temporary directory).
+with ``NPYDIR_BENCH_ROUNDS=0``).  ``NPYDIR_BENCH_DIR`` keeps the sources between runs (else
+a temporary directory).
 
 The sources are made as DAS makes them: float16 ``[samples, 9]`` noise-like audio in chunks of
 ``(1_000_000, 9)`` rows, in a zarr format 2 store with zarr's default Blosc (lz4, shuffle) —
