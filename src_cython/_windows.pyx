@@ -198,6 +198,7 @@ cdef enum:
 cdef enum:
     PREFETCH_AHEAD = 8
     STAGE_BYTES = 65536    # staging buffer of the cast kernel: fits in L2
+    ADVISE_CHUNK = 131072  # bytes per madvise(WILLNEED) call, see willneed()
 
 
 # Hardware float16 conversion, decided once per process (tests compare it to numpy bit by bit).
@@ -617,6 +618,21 @@ cdef Py_ssize_t window_pages(Py_ssize_t base, Py_ssize_t rs, Py_ssize_t row_span
     return 1
 
 
+cdef Py_ssize_t willneed(Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    """madvise(MADV_WILLNEED) on [lo, hi) in pieces of at most ADVISE_CHUNK bytes.
+
+    Linux reads at most max(read-ahead size, device request size) pages per WILLNEED call
+    (force_page_cache_ra), 128 KiB with default settings: a longer range would have its tail
+    left to page faults one at a time.  Returns the number of calls.
+    """
+    cdef Py_ssize_t n = 0
+    while lo < hi:
+        madvise(<void*>lo, hi - lo if hi - lo < ADVISE_CHUNK else ADVISE_CHUNK, MADV_WILLNEED)
+        lo += ADVISE_CHUNK
+        n += 1
+    return n
+
+
 cdef Py_ssize_t advise_nogil(Py_ssize_t base, Py_ssize_t nrows, Py_ssize_t rs,
                              const int64_t* starts, Py_ssize_t n, Py_ssize_t window,
                              Py_ssize_t row_span, bint only_if_cold, int sample) noexcept nogil:
@@ -663,12 +679,10 @@ cdef Py_ssize_t advise_nogil(Py_ssize_t base, Py_ssize_t nrows, Py_ssize_t rs,
                 if ranges[2 * k + 1] > cur_hi:
                     cur_hi = ranges[2 * k + 1]
             else:
-                madvise(<void*>cur_lo, cur_hi - cur_lo, MADV_WILLNEED)
-                calls += 1
+                calls += willneed(cur_lo, cur_hi)
                 cur_lo = ranges[2 * k]
                 cur_hi = ranges[2 * k + 1]
-        madvise(<void*>cur_lo, cur_hi - cur_lo, MADV_WILLNEED)
-        calls += 1
+        calls += willneed(cur_lo, cur_hi)
     free(ranges)
     return calls
 

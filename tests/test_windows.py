@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 import platform
 import shutil
@@ -433,6 +434,10 @@ def test_advise_windows(tmp_path):
     assert _windows.advise(x, np.array([0, 64, 128], np.int64), 64, 16, False, 0) == 1
     far = np.array([0, 100_000, 200_000], np.int64)
     assert _windows.advise(x, far, 64, 16, False, 0) == 3
+    # a long range is asked for in 128 KiB pieces (Linux caps one WILLNEED at its read-ahead)
+    head = x.offset % mmap.PAGESIZE  # x[0] sits this far into its page
+    long = _windows.advise(x, np.array([0], np.int64), 1 << 16, 16, False, 0)
+    assert long == -(-(head + (1 << 20)) // (1 << 17))
     x.sum()  # warm: the cold check finds every sampled page resident and does nothing
     assert _windows.advise(x, far, 64, 16, True, 2) == 0
 
