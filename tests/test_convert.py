@@ -481,3 +481,15 @@ def test_negative_zero_survives_zarr(tmp_path, fmt):
     npydir.convert(tmp_path / "a.npy", tmp_path / "b.zarr", progress=False, zarr_format=fmt)
     npydir.convert(tmp_path / "b.zarr", tmp_path / "c.npy", progress=False, verify=True)
     assert_same_tree(tree_of(tmp_path / "a.npy"), tree_of(tmp_path / "c.npy"))
+
+
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_zarr_to_hdf5_and_back(tmp_path, fmt):
+    arrays = make_zarr(tmp_path / "a.zarr", zarr_format=fmt, chunk_rows=700)
+    npydir.convert(tmp_path / "a.zarr", tmp_path / "b.h5", progress=False, verify=True,
+                   compression="gzip:1")
+    npydir.convert(tmp_path / "b.h5", tmp_path / "c.zarr", progress=False, verify=True,
+                   zarr_format=fmt)
+    with npydir.load(tmp_path / "c.zarr") as data:
+        np.testing.assert_array_equal(data["train"]["y_pulse"][...], arrays["train"]["y_pulse"])
+        assert data.attrs == DAS_ATTRS
