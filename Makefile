@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.npydir-installed
+BUILT  := $(VENV)/.npydir-built
 PYTEST_ARGS ?=
 
 .PHONY: setup build test demo bench hostile clean
@@ -15,17 +16,21 @@ $(BIN)/python:
 # Build tools first, then the package without build isolation so the extension is compiled
 # against the numpy that runs it. torch is optional: the CPU wheel of 2.13.0 is what this
 # machine kind ships; where it cannot be had, the torch tests are skipped with a reason.
-$(STAMP): $(BIN)/python pyproject.toml setup.py $(wildcard src_cython/*.pyx)
+$(STAMP): $(BIN)/python pyproject.toml setup.py
 	$(BIN)/python -m pip install --quiet --upgrade pip "setuptools>=64" wheel "Cython>=3.0" "numpy>=1.24"
 	$(BIN)/python -m pip install --quiet "torch==2.13.0" || echo "npydir: torch not installable here; torch tests will be skipped"
 	$(BIN)/python -m pip install --quiet --no-build-isolation -e ".[all,test]"
 	touch $(STAMP)
 
-setup: $(STAMP)
-
-# Rebuild the kernels in place after editing src_cython/*.pyx.
-build: $(STAMP)
+# The kernels are rebuilt in place whenever a .pyx changed since the last build, without a
+# full reinstall.
+$(BUILT): $(STAMP) $(wildcard src_cython/*.pyx)
 	$(BIN)/python setup.py --quiet build_ext --inplace
+	touch $(BUILT)
+
+setup: $(BUILT)
+
+build: $(BUILT)
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
