@@ -299,8 +299,8 @@ def test_bench_on_a_store_via_subprocess(store, tmp_path):
     assert r.returncode == 1 and "train/nope" in one_error_line(r.stderr)
 
 
-TINY_DEMO = ["--recordings", "2", "--seconds", "1", "--channels", "1", "--batch", "4", "--window", "256",
-             "--repeats", "1", "--no-progress"]
+TINY_DEMO = ["--recordings", "2", "--seconds", "1", "--channels", "1", "--batch", "4",
+             "--window", "256", "--repeats", "1", "--no-progress"]
 
 
 def test_demo_tiny_and_rerunnable(tmp_path, capsys, monkeypatch):
