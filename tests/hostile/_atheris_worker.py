@@ -17,41 +17,49 @@ from pathlib import Path
 
 warnings.simplefilter("ignore")
 
-import atheris  # noqa: E402
+import atheris
 
 with atheris.instrument_imports(include=["npydir"]):
-    import npydir  # noqa: F401
+    import npydir
     import npydir.das  # noqa: F401
 
-import _fuzz_inputs as inputs  # noqa: E402
-import _fuzz_targets as targets  # noqa: E402
+import _fuzz_inputs as inputs
+import _fuzz_targets as targets
 
 
 def main() -> None:
     target, work = sys.argv[1], Path(sys.argv[2])
     ctx = targets.Context(work / "ctx")
+    targets.cap_memory()
     corpus = work / "corpus"
     corpus.mkdir(exist_ok=True)
     if target == "npy":
         seeds = inputs.npy_seeds()
-        run = lambda data: targets.case_npy(data, ctx)  # noqa: E731
+        run = lambda data: targets.case_npy(data, ctx)
     elif target == "attrs":
-        seeds = [b'{"a": 1, "b": {"__npydir__": "ndarray", "dtype": "<f4", "shape": [2], "data": [1.0, "nan"]}}',
-                 b'{"c": {"__npydir__": "complex", "real": 1, "imag": "inf"}, "d": {"__npydir__": "bytes", '
-                 b'"base64": "AAA="}}']
-        run = lambda data: targets.case_attrs(data, ctx)  # noqa: E731
+        seeds = [
+            b'{"a": 1, "b": {"__npydir__": "ndarray", "dtype": "<f4", "shape": [2], "data": [1.0, "nan"]}}',
+            b'{"c": {"__npydir__": "complex", "real": 1, "imag": "inf"}, "d": {"__npydir__": "bytes", '
+            b'"base64": "AAA="}}',
+        ]
+        run = lambda data: targets.case_attrs(data, ctx)
     elif target == "pickle":
-        seeds = inputs.das_attrs_pickles() + [b for _, b in inputs.malicious_pickles(ctx.sentinels)][:20]
-        run = lambda data: targets.case_pickle(data, ctx)  # noqa: E731
+        seeds = (
+            inputs.das_attrs_pickles()
+            + [b for _, b in inputs.malicious_pickles(ctx.sentinels)][:20]
+        )
+        run = lambda data: targets.case_pickle(data, ctx)
     elif target == "annotations":
         seeds = [inputs.annotation_seed()]
-        run = lambda data: targets.case_annotations(data, ctx)  # noqa: E731
+        run = lambda data: targets.case_annotations(data, ctx)
     elif target == "names":
         seeds = [k.encode("utf-8", "surrogatepass") for k in inputs.SPECIAL_KEYS[:20]]
 
         def run(data: bytes) -> str:
             portable = bool(data[:1]) and data[0] & 1
-            return targets.case_names(data[1:].decode("utf-8", "surrogateescape"), bool(portable), ctx)
+            return targets.case_names(
+                data[1:].decode("utf-8", "surrogateescape"), bool(portable), ctx
+            )
     else:
         raise SystemExit(f"unknown target {target}")
     for i, s in enumerate(seeds):

@@ -18,9 +18,9 @@ import warnings
 
 warnings.simplefilter("ignore")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import npydir  # noqa: E402
+import npydir
 
 
 def outcome(fn) -> dict:
@@ -28,15 +28,21 @@ def outcome(fn) -> dict:
         fn()
         return {"outcome": "ok"}
     except Exception as exc:  # record whatever comes out; the parent judges it
-        return {"outcome": type(exc).__name__, "mro": [c.__name__ for c in type(exc).__mro__],
-                "errno": getattr(exc, "errno", None), "message": str(exc)[:400]}
+        return {
+            "outcome": type(exc).__name__,
+            "mro": [c.__name__ for c in type(exc).__mro__],
+            "errno": getattr(exc, "errno", None),
+            "message": str(exc)[:400],
+        }
 
 
 def main() -> None:
     store, limit, trials = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     if limit:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+        resource.setrlimit(
+            resource.RLIMIT_FSIZE, (limit, resource.getrlimit(resource.RLIMIT_FSIZE)[1])
+        )
     big = max(limit, 1 << 20) // 4 + 4096  # float32 elements past the limit / the free space
     results = []
     root = npydir.open(store, "a")
@@ -52,7 +58,11 @@ def main() -> None:
         elif step == 3:  # array attributes
             r = outcome(lambda: root["keep"].attrs.update(huge=list(range(big // 2))))
         else:  # a group plus a small array: may fit or not
-            r = outcome(lambda: root.create_dataset(f"g{t}/small", data=np.arange(1000 * (t + 1), dtype="f8")))
+            r = outcome(
+                lambda: root.create_dataset(
+                    f"g{t}/small", data=np.arange(1000 * (t + 1), dtype="f8")
+                )
+            )
         r["step"] = ["create", "append", "root-attrs", "array-attrs", "small-create"][step]
         results.append(r)
     root.close()

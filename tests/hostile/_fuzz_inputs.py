@@ -26,14 +26,21 @@ from npydir import npyfile
 
 MUTATION = st.lists(
     st.tuples(st.integers(0, 5), st.integers(0, 1 << 20), st.binary(min_size=1, max_size=8)),
-    min_size=1, max_size=6,
+    min_size=1,
+    max_size=6,
 )
 
 
 def random_mutant(data: bytes, rnd) -> bytes:
     """A cheap byte-level mutant of ``data`` drawn with ``rnd`` (a seeded random.Random)."""
-    ops = [(rnd.randrange(6), rnd.randrange(1 << 20), bytes(rnd.randrange(256) for _ in range(rnd.randint(1, 8))))
-           for _ in range(rnd.randint(1, 4))]
+    ops = [
+        (
+            rnd.randrange(6),
+            rnd.randrange(1 << 20),
+            bytes(rnd.randrange(256) for _ in range(rnd.randint(1, 8))),
+        )
+        for _ in range(rnd.randint(1, 4))
+    ]
     return mutate(data, ops)
 
 
@@ -42,8 +49,24 @@ def random_name_mutant(key: str, rnd) -> str:
     chars = list(key)
     for _ in range(rnd.randint(1, 3)):
         i = rnd.randint(0, len(chars))
-        c = rnd.choice(["/", ".", "..", "\\", ":", " ", "\x00", "é", "K", "\u212a", "\ud800", "a", "escape/",
-                        chr(rnd.randrange(0x20, 0x3000))])
+        c = rnd.choice(
+            [
+                "/",
+                ".",
+                "..",
+                "\\",
+                ":",
+                " ",
+                "\x00",
+                "é",
+                "K",
+                "\u212a",
+                "\ud800",
+                "a",
+                "escape/",
+                chr(rnd.randrange(0x20, 0x3000)),
+            ]
+        )
         k = rnd.randrange(3)
         if k == 0 and chars:
             chars[min(i, len(chars) - 1)] = c
@@ -60,18 +83,18 @@ def mutate(seed: bytes, ops) -> bytes:
         n = len(b)
         i = pos % (n + 1)
         if kind == 0 and n:  # overwrite
-            b[i % n:i % n + len(blob)] = blob
+            b[i % n : i % n + len(blob)] = blob
         elif kind == 1:  # insert
             b[i:i] = blob
         elif kind == 2:  # delete
-            del b[i:i + len(blob)]
+            del b[i : i + len(blob)]
         elif kind == 3:  # truncate
             del b[i:]
         elif kind == 4 and n:  # flip one bit
             b[i % n] ^= 1 << (blob[0] % 8)
         elif kind == 5 and n:  # interesting value (lengths, counts, signs)
             v = [0, 0xFF, 0x7F, 0x80, 0xFFFF, 0x7FFFFFFF, 0xFFFFFFFF][blob[0] % 7]
-            b[i % n:i % n + 4] = struct.pack("<I", v)
+            b[i % n : i % n + 4] = struct.pack("<I", v)
     return bytes(b)
 
 
@@ -80,8 +103,12 @@ def mutate(seed: bytes, ops) -> bytes:
 
 def _npy_bytes(arr: np.ndarray, *, own: bool = True, version=None) -> bytes:
     if own:
-        header = npyfile.build_header(arr.shape, arr.dtype, arr.flags.f_contiguous and not arr.flags.c_contiguous,
-                                      version=version)
+        header = npyfile.build_header(
+            arr.shape,
+            arr.dtype,
+            arr.flags.f_contiguous and not arr.flags.c_contiguous,
+            version=version,
+        )
         order = "F" if arr.flags.f_contiguous and not arr.flags.c_contiguous else "C"
         return header + arr.tobytes(order=order)
     buf = io.BytesIO()
@@ -110,13 +137,49 @@ def npy_seeds() -> list[bytes]:
     return seeds
 
 
-DESCRS = ["<f4", ">f8", "|u1", "<i8", "|b1", "<U3", "|S0", "|V0", "|O", "<M8[ns]", "<m8", "<c8",
-          "<f2", "<i4", "|V8", "<U0", "<f16", "xx", "", "<q", "(2,)<i4", "V100000000000",
-          [("a", "<i4")], [("a", "|O")], [("", "<i4")], [("a", "<i4", (2, 3))], [("a", "<i4"), ("a", "<f8")],
-          [("a",)], [["a", "<i4"]], 5, None, {"a": 1}, [("a", [("b", "<i8")])], [(("t", "a"), "<i4")]]
-DIMS = st.one_of(st.integers(0, 6), st.integers(-3, 10**20), st.sampled_from([0, 1, 2**31, 2**63, 2**64 + 1]))
-SHAPES = st.one_of(st.lists(DIMS, max_size=4).map(tuple), st.sampled_from(["()", "(3)", "[2, 2]", "(True,)",
-                                                                           "(1.5,)", "'x'", "(-1,)"]))
+DESCRS = [
+    "<f4",
+    ">f8",
+    "|u1",
+    "<i8",
+    "|b1",
+    "<U3",
+    "|S0",
+    "|V0",
+    "|O",
+    "<M8[ns]",
+    "<m8",
+    "<c8",
+    "<f2",
+    "<i4",
+    "|V8",
+    "<U0",
+    "<f16",
+    "xx",
+    "",
+    "<q",
+    "(2,)<i4",
+    "V100000000000",
+    [("a", "<i4")],
+    [("a", "|O")],
+    [("", "<i4")],
+    [("a", "<i4", (2, 3))],
+    [("a", "<i4"), ("a", "<f8")],
+    [("a",)],
+    [["a", "<i4"]],
+    5,
+    None,
+    {"a": 1},
+    [("a", [("b", "<i8")])],
+    [(("t", "a"), "<i4")],
+]
+DIMS = st.one_of(
+    st.integers(0, 6), st.integers(-3, 10**20), st.sampled_from([0, 1, 2**31, 2**63, 2**64 + 1])
+)
+SHAPES = st.one_of(
+    st.lists(DIMS, max_size=4).map(tuple),
+    st.sampled_from(["()", "(3)", "[2, 2]", "(True,)", "(1.5,)", "'x'", "(-1,)"]),
+)
 
 
 @st.composite
@@ -127,14 +190,32 @@ def npy_generated(draw) -> bytes:
     keys = ["descr", "fortran_order", "shape"]
     if draw(st.booleans()):
         keys = draw(st.permutations(keys + ["extra"]))[: draw(st.integers(1, 4))]
-    vals = {"descr": repr(descr), "fortran_order": repr(fortran), "shape": shape if isinstance(shape, str) else repr(shape),
-            "extra": "1"}
+    vals = {
+        "descr": repr(descr),
+        "fortran_order": repr(fortran),
+        "shape": shape if isinstance(shape, str) else repr(shape),
+        "extra": "1",
+    }
     text = "{" + ", ".join(f"'{k}': {vals[k]}" for k in keys) + ", }"
     if draw(st.booleans()):
-        text = draw(st.sampled_from(["", "{", "[1, 2]", "{'descr': '<f4'", "{'descr': '<f4', 'fortran_order': False, 'shape': (2,)}#",
-                                     "{'descr': '<f4', 'fortran_order': False, 'shape': (2,)}\x00",
-                                     "{'descr': '<f4', 'fortran_order': False, 'shape': " + "(" * 300 + ")" * 300 + "}",
-                                     "__import__('os').system('true')", "{1: 2}"]))
+        text = draw(
+            st.sampled_from(
+                [
+                    "",
+                    "{",
+                    "[1, 2]",
+                    "{'descr': '<f4'",
+                    "{'descr': '<f4', 'fortran_order': False, 'shape': (2,)}#",
+                    "{'descr': '<f4', 'fortran_order': False, 'shape': (2,)}\x00",
+                    "{'descr': '<f4', 'fortran_order': False, 'shape': "
+                    + "(" * 300
+                    + ")" * 300
+                    + "}",
+                    "__import__('os').system('true')",
+                    "{1: 2}",
+                ]
+            )
+        )
     version = draw(st.sampled_from([(1, 0), (2, 0), (3, 0), (0, 0), (4, 1), (1, 255)]))
     body = text.encode("utf8", "surrogatepass")
     body += b" " * draw(st.integers(0, 80)) + draw(st.sampled_from([b"\n", b"", b"\r\n", b"\x00"]))
@@ -144,7 +225,12 @@ def npy_generated(draw) -> bytes:
         prefix = npformat.magic(1, 0) + struct.pack("<H", hlen & 0xFFFF)
     else:
         prefix = bytes([0x93]) + b"NUMPY" + bytes(version) + struct.pack("<I", hlen & 0xFFFFFFFF)
-    data = draw(st.one_of(st.binary(max_size=64), st.integers(0, 4096).map(lambda n: bytes(n % 251 for n in range(n)))))
+    data = draw(
+        st.one_of(
+            st.binary(max_size=64),
+            st.integers(0, 4096).map(lambda n: bytes(n % 251 for n in range(n))),
+        )
+    )
     return prefix + body + data
 
 
@@ -161,38 +247,75 @@ def npy_strategy():
 # ============================================================================ attrs.json
 
 TAGS = ["float", "complex", "bytes", "dict", "ndarray", "scalar", "other", 5, None]
-JSON_LEAF = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=False, allow_infinity=False),
-                      st.text(max_size=10), st.sampled_from(["nan", "inf", "-inf", "\ud800", "<f8", "O", "|V0",
-                                                             "<U2000000000"]))
-JSON_ANY = st.recursive(JSON_LEAF, lambda c: st.one_of(st.lists(c, max_size=4),
-                                                       st.dictionaries(st.text(max_size=6), c, max_size=4)),
-                        max_leaves=12)
+JSON_LEAF = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=10),
+    st.sampled_from(["nan", "inf", "-inf", "\ud800", "<f8", "O", "|V0", "<U2000000000"]),
+)
+JSON_ANY = st.recursive(
+    JSON_LEAF,
+    lambda c: st.one_of(
+        st.lists(c, max_size=4), st.dictionaries(st.text(max_size=6), c, max_size=4)
+    ),
+    max_leaves=12,
+)
 
 
 @st.composite
 def tagged(draw):
     tag = draw(st.sampled_from(TAGS))
     obj = {nattrs.TAG: tag}
-    for k in draw(st.lists(st.sampled_from(["value", "real", "imag", "base64", "items", "dtype", "shape", "data"]),
-                           max_size=5, unique=True)):
+    for k in draw(
+        st.lists(
+            st.sampled_from(["value", "real", "imag", "base64", "items", "dtype", "shape", "data"]),
+            max_size=5,
+            unique=True,
+        )
+    ):
         if k == "dtype":
-            obj[k] = draw(st.one_of(st.sampled_from([d for d in DESCRS if not isinstance(d, dict)]), JSON_ANY))
+            obj[k] = draw(
+                st.one_of(st.sampled_from([d for d in DESCRS if not isinstance(d, dict)]), JSON_ANY)
+            )
         elif k == "shape":
             obj[k] = draw(st.one_of(st.lists(st.integers(-2, 5), max_size=3), JSON_ANY))
         elif k == "base64":
-            obj[k] = draw(st.one_of(st.sampled_from(["", "AAAA", "AAA=", "!!", "AAAAAAAAAAAAAAAA"]), JSON_ANY))
+            obj[k] = draw(
+                st.one_of(st.sampled_from(["", "AAAA", "AAA=", "!!", "AAAAAAAAAAAAAAAA"]), JSON_ANY)
+            )
         else:
             obj[k] = draw(JSON_ANY)
     return obj
 
 
 ATTR_VALUES = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(-2**64, 2**64), st.floats(), st.text(max_size=8),
-              st.binary(max_size=8), st.complex_numbers(),
-              st.sampled_from([np.float32(1.5), np.int16(-3), np.arange(6).reshape(2, 3), np.array(["a", "bc"]),
-                               np.zeros(2, dtype=[("a", "<i4")]), np.array([np.nan, np.inf]), np.bytes_(b"x"),
-                               np.array([1 + 2j]), np.datetime64("2020-01-01")])),
-    lambda c: st.one_of(st.lists(c, max_size=3), st.dictionaries(st.text(max_size=5), c, max_size=3)),
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(2**64), 2**64),
+        st.floats(),
+        st.text(max_size=8),
+        st.binary(max_size=8),
+        st.complex_numbers(),
+        st.sampled_from(
+            [
+                np.float32(1.5),
+                np.int16(-3),
+                np.arange(6).reshape(2, 3),
+                np.array(["a", "bc"]),
+                np.zeros(2, dtype=[("a", "<i4")]),
+                np.array([np.nan, np.inf]),
+                np.bytes_(b"x"),
+                np.array([1 + 2j]),
+                np.datetime64("2020-01-01"),
+            ]
+        ),
+    ),
+    lambda c: st.one_of(
+        st.lists(c, max_size=3), st.dictionaries(st.text(max_size=5), c, max_size=3)
+    ),
     max_leaves=8,
 )
 
@@ -206,7 +329,9 @@ def attrs_generated(draw) -> bytes:
 @st.composite
 def attrs_encoded(draw) -> bytes:
     try:
-        text = nattrs.encode_attrs(draw(st.dictionaries(st.text(max_size=6), ATTR_VALUES, max_size=4)))
+        text = nattrs.encode_attrs(
+            draw(st.dictionaries(st.text(max_size=6), ATTR_VALUES, max_size=4))
+        )
     except Exception:
         text = "{}"
     data = text.encode("utf-8", "surrogatepass")
@@ -217,9 +342,20 @@ def attrs_encoded(draw) -> bytes:
 
 def attrs_strategy():
     return st.one_of(
-        attrs_encoded(), attrs_generated(),
-        st.sampled_from([b"[" * 100_000, b'{"a":' + b"[" * 5000 + b"]" * 5000 + b"}", b"NaN", b'{"a": NaN}',
-                         b'{"a": Infinity}', b'\xef\xbb\xbf{}', b"{}" * 2, b'{"a":1,"a":2}']),
+        attrs_encoded(),
+        attrs_generated(),
+        st.sampled_from(
+            [
+                b"[" * 100_000,
+                b'{"a":' + b"[" * 5000 + b"]" * 5000 + b"}",
+                b"NaN",
+                b'{"a": NaN}',
+                b'{"a": Infinity}',
+                b"\xef\xbb\xbf{}",
+                b"{}" * 2,
+                b'{"a":1,"a":2}',
+            ]
+        ),
         st.binary(max_size=200),
         st.text(max_size=100).map(lambda t: t.encode("utf-8", "surrogatepass")),
     )
@@ -245,10 +381,20 @@ def _wrap_object(payload_pickle: bytes) -> bytes:
 
 def das_attrs_pickles() -> list[bytes]:
     """Valid DAS attrs.npy files, as DAS's np.save writes them, several pickle protocols."""
-    attrs = {"samplerate_x_Hz": 10000, "samplerate_y_Hz": 10000.0, "class_names": ["noise", "pulse", "sine"],
-             "class_types": ["segment", "event", "segment"], "filename_train": np.array(["a.wav", "b.wav"]),
-             "filename_startsample_train": np.array([0, 1000]), "nested": {"x": [1, 2.5, (3, "s")]},
-             "c": 1 + 2j, "b": b"bytes", "none": None, "f32": np.float32(0.5), "odict_keys": "z"}
+    attrs = {
+        "samplerate_x_Hz": 10000,
+        "samplerate_y_Hz": 10000.0,
+        "class_names": ["noise", "pulse", "sine"],
+        "class_types": ["segment", "event", "segment"],
+        "filename_train": np.array(["a.wav", "b.wav"]),
+        "filename_startsample_train": np.array([0, 1000]),
+        "nested": {"x": [1, 2.5, (3, "s")]},
+        "c": 1 + 2j,
+        "b": b"bytes",
+        "none": None,
+        "f32": np.float32(0.5),
+        "odict_keys": "z",
+    }
     out = []
     for proto in (2, 3, 4):  # what np.save has used across numpy versions (5 is not DAS's)
         payload = np.empty((), dtype=object)
@@ -273,7 +419,9 @@ def malicious_pickles(sentinel_dir: Path) -> list[tuple[str, bytes]]:
         "os.system": Gadget(os.system, (f"touch {s}/os_system",)),
         "subprocess.call": Gadget(subprocess.call, (["touch", f"{s}/subprocess_call"],)),
         "subprocess.Popen": Gadget(subprocess.Popen, (["touch", f"{s}/popen"],)),
-        "subprocess.check_output": Gadget(subprocess.check_output, (["touch", f"{s}/check_output"],)),
+        "subprocess.check_output": Gadget(
+            subprocess.check_output, (["touch", f"{s}/check_output"],)
+        ),
         "builtins.eval": Gadget(builtins.eval, (f"open({s + '/eval'!r}, 'w')",)),
         "builtins.exec": Gadget(builtins.exec, (f"open({s + '/exec'!r}, 'w').write('x')",)),
         "builtins.open": Gadget(builtins.open, (f"{s}/open", "w")),
@@ -283,10 +431,15 @@ def malicious_pickles(sentinel_dir: Path) -> list[tuple[str, bytes]]:
         "numpy.savetxt": Gadget(np.savetxt, (f"{s}/np_savetxt.txt", np.zeros(1))),
         "numpy.memmap": Gadget(np.memmap, (f"{s}/np_memmap", "u1", "w+", 0, (1,))),
         "numpy.fromfile": Gadget(np.fromfile, ("/etc/passwd", "u1")),
-        "numpy.lib.format.open_memmap": Gadget(npformat.open_memmap, (f"{s}/open_memmap.npy", "w+", "u1", (1,))),
-        "numpy.ctypeslib.load_library": Gadget(np.ctypeslib.load_library, ("libc", "/lib/x86_64-linux-gnu")),
-        "numpy.testing.runstring": Gadget(np.testing._private.utils.runstring,
-                                          (f"open({s + '/runstring'!r}, 'w')", {})),
+        "numpy.lib.format.open_memmap": Gadget(
+            npformat.open_memmap, (f"{s}/open_memmap.npy", "w+", "u1", (1,))
+        ),
+        "numpy.ctypeslib.load_library": Gadget(
+            np.ctypeslib.load_library, ("libc", "/lib/x86_64-linux-gnu")
+        ),
+        "numpy.testing.runstring": Gadget(
+            np.testing._private.utils.runstring, (f"open({s + '/runstring'!r}, 'w')", {})
+        ),
     }
     out = []
     for label, g in gadgets.items():
@@ -300,11 +453,18 @@ def malicious_pickles(sentinel_dir: Path) -> list[tuple[str, bytes]]:
             out.append((f"{label} (np.save layout, protocol {proto})", _wrap_object(whole)))
     # nested gadgets: the evil call as an argument of an allowed one
     nested = Gadget(np.ndarray, ((1,), Gadget(os.system, (f"touch {s}/nested",))))
-    out.append(("os.system as an argument of numpy.ndarray", _wrap_object(pickle.dumps({"a": nested}, protocol=2))))
+    out.append(
+        (
+            "os.system as an argument of numpy.ndarray",
+            _wrap_object(pickle.dumps({"a": nested}, protocol=2)),
+        )
+    )
     # object arrays holding gadgets
     arr = np.empty(2, dtype=object)
     arr[0], arr[1] = 1, Gadget(os.system, (f"touch {s}/objarray",))
-    out.append(("gadget inside an object array", _wrap_object(pickle.dumps({"a": arr}, protocol=2))))
+    out.append(
+        ("gadget inside an object array", _wrap_object(pickle.dumps({"a": arr}, protocol=2)))
+    )
     return out
 
 
@@ -314,16 +474,40 @@ def _obj_array(d):
     return payload
 
 
-DANGEROUS_GLOBALS = [("os", "system"), ("posix", "system"), ("subprocess", "Popen"), ("subprocess", "call"),
-                     ("builtins", "eval"), ("builtins", "exec"), ("builtins", "getattr"), ("builtins", "__import__"),
-                     ("builtins", "open"), ("__builtin__", "eval"), ("io", "open"), ("pickle", "loads"),
-                     ("numpy", "load"), ("numpy", "memmap"), ("numpy.testing._private.utils", "runstring"),
-                     ("ctypes", "CDLL"), ("copyreg", "_reconstructor"), ("builtins", "object"),
-                     ("numpy.dtypes", "ObjectDType"), ("numpy.dtypes", "StringDType"), ("numpy", "frombuffer")]
-ALLOWED_GLOBALS = [("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-                   ("numpy.core.multiarray", "scalar"), ("numpy", "ndarray"), ("numpy", "dtype"),
-                   ("builtins", "complex"), ("collections", "OrderedDict"), ("_codecs", "encode"),
-                   ("numpy.dtypes", "Float64DType")]
+DANGEROUS_GLOBALS = [
+    ("os", "system"),
+    ("posix", "system"),
+    ("subprocess", "Popen"),
+    ("subprocess", "call"),
+    ("builtins", "eval"),
+    ("builtins", "exec"),
+    ("builtins", "getattr"),
+    ("builtins", "__import__"),
+    ("builtins", "open"),
+    ("__builtin__", "eval"),
+    ("io", "open"),
+    ("pickle", "loads"),
+    ("numpy", "load"),
+    ("numpy", "memmap"),
+    ("numpy.testing._private.utils", "runstring"),
+    ("ctypes", "CDLL"),
+    ("copyreg", "_reconstructor"),
+    ("builtins", "object"),
+    ("numpy.dtypes", "ObjectDType"),
+    ("numpy.dtypes", "StringDType"),
+    ("numpy", "frombuffer"),
+]
+ALLOWED_GLOBALS = [
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("builtins", "complex"),
+    ("collections", "OrderedDict"),
+    ("_codecs", "encode"),
+    ("numpy.dtypes", "Float64DType"),
+]
 
 
 def _str_op(s: str) -> bytes:
@@ -335,8 +519,17 @@ def _str_op(s: str) -> bytes:
 def pickle_program(draw, sentinel: str) -> bytes:
     """A random protocol-4 opcode sequence naming dangerous and allowed globals."""
     ops = [b"\x80\x04"]
-    strings = [f"touch {sentinel}/program", f"open({sentinel + '/prog'!r}, 'w')", "O", "<f8", "|O", "b", "i4",
-               "samplerate_x_Hz", ""]
+    strings = [
+        f"touch {sentinel}/program",
+        f"open({sentinel + '/prog'!r}, 'w')",
+        "O",
+        "<f8",
+        "|O",
+        "b",
+        "i4",
+        "samplerate_x_Hz",
+        "",
+    ]
     for _ in range(draw(st.integers(1, 30))):
         k = draw(st.integers(0, 21))
         if k == 0:
@@ -348,17 +541,54 @@ def pickle_program(draw, sentinel: str) -> bytes:
         elif k == 2:
             ops.append(_str_op(draw(st.sampled_from(strings))))
         elif k == 3:
-            ops.append(b"J" + struct.pack("<i", draw(st.integers(-2**31, 2**31 - 1))))  # BININT
+            ops.append(b"J" + struct.pack("<i", draw(st.integers(-(2**31), 2**31 - 1))))  # BININT
         elif k == 4:
             ops.append(b"G" + struct.pack(">d", draw(st.floats())))
         elif k == 5:
-            ops.append(b"C" + bytes([n := draw(st.integers(0, 16))]) + draw(st.binary(min_size=n, max_size=n)))
+            ops.append(
+                b"C"
+                + bytes([n := draw(st.integers(0, 16))])
+                + draw(st.binary(min_size=n, max_size=n))
+            )
         else:
-            ops.append(draw(st.sampled_from([
-                b"(", b"t", b")", b"\x85", b"\x86", b"\x87", b"]", b"}", b"a", b"e", b"s", b"u", b"R", b"b",
-                b"\x81", b"\x92", b"2", b"0", b"\x94", b"N", b"\x88", b"h\x00", b"h\x01", b"\x82\x01", b"Q",
-                b"P1\n", b"i__main__\nX\n", b"o", b"\x95" + struct.pack("<Q", 1 << 40), b"B\xff\xff\xff\x7f",
-            ])))
+            ops.append(
+                draw(
+                    st.sampled_from(
+                        [
+                            b"(",
+                            b"t",
+                            b")",
+                            b"\x85",
+                            b"\x86",
+                            b"\x87",
+                            b"]",
+                            b"}",
+                            b"a",
+                            b"e",
+                            b"s",
+                            b"u",
+                            b"R",
+                            b"b",
+                            b"\x81",
+                            b"\x92",
+                            b"2",
+                            b"0",
+                            b"\x94",
+                            b"N",
+                            b"\x88",
+                            b"h\x00",
+                            b"h\x01",
+                            b"\x82\x01",
+                            b"Q",
+                            b"P1\n",
+                            b"i__main__\nX\n",
+                            b"o",
+                            b"\x95" + struct.pack("<Q", 1 << 40),
+                            b"B\xff\xff\xff\x7f",
+                        ]
+                    )
+                )
+            )
     if draw(st.booleans()):
         ops.append(b"\x85")  # tuple it and wrap as DAS would: dict
     ops.append(b".")
@@ -380,9 +610,37 @@ def pickle_strategy(sentinel_dir: Path):
 # ============================================================================ annotation CSVs
 
 CELL = st.one_of(
-    st.sampled_from(["", "nan", "NaN", "inf", "-inf", "1e308", "1e309", "-0.0", "0x10", "1_000", "1.5", "2",
-                     "  3 ", "+.5", "nan(1)", "∞", "١٢", "1e-400", "pulse", "sine", " ", '"', "\x00", "\r", "a,b"]),
-    st.floats().map(repr), st.text(max_size=8),
+    st.sampled_from(
+        [
+            "",
+            "nan",
+            "NaN",
+            "inf",
+            "-inf",
+            "1e308",
+            "1e309",
+            "-0.0",
+            "0x10",
+            "1_000",
+            "1.5",
+            "2",
+            "  3 ",
+            "+.5",
+            "nan(1)",
+            "∞",
+            "١٢",
+            "1e-400",
+            "pulse",
+            "sine",
+            " ",
+            '"',
+            "\x00",
+            "\r",
+            "a,b",
+        ]
+    ),
+    st.floats().map(repr),
+    st.text(max_size=8),
 )
 
 
@@ -390,7 +648,9 @@ CELL = st.one_of(
 def csv_generated(draw) -> bytes:
     header = ["name", "start_seconds", "stop_seconds"]
     if draw(st.booleans()):
-        header = draw(st.permutations(header + draw(st.sampled_from([[], ["Unnamed: 0"], [""], ["name"]]))))
+        header = draw(
+            st.permutations(header + draw(st.sampled_from([[], ["Unnamed: 0"], [""], ["name"]])))
+        )
     if draw(st.integers(0, 9)) == 0:
         header = header[: draw(st.integers(0, len(header)))]
     rows = [header]
@@ -411,8 +671,10 @@ def csv_generated(draw) -> bytes:
 
 
 def annotation_seed() -> bytes:
-    return ("name,start_seconds,stop_seconds\npulse,0.1,0.1\nsine,0.5,1.25\npulse,1.5,1.5\n"
-            "sine_type,,0\npulse_type,,\n").encode()
+    return (
+        b"name,start_seconds,stop_seconds\npulse,0.1,0.1\nsine,0.5,1.25\npulse,1.5,1.5\n"
+        b"sine_type,,0\npulse_type,,\n"
+    )
 
 
 def annotations_strategy():
@@ -421,30 +683,82 @@ def annotations_strategy():
         csv_generated(),
         st.tuples(st.just(seed), MUTATION).map(lambda t: mutate(*t)),
         st.binary(max_size=200),
-        st.sampled_from([b"", b"\xef\xbb\xbf", b"name,start_seconds,stop_seconds\n" + b"x" * 200_000 + b",1,2\n",
-                         b'name,start_seconds,stop_seconds\n"unterminated,1,2\n', b"\x00" * 10]),
+        st.sampled_from(
+            [
+                b"",
+                b"\xef\xbb\xbf",
+                b"name,start_seconds,stop_seconds\n" + b"x" * 200_000 + b",1,2\n",
+                b'name,start_seconds,stop_seconds\n"unterminated,1,2\n',
+                b"\x00" * 10,
+            ]
+        ),
     )
 
 
 # ============================================================================ names
 
 NAME_CHARS = st.one_of(
-    st.characters(codec="utf-8"), st.sampled_from(list('/\\.:<>"|?*\x00\x01\x7f é\u0130\u212a\ufeff\u200b')),
+    st.characters(codec="utf-8"),
+    st.sampled_from(list('/\\.:<>"|?*\x00\x01\x7f é\u0130\u212a\ufeff\u200b')),
     st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF),
 )
-SPECIAL_KEYS = ["", ".", "..", "/", "//", "a/..", "../x", "/../x", "a/./b", "attrs", "x.npy", "x.json", "X.NPY",
-                "CON", "con.txt", "COM1", "LPT¹", "nul ", "a.", "a ", ".hidden", "escape", "escape/x", "escape/../x",
-                "x", "X", "x/y", "a" * 255, "a" * 256, "é" * 128, "a" * 244, "a" * 245, "\ud800", "a\x00b",
-                "/".join(["d"] * 300), "/".join(["n" * 200] * 25), "\u212a", "K", "\u0130"]
+SPECIAL_KEYS = [
+    "",
+    ".",
+    "..",
+    "/",
+    "//",
+    "a/..",
+    "../x",
+    "/../x",
+    "a/./b",
+    "attrs",
+    "x.npy",
+    "x.json",
+    "X.NPY",
+    "CON",
+    "con.txt",
+    "COM1",
+    "LPT¹",
+    "nul ",
+    "a.",
+    "a ",
+    ".hidden",
+    "escape",
+    "escape/x",
+    "escape/../x",
+    "x",
+    "X",
+    "x/y",
+    "a" * 255,
+    "a" * 256,
+    "é" * 128,
+    "a" * 244,
+    "a" * 245,
+    "\ud800",
+    "a\x00b",
+    "/".join(["d"] * 300),
+    "/".join(["n" * 200] * 25),
+    "\u212a",
+    "K",
+    "\u0130",
+]
 
 
 def names_strategy():
     key = st.one_of(
         st.sampled_from(SPECIAL_KEYS),
         st.text(NAME_CHARS, max_size=20),
-        st.lists(st.one_of(st.text(NAME_CHARS, max_size=6), st.sampled_from(["..", ".", "", "escape", "x"])),
-                 min_size=1, max_size=5).map("/".join),
-        st.tuples(st.sampled_from(["", "/", "escape/", "a/../", "./"]), st.text(NAME_CHARS, min_size=1, max_size=8))
-        .map("".join),
+        st.lists(
+            st.one_of(
+                st.text(NAME_CHARS, max_size=6), st.sampled_from(["..", ".", "", "escape", "x"])
+            ),
+            min_size=1,
+            max_size=5,
+        ).map("/".join),
+        st.tuples(
+            st.sampled_from(["", "/", "escape/", "a/../", "./"]),
+            st.text(NAME_CHARS, min_size=1, max_size=8),
+        ).map("".join),
     )
     return st.tuples(key, st.booleans())

@@ -36,6 +36,25 @@ from npydir.errors import (
 from npydir.names import validate_name
 
 
+def cap_memory(headroom: int = 2 << 30) -> None:
+    """Limit this process's address space to what it uses now plus ``headroom``.
+
+    The machine is shared: an input that makes a parser allocate gigabytes (BUGS.md H10) must
+    fail fast with MemoryError in the fuzzer, not push the machine into swap.
+    """
+    import re
+    import resource
+
+    try:
+        status = open("/proc/self/status").read()
+        vm = int(re.search(r"VmSize:\s+(\d+) kB", status).group(1)) * 1024
+        resource.setrlimit(
+            resource.RLIMIT_AS, (vm + headroom, resource.getrlimit(resource.RLIMIT_AS)[1])
+        )
+    except (OSError, AttributeError, ValueError):  # pragma: no cover - not Linux
+        pass
+
+
 class Violation(AssertionError):
     """A case ended in something other than success or the documented exception."""
 
@@ -91,15 +110,19 @@ def case_npy(data: bytes, ctx: Context) -> str:
             a = root["x"]
             shape, dtype = a.shape, a.dtype
             if hdr is None:
-                raise Violation(f"read_header refused ({first}) but the store read shape {shape} {dtype}")
+                raise Violation(
+                    f"read_header refused ({first}) but the store read shape {shape} {dtype}"
+                )
             if shape != hdr.shape or dtype != hdr.dtype:
                 raise Violation(f"store says {shape} {dtype}, header {hdr.shape} {hdr.dtype}")
             values = a[...]
             raw = np.asarray(values).tobytes(order="F" if hdr.fortran_order else "C")
-            expect = data[hdr.offset:hdr.offset + hdr.nbytes]
+            expect = data[hdr.offset : hdr.offset + hdr.nbytes]
             if len(expect) < hdr.nbytes:
-                raise Violation(f"read {hdr.nbytes} bytes from a file with {len(data)} bytes "
-                                f"(header {hdr.offset}): a read outside the file")
+                raise Violation(
+                    f"read {hdr.nbytes} bytes from a file with {len(data)} bytes "
+                    f"(header {hdr.offset}): a read outside the file"
+                )
             if raw != expect:
                 raise Violation("array bytes differ from the file's data bytes")
         outcome = "ok"
@@ -128,7 +151,9 @@ def _plain_roundtrip(d: dict) -> None:
         text = nattrs.encode_attrs(d)
         text.encode("utf-8")
     except (AttributeEncodingError, UnicodeEncodeError) as exc:
-        raise Violation(f"decoded attributes cannot be written back: {type(exc).__name__}: {exc}") from None
+        raise Violation(
+            f"decoded attributes cannot be written back: {type(exc).__name__}: {exc}"
+        ) from None
     again = nattrs.decode_attrs(text)
     if sorted(again) != sorted(d):
         raise Violation(f"keys changed in a write-back: {sorted(d)} -> {sorted(again)}")
@@ -154,7 +179,9 @@ def case_attrs(data: bytes, ctx: Context) -> str:
                 got = owner.attrs.asdict()
                 outcomes.append("ok")
                 if decoded is None:
-                    raise Violation(f"decode_attrs refused ({first}) but the store read {got!r:.200}")
+                    raise Violation(
+                        f"decode_attrs refused ({first}) but the store read {got!r:.200}"
+                    )
                 if sorted(got) != sorted(decoded):
                     raise Violation("store attrs differ from decode_attrs")
             except ATTRS_OK as exc:
@@ -258,8 +285,11 @@ def case_annotations(data: bytes, ctx: Context) -> str:
     out = ctx.scratch / "back_annotations.csv"
     write_annotations(out, ann)
     again = read_annotations(out)
-    if list(again.names) != names or not np.array_equal(np.asarray(again.start_seconds, float), start, equal_nan=True) \
-            or not np.array_equal(np.asarray(again.stop_seconds, float), stop, equal_nan=True):
+    if (
+        list(again.names) != names
+        or not np.array_equal(np.asarray(again.start_seconds, float), start, equal_nan=True)
+        or not np.array_equal(np.asarray(again.stop_seconds, float), stop, equal_nan=True)
+    ):
         raise Violation("annotations changed in a write/read round trip")
     return "ok"
 
@@ -290,9 +320,15 @@ def case_names(key: str, portable: bool, ctx: Context) -> str:
                     node = root.create_dataset(key, data=np.zeros(1, "u1"))
             except NAME_OK as exc:
                 outcome = type(exc).__name__
-                if (valid and isinstance(exc, InvalidNameError) and how == "group"
-                        and "differs only in case" not in str(exc)):
-                    raise Violation(f"validate_name accepts {key!r} but create_group refuses: {exc}")
+                if (
+                    valid
+                    and isinstance(exc, InvalidNameError)
+                    and how == "group"
+                    and "differs only in case" not in str(exc)
+                ):
+                    raise Violation(
+                        f"validate_name accepts {key!r} but create_group refuses: {exc}"
+                    )
                 continue
             real = os.path.realpath(node.filename)
             if not real.startswith(os.path.realpath(ctx.store) + os.sep):
@@ -301,7 +337,9 @@ def case_names(key: str, portable: bool, ctx: Context) -> str:
                 raise Violation(f"{key!r}: array file {node.filename} missing")
             parts = [p for p in key.split("/") if p not in ("", ".")]
             if root[key] != node or node.path != "/".join(parts):
-                raise Violation(f"{key!r} does not read back as the node created (path {node.path!r})")
+                raise Violation(
+                    f"{key!r} does not read back as the node created (path {node.path!r})"
+                )
             if how == "group" and not parts:
                 raise Violation("created the root again")
             del root[key]
@@ -309,10 +347,13 @@ def case_names(key: str, portable: bool, ctx: Context) -> str:
                 raise Violation(f"{key!r} still there after del")
     finally:
         root.close()
-    if any(ctx.outside.iterdir()) or sorted(n for n in os.listdir(ctx.work) if not n.startswith(".")) != sorted(
-            ["store.npy", "outside", "sentinels", "scratch"]):
-        raise Violation(f"{key!r} wrote outside the store: {sorted(os.listdir(ctx.work))}, "
-                        f"{sorted(os.listdir(ctx.outside))}")
+    if any(ctx.outside.iterdir()) or sorted(
+        n for n in os.listdir(ctx.work) if not n.startswith(".")
+    ) != sorted(["store.npy", "outside", "sentinels", "scratch"]):
+        raise Violation(
+            f"{key!r} wrote outside the store: {sorted(os.listdir(ctx.work))}, "
+            f"{sorted(os.listdir(ctx.outside))}"
+        )
     return outcome
 
 

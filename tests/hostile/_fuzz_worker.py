@@ -13,8 +13,8 @@ then reports the signal and faulthandler's stack.
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import sys
 import time
@@ -25,12 +25,10 @@ from pathlib import Path
 
 warnings.simplefilter("ignore")
 
-from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-import _fuzz_inputs as inputs  # noqa: E402
-import _fuzz_targets as targets  # noqa: E402
-
+import _fuzz_inputs as inputs
+import _fuzz_targets as targets
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import strategies as st
 
 #: cheap byte-level mutants run after each hypothesis example (see docs/hostile.md)
 MUTANTS = 3
@@ -45,9 +43,15 @@ def _alarm(signum, frame):
 
 
 def main() -> None:
-    target, n, rnd_seed, work, case_timeout = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4]), \
-        float(sys.argv[5])
+    target, n, rnd_seed, work, case_timeout = (
+        sys.argv[1],
+        int(sys.argv[2]),
+        int(sys.argv[3]),
+        Path(sys.argv[4]),
+        float(sys.argv[5]),
+    )
     ctx = targets.Context(work / "ctx")
+    targets.cap_memory()
     (work / "failures").mkdir(exist_ok=True)
     outcomes: Counter[str] = Counter()
     failures: dict[str, dict] = {}
@@ -89,8 +93,14 @@ def main() -> None:
             outcome, kind = "FAIL", f"violation: {str(exc)[:90]}"
         except Exception as exc:
             tb = traceback.extract_tb(exc.__traceback__)
-            where = next((f"{Path(f.filename).name}:{f.lineno}" for f in reversed(tb)
-                          if "npydir" in f.filename), "?")
+            where = next(
+                (
+                    f"{Path(f.filename).name}:{f.lineno}"
+                    for f in reversed(tb)
+                    if "npydir" in f.filename
+                ),
+                "?",
+            )
             outcome, kind = "FAIL", f"{type(exc).__name__} at {where}: {str(exc)[:80]}"
         else:
             kind = None
@@ -104,25 +114,56 @@ def main() -> None:
                 blob = x if isinstance(x, bytes) else repr(x).encode("utf-8", "surrogatepass")
                 saved = work / "failures" / f"{target}-{len(failures)}.bin"
                 saved.write_bytes(blob)
-                failures[key] = {"kind": kind, "input": repr(x)[:300], "saved": str(saved), "count": 0}
+                failures[key] = {
+                    "kind": kind,
+                    "input": repr(x)[:300],
+                    "saved": str(saved),
+                    "count": 0,
+                }
             failures[key]["count"] += 1
         if any(ctx.sentinels.iterdir()):
             # stop at once: a pickle ran code
-            print(json.dumps({"target": target, "cases": sum(outcomes.values()), "outcomes": outcomes,
-                              "failures": list(failures.values()),
-                              "ran_code": {"input": repr(x)[:300], "files": sorted(os.listdir(ctx.sentinels))}}))
+            print(
+                json.dumps(
+                    {
+                        "target": target,
+                        "cases": sum(outcomes.values()),
+                        "outcomes": outcomes,
+                        "failures": list(failures.values()),
+                        "ran_code": {
+                            "input": repr(x)[:300],
+                            "files": sorted(os.listdir(ctx.sentinels)),
+                        },
+                    }
+                )
+            )
             sys.exit(0)
 
     examples = -(-n // (1 + MUTANTS))
-    test = settings(max_examples=examples, phases=[Phase.generate], database=None, deadline=None,
-                    suppress_health_check=list(HealthCheck))(given(st.tuples(strategy, st.randoms(use_true_random=False)))(one))
+    test = settings(
+        max_examples=examples,
+        phases=[Phase.generate],
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )(given(st.tuples(strategy, st.randoms(use_true_random=False)))(one))
     test = seed(rnd_seed)(test)
     t0 = time.perf_counter()
     test()
-    print(json.dumps({"target": target, "cases": sum(outcomes.values()), "outcomes": outcomes,
-                      "examples": examples, "mutants_per_example": MUTANTS,
-                      "failures": list(failures.values()), "seconds": round(time.perf_counter() - t0, 2),
-                      "ran_code": None}))
+    print(
+        json.dumps(
+            {
+                "target": target,
+                "cases": sum(outcomes.values()),
+                "outcomes": outcomes,
+                "examples": examples,
+                "mutants_per_example": MUTANTS,
+                "failures": list(failures.values()),
+                "seconds": round(time.perf_counter() - t0, 2),
+                "ran_code": None,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

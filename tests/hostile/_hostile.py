@@ -70,8 +70,12 @@ def record(area: str, what: str, count: object) -> None:
 def child_env(**extra: str) -> dict[str, str]:
     """Environment for a child Python: this interpreter's sys.path, no inherited test hooks."""
     paths = [str(REPO), str(HERE)] + [p for p in sys.path if p]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths)),
-           "PYTHONFAULTHANDLER": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(dict.fromkeys(paths)),
+        "PYTHONFAULTHANDLER": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
     env.update(extra)
     return env
 
@@ -84,19 +88,30 @@ def run_json(args: list[str], *, timeout: float, env: dict | None = None) -> dic
     """
     cmd = [sys.executable, "-X", "faulthandler", *args]
     try:
-        proc = subprocess.run(cmd, capture_output=True, timeout=timeout, env=env or child_env(),
-                              cwd=str(REPO))
+        proc = subprocess.run(
+            cmd, capture_output=True, timeout=timeout, env=env or child_env(), cwd=str(REPO)
+        )
     except subprocess.TimeoutExpired as exc:
         err = (exc.stderr or b"").decode(errors="replace")[-4000:]
-        raise AssertionError(f"child hung for more than {timeout} s: {' '.join(args)}\n{err}") from None
+        raise AssertionError(
+            f"child hung for more than {timeout} s: {' '.join(args)}\n{err}"
+        ) from None
     out = proc.stdout.decode(errors="replace")
     err = proc.stderr.decode(errors="replace")
     if proc.returncode != 0:
-        how = f"killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
-        raise AssertionError(f"child {how}: {' '.join(args)}\nstdout:\n{out[-2000:]}\nstderr:\n{err[-6000:]}")
+        how = (
+            f"killed by signal {-proc.returncode}"
+            if proc.returncode < 0
+            else f"exit {proc.returncode}"
+        )
+        raise AssertionError(
+            f"child {how}: {' '.join(args)}\nstdout:\n{out[-2000:]}\nstderr:\n{err[-6000:]}"
+        )
     lines = [ln for ln in out.splitlines() if ln.startswith("{")]
     if not lines:
-        raise AssertionError(f"child printed no JSON result\nstdout:\n{out[-2000:]}\nstderr:\n{err[-4000:]}")
+        raise AssertionError(
+            f"child printed no JSON result\nstdout:\n{out[-2000:]}\nstderr:\n{err[-4000:]}"
+        )
     return json.loads(lines[-1])
 
 
@@ -134,7 +149,9 @@ def diff_snapshots(before: dict, after: dict) -> list[str]:
             problems.append(f"{k}: created")
         elif before[k] != after[k]:
             b, a = before[k], after[k]
-            what = [n for n, x, y in zip(("bytes", "mode", "mtime", "inode", "size"), b, a) if x != y]
+            what = [
+                n for n, x, y in zip(("bytes", "mode", "mtime", "inode", "size"), b, a) if x != y
+            ]
             # a directory's mtime changes when an entry is created and removed again
             problems.append(f"{k}: changed ({', '.join(what)})")
     return problems
@@ -150,7 +167,9 @@ FUZZ_TARGETS = ("npy", "attrs", "pickle", "annotations", "names")
 
 def scratch_root() -> Path:
     """A fast scratch directory for fuzz work (tmpfs /dev/shm when there is one)."""
-    base = Path("/dev/shm") if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    base = (
+        Path("/dev/shm") if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    )
     import tempfile
 
     return Path(tempfile.mkdtemp(prefix="npydir-hostile-", dir=base))
@@ -181,17 +200,37 @@ def start_fuzzer(kind: str, target: str) -> None:
     work = _scratch() / f"{kind}-{target}"
     work.mkdir(parents=True, exist_ok=True)
     if kind == "hypothesis":
-        args = [str(HERE / "_fuzz_worker.py"), target, str(FUZZ_EXAMPLES), "20261124", str(work), str(CASE_TIMEOUT)]
+        args = [
+            str(HERE / "_fuzz_worker.py"),
+            target,
+            str(FUZZ_EXAMPLES),
+            "20261124",
+            str(work),
+            str(CASE_TIMEOUT),
+        ]
     else:
         if ATHERIS_RUNS <= 0 or not atheris_available():
             return
-        args = [str(HERE / "_atheris_worker.py"), target, str(work), f"-runs={ATHERIS_RUNS}",
-                f"-timeout={int(max(CASE_TIMEOUT, 1) * 2)}", "-rss_limit_mb=4096", f"-artifact_prefix={work}/",
-                "-seed=20261124", "-print_final_stats=1"]
+        args = [
+            str(HERE / "_atheris_worker.py"),
+            target,
+            str(work),
+            f"-runs={ATHERIS_RUNS}",
+            f"-timeout={int(max(CASE_TIMEOUT, 1) * 2)}",
+            "-rss_limit_mb=4096",
+            f"-artifact_prefix={work}/",
+            "-seed=20261124",
+            "-print_final_stats=1",
+        ]
     out = open(work / "stdout", "wb")
     err = open(work / "stderr", "wb")
-    proc = subprocess.Popen([sys.executable, "-X", "faulthandler", *args], stdout=out, stderr=err,
-                            env=child_env(), cwd=str(work))
+    proc = subprocess.Popen(
+        [sys.executable, "-X", "faulthandler", *args],
+        stdout=out,
+        stderr=err,
+        env=child_env(),
+        cwd=str(work),
+    )
     _BACKGROUND[key] = (proc, work, out, err)
 
 
@@ -204,16 +243,27 @@ def fuzzer_result(kind: str, target: str, timeout: float = 480) -> tuple[int, st
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-        raise AssertionError(f"{kind} fuzzer of {target} hung for more than {timeout} s "
-                             f"(stderr: {(work / 'stderr').read_text(errors='replace')[-3000:]})") from None
+        raise AssertionError(
+            f"{kind} fuzzer of {target} hung for more than {timeout} s "
+            f"(stderr: {(work / 'stderr').read_text(errors='replace')[-3000:]})"
+        ) from None
     out.close()
     err.close()
-    return (proc.returncode, (work / "stdout").read_text(errors="replace"),
-            (work / "stderr").read_text(errors="replace"), work)
+    return (
+        proc.returncode,
+        (work / "stdout").read_text(errors="replace"),
+        (work / "stderr").read_text(errors="replace"),
+        work,
+    )
+
+
+#: set when a fuzz check failed: the scratch space (failing inputs) is kept for the bug report
+KEEP_SCRATCH: list[bool] = []
 
 
 def stop_background() -> None:
-    """Kill fuzzers still running (an interrupted session) and remove the scratch space."""
+    """Kill fuzzers still running (an interrupted session); remove the scratch space unless a
+    fuzz check failed (then its failing inputs are kept and the path is printed)."""
     import shutil
 
     for proc, work, out, err in _BACKGROUND.values():
@@ -224,6 +274,9 @@ def stop_background() -> None:
         err.close()
     _BACKGROUND.clear()
     for d in _SCRATCH:
+        if KEEP_SCRATCH:
+            print(f"\n[hostile] failing fuzz inputs kept in {d}")
+            continue
         shutil.rmtree(d, ignore_errors=True)
     _SCRATCH.clear()
 
@@ -236,26 +289,36 @@ def check_hypothesis_fuzz(target: str, documented: set[str]) -> dict:
     (so the inputs reached past the first check), no crash (the child would have died).
     """
     rc, out, err, work = fuzzer_result("hypothesis", target)
+    KEEP_SCRATCH.append(True)  # removed again below when the run passes
     if rc != 0:
         how = f"killed by signal {-rc}" if rc < 0 else f"exit {rc}"
-        raise AssertionError(f"fuzz worker for {target} {how} (a crash in a parser?)\n{err[-6000:]}")
+        raise AssertionError(
+            f"fuzz worker for {target} {how} (a crash in a parser?)\n{err[-6000:]}"
+        )
     lines = [ln for ln in out.splitlines() if ln.startswith("{")]
     assert lines, f"fuzz worker printed no result\n{out[-2000:]}\n{err[-3000:]}"
     res = json.loads(lines[-1])
     record(f"fuzz/{target}", "hypothesis cases", res["cases"])
     assert res["ran_code"] is None, f"an attrs.npy pickle RAN CODE: {res['ran_code']}"
     if res["failures"]:
-        lines = [f"{f['count']:5d} x {f['kind']}\n        input: {f['input']}\n        saved: {f['saved']}"
-                 for f in res["failures"]]
-        raise AssertionError(f"{target}: {sum(f['count'] for f in res['failures'])} of {res['cases']} cases ended "
-                             f"in neither success nor the documented exception:\n" + "\n".join(lines))
+        lines = [
+            f"{f['count']:5d} x {f['kind']}\n        input: {f['input']}\n        saved: {f['saved']}"
+            for f in res["failures"]
+        ]
+        raise AssertionError(
+            f"{target}: {sum(f['count'] for f in res['failures'])} of {res['cases']} cases ended "
+            f"in neither success nor the documented exception:\n" + "\n".join(lines)
+        )
     outcomes = res["outcomes"]
     assert res["cases"] >= FUZZ_EXAMPLES, res
     undocumented = set(outcomes) - documented - {"ok"}
     assert not undocumented, f"outcomes {undocumented} are not documented for {target}"
-    assert outcomes.get("ok", 0) > 0, f"no input was accepted: the fuzzer never got past the checks {outcomes}"
+    assert outcomes.get("ok", 0) > 0, (
+        f"no input was accepted: the fuzzer never got past the checks {outcomes}"
+    )
     assert sum(v for k, v in outcomes.items() if k != "ok") > 0, f"nothing was refused: {outcomes}"
     record(f"fuzz/{target}", "outcomes", dict(sorted(outcomes.items())))
+    KEEP_SCRATCH.pop()
     return res
 
 
@@ -272,9 +335,12 @@ def check_atheris_fuzz(target: str) -> int:
 
     m = re.search(r"Done (\d+) runs", err)
     if rc != 0 or not m:
-        raise AssertionError(f"atheris found a failing input for {target} (exit {rc}); inputs saved as "
-                             f"{sorted(p.name for p in work.glob('crash-*') or work.glob('timeout-*'))}:\n"
-                             f"{err[-5000:]}")
+        KEEP_SCRATCH.append(True)
+        raise AssertionError(
+            f"atheris found a failing input for {target} (exit {rc}); inputs saved as "
+            f"{sorted(str(p) for p in list(work.glob('crash-*')) + list(work.glob('timeout-*')))}:\n"
+            f"{err[-5000:]}"
+        )
     runs = int(m.group(1))
     record(f"fuzz/{target}", "atheris runs", runs)
     assert runs >= ATHERIS_RUNS
@@ -288,9 +354,15 @@ class Zygote:
     """Client of ``_zygote.py``: fork a warm writer, kill it, reap it."""
 
     def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-X", "faulthandler", str(HERE / "_zygote.py")],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=child_env(),
-                                     cwd=str(REPO), text=True, bufsize=1)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-X", "faulthandler", str(HERE / "_zygote.py")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=child_env(),
+            cwd=str(REPO),
+            text=True,
+            bufsize=1,
+        )
 
     def _ask(self, msg: dict) -> dict:
         self.proc.stdin.write(json.dumps(msg) + "\n")

@@ -23,9 +23,9 @@ import warnings
 
 warnings.simplefilter("ignore")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import npydir  # noqa: E402
+import npydir
 
 try:  # the conversion writers need them; import before forking so children start warm
     import h5py  # noqa: F401
@@ -72,8 +72,12 @@ def op_attrs(store: str, seed: int) -> None:
     gen = int(root.attrs.get("gen", -1))
     while True:
         gen += 1
-        root.attrs.update(gen=gen, payload=list(range(gen % 97)), blob=np.arange(gen % 1000, dtype="f8"),
-                          text="x" * (gen % 5000))
+        root.attrs.update(
+            gen=gen,
+            payload=list(range(gen % 97)),
+            blob=np.arange(gen % 1000, dtype="f8"),
+            text="x" * (gen % 5000),
+        )
         x.attrs.update(gen=gen, payload=list(range(gen % 31)))
 
 
@@ -98,7 +102,13 @@ def op_convert_slow(src: str, dst: str, budget: int) -> None:
     op_convert(src, dst, budget)
 
 
-OPS = {"convert_slow": op_convert_slow, "append": op_append, "create": op_create, "attrs": op_attrs, "convert": op_convert}
+OPS = {
+    "convert_slow": op_convert_slow,
+    "append": op_append,
+    "create": op_create,
+    "attrs": op_attrs,
+    "convert": op_convert,
+}
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _hostile  # noqa: E402
+import _hostile
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
@@ -24,15 +24,30 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         tr.write_line(f"{f'{area}: {what}':<{width}}  {n}")
 
 
+_SELECTED: list[str] = []
+
+
 def pytest_collection_finish(session):
-    """Start the fuzzers of the selected fuzz tests now, in the background (see _hostile.py)."""
+    """Remember which fuzz targets are selected (their fuzzers start with the first hostile test)."""
     for item in session.items:
         name = item.module.__name__ if getattr(item, "module", None) else ""
-        if name.startswith("test_fuzz_"):
-            target = name.removeprefix("test_fuzz_")
-            if target in _hostile.FUZZ_TARGETS:
-                _hostile.start_fuzzer("hypothesis", target)
-                _hostile.start_fuzzer("atheris", target)
+        target = name.removeprefix("test_fuzz_")
+        if (
+            name.startswith("test_fuzz_")
+            and target in _hostile.FUZZ_TARGETS
+            and target not in _SELECTED
+        ):
+            _SELECTED.append(target)
+
+
+def pytest_runtest_setup(item):
+    """At the first test of this directory, start the selected fuzzers in the background, so the
+    CPU-bound fuzzing overlaps the crash/concurrency tests (which mostly wait) and not the rest
+    of the project's suite; each fuzz test then collects its fuzzer's result."""
+    while _SELECTED:
+        target = _SELECTED.pop(0)
+        _hostile.start_fuzzer("hypothesis", target)
+        _hostile.start_fuzzer("atheris", target)
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -13,22 +13,20 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
 import subprocess
 import sys
-import json
-import time
 
+import _hostile
 import numpy as np
 import pytest
+from _rw_children import COLS
 
 import npydir
 from npydir.errors import LockError
-
-import _hostile
-from _rw_children import COLS
 
 pytestmark = [pytest.mark.hostile, pytest.mark.timeout(120)]
 
@@ -42,10 +40,23 @@ def test_readers_see_consistent_shapes_and_attrs(tmp_path):
         root.create_dataset("x", shape=(0, COLS), dtype="i8")
     secs = _hostile.CONCURRENCY_SECONDS
     env = _hostile.child_env()
-    procs = [subprocess.Popen([sys.executable, CHILD, "writer", str(store), str(secs)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, env=env)]
-    procs += [subprocess.Popen([sys.executable, CHILD, "reader", str(store), str(secs)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, env=env) for _ in range(READERS)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, CHILD, "writer", str(store), str(secs)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+    ]
+    procs += [
+        subprocess.Popen(
+            [sys.executable, CHILD, "reader", str(store), str(secs)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        for _ in range(READERS)
+    ]
     outs = []
     for p in procs:
         out, err = p.communicate(timeout=secs + 90)
@@ -62,9 +73,13 @@ def test_readers_see_consistent_shapes_and_attrs(tmp_path):
 
 
 def _holder(store):
-    code = (f"import npydir, time; r = npydir.open({str(store)!r}, 'a'); r['held'] = [1]; "
-            "print('ready', flush=True); time.sleep(120)")
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env=_hostile.child_env())
+    code = (
+        f"import npydir, time; r = npydir.open({str(store)!r}, 'a'); r['held'] = [1]; "
+        "print('ready', flush=True); time.sleep(120)"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, env=_hostile.child_env()
+    )
     assert proc.stdout.readline() == b"ready\n"
     return proc
 
@@ -93,9 +108,8 @@ def test_second_writer_is_stopped_by_the_lock(tmp_path):
 
 def test_second_writer_in_the_same_process(tmp_path):
     store = tmp_path / "s.npy"
-    with npydir.open(store, "w"):
-        with pytest.raises(LockError, match="this process"):
-            npydir.open(store, "a")
+    with npydir.open(store, "w"), pytest.raises(LockError, match="this process"):
+        npydir.open(store, "a")
     with npydir.open(store, "a"):  # released on close
         pass
 
@@ -109,11 +123,12 @@ def test_stale_lock_of_a_killed_writer_is_detected(tmp_path, caplog):
     proc.wait()
     proc.stdout.close()
     lock = store / ".npydir.lock"
-    assert json.loads(lock.read_text())["pid"] == proc.pid  # the dead writer's record is still there
-    with caplog.at_level(logging.WARNING, logger="npydir"):
-        with npydir.open(store, "a") as root:
-            root["after"] = [2]
-            assert json.loads(lock.read_text())["pid"] == os.getpid()
+    assert (
+        json.loads(lock.read_text())["pid"] == proc.pid
+    )  # the dead writer's record is still there
+    with caplog.at_level(logging.WARNING, logger="npydir"), npydir.open(store, "a") as root:
+        root["after"] = [2]
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
     msgs = [r.getMessage() for r in caplog.records]
     assert any("stale" in m and str(proc.pid) in m and "dead" in m for m in msgs), msgs
     assert lock.read_text() == ""  # a clean close leaves no holder behind

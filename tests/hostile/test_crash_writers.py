@@ -23,16 +23,15 @@ import time
 import warnings
 from pathlib import Path
 
+import _hostile
 import numpy as np
 import pytest
+from _zygote import COLS, content
 
 import npydir
 from npydir import npyfile
 from npydir.attrs import read_legacy_attrs
 from npydir.convert import partial_path
-
-import _hostile
-from _zygote import COLS, content
 
 pytestmark = [pytest.mark.hostile, pytest.mark.timeout(300)]
 
@@ -50,8 +49,10 @@ def _kill(zygote, tmp_path: Path, op: str, delay: float, **args) -> None:
     err = tmp_path / f"{op}.stderr"
     status = zygote.kill_after(op, delay, stderr=str(err), **args)
     if status != -9:  # the writers loop forever: anything else is an error inside the writer
-        raise AssertionError(f"{op} writer ended with status {status} before the kill:\n"
-                             f"{err.read_text(errors='replace')[-3000:]}")
+        raise AssertionError(
+            f"{op} writer ended with status {status} before the kill:\n"
+            f"{err.read_text(errors='replace')[-3000:]}"
+        )
 
 
 def _verify_and_repair(store: Path, allowed: set[str], trial: int) -> list[str]:
@@ -112,8 +113,12 @@ def test_killed_append(tmp_path, zygote):
     _hostile.record("crash/append", "SIGKILL trials", TRIALS)
     _hostile.record("crash/append", "torn appends seen (verify reported, repair trimmed)", torn)
     if TRIALS >= 20:
-        assert lengths[-1] > 0, "no append ever committed: the kills came too early to test anything"
-        assert torn > 0, "no kill landed between data and header: the test did not exercise torn appends"
+        assert lengths[-1] > 0, (
+            "no append ever committed: the kills came too early to test anything"
+        )
+        assert torn > 0, (
+            "no kill landed between data and header: the test did not exercise torn appends"
+        )
 
 
 # ============================================================================ create
@@ -133,7 +138,9 @@ def test_killed_create(tmp_path, zygote):
             for p in names - seen:
                 i = int(p.rsplit("/", 1)[-1][1:])
                 arr = root[p]
-                np.testing.assert_array_equal(arr[:], content(i), err_msg=f"trial {t}: {p} is incomplete")
+                np.testing.assert_array_equal(
+                    arr[:], content(i), err_msg=f"trial {t}: {p} is incomplete"
+                )
                 a = arr.attrs.asdict()
                 assert a in ({}, {"i": i}), f"trial {t}: {p} attrs {a}"
             seen |= names
@@ -165,16 +172,22 @@ def test_killed_attrs_update(tmp_path, zygote):
             gen = a["gen"]
             assert gen >= last, f"trial {t}: gen went back from {last} to {gen}"
             # one update is one write: the values always belong to the same generation
-            k = gen if gen >= 0 else 0
+            k = max(gen, 0)
             assert a["payload"] == (list(range(gen % 97)) if gen >= 0 else [])
-            np.testing.assert_array_equal(a["blob"], np.arange(k % 1000 if gen >= 0 else 0, dtype="f8"))
+            np.testing.assert_array_equal(
+                a["blob"], np.arange(k % 1000 if gen >= 0 else 0, dtype="f8")
+            )
             assert a["text"] == ("x" * (gen % 5000) if gen >= 0 else "")
             xa = root["x"].attrs.asdict()
             # the array's attrs are updated after the root's, so they may lag, never lead
-            assert sorted(xa) == ["gen", "payload"] and last_x <= xa["gen"] <= gen, f"trial {t}: {xa}"
+            assert sorted(xa) == ["gen", "payload"] and last_x <= xa["gen"] <= gen, (
+                f"trial {t}: {xa}"
+            )
             assert xa["payload"] == (list(range(xa["gen"] % 31)) if xa["gen"] >= 0 else [])
         legacy = read_legacy_attrs(store / "attrs.npy")  # DAS's copy is written after attrs.json
-        assert last_npy <= legacy["gen"] <= gen, f"trial {t}: attrs.npy gen {legacy['gen']}, attrs.json {gen}"
+        assert last_npy <= legacy["gen"] <= gen, (
+            f"trial {t}: attrs.npy gen {legacy['gen']}, attrs.json {gen}"
+        )
         assert legacy["payload"] == (list(range(legacy["gen"] % 97)) if legacy["gen"] >= 0 else [])
         last_x, last_npy = xa["gen"], legacy["gen"]
         _verify_and_repair(store, {"stray-temp"}, t)
@@ -245,12 +258,33 @@ def test_killed_convert_resumes_byte_identical(tmp_path, zygote):
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            npydir.convert(src, ref, progress=False, memory_budget=budget, threads=1, journal_interval=0)
+            npydir.convert(
+                src, ref, progress=False, memory_budget=budget, threads=1, journal_interval=0
+            )
         durations[kind] = time.perf_counter() - t0
         refs[kind] = _tree_bytes(ref)
         assert any(k.endswith("x.npy") for k in refs[kind])
     rng = random.Random(17)
-    resumed = complete_at_kill = invisible = 0
+    counts = [0, 0, 0, 0]
+    try:
+        _convert_trials(tmp_path, zygote, sources, refs, durations, budget, rng, counts)
+    finally:
+        invisible, resumed, complete_at_kill, done = counts
+        _hostile.record("crash/convert", "SIGKILL trials completed", f"{done} of {TRIALS}")
+        _hostile.record(
+            "crash/convert",
+            "killed while invisible / resumed with skipped blocks / complete",
+            f"{invisible} / {resumed} / {complete_at_kill}",
+        )
+    if TRIALS >= 20:
+        assert resumed > 0, (
+            "no kill left finished blocks to skip: the resume path was not exercised"
+        )
+
+
+def _convert_trials(tmp_path, zygote, sources, refs, durations, budget, rng, counts) -> None:
+    """The trials of test_killed_convert_resumes_byte_identical; counts: invisible, resumed,
+    complete at kill, trials done."""
     for t in range(TRIALS):
         kind = ("h5", "zarr")[t % 2]
         src, dst = sources[kind], tmp_path / "dst.npy"
@@ -258,17 +292,22 @@ def test_killed_convert_resumes_byte_identical(tmp_path, zygote):
         # a third of the trials kill the resumed run too before it is finished normally
         kills = 2 if t % 3 == 0 else 1
         for _ in range(kills):
-            pid_status = zygote.kill_after("convert", rng.uniform(0.0, 1.3 * durations[kind]),
-                                           stderr=str(tmp_path / "convert.stderr"),
-                                           src=str(src), dst=str(dst), budget=budget)
+            pid_status = zygote.kill_after(
+                "convert",
+                rng.uniform(0.0, 1.3 * durations[kind]),
+                stderr=str(tmp_path / "convert.stderr"),
+                src=str(src),
+                dst=str(dst),
+                budget=budget,
+            )
             if pid_status == 0:
                 break  # finished before the kill
             assert pid_status == -9, (tmp_path / "convert.stderr").read_text()
             if dst.exists():  # published: must be complete
                 assert _tree_bytes(dst) == refs[kind], f"trial {t}: {dst} visible but not complete"
-                complete_at_kill += 1
+                counts[2] += 1
                 break
-            invisible += 1
+            counts[0] += 1
         if dst.exists() and partial_path(dst)[1].exists():
             # killed between publishing and removing its journal: running it again tidies up
             with warnings.catch_warnings():
@@ -277,21 +316,22 @@ def test_killed_convert_resumes_byte_identical(tmp_path, zygote):
         elif not dst.exists():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                report = npydir.convert(src, dst, progress=False, memory_budget=budget, threads=1,
-                                        journal_interval=0)
-            resumed += bool(report.blocks_skipped)
+                report = npydir.convert(
+                    src, dst, progress=False, memory_budget=budget, threads=1, journal_interval=0
+                )
+            counts[1] += bool(report.blocks_skipped)
         got = _tree_bytes(dst)
-        assert sorted(got) == sorted(refs[kind]), f"trial {t}: files differ {set(got) ^ set(refs[kind])}"
+        assert sorted(got) == sorted(refs[kind]), (
+            f"trial {t}: files differ {set(got) ^ set(refs[kind])}"
+        )
         diff = [k for k in got if got[k] != refs[kind][k]]
-        assert not diff, f"trial {t}: files not byte-identical to an uninterrupted conversion: {diff}"
+        assert not diff, (
+            f"trial {t}: files not byte-identical to an uninterrupted conversion: {diff}"
+        )
         assert npydir.verify(dst).ok
         partial, journal = partial_path(dst)
         assert not partial.exists() and not journal.exists()
-    _hostile.record("crash/convert", "SIGKILL trials", TRIALS)
-    _hostile.record("crash/convert", "killed while invisible / resumed with skipped blocks / complete",
-                    f"{invisible} / {resumed} / {complete_at_kill}")
-    if TRIALS >= 20:
-        assert resumed > 0, "no kill left finished blocks to skip: the resume path was not exercised"
+        counts[3] += 1
 
 
 def test_resumed_convert_leaves_no_stray_temp_file(tmp_path, zygote):
@@ -303,9 +343,14 @@ def test_resumed_convert_leaves_no_stray_temp_file(tmp_path, zygote):
     dst = tmp_path / "dst.npy"
     partial, journal = partial_path(dst)
     budget = 4 * CHUNK * 8 * 4
-    pid = zygote.run("convert_slow", str(tmp_path / "slow.stderr"), src=str(src), dst=str(dst), budget=budget)
+    pid = zygote.run(
+        "convert_slow", str(tmp_path / "slow.stderr"), src=str(src), dst=str(dst), budget=budget
+    )
     deadline = time.monotonic() + 60
-    while not (journal.exists() and (partial / "train" / "y.npy").exists()) and time.monotonic() < deadline:
+    while (
+        not (journal.exists() and (partial / "train" / "y.npy").exists())
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.01)
     time.sleep(0.3)
     os.kill(pid, 9)
@@ -315,7 +360,9 @@ def test_resumed_convert_leaves_no_stray_temp_file(tmp_path, zygote):
     (partial / "train" / ".y.npy.0badc0de.npydir-tmp").write_bytes(b"half a file")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        report = npydir.convert(src, dst, progress=False, memory_budget=budget, threads=1, journal_interval=0)
+        report = npydir.convert(
+            src, dst, progress=False, memory_budget=budget, threads=1, journal_interval=0
+        )
     assert report.blocks_skipped > 0
     leftovers = [p for p in _tree_bytes(dst) if p.endswith(".npydir-tmp")]
     assert not leftovers, f"temp files of the killed run were published in {dst}: {leftovers}"

@@ -24,12 +24,11 @@ import sys
 import uuid
 from pathlib import Path
 
+import _hostile
 import numpy as np
 import pytest
 
 import npydir
-
-import _hostile
 
 pytestmark = pytest.mark.hostile
 
@@ -47,8 +46,20 @@ def _prepare(store: Path) -> None:
 
 
 def _run_child(store: Path, limit: int, trials: int) -> list[dict]:
-    out = subprocess.run([sys.executable, "-X", "faulthandler", str(_hostile.HERE / "_disk_child.py"), str(store),
-                          str(limit), str(trials)], capture_output=True, timeout=240, env=_hostile.child_env())
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "faulthandler",
+            str(_hostile.HERE / "_disk_child.py"),
+            str(store),
+            str(limit),
+            str(trials),
+        ],
+        capture_output=True,
+        timeout=240,
+        env=_hostile.child_env(),
+    )
     assert out.returncode == 0, f"child died ({out.returncode}):\n{out.stderr.decode()[-4000:]}"
     return json.loads(out.stdout.decode().strip().splitlines()[-1])
 
@@ -57,8 +68,12 @@ def _check_outcomes(results: list[dict], errnos: set[int], area: str) -> None:
     failed = [r for r in results if r["outcome"] != "ok"]
     assert failed, f"no write ever failed: the limit did not bite {results}"
     for r in failed:
-        assert "OSError" in r["mro"] and r["errno"] in errnos, f"{r['step']}: undocumented error {r}"
-    _hostile.record(area, "write attempts / refused with OSError", f"{len(results)} / {len(failed)}")
+        assert "OSError" in r["mro"] and r["errno"] in errnos, (
+            f"{r['step']}: undocumented error {r}"
+        )
+    _hostile.record(
+        area, "write attempts / refused with OSError", f"{len(results)} / {len(failed)}"
+    )
     steps = sorted({r["step"] for r in failed})
     _hostile.record(area, "operations refused", ", ".join(steps))
     named = sum(1 for r in failed if ".npy" in r["message"] or ".json" in r["message"])
@@ -76,8 +91,11 @@ def _check_store(store: Path, area: str) -> None:
     if not report.ok:
         fixed = npydir.repair(store)
         assert fixed.ok, str(fixed)
-    _hostile.record(area, "verify after the failures", "clean" if report.ok else ", ".join(sorted(set(report.kinds())))
-                    + " (repaired)")
+    _hostile.record(
+        area,
+        "verify after the failures",
+        "clean" if report.ok else ", ".join(sorted(set(report.kinds()))) + " (repaired)",
+    )
     assert npydir.verify(store).ok
     with npydir.open(store, "r") as root:
         np.testing.assert_array_equal(root["keep"][:], KEEP)
@@ -112,7 +130,9 @@ def small_tmpfs(tmp_path):
     mnt.mkdir()
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root (running as uid %d)" % os.geteuid())
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True)
+    res = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True
+    )
     if res.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {res.stderr.decode().strip()}")
     try:
@@ -155,11 +175,19 @@ except OSError as exc:
     print("OSError", exc.errno == errno.ENOSPC)
 root.close()
 """
-    out = subprocess.run([sys.executable, "-X", "faulthandler", "-c", code], capture_output=True, timeout=120,
-                         env=_hostile.child_env())
-    assert out.returncode >= 0, (f"the interpreter was killed by signal {-out.returncode} writing a preallocated "
-                                 f"array on a full disk:\n{out.stderr.decode()[-2000:]}")
-    assert out.stdout.decode().split() in (["ok"], ["OSError", "True"]), out.stdout.decode() + out.stderr.decode()
+    out = subprocess.run(
+        [sys.executable, "-X", "faulthandler", "-c", code],
+        capture_output=True,
+        timeout=120,
+        env=_hostile.child_env(),
+    )
+    assert out.returncode >= 0, (
+        f"the interpreter was killed by signal {-out.returncode} writing a preallocated "
+        f"array on a full disk:\n{out.stderr.decode()[-2000:]}"
+    )
+    assert out.stdout.decode().split() in (["ok"], ["OSError", "True"]), (
+        out.stdout.decode() + out.stderr.decode()
+    )
     _check_store(store, "disk/tmpfs preallocated")
 
 
@@ -181,11 +209,19 @@ try:
 except OSError as exc:
     print("OSError", exc.errno == errno.ENOSPC)
 """
-    out = subprocess.run([sys.executable, "-X", "faulthandler", "-c", code], capture_output=True, timeout=120,
-                         env=_hostile.child_env())
-    assert out.returncode >= 0, (f"convert was killed by signal {-out.returncode} on a full disk:\n"
-                                 f"{out.stderr.decode()[-2000:]}")
-    assert out.stdout.decode().split() == ["OSError", "True"], out.stdout.decode() + out.stderr.decode()[-2000:]
+    out = subprocess.run(
+        [sys.executable, "-X", "faulthandler", "-c", code],
+        capture_output=True,
+        timeout=120,
+        env=_hostile.child_env(),
+    )
+    assert out.returncode >= 0, (
+        f"convert was killed by signal {-out.returncode} on a full disk:\n"
+        f"{out.stderr.decode()[-2000:]}"
+    )
+    assert out.stdout.decode().split() == ["OSError", "True"], (
+        out.stdout.decode() + out.stderr.decode()[-2000:]
+    )
     assert not dst.exists()
 
 

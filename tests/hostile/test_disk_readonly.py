@@ -24,13 +24,12 @@ import uuid
 import warnings
 from pathlib import Path
 
+import _hostile
 import numpy as np
 import pytest
 
 import npydir
 from npydir.errors import ReadOnlyError
-
-import _hostile
 
 pytestmark = pytest.mark.hostile
 
@@ -38,8 +37,12 @@ pytestmark = pytest.mark.hostile
 def _make_store(path: Path) -> None:
     rng = np.random.default_rng(0)
     with npydir.open(path, "w", das_compat=True) as root:
-        root.attrs.update(samplerate_x_Hz=10_000, samplerate_y_Hz=10_000, class_names=["noise", "pulse"],
-                          class_types=["segment", "event"])
+        root.attrs.update(
+            samplerate_x_Hz=10_000,
+            samplerate_y_Hz=10_000,
+            class_names=["noise", "pulse"],
+            class_types=["segment", "event"],
+        )
         for split, n in (("train", 4000), ("val", 1000)):
             root[f"{split}/x"] = rng.standard_normal((n, 3)).astype("f4")
             y = np.zeros((n, 2), "f4")
@@ -86,7 +89,11 @@ def _read_everything(path: Path, tmp: Path) -> list[str]:
         for i, b in enumerate(batches):
             if i == 5:
                 break
-        ran += ["open/members/arrays/attrs/tree/visit/pickle", "gather_windows/advise_windows", "Batches"]
+        ran += [
+            "open/members/arrays/attrs/tree/visit/pickle",
+            "gather_windows/advise_windows",
+            "Batches",
+        ]
     data = npydir.load(path)
     np.asarray(data["train"]["x"][:5])
     ran.append("load")
@@ -106,8 +113,12 @@ def _read_everything(path: Path, tmp: Path) -> list[str]:
             pass
     ran.append("convert from it (npydir, zarr)")
     for cmd in (["info", str(path)], ["tree", str(path)], ["verify", str(path)]):
-        subprocess.run([sys.executable, "-m", "npydir", *cmd], capture_output=True, timeout=120,
-                       env=_hostile.child_env())
+        subprocess.run(
+            [sys.executable, "-m", "npydir", *cmd],
+            capture_output=True,
+            timeout=120,
+            env=_hostile.child_env(),
+        )
     ran.append("CLI info/tree/verify")
     return ran
 
@@ -159,7 +170,9 @@ def ro_mount(tmp_path):
         pytest.skip("mounting needs root")
     mnt = tmp_path / "ro"
     mnt.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)], capture_output=True)
+    res = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)], capture_output=True
+    )
     if res.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {res.stderr.decode().strip()}")
     try:
@@ -185,4 +198,6 @@ def test_store_on_a_read_only_mount(ro_mount, tmp_path):
         npydir.open(store, "a")
     with pytest.raises(OSError):
         npydir.repair(store)
-    _hostile.record("read-only", "read-only tmpfs mount", "all read APIs ran; writes fail with OSError")
+    _hostile.record(
+        "read-only", "read-only tmpfs mount", "all read APIs ran; writes fail with OSError"
+    )

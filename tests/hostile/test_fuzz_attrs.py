@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 
+import _hostile
 import numpy as np
 import pytest
 
 import npydir
 from npydir.attrs import decode_attrs, encode_attrs
 from npydir.errors import FormatError
-
-import _hostile
 
 pytestmark = pytest.mark.hostile
 
@@ -33,33 +32,45 @@ def _tagged(**kw):
     return json.dumps({"a": {"__npydir__": "ndarray", **kw}})
 
 
-@pytest.mark.parametrize("text", [
-    "[" * 100_000 + "]" * 100_000,                       # deeper than the JSON decoder's recursion
-    '{"a":' + "[" * 5000 + "]" * 5000 + "}",
-], ids=["deep-list", "deep-value"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 100_000 + "]" * 100_000,  # deeper than the JSON decoder's recursion
+        '{"a":' + "[" * 5000 + "]" * 5000 + "}",
+    ],
+    ids=["deep-list", "deep-value"],
+)
 def test_deeply_nested_json_is_a_format_error(text):
     """RecursionError escaped decode_attrs (BUGS.md H2)."""
     with pytest.raises(FormatError, match="attrs.json"):
         decode_attrs(text, "attrs.json")
 
 
-@pytest.mark.parametrize("text", [
-    _tagged(dtype="<i4", shape=[1], data=[1e400]),                 # inf into an int array
-    _tagged(dtype="<i4", shape=[1], data=[99999999999999999999999]),  # int out of range
-    json.dumps({"a": {"__npydir__": "scalar", "dtype": "<u1", "value": -1}}),
-], ids=["inf-to-int", "int-overflow", "scalar-out-of-range"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        _tagged(dtype="<i4", shape=[1], data=[1e400]),  # inf into an int array
+        _tagged(dtype="<i4", shape=[1], data=[99999999999999999999999]),  # int out of range
+        json.dumps({"a": {"__npydir__": "scalar", "dtype": "<u1", "value": -1}}),
+    ],
+    ids=["inf-to-int", "int-overflow", "scalar-out-of-range"],
+)
 def test_out_of_range_values_are_a_format_error(text):
     """OverflowError escaped decode_attrs (BUGS.md H3)."""
     with pytest.raises(FormatError, match="attrs.json"):
         decode_attrs(text, "attrs.json")
 
 
-@pytest.mark.parametrize("text", [
-    _tagged(dtype="|O", shape=[2], data=[1, "x"]),
-    json.dumps({"a": {"__npydir__": "scalar", "dtype": "|O", "value": [1]}}),
-    json.dumps({"a": {"__npydir__": "dict", "items": [[1, 2]]}}),
-    '{"a": "\\ud800"}',
-], ids=["object-array", "object-scalar", "int-dict-key", "lone-surrogate"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        _tagged(dtype="|O", shape=[2], data=[1, "x"]),
+        json.dumps({"a": {"__npydir__": "scalar", "dtype": "|O", "value": [1]}}),
+        json.dumps({"a": {"__npydir__": "dict", "items": [[1, 2]]}}),
+        '{"a": "\\ud800"}',
+    ],
+    ids=["object-array", "object-scalar", "int-dict-key", "lone-surrogate"],
+)
 def test_what_decodes_can_be_written_back(tmp_path, text):
     """Values the encoder refuses must not come out of the decoder (BUGS.md H4).
 

@@ -8,19 +8,20 @@ symbolic link ``escape`` to a directory outside, and nothing may ever appear the
 
 from __future__ import annotations
 
+import _hostile
 import numpy as np
 import pytest
 
 import npydir
 from npydir.names import MAX_NAME_BYTES, validate_name
 
-import _hostile
-
 pytestmark = pytest.mark.hostile
 
 
 def test_hypothesis_fuzz_names():
-    _hostile.check_hypothesis_fuzz("names", {"InvalidNameError", "PathEscapeError", "AlreadyExistsError"})
+    _hostile.check_hypothesis_fuzz(
+        "names", {"InvalidNameError", "PathEscapeError", "AlreadyExistsError"}
+    )
 
 
 def test_atheris_fuzz_names():

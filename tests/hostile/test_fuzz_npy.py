@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import io
 
+import _hostile
 import numpy as np
 import pytest
 
 import npydir
 from npydir import npyfile
 from npydir.errors import FormatError
-
-import _hostile
 
 pytestmark = pytest.mark.hostile
 
@@ -66,3 +65,19 @@ def test_header_promising_more_than_the_file_never_maps_past_it(tmp_path):
         assert root["x"].shape == (1000,)
         with pytest.raises(FormatError, match="truncated"):
             root["x"][-1]
+
+
+def test_empty_array_with_huge_dimensions_is_a_format_error(tmp_path):
+    """Found by the fuzzer: a header whose shape holds a 0 and dimensions past numpy's limit has
+    zero bytes of data; reading it raised a bare ValueError from np.zeros (BUGS.md H11)."""
+    store = tmp_path / "s.npy"
+    npydir.open(store, "w").close()
+    header = npyfile.build_header((2**63, 4, 2**64 + 1, 0), np.dtype("<i4"))
+    (store / "x.npy").write_bytes(header)
+    with npydir.open(store) as root:
+        try:
+            values = root["x"][...]
+        except FormatError as exc:
+            assert "x.npy" in str(exc)
+        else:
+            assert values.size == 0

@@ -14,15 +14,14 @@ import subprocess
 import sys
 import textwrap
 
+import _fuzz_inputs
+import _hostile
 import numpy as np
 import pytest
 
 import npydir
 from npydir.attrs import read_legacy_attrs
-from npydir.errors import FormatError, UnsafePickleError
-
-import _fuzz_inputs
-import _hostile
+from npydir.errors import UnsafePickleError
 
 pytestmark = pytest.mark.hostile
 
@@ -48,7 +47,9 @@ def test_gadgets_would_run_under_plain_np_load(tmp_path):
     path = tmp_path / "attrs.npy"
     path.write_bytes(data)
     code = f"import numpy as np; np.load({str(path)!r}, allow_pickle=True)"
-    subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60, env=_hostile.child_env())
+    subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, timeout=60, env=_hostile.child_env()
+    )
     assert os.listdir(sentinels) == ["os_system"]
 
 
@@ -98,8 +99,9 @@ def test_shared_references_do_not_hang_the_reader(tmp_path):
             print("refused", type(exc).__name__)
     """)
     try:
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30,
-                             env=_hostile.child_env())
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, timeout=30, env=_hostile.child_env()
+        )
     except subprocess.TimeoutExpired:
         pytest.fail("read_legacy_attrs did not finish within 30 s on a 500-byte attrs.npy")
     assert out.returncode == 0, out.stderr.decode()
@@ -117,3 +119,40 @@ def test_valid_das_attrs_still_read(tmp_path):
         if "class_names" in got:
             assert list(got["class_names"]) == ["noise", "pulse", "sine"]
             np.testing.assert_array_equal(got["filename_startsample_train"], [0, 1000])
+
+
+def test_huge_memo_index_is_refused_without_a_huge_allocation(tmp_path):
+    """Found by atheris: a 533-byte attrs.npy whose pickle stores into memo slot ~1e9 made the C
+    unpickler grow its memo table to 2 * 1e9 pointers (~16 GB, zeroed): minutes of work and an
+    out-of-memory kill instead of an error (BUGS.md H10).
+
+    The child caps its address space at 1 GiB above what it uses after importing npydir, so an
+    attempt to allocate the table fails fast with MemoryError instead of exhausting the machine;
+    the test then requires that npydir refused the pickle without trying (no MemoryError).
+    """
+    path = tmp_path / "attrs.npy"
+    payload = b"\x80\x04" + b"\x8c\x01a" + b"r" + (1_000_000_000).to_bytes(4, "little") + b"."
+    path.write_bytes(_fuzz_inputs._wrap_object(payload))
+    code = textwrap.dedent(f"""
+        import resource, re
+        import npydir
+        from npydir.attrs import read_legacy_attrs
+        from npydir.errors import FormatError
+        vm = int(re.search(r"VmSize:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (vm + (1 << 30), resource.RLIM_INFINITY))
+        try:
+            print("ok", read_legacy_attrs({str(path)!r}))
+        except FormatError as exc:
+            print("refused", exc)
+        except MemoryError as exc:
+            print("MemoryError", exc)
+    """)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, timeout=60, env=_hostile.child_env()
+    )
+    assert out.returncode == 0, out.stderr.decode()[-3000:]
+    text = out.stdout.decode()
+    assert "MemoryError" not in text, (
+        f"npydir tried a multi-GB allocation for a {path.stat().st_size}-byte file: {text}"
+    )
+    assert text.startswith("refused"), text

@@ -29,7 +29,7 @@ BIG = [0, 1, -1, 2**31, -(2**31), 2**62, 2**63 - 1, -(2**63), 2**63, 2**64 - 1]
 
 
 def _expected(x2d, starts, window, step):
-    return np.stack([x2d[s:s + window:step] for s in starts]) if len(starts) else None
+    return np.stack([x2d[s : s + window : step] for s in starts]) if len(starts) else None
 
 
 @st.composite
@@ -41,15 +41,31 @@ def calls(draw):
         x = x[::2]  # strided rows
     if draw(st.booleans()):
         x = np.asfortranarray(x)
-    window = draw(st.one_of(st.integers(-2, 50), st.sampled_from(BIG), st.sampled_from([1.0, "3", None, True])))
+    window = draw(
+        st.one_of(
+            st.integers(-2, 50), st.sampled_from(BIG), st.sampled_from([1.0, "3", None, True])
+        )
+    )
     step = draw(st.one_of(st.integers(-2, 8), st.sampled_from(BIG), st.sampled_from([0.5, None])))
-    starts = draw(st.one_of(
-        st.lists(st.integers(-3, 60), max_size=6),
-        st.lists(st.sampled_from(BIG), min_size=1, max_size=3),
-    ))
+    starts = draw(
+        st.one_of(
+            st.lists(st.integers(-3, 60), max_size=6),
+            st.lists(st.sampled_from(BIG), min_size=1, max_size=3),
+        )
+    )
     sdtype = draw(st.sampled_from(["i8", "i4", "u8", "u2", "f8", "O"]))
-    return x, starts, sdtype, window, step, draw(st.sampled_from(["none", "ok", "shape", "dtype", "fortran",
-                                                                  "readonly", "overlap", "list"]))
+    return (
+        x,
+        starts,
+        sdtype,
+        window,
+        step,
+        draw(
+            st.sampled_from(
+                ["none", "ok", "shape", "dtype", "fortran", "readonly", "overlap", "list"]
+            )
+        ),
+    )
 
 
 def _valid(x2d, starts, window, step) -> bool:
@@ -74,7 +90,11 @@ def test_hostile_arguments_are_errors_or_correct(case):
     except (OverflowError, ValueError):
         return  # numpy itself refuses to build such a starts array
     valid = _valid(x2d, starts, window, step)
-    shape = (len(starts), -(-operator.index(window) // operator.index(step)) if valid else 1, x.shape[1])
+    shape = (
+        len(starts),
+        -(-operator.index(window) // operator.index(step)) if valid else 1,
+        x.shape[1],
+    )
     out = None
     if out_kind == "ok":
         out = np.empty(shape, x.dtype)
@@ -83,19 +103,33 @@ def test_hostile_arguments_are_errors_or_correct(case):
     elif out_kind == "dtype":
         out = np.empty(shape, "f8" if x.dtype != np.float64 else "f4")
     elif out_kind == "fortran":
-        out = np.asfortranarray(np.empty(shape, x.dtype)) if shape[0] > 1 and shape[2] > 1 else np.empty((0, 0))
+        out = (
+            np.asfortranarray(np.empty(shape, x.dtype))
+            if shape[0] > 1 and shape[2] > 1
+            else np.empty((0, 0))
+        )
     elif out_kind == "readonly":
         out = np.empty(shape, x.dtype)
         out.flags.writeable = False
     elif out_kind == "overlap":
-        out = x.reshape(-1)[: int(np.prod(shape))].reshape(shape) if x.size >= np.prod(shape) and x.flags.c_contiguous \
+        out = (
+            x.reshape(-1)[: int(np.prod(shape))].reshape(shape)
+            if x.size >= np.prod(shape) and x.flags.c_contiguous
             else np.empty((0,))
+        )
     elif out_kind == "list":
         out = np.zeros(shape).tolist()
     try:
         # "dtype": out of another dtype together with dtype=x.dtype is a contradiction
-        got = gather_windows(x, st_arr, window, step=step, out=out, threads=2,
-                             dtype=x.dtype if out_kind == "dtype" else None)
+        got = gather_windows(
+            x,
+            st_arr,
+            window,
+            step=step,
+            out=out,
+            threads=2,
+            dtype=x.dtype if out_kind == "dtype" else None,
+        )
     except ERRORS:
         return
     # accepted: the arguments must have been valid and the result exact
@@ -103,7 +137,9 @@ def test_hostile_arguments_are_errors_or_correct(case):
     assert _valid(x2d, [int(s) for s in st_arr], window, step), (starts, window, step)
     if out is not None:
         assert out_kind in ("ok", "overlap") and got is out
-        assert out_kind == "ok" or len(starts) == 0 or shape[1] == 0, "an out= overlapping x was accepted"
+        assert out_kind == "ok" or len(starts) == 0 or shape[1] == 0, (
+            "an out= overlapping x was accepted"
+        )
     want = _expected(x2d, [int(s) for s in st_arr], operator.index(window), operator.index(step))
     if want is not None:
         np.testing.assert_array_equal(got, want)
@@ -136,12 +172,19 @@ def test_mismatched_out_arrays_are_errors():
     starts = [0, 5]
     good = np.empty((2, 10, 3), "f4")
     assert gather_windows(x, starts, 10, out=good) is good
-    for bad in (np.empty((2, 10, 2), "f4"), np.empty((3, 10, 3), "f4"), np.empty((2, 9, 3), "f4"),
-                np.empty((2, 10, 3), "f4", order="F"), np.empty((2, 20, 3), "f4")[:, ::2],
-                x[:20].reshape(2, 10, 3)):
+    for bad in (
+        np.empty((2, 10, 2), "f4"),
+        np.empty((3, 10, 3), "f4"),
+        np.empty((2, 9, 3), "f4"),
+        np.empty((2, 10, 3), "f4", order="F"),
+        np.empty((2, 20, 3), "f4")[:, ::2],
+        x[:20].reshape(2, 10, 3),
+    ):
         with pytest.raises((ValueError, TypeError)):
             gather_windows(x, starts, 10, out=bad)
-    with pytest.raises(ValueError, match="dtype"):  # out's dtype is the output dtype unless dtype= says otherwise
+    with pytest.raises(
+        ValueError, match="dtype"
+    ):  # out's dtype is the output dtype unless dtype= says otherwise
         gather_windows(x, starts, 10, out=np.empty((2, 10, 3), "f8"), dtype="f4")
     ro = np.empty((2, 10, 3), "f4")
     ro.flags.writeable = False
