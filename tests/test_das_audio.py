@@ -195,8 +195,8 @@ def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path, monkeypatch):
     save_audio(tmp_path / "a.wav", old, 1000)
     before = (tmp_path / "a.wav").read_bytes()
 
-    def broken(filename, rate, data):
-        Path(filename).write_bytes(b"RIFF half")  # partial output, then the disk fills up
+    def broken(fp, rate, data):
+        fp.write(b"RIFF half")  # partial output, then the disk fills up
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(scipy.io.wavfile, "write", broken)

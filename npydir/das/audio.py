@@ -23,7 +23,7 @@ import numpy as np
 
 from .._optional import require
 from ..errors import DASFormatError
-from ._files import atomic_write
+from ..npyfile import atomic_write
 
 __all__ = ["AUDIO_SUFFIXES", "load_audio", "save_audio", "wav_range"]
 
@@ -291,11 +291,10 @@ def save_audio(
         if dtype is not None:
             arr = arr.astype(dtype)
 
-        def write(tmp: str) -> None:
-            with open(tmp, "wb") as f:  # a file object stops numpy from appending ".npz"
-                np.savez(f, data=arr, samplerate=np.array([rate], dtype=np.float64))
-
-        atomic_write(path, write)
+        # a file object (not a name) also stops numpy from appending ".npz"
+        atomic_write(
+            path, lambda fp: np.savez(fp, data=arr, samplerate=np.array([rate], dtype=np.float64))
+        )
         return path
     if suffix == ".wav":
         wavfile = require("scipy.io.wavfile", "writing wav audio")
@@ -307,7 +306,7 @@ def save_audio(
         if target == np.dtype(bool):
             target = np.dtype("uint8")
         values = _fit_to_wav(arr, target, path, clip=clip, rescale=rescale)
-        atomic_write(path, lambda tmp: wavfile.write(tmp, int(rate), values))
+        atomic_write(path, lambda fp: wavfile.write(fp, int(rate), values))
         return path
     raise DASFormatError(
         f"{path}: unsupported audio file type {path.suffix!r}; expected one of {AUDIO_SUFFIXES}"
