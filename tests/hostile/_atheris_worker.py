@@ -17,14 +17,14 @@ from pathlib import Path
 
 warnings.simplefilter("ignore")
 
-import atheris
+import atheris  # noqa: E402
 
 with atheris.instrument_imports(include=["npydir"]):
     import npydir
     import npydir.das  # noqa: F401
 
-import _fuzz_inputs as inputs
-import _fuzz_targets as targets
+import _fuzz_inputs as inputs  # noqa: E402
+import _fuzz_targets as targets  # noqa: E402
 
 
 def main() -> None:
@@ -35,23 +35,25 @@ def main() -> None:
     corpus.mkdir(exist_ok=True)
     if target == "npy":
         seeds = inputs.npy_seeds()
-        run = lambda data: targets.case_npy(data, ctx)
+        run = lambda data: targets.case_npy(data, ctx)  # noqa: E731
     elif target == "attrs":
         seeds = [
-            b'{"a": 1, "b": {"__npydir__": "ndarray", "dtype": "<f4", "shape": [2], "data": [1.0, "nan"]}}',
-            b'{"c": {"__npydir__": "complex", "real": 1, "imag": "inf"}, "d": {"__npydir__": "bytes", '
+            b'{"a": 1, "b": {"__npydir__": "ndarray", "dtype": "<f4", "shape": [2], '
+            b'"data": [1.0, "nan"]}}',
+            b'{"c": {"__npydir__": "complex", "real": 1, "imag": "inf"}, '
+            b'"d": {"__npydir__": "bytes", '
             b'"base64": "AAA="}}',
         ]
-        run = lambda data: targets.case_attrs(data, ctx)
+        run = lambda data: targets.case_attrs(data, ctx)  # noqa: E731
     elif target == "pickle":
         seeds = (
             inputs.das_attrs_pickles()
             + [b for _, b in inputs.malicious_pickles(ctx.sentinels)][:20]
         )
-        run = lambda data: targets.case_pickle(data, ctx)
+        run = lambda data: targets.case_pickle(data, ctx)  # noqa: E731
     elif target == "annotations":
         seeds = [inputs.annotation_seed()]
-        run = lambda data: targets.case_annotations(data, ctx)
+        run = lambda data: targets.case_annotations(data, ctx)  # noqa: E731
     elif target == "names":
         seeds = [k.encode("utf-8", "surrogatepass") for k in inputs.SPECIAL_KEYS[:20]]
 

@@ -18,9 +18,9 @@ import warnings
 
 warnings.simplefilter("ignore")
 
-import numpy as np
+import numpy as np  # noqa: E402
 
-import npydir
+import npydir  # noqa: E402
 
 
 def outcome(fn) -> dict:

@@ -1,6 +1,9 @@
 """Child process: run one fuzz target for N hypothesis examples, print a JSON summary.
 
-Usage: ``python -X faulthandler _fuzz_worker.py <target> <examples> <seed> <workdir> <case_timeout>``
+Usage::
+
+    python -X faulthandler _fuzz_worker.py <target> <examples> <seed> <workdir> <case_timeout>
+
 
 Every case runs under an interval timer: a case that takes longer than ``case_timeout``
 seconds is recorded as a hang.  Failures (anything but success or the documented exception)
@@ -25,10 +28,10 @@ from pathlib import Path
 
 warnings.simplefilter("ignore")
 
-import _fuzz_inputs as inputs
-import _fuzz_targets as targets
-from hypothesis import HealthCheck, Phase, given, seed, settings
-from hypothesis import strategies as st
+import _fuzz_inputs as inputs  # noqa: E402
+import _fuzz_targets as targets  # noqa: E402
+from hypothesis import HealthCheck, Phase, given, seed, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 #: cheap byte-level mutants run after each hypothesis example (see docs/hostile.md)
 MUTANTS = 3

@@ -302,7 +302,8 @@ def check_hypothesis_fuzz(target: str, documented: set[str]) -> dict:
     assert res["ran_code"] is None, f"an attrs.npy pickle RAN CODE: {res['ran_code']}"
     if res["failures"]:
         lines = [
-            f"{f['count']:5d} x {f['kind']}\n        input: {f['input']}\n        saved: {f['saved']}"
+            f"{f['count']:5d} x {f['kind']}\n        input: {f['input']}"
+            f"\n        saved: {f['saved']}"
             for f in res["failures"]
         ]
         raise AssertionError(
@@ -313,13 +314,19 @@ def check_hypothesis_fuzz(target: str, documented: set[str]) -> dict:
     assert res["cases"] >= FUZZ_EXAMPLES, res
     undocumented = set(outcomes) - documented - {"ok"}
     assert not undocumented, f"outcomes {undocumented} are not documented for {target}"
-    assert outcomes.get("ok", 0) > 0, (
-        f"no input was accepted: the fuzzer never got past the checks {outcomes}"
-    )
-    assert sum(v for k, v in outcomes.items() if k != "ok") > 0, f"nothing was refused: {outcomes}"
+    if res["cases"] >= 1000:  # too few cases may not hit a valid input by chance
+        assert outcomes.get("ok", 0) > 0, (
+            f"no input was accepted: the fuzzer never got past the checks {outcomes}"
+        )
+        assert sum(v for k, v in outcomes.items() if k != "ok") > 0, (
+            f"nothing was refused: {outcomes}"
+        )
     record(f"fuzz/{target}", "outcomes", dict(sorted(outcomes.items())))
     KEEP_SCRATCH.pop()
     return res
+
+
+ARTIFACTS = ("crash", "timeout", "oom", "leak", "slow")
 
 
 def check_atheris_fuzz(target: str) -> int:
@@ -338,7 +345,7 @@ def check_atheris_fuzz(target: str) -> int:
         KEEP_SCRATCH.append(True)
         raise AssertionError(
             f"atheris found a failing input for {target} (exit {rc}); inputs saved as "
-            f"{sorted(str(p) for p in list(work.glob('crash-*')) + list(work.glob('timeout-*')))}:\n"
+            f"{sorted(str(p) for p in work.glob('*-*') if p.name.split('-')[0] in ARTIFACTS)}:\n"
             f"{err[-5000:]}"
         )
     runs = int(m.group(1))

@@ -22,10 +22,10 @@ import warnings
 
 warnings.simplefilter("ignore")
 
-import numpy as np
+import numpy as np  # noqa: E402
 
-import npydir
-from npydir import npyfile
+import npydir  # noqa: E402
+from npydir import npyfile  # noqa: E402
 
 COLS = 64
 KEYS = ["gen", "n", "payload"]

@@ -28,7 +28,7 @@ _SELECTED: list[str] = []
 
 
 def pytest_collection_finish(session):
-    """Remember which fuzz targets are selected (their fuzzers start with the first hostile test)."""
+    """Remember the selected fuzz targets (their fuzzers start with the first hostile test)."""
     for item in session.items:
         name = item.module.__name__ if getattr(item, "module", None) else ""
         target = name.removeprefix("test_fuzz_")

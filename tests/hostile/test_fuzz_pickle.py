@@ -138,7 +138,8 @@ def test_huge_memo_index_is_refused_without_a_huge_allocation(tmp_path):
         import npydir
         from npydir.attrs import read_legacy_attrs
         from npydir.errors import FormatError
-        vm = int(re.search(r"VmSize:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
+        status = open("/proc/self/status").read()
+        vm = int(re.search(r"VmSize:\\s+(\\d+) kB", status).group(1)) * 1024
         resource.setrlimit(resource.RLIMIT_AS, (vm + (1 << 30), resource.RLIM_INFINITY))
         try:
             print("ok", read_legacy_attrs({str(path)!r}))

@@ -134,7 +134,8 @@ def test_asan_build_is_the_one_loaded_and_live(asan_build, tmp_path):
         and "AddressSanitizer" in out.stderr
         and "heap-buffer-overflow" in out.stderr
     ), (
-        f"ASan did not catch a write past the end (exit {out.returncode}):\n{out.stdout}\n{out.stderr[-3000:]}"
+        f"ASan did not catch a write past the end (exit {out.returncode}):\n"
+        f"{out.stdout}\n{out.stderr[-3000:]}"
     )
 
 
