@@ -44,3 +44,28 @@ def test_every_valid_array_name_can_be_created(tmp_path, nbytes):
         root[name].append(np.arange(2))
         np.testing.assert_array_equal(root[name][:], [0, 1, 2, 0, 1])
     assert npydir.verify(tmp_path / "s.npy").ok
+
+
+def test_repair_never_writes_through_a_symlink_out_of_the_store(tmp_path):
+    """``x.npy`` in a store is a symbolic link to a file outside it, with bytes past its data.
+    ``verify`` read the outside file and called it a torn append; ``repair`` then truncated
+    the file *outside the store* (BUGS.md H13).  Nothing may ever resolve outside the store.
+    """
+    outside = tmp_path / "outside.npy"
+    np.save(outside, np.arange(10))
+    with open(outside, "ab") as f:
+        f.write(b"bytes that belong to someone else")
+    before = outside.read_bytes()
+    store = tmp_path / "s.npy"
+    with npydir.open(store, "w") as root:
+        root["ok"] = np.arange(3)
+    (store / "x.npy").symlink_to(outside)
+    report = npydir.verify(store)
+    assert "torn-append" not in report.kinds(), f"verify read through the link: {report}"
+    try:
+        npydir.repair(store)
+    except npydir.errors.IntegrityError:
+        pass  # refusing to touch the link is fine
+    assert outside.read_bytes() == before, "repair truncated a file outside the store"
+    with npydir.open(store) as root:
+        np.testing.assert_array_equal(root["ok"][:], np.arange(3))
