@@ -237,6 +237,8 @@ def convert(
                     journal.close(remove=True)
                     journal = Journal(jpath, plan, interval=journal_interval, durable=durable)
             report.resumed = journal.matched and any(journal.done.values())
+            if journal.matched:
+                _remove_temp_files(partial)
             dest = _open_dest(dst_kind, partial, options, das_compat)
             if getattr(dest, "restarted", False) and journal.matched:
                 # the partial file was unreadable and is built anew: forget its blocks
@@ -625,6 +627,30 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
         path.unlink()
+
+
+def _remove_temp_files(partial: Path) -> None:
+    """Delete the temp files an interrupted run left in its partial tree.
+
+    A run killed inside :func:`npydir.npyfile.atomic_write` (preallocating an array, writing
+    attributes) leaves its ``.<name>.*.npydir-tmp`` file behind; the resumed run writes the
+    file anew under a fresh temp name, so the old one is garbage that ``_publish`` would
+    otherwise rename into the finished result.  Links are not followed (``os.walk`` does not
+    descend into them, and a link named like a temp file is removed, never its target).
+    """
+    from .npyfile import is_temp_name
+
+    if not partial.is_dir() or partial.is_symlink():
+        return  # an HDF5 partial is a single file
+    removed = False
+    for dirpath, dirnames, filenames in os.walk(partial):
+        for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
+            if is_temp_name(name):
+                os.unlink(os.path.join(dirpath, name))
+                removed = True
+        if removed:
+            _fsync_dir(Path(dirpath))
+            removed = False
 
 
 def _fsync_dir(path: Path) -> None:

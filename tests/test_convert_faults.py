@@ -235,3 +235,44 @@ def test_hdf5_destination_unreadable_after_a_kill_is_rebuilt(tmp_path, monkeypat
     assert not report.resumed and report.blocks_skipped == 0
     with h5py.File(tmp_path / "out.h5", "r") as f:
         np.testing.assert_array_equal(f["x"][...], data)
+
+
+def test_resume_removes_temp_files_of_the_killed_run(tmp_path, monkeypatch):
+    """A run killed inside ``npyfile.atomic_write`` leaves ``.<name>.*.npydir-tmp`` files in
+    its partial tree; the resumed run must not publish them (BUGS.md H7).  A temp-named link
+    is removed without touching its target."""
+    from npydir._convert_zarr import ZarrSource
+
+    src = _make_source(tmp_path, "zarr")
+    dst = tmp_path / "out.npy"
+    real = ZarrSource.read
+    calls = {"n": 0}
+
+    def read(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 10:
+            raise KeyboardInterrupt
+        return real(self, *args)
+
+    monkeypatch.setattr(ZarrSource, "read", read)
+    monkeypatch.setattr(ZarrSource, "read_into", lambda self, *args: False)
+    with pytest.raises(KeyboardInterrupt):
+        npydir.convert(src, dst, progress=False, memory_budget=BUDGET, threads=1,
+                       journal_interval=0)
+    monkeypatch.setattr(ZarrSource, "read", real)
+    partial = tmp_path / ".out.npy.partial"
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(b"keep me")
+    strays = [partial / "train" / ".x.npy.0badc0de.npydir-tmp",
+              partial / ".attrs.json.12345678.npydir-tmp"]
+    for p in strays:
+        p.write_bytes(b"half a file")
+    os.symlink(outside, partial / "train" / ".y.npy.deadbeef.npydir-tmp")
+    report = npydir.convert(src, dst, progress=False, memory_budget=BUDGET, threads=1)
+    assert report.resumed and report.blocks_skipped == 9
+    names = [name for _, dirs, files in os.walk(dst) for name in dirs + files]
+    assert not [n for n in names if n.endswith(".npydir-tmp")], names
+    assert npydir.verify(dst).ok
+    assert outside.read_bytes() == b"keep me"
+    np.testing.assert_array_equal(np.load(dst / "train" / "x.npy"),
+                                  np.arange(ROWS * 4, dtype=np.float32).reshape(ROWS, 4))
