@@ -783,7 +783,8 @@ class Group(_Node, MutableMapping):
         data : array_like, optional
             Initial contents, written atomically.
         fillvalue : scalar, optional
-            Value of every element when no data is given (default 0).  Zero fill is sparse.
+            Value of every element when no data is given (default 0).  Zero fill
+            reserves the disk blocks without writing them (a full disk is ENOSPC here).
         maxshape, chunks
             Accepted for h5py compatibility: ``maxshape`` may only leave axis 0 unlimited
             (``None``) since arrays grow along axis 0; ``chunks`` is ignored.

@@ -29,6 +29,7 @@ Memory maps
 from __future__ import annotations
 
 import ast
+import errno
 import os
 import secrets
 from collections.abc import Callable
@@ -297,12 +298,27 @@ def fsync_dir(directory: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def named_oserror(exc: OSError, path: str | os.PathLike) -> OSError:
+    """``exc`` with ``path`` as its filename when it names no file (ENOSPC, EFBIG, EDQUOT, EIO).
+
+    Write errors from ``write``/``pwrite``/``fsync`` carry no path; the message must say which
+    store file could not be written.  The errno is kept (``OSError(errno, ...)`` also picks the
+    same subclass) so callers can still test for ``errno.ENOSPC``.
+    """
+    if exc.filename is not None or exc.errno is None:
+        return exc
+    named = OSError(exc.errno, exc.strerror or os.strerror(exc.errno), os.fspath(path))
+    named.__cause__ = exc
+    return named
+
+
 def atomic_write(
     path: str | os.PathLike, write: Callable[[BinaryIO], None], *, sync: bool = True
 ) -> None:
     """Write a whole file atomically: ``write(fp)`` into a temp file, fsync, rename, fsync dir.
 
-    On any error the temp file is removed and the target is left as it was.
+    On any error the temp file is removed and the target is left as it was.  An ``OSError`` that
+    names no file (a full disk, a file-size limit) is re-raised with ``path`` as its filename.
     """
     path = Path(path)
     tmp = temp_path(path)
@@ -313,11 +329,13 @@ def atomic_write(
             if sync:
                 os.fsync(fp.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.filename is None:
+            raise named_oserror(exc, path) from exc
         raise
     if sync:
         fsync_dir(path.parent)
@@ -376,8 +394,11 @@ def create_array_file(
 ) -> Header:
     """Atomically create an ``.npy`` file of ``shape`` filled with ``fillvalue`` (default zeros).
 
-    Zero fill is sparse (the file is extended with ``ftruncate``), so preallocating a large array
-    costs no I/O until rows are written.
+    Zero fill reserves the disk blocks with ``posix_fallocate`` (no data is written: ext4, xfs,
+    btrfs and tmpfs allocate unwritten extents), so a full disk or quota is an ``OSError``
+    (``ENOSPC``) here and not a ``SIGBUS`` later, when rows are written through a memory map.
+    Where the file system cannot reserve blocks the file is extended sparsely (see
+    :func:`reserve`).
     """
     dtype = check_dtype(dtype, str(path))
     shape = tuple(int(n) for n in shape)
@@ -398,7 +419,8 @@ def create_array_file(
     def write(fp: BinaryIO) -> None:
         fp.write(header)
         if fill is None:
-            fp.truncate(len(header) + nbytes)
+            fp.flush()
+            reserve(fp.fileno(), len(header) + nbytes)
             return
         per = max(1, _BLOCK // max(1, dtype.itemsize))
         block = np.full(min(per, prod(shape)), fill, dtype=dtype)
@@ -410,6 +432,29 @@ def create_array_file(
 
     atomic_write(path, write, sync=sync)
     return Header(shape, dtype, False, _version_of(header), len(header))
+
+
+#: errnos of posix_fallocate meaning "this file system cannot do that" (not "no room")
+_NO_FALLOCATE = {errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS, getattr(errno, "ENOTSUP", -1)}
+
+
+def reserve(fd: int, size: int) -> None:
+    """Extend the file ``fd`` to ``size`` bytes of zeros with its disk blocks reserved.
+
+    Writes through a memory map have no way to report a full disk: the kernel raises ``SIGBUS``
+    and the interpreter dies.  Reserving the blocks up front turns that into ``ENOSPC`` here.
+    File systems without ``fallocate`` support (some network and FUSE file systems) get a sparse
+    extension with ``ftruncate`` instead: there a full disk can still end in ``SIGBUS``.
+    """
+    current = os.fstat(fd).st_size
+    if size > current and hasattr(os, "posix_fallocate"):
+        try:
+            os.posix_fallocate(fd, current, size - current)
+        except OSError as exc:
+            if exc.errno not in _NO_FALLOCATE:
+                raise
+    if os.fstat(fd).st_size != size:
+        os.ftruncate(fd, size)
 
 
 def _version_of(header: bytes) -> tuple[int, int]:
@@ -545,6 +590,17 @@ def append_rows(
         The new header.
     """
     path = os.fspath(path)
+    try:
+        return _append_rows(path, block, sync, header)
+    except OSError as exc:
+        if exc.filename is None:
+            raise named_oserror(exc, path) from exc
+        raise
+
+
+def _append_rows(path: str, block: np.ndarray, sync: bool, header: Header | None) -> Header:
+    # Data is written with pwrite, not through a memory map, so a full disk is an ENOSPC from
+    # pwrite here: no block reservation needed (unlike create_array_file / resize_rows).
     fd = os.open(path, os.O_RDWR)
     try:
         if header is None:
@@ -612,8 +668,8 @@ def fsync_file(path: str | os.PathLike) -> None:
 def resize_rows(path: str | os.PathLike, n: int, *, sync: bool = True) -> Header:
     """Set ``shape[0]`` of ``path`` to ``n`` (grow with zeros, or shrink).
 
-    Growing is in place: the file is extended (sparse zeros) before the header is rewritten, so a
-    crash leaves the old, valid shape.  Shrinking rewrites the kept rows into a new file that
+    Growing is in place: the file is extended with zeros (blocks reserved, see :func:`reserve`)
+    before the header is rewritten, so a crash leaves the old, valid shape.  Shrinking rewrites the kept rows into a new file that
     replaces the old one atomically: truncating in place would pull pages out from under live
     memory maps (SIGBUS in any process still reading the old rows).
     """
@@ -654,7 +710,12 @@ def resize_rows(path: str | os.PathLike, n: int, *, sync: bool = True) -> Header
         os.ftruncate(
             fd, header.expected_size
         )  # torn bytes of an earlier append must not become rows
-        os.ftruncate(fd, new.expected_size)
+        # the new rows are written through memory maps: reserve their blocks (ENOSPC, not SIGBUS)
+        try:
+            reserve(fd, new.expected_size)
+        except OSError as exc:
+            os.ftruncate(fd, header.expected_size)  # leave the file as it was
+            raise named_oserror(exc, path) from exc
         if sync:
             _sync(fd)
         rewrite_shape(fd, header, new_shape, path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import struct
@@ -244,3 +245,77 @@ def test_hostile_headers_are_format_errors(tmp_path, header):
     p.write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + b"\0" * 64)
     with pytest.raises(FormatError, match="h.npy"):
         npyfile.open_memmap(p)
+
+
+# ----------------------------------------------------------------------------- full disk (H8, H9)
+
+
+def _fail_with(err):
+    def fail(*args, **kwargs):
+        raise OSError(err, os.strerror(err))
+
+    return fail
+
+
+def test_preallocation_reserves_blocks_so_a_full_disk_is_enospc(tmp_path, monkeypatch):
+    """H8: a sparse file on a full disk turns the first memmap write into SIGBUS; the blocks are
+    reserved at create time, so the disk being full is an ENOSPC there, naming the file."""
+    calls = []
+    real = os.posix_fallocate
+    monkeypatch.setattr(os, "posix_fallocate", lambda fd, o, n: (calls.append(n), real(fd, o, n)))
+    path = tmp_path / "x.npy"
+    npyfile.create_array_file(path, (1000, 3), np.dtype("<f8"))
+    assert calls and os.stat(path).st_blocks * 512 >= 1000 * 3 * 8
+    assert np.load(path).shape == (1000, 3) and not np.load(path).any()
+
+    monkeypatch.setattr(os, "posix_fallocate", _fail_with(errno.ENOSPC))
+    target = tmp_path / "y.npy"
+    with pytest.raises(OSError) as info:
+        npyfile.create_array_file(target, (1000,), np.dtype("<f4"))
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(target)
+    assert os.listdir(tmp_path) == ["x.npy"]  # no target, no temp file left
+    # growing in place reserves too, and a failure leaves the file as it was
+    before = path.read_bytes()
+    with pytest.raises(OSError) as info:
+        npyfile.resize_rows(path, 5000)
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(path)
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("err", [errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS])
+def test_preallocation_falls_back_to_sparse_where_unsupported(tmp_path, monkeypatch, err):
+    monkeypatch.setattr(os, "posix_fallocate", _fail_with(err))
+    path = tmp_path / "x.npy"
+    npyfile.create_array_file(path, (10, 4), np.dtype("<i4"))
+    np.testing.assert_array_equal(np.load(path), np.zeros((10, 4), "<i4"))
+    npyfile.resize_rows(path, 20)
+    np.testing.assert_array_equal(np.load(path), np.zeros((20, 4), "<i4"))
+
+
+@pytest.mark.parametrize("err", [errno.ENOSPC, errno.EFBIG])
+def test_write_errors_name_the_file(tmp_path, monkeypatch, err):
+    """H9: ENOSPC / EFBIG from write/pwrite carry no path; they are re-raised naming the file,
+    errno unchanged, and the file is left as it was."""
+    path = tmp_path / "x.npy"
+    npyfile.save_array(path, np.arange(6).reshape(3, 2))
+    before = path.read_bytes()
+    with monkeypatch.context() as m:
+        m.setattr(os, "pwrite", _fail_with(err))
+        with pytest.raises(OSError) as info:
+            npyfile.append_rows(path, np.arange(4).reshape(2, 2))
+    assert info.value.errno == err and info.value.filename == str(path)
+    assert str(path) in str(info.value)
+    assert path.read_bytes() == before
+
+    def write(fp):
+        fp.write(b"partial")
+        raise OSError(err, os.strerror(err))
+
+    with pytest.raises(OSError) as info:
+        npyfile.atomic_write(path, write)
+    assert info.value.errno == err and info.value.filename == str(path)
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["x.npy"]
+    # errors that already name a file are left alone
+    with pytest.raises(FileNotFoundError) as info:
+        npyfile.append_rows(tmp_path / "missing.npy", np.arange(2).reshape(1, 2))
+    assert info.value.filename == str(tmp_path / "missing.npy")
