@@ -38,6 +38,7 @@ import os
 import shutil
 import threading
 import time
+import uuid
 import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -561,26 +562,60 @@ def _run_threads(source, dest, mapping, todo, journal, bar, report, threads: int
 
 # --------------------------------------------------------------------------- dask
 
+# Sources opened by _dask_copy in this (worker) process, keyed by (conversion token, spec):
+# each conversion's blocks share one open source per worker, and the conversion closes and
+# drops them on every worker when it ends (_dask_release).  Without that, a long-lived
+# worker would keep every source file it ever read open, a later conversion of a rewritten
+# file at the same path would read the stale handle, and an in-process worker
+# (LocalCluster(processes=False)) would leave them in the client's own process.
 _WORKER_SOURCES: dict[tuple, Any] = {}
+# tokens of conversions already released here: a block still running when its conversion
+# was cancelled closes its source instead of caching it again (a few bytes per conversion)
+_RELEASED: set[str] = set()
+_WORKER_LOCK = threading.Lock()
 
 
-def _dask_copy(spec: tuple, path: str, node: Node, filename: str,
+def _dask_copy(token: str, spec: tuple, path: str, node: Node, filename: str,
                start: int, stop: int, durable: bool = True) -> tuple[str, int, int]:
     """Runs on a Dask worker: copy rows ``start:stop`` of ``path`` into the ``.npy`` file."""
     from ._convert_npydir import RowsFile
 
-    source = _WORKER_SOURCES.get(spec)
-    if source is None:
-        source = _WORKER_SOURCES[spec] = open_source(spec)
-    rows = RowsFile(filename)
+    key = (token, spec)
+    with _WORKER_LOCK:  # worker threads of one conversion open the source once
+        source = _WORKER_SOURCES.get(key)
+        cached = source is not None or token not in _RELEASED
+        if source is None:
+            source = open_source(spec)
+            if cached:
+                _WORKER_SOURCES[key] = source
+    rows = None
     try:
+        rows = RowsFile(filename)
         if rows.nbytes:
             _transfer(source, node, path, start, stop, rows)
             if durable:  # on disk before the scheduler hears of it (the journal follows)
                 rows.flush()
     finally:
-        rows.close()
+        if rows is not None:
+            rows.close()
+        if not cached:
+            source.close()
     return path, start, stop
+
+
+def _dask_release(token: str) -> int:
+    """Runs on every worker when a conversion ends: close the sources it opened there.
+
+    Returns how many were closed."""
+    with _WORKER_LOCK:
+        _RELEASED.add(token)
+        sources = [_WORKER_SOURCES.pop(k) for k in list(_WORKER_SOURCES) if k[0] == token]
+    for source in sources:
+        try:
+            source.close()
+        except Exception:  # closing a reader must not fail the conversion
+            pass
+    return len(sources)
 
 
 def _run_dask(client, source, dest, mapping, todo, journal, bar, report,
@@ -588,15 +623,16 @@ def _run_dask(client, source, dest, mapping, todo, journal, bar, report,
     from ._optional import require
 
     distributed = require("dask.distributed", "converting on a Dask cluster")
+    token = uuid.uuid4().hex
     by_key = {}
     futures = []
-    for path, start, stop, nbytes in todo:
-        dpath, node = mapping[path]
-        fut = client.submit(_dask_copy, source.spec, path, node,
-                            str(dest.filename(dpath)), start, stop, durable, pure=False)
-        by_key[fut.key] = nbytes
-        futures.append(fut)
     try:
+        for path, start, stop, nbytes in todo:
+            dpath, node = mapping[path]
+            fut = client.submit(_dask_copy, token, source.spec, path, node,
+                                str(dest.filename(dpath)), start, stop, durable, pure=False)
+            by_key[fut.key] = nbytes
+            futures.append(fut)
         for fut in distributed.as_completed(futures):
             path, start, stop = fut.result()
             journal.record(path, start, stop)
@@ -610,6 +646,11 @@ def _run_dask(client, source, dest, mapping, todo, journal, bar, report,
         client.cancel(futures)
         journal.commit(lambda: None)
         raise
+    finally:
+        try:
+            client.run(_dask_release, token)
+        except Exception:  # a worker gone or unreachable: its process took its files along
+            pass
 
 
 # --------------------------------------------------------------------------- finishing

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 
 import numpy as np
@@ -35,15 +37,20 @@ def test_dask_conversion_matches_single_process(tmp_path, client, kind):
     src = tmp_path / ("d.zarr" if kind == "zarr" else "d.h5")
     (make_zarr if kind == "zarr" else make_hdf5)(src, chunk_rows=250)
     npydir.convert(src, tmp_path / "local.npy", progress=False, memory_budget=40_000)
-    report = npydir.convert(src, tmp_path / "dask.npy", progress=False, memory_budget=40_000,
-                            client=client, verify=True)
+    with distributed.get_task_stream(client) as stream:
+        report = npydir.convert(src, tmp_path / "dask.npy", progress=False,
+                                memory_budget=40_000, client=client, verify=True)
     assert report.blocks_written > 4
-    # the work really ran in both worker processes, not in this one
-    worker_pids = set(client.run(lambda: __import__("os").getpid()).values())
-    assert len(worker_pids) == 2
-    opened = client.run(lambda: len(__import__("sys").modules["npydir.convert"]._WORKER_SOURCES))
-    assert sum(opened.values()) >= 1
-    assert not __import__("sys").modules["npydir.convert"]._WORKER_SOURCES  # not done here
+    # every block ran as a task in a worker process, none in this one
+    ran_on = [t["worker"] for t in stream.data if "_dask_copy" in str(t["key"])]
+    assert len(ran_on) == report.blocks_written
+    pids = client.run(os.getpid)
+    assert len(set(pids.values())) == 2 and os.getpid() not in pids.values()
+    assert set(ran_on) <= set(pids)
+    # and the sources the workers opened were closed when the conversion ended
+    assert client.run(lambda: len(sys.modules["npydir.convert"]._WORKER_SOURCES)) == {
+        w: 0 for w in pids
+    }
     assert_same_tree(tree_of(tmp_path / "local.npy"), tree_of(tmp_path / "dask.npy"))
     for name in ("x", "y"):
         a = (tmp_path / "local.npy" / "train" / f"{name}.npy").read_bytes()
@@ -75,3 +82,37 @@ def test_dask_conversion_resumes_from_journal(tmp_path, client, monkeypatch):
     assert report.resumed and report.blocks_skipped > 0 and report.blocks_written > 0
     x = np.load(tmp_path / "out.npy" / "train" / "x.npy")
     assert x.shape == (3000, 3)
+
+
+def test_a_rewritten_source_is_read_anew(tmp_path, client):
+    """Workers must not keep a conversion's sources open: a second conversion of a file
+    rewritten at the same path would read the old file through the stale handle."""
+    import h5py
+
+    src = tmp_path / "d.h5"
+    for run, scale in enumerate((1, -1)):
+        x = scale * np.arange(3000 * 3, dtype=np.float32).reshape(3000, 3)
+        tmp = tmp_path / "new.h5"
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("x", data=x, chunks=(250, 3))
+        os.replace(tmp, src)  # a new file (inode) at the same path
+        dst = tmp_path / f"out{run}.npy"
+        npydir.convert(src, dst, progress=False, memory_budget=40_000, client=client)
+        np.testing.assert_array_equal(np.load(dst / "x.npy"), x)
+
+
+def test_in_process_workers_leave_no_open_sources(tmp_path):
+    """With an in-process cluster (the CLI's ``--scheduler`` tests use one) the workers'
+    source cache is this process's: a finished conversion must leave it empty (it used to
+    keep every source open for good)."""
+    src = tmp_path / "d.h5"
+    make_hdf5(src, chunk_rows=250)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                      dashboard_address=None, silence_logs=40) as cluster, \
+                distributed.Client(cluster) as c:
+            report = npydir.convert(src, tmp_path / "out.npy", progress=False,
+                                    memory_budget=40_000, client=c, verify=True)
+    assert report.blocks_written > 4
+    assert not sys.modules["npydir.convert"]._WORKER_SOURCES
