@@ -163,12 +163,41 @@ def read_header(
     offset = fp.tell()
     if any((not isinstance(n, int)) or n < 0 for n in shape):
         raise FormatError(f"{name}: bad shape {shape!r} in .npy header")
+    _check_representable(tuple(shape), dtype, name)
     if dtype.hasobject and not allow_object:
         raise UnsupportedDTypeError(
             f"{name}: object dtype {dtype} is refused: such .npy files hold pickles, and loading "
             "them can run arbitrary code"
         )
     return Header(tuple(int(n) for n in shape), dtype, bool(fortran), version, offset)
+
+
+#: numpy's limits: dimensions per array, and bytes (and each dimension) within a signed intp
+_MAX_NDIM = 64
+_MAX_INTP = np.iinfo(np.intp).max
+
+
+def _check_representable(shape: tuple[int, ...], dtype: np.dtype, name) -> None:
+    """Refuse shapes numpy cannot make an array of, even when they hold no data.
+
+    A zero-size array (a 0 in the shape) has no bytes to check against the file size, so its
+    other dimensions could be anything; numpy refuses more than 64 dimensions and (like
+    ``PyArray_NewFromDescr``) a product of the non-zero dimensions times the itemsize past
+    ``intp``.  The itemsize counts as at least 1: numpy makes 'S0'/'U0' arrays one wide.
+    """
+    if len(shape) > _MAX_NDIM:
+        raise FormatError(
+            f"{name}: .npy header has {len(shape)} dimensions, numpy allows at most {_MAX_NDIM}"
+        )
+    nbytes = max(dtype.itemsize, 1)
+    for n in shape:
+        if n:
+            nbytes *= n
+            if nbytes > _MAX_INTP:
+                raise FormatError(
+                    f"{name}: shape {shape} of {dtype} in the .npy header is too large for numpy "
+                    f"(more than {_MAX_INTP} bytes, or a dimension past it)"
+                )
 
 
 def _read_header_v3(fp: BinaryIO) -> tuple:
@@ -503,9 +532,20 @@ def open_memmap(
             )
         order = "F" if header.fortran_order else "C"
         if header.nbytes == 0:
-            arr = np.zeros(header.shape, dtype=header.dtype, order=order)
-            if mode == "r":
-                arr.flags.writeable = False
+            if prod(header.shape) == 0:
+                arr = np.zeros(header.shape, dtype=header.dtype, order=order)
+                if mode == "r":
+                    arr.flags.writeable = False
+            else:
+                # elements of zero itemsize: nothing to map or store, and np.zeros would widen
+                # 'S0'/'U0' to one character and allocate that per element (terabytes for a
+                # header of a few bytes).  A zero-strided read-only view allocates one element.
+                arr = np.lib.stride_tricks.as_strided(
+                    np.zeros(1, dtype=header.dtype),
+                    shape=header.shape,
+                    strides=(0,) * len(header.shape),
+                    writeable=False,
+                )
             return arr, header
         # Passing the open file keeps one open() per mapping; mmap dups the descriptor.
         arr = np.memmap(

@@ -319,3 +319,39 @@ def test_write_errors_name_the_file(tmp_path, monkeypatch, err):
     with pytest.raises(FileNotFoundError) as info:
         npyfile.append_rows(tmp_path / "missing.npy", np.arange(2).reshape(1, 2))
     assert info.value.filename == str(tmp_path / "missing.npy")
+
+
+# ----------------------------------------------------------------------------- shapes numpy refuses (H11)
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [(2**63, 4, 2**64 + 1, 0), (2**62, 4, 0), (0, 2**63 - 1), (0,) * 65],
+)
+def test_unrepresentable_empty_shapes_are_format_errors(tmp_path, shape):
+    """H11: a 0 in the shape means no data, so the size check passes whatever the other
+    dimensions say; numpy then refused them with a bare ValueError."""
+    path = tmp_path / "x.npy"
+    path.write_bytes(npyfile.build_header(shape, np.dtype("<i4")))
+    with pytest.raises(FormatError, match="x.npy"):
+        _header_of(path)
+    with pytest.raises(FormatError, match="x.npy"):
+        npyfile.open_memmap(path)
+
+
+def test_largest_representable_empty_shape_reads(tmp_path):
+    path = tmp_path / "x.npy"
+    shape = (2**59 - 1, 4, 0)  # 4 * 4 * (2**59 - 1) bytes still fit in intp
+    path.write_bytes(npyfile.build_header(shape, np.dtype("<i4")))
+    arr, header = npyfile.open_memmap(path)
+    assert arr.shape == shape and arr.size == 0 and header.shape == shape
+
+
+@pytest.mark.parametrize("dtype", ["|S0", "<U0", "|V0"])
+def test_zero_itemsize_elements_allocate_nothing(tmp_path, dtype):
+    """numpy widens 'S0'/'U0' to one character: np.zeros of 10**12 such elements would try to
+    allocate terabytes for a header of 128 bytes."""
+    path = tmp_path / "x.npy"
+    path.write_bytes(npyfile.build_header((10**12,), np.dtype(dtype)))
+    arr, _ = npyfile.open_memmap(path)
+    assert arr.shape == (10**12,) and arr.strides == (0,) and not arr.flags.writeable
