@@ -43,6 +43,7 @@ import json
 import math
 import os
 import pickle
+import pickletools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -452,29 +453,94 @@ class _RestrictedUnpickler(pickle.Unpickler):
         raise UnsafePickleError(f"{self._name}: persistent ids are not allowed in attrs.npy")
 
 
-def _check_plain(value: Any, name: str, where: str = "attrs", depth: int = 0) -> Any:
-    """Refuse object arrays and non-plain values inside an unpickled legacy attrs dict."""
-    if depth > 100:
-        raise UnsafePickleError(f"{name}: attrs nested too deeply at {where}")
-    if isinstance(value, np.ndarray):
-        if value.dtype.hasobject:
-            raise UnsafePickleError(f"{name}: object-dtype array at {where} is not allowed")
-        return value
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _check_plain(v, name, f"{where}[{k!r}]", depth + 1)
-        return value
-    if isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            _check_plain(v, name, f"{where}[{i}]", depth + 1)
-        return value
-    if value is None or isinstance(value, (str, bytes, int, float, complex, np.generic)):
-        if isinstance(value, np.generic) and value.dtype.hasobject:
-            raise UnsafePickleError(f"{name}: object scalar at {where} is not allowed")
-        return value
-    raise UnsafePickleError(
-        f"{name}: value of type {type(value).__name__} at {where} is not allowed"
-    )
+#: Largest attrs.npy read (DAS writes a few kB; the whole file is read before unpickling).
+MAX_LEGACY_BYTES = 64 << 20
+#: Most values (array elements count one each) an attrs dict may expand to when walked as a tree:
+#: a pickle's memo lets one list appear many times, so a few hundred bytes can describe 2**40.
+MAX_LEGACY_VALUES = 1 << 24
+
+_MEMO_PUT = {"PUT", "BINPUT", "LONG_BINPUT"}
+_MEMO_GET = {"GET", "BINGET", "LONG_BINGET"}
+
+
+def _prescan(data: bytes, name: str) -> None:
+    """Check a pickle's opcodes without executing any (:func:`pickletools.genops`).
+
+    The C unpickler trusts the numbers in the stream: it keeps its memo in an array and grows it
+    to twice the largest index stored (``LONG_BINPUT 1e9`` in a 139-byte file means ~16 GB,
+    zeroed), and it asks the file for as many bytes as a length field declares.  A pickle that
+    is well formed has no memo index beyond its number of opcodes (each one stores at most one
+    entry) and no declared length beyond its end (genops refuses those while reading them from
+    a BytesIO, which never allocates more than it holds).
+    """
+    ops = 0
+    top = -1
+    try:
+        for opcode, arg, _pos in pickletools.genops(io.BytesIO(data)):
+            ops += 1
+            if opcode.name in _MEMO_PUT or opcode.name in _MEMO_GET:
+                top = max(top, int(arg))
+            elif opcode.name == "FRAME" and int(arg) > len(data):
+                raise ValueError(f"frame of {arg} bytes in a {len(data)}-byte pickle")
+    except Exception as exc:  # noqa: BLE001 - truncated/unknown opcodes: a malformed pickle
+        raise FormatError(
+            f"{name}: attrs.npy pickle does not load ({type(exc).__name__}: {exc})"
+        ) from None
+    if top >= ops:
+        raise FormatError(
+            f"{name}: attrs.npy pickle uses memo slot {top} but has only {ops} opcodes "
+            "(a corrupt or hostile pickle)"
+        )
+
+
+def _check_plain(value: Any, name: str) -> Any:
+    """Refuse object arrays and non-plain values inside an unpickled legacy attrs dict.
+
+    The value is a graph, not a tree: the pickle memo lets containers be shared (and even
+    contain themselves).  Each container is checked once (by ``id``; all of them stay alive
+    inside ``value``), and the size the value would have written out as a tree (what the JSON
+    encoder will walk) is summed per container, so a shared-reference bomb is refused in time
+    linear in the pickle instead of running for 2**40 steps.
+    """
+    sizes: dict[int, int] = {}  # id -> expanded size of a checked container
+    active: set[int] = set()  # containers on the current path (a repeat is a cycle)
+
+    def walk(v: Any, where: str, depth: int) -> int:
+        if depth > 100:
+            raise UnsafePickleError(f"{name}: attrs nested too deeply at {where}")
+        if isinstance(v, np.ndarray):
+            if v.dtype.hasobject:
+                raise UnsafePickleError(f"{name}: object-dtype array at {where} is not allowed")
+            return max(1, v.size)
+        if isinstance(v, (dict, list, tuple)):
+            key = id(v)
+            if key in sizes:
+                return sizes[key]
+            if key in active:
+                raise UnsafePickleError(f"{name}: attrs at {where} contain themselves")
+            active.add(key)
+            items = v.items() if isinstance(v, dict) else enumerate(v)
+            total = 1
+            for k, item in items:
+                total += walk(item, f"{where}[{k!r}]", depth + 1)
+                if total > MAX_LEGACY_VALUES:
+                    raise UnsafePickleError(
+                        f"{name}: attrs at {where} expand to more than {MAX_LEGACY_VALUES} "
+                        "values (shared references repeated many times)"
+                    )
+            active.discard(key)
+            sizes[key] = total
+            return total
+        if v is None or isinstance(v, (str, bytes, int, float, complex, np.generic)):
+            if isinstance(v, np.generic) and v.dtype.hasobject:
+                raise UnsafePickleError(f"{name}: object scalar at {where} is not allowed")
+            return 1
+        raise UnsafePickleError(
+            f"{name}: value of type {type(v).__name__} at {where} is not allowed"
+        )
+
+    walk(value, "attrs", 0)
+    return value
 
 
 def read_legacy_attrs(path: str | os.PathLike) -> dict[str, Any]:
@@ -497,8 +563,15 @@ def read_legacy_attrs(path: str | os.PathLike) -> dict[str, Any]:
                 f"{name}: expected a pickled dict (0-d object array), "
                 f"found {header.dtype} {header.shape}"
             )
+        data = fp.read(MAX_LEGACY_BYTES + 1)
+        if len(data) > MAX_LEGACY_BYTES:
+            raise FormatError(
+                f"{name}: attrs.npy is larger than {MAX_LEGACY_BYTES} bytes; DAS attributes are "
+                "small (refused rather than unpickled)"
+            )
+        _prescan(data, name)
         try:
-            obj = _RestrictedUnpickler(fp, name).load()
+            obj = _RestrictedUnpickler(io.BytesIO(data), name).load()
         except UnsafePickleError:
             raise
         except Exception as exc:  # any malformed pickle: report, do not crash

@@ -6,6 +6,9 @@ import json
 import math
 import os
 import pickle
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -318,3 +321,92 @@ def test_nesting_limit_and_surrogates():
     text.encode("utf-8")  # always writable as UTF-8
     assert "ünï" in text  # readable where possible
     assert decode_attrs(text) == {"s\udc80": "lone \ud800 surrogate", "ok": "ünï"}
+
+
+# ------------------------------------------------------------------------ hostile attrs.npy (H6, H10)
+
+_OBJECT_HEADER = (
+    b"\x93NUMPY\x01\x00"
+    + b"\x40\x00"
+    + b"{'descr': '|O', 'fortran_order': False, 'shape': (), }".ljust(63)
+    + b"\n"
+)
+
+
+def _save_object(p, value):
+    payload = np.empty((), dtype=object)
+    payload[()] = value
+    np.save(p, payload, allow_pickle=True)
+
+
+def test_legacy_shared_references_are_walked_once(tmp_path):
+    """H6: ``[c, c]`` nested 40 times pickles to ~500 bytes but is 2**40 values as a tree; it
+    is refused at once (the JSON encoder would walk the tree), while a few shared lists, as a
+    DAS params dict may hold, still read."""
+    p = tmp_path / "attrs.npy"
+    cur = [1]
+    for _ in range(40):
+        cur = [cur, cur]
+    _save_object(p, {"a": cur})
+    assert p.stat().st_size < 1000
+    with pytest.raises(UnsafePickleError, match="expand to more than"):
+        read_legacy_attrs(p)
+    names = ["pulse", "sine"]
+    _save_object(p, {"class_names": names, "class_names_orig": names, "deep": [[names] * 3] * 3})
+    got = read_legacy_attrs(p)
+    assert got["class_names"] == got["class_names_orig"] == names
+    assert got["deep"] == [[names] * 3] * 3
+
+
+def test_legacy_self_containing_list_is_refused(tmp_path):
+    loop = [1]
+    loop.append(loop)
+    p = tmp_path / "attrs.npy"
+    _save_object(p, {"a": loop})
+    with pytest.raises(UnsafePickleError, match="contain themselves"):
+        read_legacy_attrs(p)
+
+
+@pytest.mark.parametrize(
+    "pickled, match",
+    [
+        # LONG_BINPUT into memo slot 1e9: the C unpickler would allocate ~16 GB for its memo
+        (b"\x80\x04\x8c\x01a" + b"r" + (10**9).to_bytes(4, "little") + b".", "memo slot"),
+        (b"\x80\x04\x8c\x01a" + b"h\xff" + b".", "memo slot"),  # BINGET of a slot never stored
+        # BINUNICODE declaring 2 GB in a file of a few bytes
+        (b"\x80\x03X" + (2**31).to_bytes(4, "little") + b"ab.", "does not load"),
+        (b"\x80\x04\x95" + (2**60).to_bytes(8, "little") + b"}.", "does not load|frame"),
+    ],
+)
+def test_legacy_hostile_pickle_numbers_are_refused_before_unpickling(tmp_path, pickled, match):
+    """H10: the opcodes are scanned (nothing executed) before the C unpickler sees them.  Run in
+    a child with a capped address space, so a regression is a MemoryError, not an OOM here."""
+    p = tmp_path / "attrs.npy"
+    p.write_bytes(_OBJECT_HEADER + pickled)
+    code = (
+        "import resource, sys\n"
+        "from npydir.attrs import read_legacy_attrs\n"
+        "from npydir.errors import FormatError\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (4 << 30, resource.RLIM_INFINITY))\n"
+        "try:\n"
+        f"    read_legacy_attrs({str(p)!r})\n"
+        "except FormatError as exc:\n"
+        "    print('refused', exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr.decode()[-2000:]
+    text = out.stdout.decode()
+    assert text.startswith("refused") and "attrs.npy" in text, text
+    assert re.search(match, text), text
+
+
+def test_legacy_oversized_file_is_refused(tmp_path, monkeypatch):
+    import npydir.attrs as attrs_mod
+
+    p = tmp_path / "attrs.npy"
+    _save_object(p, {"a": "x" * 1000})
+    monkeypatch.setattr(attrs_mod, "MAX_LEGACY_BYTES", 500)
+    with pytest.raises(FormatError, match="larger than 500 bytes"):
+        read_legacy_attrs(p)
+    monkeypatch.setattr(attrs_mod, "MAX_LEGACY_BYTES", 64 << 20)
+    assert read_legacy_attrs(p) == {"a": "x" * 1000}
