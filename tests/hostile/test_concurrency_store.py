@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import _hostile
 import numpy as np
@@ -135,3 +136,67 @@ def test_stale_lock_of_a_killed_writer_is_detected(tmp_path, caplog):
     assert npydir.verify(store).ok and npydir.repair(store).ok
     with npydir.open(store) as root:
         assert sorted(root) == ["after", "held", "x"]
+
+
+RACER = """
+import sys, time, npydir, numpy as np
+from npydir.errors import AlreadyExistsError, LockError
+store, i, t0, mode = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+while time.time() < t0:
+    pass
+tries = 0
+while True:
+    try:
+        with npydir.open(store, mode) as r:
+            r[f"a{i}"] = np.full(1000, i)
+            r.attrs[f"w{i}"] = i
+        print("ok", tries)
+        break
+    except LockError:
+        tries += 1
+        time.sleep(0.005)
+    except AlreadyExistsError:
+        print("exists", tries)
+        break
+"""
+
+
+@pytest.mark.parametrize("mode", ["a", "w-"])
+def test_writers_racing_to_create_a_store(tmp_path, mode):
+    """Six processes create the same new store at the same instant.  With mode "a" the lock
+    serialises them (LockError, retry) and every one's array and attribute end up stored; with
+    "w-" exactly one creates it and the others get AlreadyExistsError."""
+    store = tmp_path / "s.npy"
+    script = tmp_path / "racer.py"
+    script.write_text(RACER)
+    start = time.time() + 2.0  # all six are running (imports done) before the start
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(store), str(i), str(start), mode],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=_hostile.child_env(),
+        )
+        for i in range(6)
+    ]
+    outcomes = []
+    for p in procs:
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err.decode()[-2000:]
+        outcomes.append(out.decode().split()[0])
+    with npydir.open(store) as root:
+        arrays, attrs = sorted(root), sorted(root.attrs)
+        for name in arrays:
+            np.testing.assert_array_equal(root[name][:], np.full(1000, int(name[1:])))
+    assert npydir.verify(store).ok
+    if mode == "a":
+        assert outcomes == ["ok"] * 6
+        assert arrays == [f"a{i}" for i in range(6)] and attrs == [f"w{i}" for i in range(6)]
+    else:
+        assert sorted(outcomes) == ["exists"] * 5 + ["ok"]
+        assert len(arrays) == 1 and len(attrs) == 1
+    _hostile.record(
+        "concurrency",
+        f"6 writers racing to create a store (mode {mode!r})",
+        ", ".join(sorted(outcomes)),
+    )
