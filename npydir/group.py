@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import weakref
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from pathlib import Path
@@ -209,7 +210,7 @@ def open(
                 pass
             created = True
     if not created and mode != "w":
-        _check_format_file(root)
+        check_format_file(root)
     store = _Store(root, mode, das_compat=das_compat, portable=portable, sync=sync)
     if not store.readonly:
         store.lock = StoreLock(root)
@@ -228,23 +229,45 @@ def open(
     return Group(store, ())
 
 
-def _check_format_file(root: Path) -> None:
+def check_format_file(root: Path) -> None:
+    """Check the store's ``.npydir.json``, if any: the one check used by ``open`` and ``verify``.
+
+    Accepted: a regular file holding a JSON object with ``"format": "npydir"`` and an integer
+    ``"version"`` from 1 to :data:`FORMAT_VERSION`.  A missing file is fine (DAS stores and plain
+    directories of ``.npy`` files have none).
+
+    Raises
+    ------
+    FormatError
+        Anything else, naming the file: not a regular file, not JSON (including nesting too deep
+        for the parser), not npydir's, or a version this npydir does not read.
+    """
+    path = Path(root) / FORMAT_FILE
     try:
-        raw = (root / FORMAT_FILE).read_bytes()
+        st = os.lstat(path)
     except FileNotFoundError:
-        return  # DAS stores and plain directories of .npy files have none
+        return
+    if not stat.S_ISREG(st.st_mode):  # a directory, or a link that could lead out of the store
+        raise FormatError(f"{path}: not a regular file")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise FormatError(f"{path}: cannot be read ({exc.strerror})") from None
     try:
         info = json.loads(raw)
-    except ValueError as exc:
-        raise FormatError(f"{root / FORMAT_FILE}: not valid JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested past the stack
+        raise FormatError(f"{path}: not valid JSON ({type(exc).__name__}: {exc})") from None
     if not isinstance(info, dict) or info.get("format") != "npydir":
-        raise FormatError(
-            f"{root / FORMAT_FILE}: expected {{'format': 'npydir', ...}}, found {info!r}"
-        )
+        shown = repr(info) if len(raw) <= 200 else f"{type(info).__name__} of {len(raw)} bytes"
+        raise FormatError(f"{path}: expected {{'format': 'npydir', ...}}, found {shown}")
     version = info.get("version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise FormatError(
-            f"{root}: store format version {version!r} is newer than this npydir reads "
+            f"{path}: store format version must be an integer from 1, found {version!r}"
+        )
+    if version > FORMAT_VERSION:
+        raise FormatError(
+            f"{path}: store format version {version!r} is newer than this npydir reads "
             f"(version {FORMAT_VERSION}); upgrade npydir"
         )
 

@@ -25,7 +25,6 @@ and broken attrs are left as they are and reported by an :class:`~npydir.errors.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any
 
 from .attrs import read_attrs_file, read_legacy_attrs
 from .errors import FormatError, IntegrityError, StoreNotFoundError, UnsafePickleError
+from .group import FORMAT_FILE, check_format_file
 from .lock import StoreLock
 from .names import ATTRS_SUFFIX
 from .npyfile import is_temp_name, read_header
@@ -161,6 +161,9 @@ def verify(path: str | os.PathLike) -> Report:
     if not root.is_dir():
         raise StoreNotFoundError(f"store {root} does not exist or is not a directory")
     report = Report(root)
+    if os.path.lexists(root / FORMAT_FILE):
+        report.checked += 1
+        _check_format_file(root, report)
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         here = Path(dirpath)
@@ -171,10 +174,8 @@ def verify(path: str | os.PathLike) -> Report:
                 report.problems.append(
                     Problem(p, "stray-temp", detail="left by an interrupted write")
                 )
-            elif name.startswith("."):  # the lock file, .npydir.json
-                if name == ".npydir.json" and here == root:
-                    report.checked += 1
-                    _check_format_file(p, report)
+            elif name.startswith("."):  # the lock file, .npydir.json (checked above)
+                pass
             elif name == "attrs.npy":
                 report.checked += 1
                 try:
@@ -190,13 +191,13 @@ def verify(path: str | os.PathLike) -> Report:
     return report
 
 
-def _check_format_file(p: Path, report: Report) -> None:
+def _check_format_file(root: Path, report: Report) -> None:
+    # the same check as npydir.open: verify reports bad-format-file exactly when open refuses
     try:
-        info = json.loads(p.read_bytes())
-        if not isinstance(info, dict) or info.get("format") != "npydir":
-            raise ValueError(f"unexpected content {info!r}")
-    except ValueError as exc:
-        report.problems.append(Problem(p, "bad-format-file", detail=str(exc)))
+        check_format_file(root)
+    except FormatError as exc:
+        detail = str(exc).removeprefix(f"{root / FORMAT_FILE}: ")
+        report.problems.append(Problem(root / FORMAT_FILE, "bad-format-file", detail=detail))
 
 
 def _check_attrs(p: Path, siblings: set[str], report: Report) -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import npydir
-from npydir.errors import IntegrityError, StoreNotFoundError
+from npydir.errors import FormatError, IntegrityError, StoreNotFoundError
 from npydir.integrity import Problem, Report
 
 
@@ -60,3 +60,48 @@ def test_verify_changes_nothing(tmp_path):
     before = x.filename.read_bytes()
     assert npydir.verify(store).kinds() == ["torn-append"]
     assert x.filename.read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"[" * 100_000,  # RecursionError in json (H12)
+        b'{"format": "npydir", "version": ' + b"[" * 100_000 + b"}",
+        b'{"format": "npydir"}',  # no version: open refused, verify said clean (H12)
+        b'{"format": "npydir", "version": 1e400}',
+        b'{"format": "npydir", "version": true}',
+        b'{"format": "npydir", "version": 0}',
+        b'{"format": "npydir", "version": 2}',
+        b"\xff\xfe",
+        b"",
+        "dir",
+        "symlink",
+    ],
+)
+def test_open_and_verify_agree_on_bad_format_files(tmp_path, content):
+    """H12: one check for open (every mode that reads it) and verify; always a FormatError naming
+    .npydir.json, never RecursionError, and verify reports bad-format-file exactly then."""
+    store = tmp_path / "s.npy"
+    npydir.open(store, "w").close()
+    fmt = store / ".npydir.json"
+    fmt.unlink()
+    if content == "dir":
+        fmt.mkdir()
+    elif content == "symlink":
+        (tmp_path / "outside.json").write_text('{"format": "npydir", "version": 1}')
+        fmt.symlink_to(tmp_path / "outside.json")
+    else:
+        fmt.write_bytes(content)
+    for mode in ("r", "r+", "a"):
+        with pytest.raises(FormatError, match=r"\.npydir\.json"):
+            npydir.open(store, mode)
+    assert npydir.verify(store).kinds() == ["bad-format-file"]
+
+
+def test_good_format_file_and_none_are_accepted(tmp_path):
+    store = tmp_path / "s.npy"
+    npydir.open(store, "w").close()
+    assert npydir.verify(store).ok
+    (store / ".npydir.json").unlink()  # DAS stores have none
+    npydir.open(store, "r").close()
+    assert npydir.verify(store).ok
