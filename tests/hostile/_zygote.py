@@ -81,6 +81,20 @@ def op_attrs(store: str, seed: int) -> None:
         x.attrs.update(gen=gen, payload=list(range(gen % 31)))
 
 
+def op_churn(store: str, seed: int) -> None:
+    """Create, move (array + attrs) and delete arrays in a loop."""
+    root = npydir.open(store, "a")
+    i = seed * 10_000
+    while True:
+        name = f"m{i}"
+        root.create_dataset(name, data=content(i))
+        root[name].attrs["i"] = i
+        root.move(name, f"moved/{name}")
+        if i % 2 == 0:
+            del root[f"moved/{name}"]
+        i += 1
+
+
 def op_convert(src: str, dst: str, budget: int) -> None:
     npydir.convert(src, dst, progress=False, memory_budget=budget, threads=1, journal_interval=0)
 
@@ -104,6 +118,7 @@ def op_convert_slow(src: str, dst: str, budget: int) -> None:
 
 OPS = {
     "convert_slow": op_convert_slow,
+    "churn": op_churn,
     "append": op_append,
     "create": op_create,
     "attrs": op_attrs,
