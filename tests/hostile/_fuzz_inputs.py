@@ -695,6 +695,35 @@ def annotations_strategy():
     )
 
 
+# ============================================================================ DAS audio
+
+
+def audio_seeds() -> list[tuple[str, bytes]]:
+    import tempfile
+    from pathlib import Path
+
+    from npydir.das import save_audio
+
+    rng = np.random.default_rng(0)
+    out = []
+    with tempfile.TemporaryDirectory() as d:
+        for suffix, dtype in (("npz", "f4"), ("npz", "i2"), ("wav", "f4"), ("wav", "i2")):
+            x = rng.standard_normal((200, 2)) * 0.1
+            x = (x * 30000).astype(dtype) if dtype == "i2" else x.astype(dtype)
+            p = Path(d) / f"a.{suffix}"
+            save_audio(p, x, 10_000)
+            out.append((suffix, p.read_bytes()))
+    return out
+
+
+def audio_strategy():
+    seeds = audio_seeds()
+    return st.one_of(
+        st.tuples(st.sampled_from(seeds), MUTATION).map(lambda t: (t[0][0], mutate(t[0][1], t[1]))),
+        st.tuples(st.sampled_from(["npz", "wav"]), st.binary(max_size=200)),
+    )
+
+
 # ============================================================================ names
 
 NAME_CHARS = st.one_of(

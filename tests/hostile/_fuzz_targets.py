@@ -294,6 +294,32 @@ def case_annotations(data: bytes, ctx: Context) -> str:
     return "ok"
 
 
+# ============================================================================ DAS audio
+
+AUDIO_OK = (DASFormatError,)
+
+
+def case_audio(data: bytes, suffix: str, ctx: Context) -> str:
+    """An audio file (.npz or .wav): ``das.load_audio`` reads it or says why not."""
+    from npydir.das import load_audio
+
+    path = ctx.scratch / f"rec.{suffix}"
+    path.write_bytes(data)
+    try:
+        x, rate = load_audio(path)
+    except AUDIO_OK as exc:
+        if str(path) not in str(exc):
+            raise Violation(f"error does not name the file: {exc}") from None
+        return type(exc).__name__
+    x = np.asarray(x)
+    if x.ndim != 2 or x.dtype.kind not in "biuf":
+        raise Violation(f"audio came back as {x.dtype} {x.shape}")
+    if not (isinstance(rate, float) and math.isfinite(rate) and rate > 0):
+        raise Violation(f"samplerate {rate!r}")
+    x.sum()  # every sample readable
+    return "ok"
+
+
 # ============================================================================ names
 
 NAME_OK = (InvalidNameError, PathEscapeError, AlreadyExistsError)

@@ -68,6 +68,8 @@ def main() -> None:
         strategy, run = inputs.pickle_strategy(ctx.sentinels), lambda x: targets.case_pickle(x, ctx)
     elif target == "annotations":
         strategy, run = inputs.annotations_strategy(), lambda x: targets.case_annotations(x, ctx)
+    elif target == "audio":
+        strategy, run = inputs.audio_strategy(), lambda x: targets.case_audio(x[1], x[0], ctx)
     elif target == "names":
         strategy, run = inputs.names_strategy(), lambda x: targets.case_names(x[0], x[1], ctx)
     else:
@@ -80,6 +82,8 @@ def main() -> None:
                 x = base
             elif target == "names":
                 x = (inputs.random_name_mutant(base[0], rnd), base[1])
+            elif target == "audio":
+                x = (base[0], inputs.random_mutant(base[1], rnd))
             else:
                 x = inputs.random_mutant(base, rnd)
             run_case(x)

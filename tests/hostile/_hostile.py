@@ -162,7 +162,7 @@ def diff_snapshots(before: dict, after: dict) -> list[str]:
 #: target -> (Popen, workdir, kind); started once per session by conftest so that the CPU-bound
 #: fuzzers overlap with the crash and concurrency tests, which mostly wait.
 _BACKGROUND: dict[tuple[str, str], tuple] = {}
-FUZZ_TARGETS = ("npy", "attrs", "pickle", "annotations", "names")
+FUZZ_TARGETS = ("npy", "attrs", "pickle", "annotations", "names", "audio")
 
 
 def scratch_root() -> Path:
