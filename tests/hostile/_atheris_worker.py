@@ -54,6 +54,14 @@ def main() -> None:
     elif target == "annotations":
         seeds = [inputs.annotation_seed()]
         run = lambda data: targets.case_annotations(data, ctx)  # noqa: E731
+    elif target == "audio":
+        seeds = [
+            (b"n" if suffix == "npz" else b"w") + data for suffix, data in inputs.audio_seeds()
+        ]
+
+        def run(data: bytes) -> str:
+            return targets.case_audio(data[1:], "npz" if data[:1] == b"n" else "wav", ctx)
+
     elif target == "names":
         seeds = [k.encode("utf-8", "surrogatepass") for k in inputs.SPECIAL_KEYS[:20]]
 

@@ -25,6 +25,10 @@ def test_hypothesis_fuzz_audio():
     _hostile.check_hypothesis_fuzz("audio", {"DASFormatError"})
 
 
+def test_atheris_fuzz_audio():
+    _hostile.check_atheris_fuzz("audio")
+
+
 def test_npz_member_with_an_unterminated_header(tmp_path):
     """Found by the audio fuzzer: numpy's header parser raises tokenize.TokenError for a
     member header like ``{\\r\\n``; load_audio let it escape (BUGS.md H14)."""
