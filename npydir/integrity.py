@@ -15,6 +15,8 @@ kind                meaning
                     attrs file (link count > 1): left by an interrupted move
 ``orphan-attrs``    ``<name>.attrs.json`` without ``<name>.npy`` and no other name
 ``bad-format-file`` ``.npydir.json`` is not what it should be
+``path-escape``     a file or directory of the store is a symbolic link that resolves outside
+                    it: not read, not followed, never written through
 ==================  ==========================================================================
 
 :func:`repair` takes the store's writer lock, trims torn appends back to their header's shape
@@ -31,10 +33,16 @@ from pathlib import Path
 from typing import Any
 
 from .attrs import read_attrs_file, read_legacy_attrs
-from .errors import FormatError, IntegrityError, StoreNotFoundError, UnsafePickleError
+from .errors import (
+    FormatError,
+    IntegrityError,
+    PathEscapeError,
+    StoreNotFoundError,
+    UnsafePickleError,
+)
 from .group import FORMAT_FILE, check_format_file
 from .lock import StoreLock
-from .names import ATTRS_SUFFIX
+from .names import ATTRS_SUFFIX, check_inside
 from .npyfile import is_temp_name, read_header
 
 __all__ = ["Problem", "Report", "repair", "verify"]
@@ -161,14 +169,26 @@ def verify(path: str | os.PathLike) -> Report:
     if not root.is_dir():
         raise StoreNotFoundError(f"store {root} does not exist or is not a directory")
     report = Report(root)
+    real_root = os.path.realpath(root)
     if os.path.lexists(root / FORMAT_FILE):
         report.checked += 1
         _check_format_file(root, report)
+    # os.walk does not descend into symlinked directories (followlinks=False); those leading out
+    # of the store are reported, and no file is opened through a link that leaves it (DESIGN §2)
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         here = Path(dirpath)
+        dirnames[:] = sorted(
+            d
+            for d in dirnames
+            if not d.startswith(".") and not _escapes(real_root, here / d, report)
+        )
         for name in sorted(filenames):
             p = here / name
+            # dot files are not read here (temp files are only unlinked, which never follows a
+            # link; .npydir.json has its own check above)
+            if not name.startswith(".") and _escapes(real_root, p, report):
+                report.checked += 1
+                continue
             if is_temp_name(name):
                 report.checked += 1
                 report.problems.append(
@@ -189,6 +209,41 @@ def verify(path: str | os.PathLike) -> Report:
                 report.checked += 1
                 _check_attrs(p, set(filenames), report)
     return report
+
+
+def _escapes(real_root: str, p: Path, report: Report) -> bool:
+    """Report ``p`` as ``path-escape`` if it resolves outside the store; True if it does."""
+    if not os.path.islink(p):  # the walk follows no links: only a link itself can escape
+        return False
+    try:
+        check_inside(real_root, p)
+    except PathEscapeError as exc:
+        detail = str(exc).split(" resolves to ", 1)[-1]
+        report.problems.append(
+            Problem(p, "path-escape", detail=f"symbolic link resolving to {detail}")
+        )
+        return True
+    return False
+
+
+def _open_inside(real_root: str, path: Path, flags: int) -> int:
+    """Open ``path`` for a repair only if the file opened is inside the store.
+
+    The path is resolved first and its last component opened with ``O_NOFOLLOW``; the open
+    descriptor is then resolved again (``/proc/self/fd``), so a link swapped in after
+    :func:`verify` looked cannot redirect the write out of the store.
+    """
+    real = os.path.realpath(path)
+    check_inside(real_root, real)
+    fd = os.open(real, flags | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        fd_link = f"/proc/self/fd/{fd}"
+        if os.path.exists(fd_link):
+            check_inside(real_root, os.readlink(fd_link))
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _check_format_file(root: Path, report: Report) -> None:
@@ -243,6 +298,7 @@ def repair(path: str | os.PathLike) -> Report:
     root = Path(path)
     if not root.is_dir():
         raise StoreNotFoundError(f"store {root} does not exist or is not a directory")
+    real_root = os.path.realpath(root)
     lock = StoreLock(root)
     lock.acquire()
     try:
@@ -250,7 +306,12 @@ def repair(path: str | os.PathLike) -> Report:
         report = Report(root, checked=found.checked)
         for problem in found.problems:
             if problem.kind == "torn-append":
-                with open(problem.file, "r+b") as fp:
+                try:
+                    fd = _open_inside(real_root, problem.file, os.O_RDWR)
+                except PathEscapeError as exc:  # a link swapped in since verify looked
+                    report.problems.append(Problem(problem.file, "path-escape", detail=str(exc)))
+                    continue
+                with open(fd, "r+b") as fp:
                     # re-read under the lock: trim to exactly what the header promises now
                     header = read_header(fp, problem.file)
                     if os.fstat(fp.fileno()).st_size > header.expected_size:

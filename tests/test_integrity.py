@@ -105,3 +105,63 @@ def test_good_format_file_and_none_are_accepted(tmp_path):
     (store / ".npydir.json").unlink()  # DAS stores have none
     npydir.open(store, "r").close()
     assert npydir.verify(store).ok
+
+
+def _torn_outside(tmp_path):
+    outside = tmp_path / "outside.npy"
+    np.save(outside, np.arange(10))
+    with open(outside, "ab") as f:
+        f.write(b"bytes that belong to someone else")
+    return outside, outside.read_bytes()
+
+
+def test_links_out_of_the_store_are_reported_never_written(tmp_path):
+    """H13: verify read a .npy linked from outside the store and called it a torn append; repair
+    then truncated the file outside.  Links out (files and directories) are now path-escape
+    problems, not followed, and repair refuses them."""
+    outside, before = _torn_outside(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    np.save(tmp_path / "elsewhere" / "y.npy", np.arange(3))
+    store = tmp_path / "s.npy"
+    with npydir.open(store, "w") as r:
+        r["ok"] = np.arange(3)
+    (store / "x.npy").symlink_to(outside)
+    (store / "x.attrs.json").symlink_to(outside)
+    (store / "g").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    rep = npydir.verify(store)
+    assert sorted(rep.kinds()) == ["path-escape"] * 3, rep
+    assert {p.file.name for p in rep.problems} == {"x.npy", "x.attrs.json", "g"}
+    with pytest.raises(IntegrityError, match="path-escape") as info:
+        npydir.repair(store)
+    assert info.value.report.repaired == []
+    assert outside.read_bytes() == before
+
+
+def test_repair_rechecks_links_swapped_in_after_verify(tmp_path, monkeypatch):
+    """A link put in place between verify and the truncate must not redirect the write."""
+    import npydir.integrity as integrity
+
+    outside, before = _torn_outside(tmp_path)
+    store = tmp_path / "s.npy"
+    npydir.open(store, "w").close()
+    link = store / "x.npy"
+    link.symlink_to(outside)
+    stale = Report(store, [Problem(link, "torn-append", 80, 113)], checked=1)
+    monkeypatch.setattr(integrity, "verify", lambda root: stale)
+    with pytest.raises(IntegrityError, match="path-escape"):
+        npydir.repair(store)
+    assert outside.read_bytes() == before
+
+
+def test_links_inside_the_store_are_still_checked_and_repaired(tmp_path):
+    store = tmp_path / "s.npy"
+    with npydir.open(store, "w") as r:
+        r["data/x"] = np.arange(4, dtype="i4")
+    real = store / "data" / "x.npy"
+    with open(real, "ab") as f:
+        f.write(b"\0" * 4)
+    (store / "y.npy").symlink_to(real)
+    assert npydir.verify(store).kinds() == ["torn-append", "torn-append"]
+    fixed = npydir.repair(store)
+    assert len(fixed.repaired) == 2 and npydir.verify(store).ok
+    np.testing.assert_array_equal(np.load(real), np.arange(4))
