@@ -313,11 +313,14 @@ class ZarrDest:
                 existing = zarr.create_array(
                     self.root.store, name=path, shape=node.shape, dtype=node.dtype,
                     compressors=zarr_compressors(self.compression, self.zarr_format),
-                    zarr_format=self.zarr_format, fill_value=None,
-                    # every chunk written: zarr would skip chunks "equal" to the fill value,
-                    # and -0.0 == 0.0 would lose the sign bit
-                    config={"write_empty_chunks": True}, **kwargs,
+                    zarr_format=self.zarr_format, fill_value=None, **kwargs,
                 )
+        # Every chunk written, also into an array a resumed run reopened (zarr opens it with
+        # its global config, write_empty_chunks=False): zarr skips a chunk "equal" to the
+        # fill value, and for complex dtypes it compares with ==, so a chunk of -0j (or
+        # -0+0j, ...) would not be stored and would read back as +0j.  (zarr compares real
+        # floats bitwise, complex ones not.)
+        existing = existing.with_config({"write_empty_chunks": True})
         attrs = dict(attrs)
         if self.zarr_format == 3 and node.dtype.byteorder == ">":  # zarr 3 reads it as native
             attrs[NUMPY_DTYPE] = node.dtype.str

@@ -276,3 +276,39 @@ def test_resume_removes_temp_files_of_the_killed_run(tmp_path, monkeypatch):
     assert outside.read_bytes() == b"keep me"
     np.testing.assert_array_equal(np.load(dst / "train" / "x.npy"),
                                   np.arange(ROWS * 4, dtype=np.float32).reshape(ROWS, 4))
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_resumed_zarr_destination_keeps_negative_zeros(tmp_path, monkeypatch, zarr_format):
+    """zarr skips writing chunks equal to the fill value, and -0.0 == 0.0: the destination
+    writes every chunk, also through arrays reopened by a resumed run (which zarr opens
+    with its global config, not the one they were created with)."""
+    from npydir._convert_zarr import ZarrDest
+
+    src = tmp_path / "src.npy"
+    x = np.full((ROWS, 4), -0.0, dtype=np.float32)
+    z = np.full((), complex(0.0, -0.0), dtype="<c8")
+    with npydir.open(src, "w") as root:
+        root.create_dataset("x", data=x)
+        root.create_dataset("z", data=z)
+    real = ZarrDest.write
+    calls = {"n": 0}
+
+    def write(self, *args):
+        calls["n"] += 1
+        if calls["n"] == 10:
+            raise KeyboardInterrupt
+        return real(self, *args)
+
+    dst = tmp_path / "out.zarr"
+    monkeypatch.setattr(ZarrDest, "write", write)
+    with pytest.raises(KeyboardInterrupt):
+        npydir.convert(src, dst, progress=False, chunks=CHUNK, memory_budget=BUDGET,
+                       threads=1, journal_interval=0, zarr_format=zarr_format)
+    monkeypatch.setattr(ZarrDest, "write", real)
+    report = npydir.convert(src, dst, progress=False, chunks=CHUNK, memory_budget=BUDGET,
+                            threads=1, zarr_format=zarr_format)
+    assert report.resumed and report.blocks_skipped == 9
+    npydir.convert(dst, tmp_path / "back.npy", progress=False)
+    assert np.load(tmp_path / "back.npy" / "x.npy").tobytes() == x.tobytes()
+    assert np.load(tmp_path / "back.npy" / "z.npy").tobytes() == z.tobytes()
