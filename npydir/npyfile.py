@@ -709,9 +709,9 @@ def resize_rows(path: str | os.PathLike, n: int, *, sync: bool = True) -> Header
     """Set ``shape[0]`` of ``path`` to ``n`` (grow with zeros, or shrink).
 
     Growing is in place: the file is extended with zeros (blocks reserved, see :func:`reserve`)
-    before the header is rewritten, so a crash leaves the old, valid shape.  Shrinking rewrites the kept rows into a new file that
-    replaces the old one atomically: truncating in place would pull pages out from under live
-    memory maps (SIGBUS in any process still reading the old rows).
+    before the header is rewritten, so a crash leaves the old, valid shape.  Shrinking rewrites
+    the kept rows into a new file that replaces the old one atomically: truncating in place would
+    pull pages out from under live memory maps (SIGBUS in any process still reading the old rows).
     """
     path = os.fspath(path)
     with open(path, "rb") as fp:

@@ -323,7 +323,7 @@ def test_nesting_limit_and_surrogates():
     assert decode_attrs(text) == {"s\udc80": "lone \ud800 surrogate", "ok": "ünï"}
 
 
-# ------------------------------------------------------------------------ hostile attrs.npy (H6, H10)
+# ------------------------------------------------------------- hostile attrs.npy (H6, H10)
 
 _OBJECT_HEADER = (
     b"\x93NUMPY\x01\x00"

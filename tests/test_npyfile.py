@@ -321,7 +321,7 @@ def test_write_errors_name_the_file(tmp_path, monkeypatch, err):
     assert info.value.filename == str(tmp_path / "missing.npy")
 
 
-# ----------------------------------------------------------------------------- shapes numpy refuses (H11)
+# ------------------------------------------------------------- shapes numpy refuses (H11)
 
 
 @pytest.mark.parametrize(
