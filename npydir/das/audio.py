@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import struct
+import tokenize
 import warnings
 import zipfile
 from pathlib import Path
@@ -120,7 +121,15 @@ def _load_npz(path: Path) -> tuple[np.ndarray, float]:
             samplerate = npz["samplerate"]
     except DASFormatError:
         raise
-    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+    except (
+        ValueError,
+        OSError,
+        EOFError,
+        KeyError,
+        zipfile.BadZipFile,
+        SyntaxError,  # numpy's header parser on a broken member header ...
+        tokenize.TokenError,  # ... raises these two as they come from Python's tokenizer
+    ) as exc:
         # ValueError also covers an object array that would need pickle to load
         raise DASFormatError(f"{path}: not a readable npz audio file ({exc})") from exc
     if data.dtype.kind not in "biuf":
@@ -132,6 +141,9 @@ def _load_npz(path: Path) -> tuple[np.ndarray, float]:
 
 def _load_wav(path: Path, *, mmap: bool) -> tuple[np.ndarray, float]:
     wavfile = require("scipy.io.wavfile", "reading wav audio")
+    # Before scipy: it allocates what the data chunk declares, so a tiny file claiming
+    # gigabytes would cost that much memory before failing.
+    _check_wav_complete(path)
     try:
         with warnings.catch_warnings():
             # unknown chunks (LIST, ...) are common in wavs from recorders and harmless
@@ -151,7 +163,6 @@ def _load_wav(path: Path, *, mmap: bool) -> tuple[np.ndarray, float]:
             f"{path}: unreadable wav file ({exc}); expected RIFF/WAVE with PCM (8/16/24/32/64 bit) "
             f"or IEEE float samples"
         ) from exc
-    _check_wav_complete(path)
     return _as_2d(data, path, "wav data"), _check_samplerate(samplerate, path)
 
 
