@@ -84,6 +84,14 @@ class Context:
         os.symlink(self.outside, self.store / "escape")
 
 
+def _kinds(ctx: Context) -> list[str]:
+    """verify's problem kinds, without the store's deliberate link ``escape`` out of it
+    (which verify rightly reports as ``path-escape``)."""
+    report = npydir.verify(ctx.store)
+    escape = ctx.store / "escape"
+    return [p.kind for p in report.problems if not (p.kind == "path-escape" and p.file == escape)]
+
+
 # ============================================================================ .npy headers
 
 NPY_OK = (FormatError,)  # UnsupportedDTypeError is a FormatError
@@ -131,8 +139,7 @@ def case_npy(data: bytes, ctx: Context) -> str:
         if "x.npy" not in str(exc) and "x" not in str(exc):
             raise Violation(f"error does not name the file: {exc}")
     # 3. verify never raises on a bad file, it reports
-    report = npydir.verify(ctx.store)
-    kinds = set(report.kinds())
+    kinds = set(_kinds(ctx))
     if not kinds <= {"bad-header", "truncated", "torn-append"}:
         raise Violation(f"verify reported unexpected kinds {kinds}")
     if outcome == "ok" and hdr is not None and "bad-header" in kinds:
@@ -190,10 +197,10 @@ def case_attrs(data: bytes, ctx: Context) -> str:
                     raise Violation(f"error does not name the attrs file: {exc}")
     if len(set(outcomes)) != 1 or outcomes[0] != first:
         raise Violation(f"decoder said {first}, store said {outcomes}")
-    report = npydir.verify(ctx.store)
+    kinds = _kinds(ctx)
     expect_bad = first != "ok"
-    if expect_bad != ("bad-attrs" in report.kinds()):
-        raise Violation(f"verify kinds {report.kinds()} disagree with the decoder ({first})")
+    if expect_bad != ("bad-attrs" in kinds):
+        raise Violation(f"verify kinds {kinds} disagree with the decoder ({first})")
     return first
 
 
@@ -246,9 +253,9 @@ def case_pickle(data: bytes, ctx: Context) -> str:
                 raise Violation(f"error does not name attrs.npy: {exc}")
     if first != second:
         raise Violation(f"read_legacy_attrs said {first}, the store said {second}")
-    report = npydir.verify(ctx.store)
-    if (first != "ok") != ("bad-attrs" in report.kinds()):
-        raise Violation(f"verify kinds {report.kinds()} disagree with the reader ({first})")
+    kinds = _kinds(ctx)
+    if (first != "ok") != ("bad-attrs" in kinds):
+        raise Violation(f"verify kinds {kinds} disagree with the reader ({first})")
     if any(ctx.sentinels.iterdir()):
         raise Violation(f"a pickle ran code: sentinel files {sorted(os.listdir(ctx.sentinels))}")
     return first
