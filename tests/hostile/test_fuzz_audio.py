@@ -44,7 +44,8 @@ def test_npz_member_with_an_unterminated_header(tmp_path):
         load_audio(path)
 
 
-def test_wav_header_claiming_gigabytes_is_a_format_error(tmp_path):
+@pytest.mark.parametrize("liar", ["data", "fmt "])
+def test_wav_header_claiming_gigabytes_is_a_format_error(tmp_path, liar):
     """Found by the audio fuzzer: a 67-byte .wav whose data chunk claims ~2 GB made the reader
     allocate 2 GB before noticing the file is short: MemoryError wherever the address space is
     limited (``ulimit -v``, as on many clusters), instead of DASFormatError (BUGS.md H15).
@@ -55,14 +56,10 @@ def test_wav_header_claiming_gigabytes_is_a_format_error(tmp_path):
     import textwrap
 
     fmt = struct.pack("<HHIIHH", 1, 2, 10_000, 40_000, 4, 16)  # PCM, 2 channels, 16 bit
-    body = (
-        b"WAVE"
-        + b"fmt "
-        + struct.pack("<I", len(fmt))
-        + fmt
-        + b"data"
-        + struct.pack("<I", 0x7FFFFFF0)
-    )
+    fmt_size = 0xFFFFFFF0 if liar == "fmt " else len(fmt)  # atheris found this one (BUGS.md H16)
+    data_size = 0x7FFFFFF0 if liar == "data" else 16
+    body = b"WAVE" + b"fmt " + struct.pack("<I", fmt_size) + fmt
+    body += b"data" + struct.pack("<I", data_size)
     body += b"\x01\x02" * 8
     path = tmp_path / "rec.wav"
     path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
