@@ -167,7 +167,7 @@ def _load_wav(path: Path, *, mmap: bool) -> tuple[np.ndarray, float]:
 
 
 def _check_wav_complete(path: Path) -> None:
-    """Raise if the data chunk declares more bytes than the file holds.
+    """Raise if the data chunk, or any chunk before it, declares more bytes than the file holds.
 
     scipy silently returns the samples that are there when a wav is cut short (an interrupted
     copy or recording); a training set built from it would be missing data without notice.
@@ -182,13 +182,16 @@ def _check_wav_complete(path: Path) -> None:
         while pos + 8 <= size:
             f.seek(pos)
             chunk_id, chunk_size = struct.unpack(order + "4sI", f.read(8))
+            available = size - pos - 8
+            if chunk_size > available:
+                # scipy reads every chunk it knows (fmt, data, ...) with one read of the
+                # declared size: refuse before it allocates that much
+                what = "data" if chunk_id == b"data" else repr(chunk_id.decode("latin-1"))
+                raise DASFormatError(
+                    f"{path}: unreadable wav file (truncated or corrupt): the {what} chunk declares "
+                    f"{chunk_size} bytes but the file holds {available} after its header"
+                )
             if chunk_id == b"data":
-                available = size - pos - 8
-                if chunk_size > available:
-                    raise DASFormatError(
-                        f"{path}: truncated wav file: the data chunk declares {chunk_size} bytes "
-                        f"but the file holds {available}"
-                    )
                 return
             pos += 8 + chunk_size + (chunk_size & 1)  # chunks are padded to even sizes
 
