@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from npydir import gather_windows
+from npydir import windows as npydir_windows
 
 pytestmark = pytest.mark.hostile
 
@@ -192,3 +193,46 @@ def test_mismatched_out_arrays_are_errors():
         gather_windows(x, starts, 10, out=ro)
     with pytest.raises((ValueError, TypeError)):
         gather_windows(x, starts, 10, out=np.empty((2, 10, 3), "f4").tolist())
+
+
+@pytest.fixture(scope="module")
+def mapped(tmp_path_factory):
+    path = tmp_path_factory.mktemp("adv") / "x.npy"
+    np.save(path, np.arange(40_000, dtype="f4").reshape(-1, 4))
+    return np.load(path, mmap_mode="r")
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    starts=st.lists(
+        st.one_of(st.integers(-(10**6), 10**6), st.sampled_from(BIG[:8] + [9999, 10000])),
+        max_size=5,
+    ),
+    window=st.sampled_from([1, 2, 100, 9999, 10000, 10001, 2**31, 2**62 - 1, 2**62, 0, -1]),
+    step=st.sampled_from([1, 2, 7, 2**62 - 1]),
+    view=st.sampled_from(["plain", "rows-reversed", "channels-reversed", "strided"]),
+    pad=st.sampled_from(["error", "zero", "edge", "reflect"]),
+)
+def test_advice_and_padding_with_hostile_starts(mapped, starts, window, step, view, pad):
+    """advise_windows is only a hint: any starts (clipped) and windows are fine or a
+    ValueError/TypeError, never a bad madvise range; padded gathers of windows far outside x
+    read only x (checked against the NumPy reference, and under ASan by the asan test)."""
+    x = {
+        "plain": mapped,
+        "rows-reversed": mapped[::-1],
+        "channels-reversed": mapped[:, ::-1],
+        "strided": mapped[::3, ::2],
+    }[view]
+    st_arr = np.array(starts, dtype=np.int64)
+    try:
+        assert npydir_windows.advise_windows(x, st_arr, window, step=step) is None
+    except ERRORS:
+        pass
+    w = min(window, 64) if window > 0 else window
+    try:
+        got = gather_windows(x, st_arr, w, step=step, pad=pad, threads=2)
+    except ERRORS:
+        return
+    if pad != "error" and len(starts) and max(abs(s) for s in starts) < 10**7:
+        want = npydir_windows.gather_windows_reference(x, st_arr, w, step=step, pad=pad)
+        np.testing.assert_array_equal(got, want)
