@@ -83,3 +83,32 @@ def test_wav_header_claiming_gigabytes_is_a_format_error(tmp_path, liar):
     )
     assert out.returncode == 0, out.stderr.decode()[-2000:]
     assert out.stdout.decode().split() == ["DASFormatError"], out.stdout.decode()
+
+
+@pytest.mark.parametrize("field", ["version", "method"])
+def test_npz_with_an_unsupported_zip_feature(tmp_path, field):
+    """Found by a longer audio fuzz run: zipfile raises NotImplementedError for a member that
+    needs a newer zip version or an unknown compression method; load_audio let it escape
+    (BUGS.md H17)."""
+    import struct
+
+    from npydir.das import save_audio
+
+    src = tmp_path / "a.npz"
+    save_audio(src, np.zeros((10, 1), "f4"), 1000.0)
+    raw = bytearray(src.read_bytes())
+    # "version needed to extract" / "compression method" of every local and central header
+    for sig, off in ((b"PK\x03\x04", 4), (b"PK\x01\x02", 6)):
+        i = raw.find(sig)
+        while i >= 0:
+            struct.pack_into(
+                "<H",
+                raw,
+                i + off + (0 if field == "version" else 4),
+                255 if field == "version" else 99,
+            )
+            i = raw.find(sig, i + 4)
+    path = tmp_path / "rec.npz"
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DASFormatError, match="rec.npz"):
+        load_audio(path)
