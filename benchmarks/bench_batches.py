@@ -52,6 +52,7 @@ import pytest
 
 import npydir
 from npydir import Batches
+from npydir.bench import drop_cache
 
 CHANNELS = 9
 
@@ -95,15 +96,6 @@ def data_path(gib) -> Path:
     return path
 
 
-def _evict(path: Path) -> None:
-    """Drop the file from the page cache (only pages no live mapping holds)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-
-
 COLD_BATCHES = int(os.environ.get("NPYDIR_BENCH_COLD_BATCHES", "30"))
 
 
@@ -119,7 +111,7 @@ def test_cold_cache_lookahead(benchmark, data_path, gib, batch, window):
 
     def cold_round(mode) -> None:
         gc.collect()
-        _evict(data_path)
+        drop_cache([data_path])
         x = np.load(data_path, mmap_mode="r")  # a fresh mapping, nothing else maps the file
         loader = Batches(x, window=window, batch_size=batch, seed=seed[0], advise=mode)
         t0 = time.perf_counter()

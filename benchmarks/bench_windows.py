@@ -43,6 +43,7 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
 from npydir import windows
+from npydir.bench import drop_cache
 from npydir.windows import gather_windows
 
 CHANNELS = 9
@@ -181,14 +182,6 @@ def test_warm(benchmark, warm, batch, window, kind, method):
     _record(benchmark, ("warm", batch, window, kind, method))
 
 
-def _evict(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-
-
 COLD_METHODS = ["kernel", "kernel-no-advise", "das-loop", "pread-32"]
 COLD_CONFIGS = [(32, 4096), (256, 64)]
 
@@ -213,7 +206,7 @@ def test_cold(benchmark, files, pread_pool, monkeypatch, batch, window, method):
         monkeypatch.setattr(windows, "_ADVISE_MIN_BYTES", 1 << 62)
 
     def setup():
-        _evict(path)
+        drop_cache([path])
         return (rng.integers(0, n, batch),), {}
 
     # Each try maps the file afresh and drops the mapping (munmap) before returning, so no
@@ -235,17 +228,20 @@ def test_cold(benchmark, files, pread_pool, monkeypatch, batch, window, method):
         flat = out.reshape(batch, -1).view(np.uint8)
         fd = os.open(path, os.O_RDONLY)
         try:
+
             def one(k):
                 want = window * row
                 got = os.preadv(fd, [flat[k]], offset + int(starts[k]) * row)
                 assert got == want
+
             list(pread_pool.map(one, range(batch)))
         finally:
             os.close(fd)
         return out
 
-    fn = {"kernel": kernel, "kernel-no-advise": kernel, "das-loop": das_loop,
-          "pread-32": pread}[method]
+    fn = {"kernel": kernel, "kernel-no-advise": kernel, "das-loop": das_loop, "pread-32": pread}[
+        method
+    ]
     result = benchmark.pedantic(fn, setup=setup, rounds=COLD_ROUNDS, warmup_rounds=0)
     assert result.shape == (batch, window, CHANNELS)
     _record(benchmark, ("cold", batch, window, "float32", method))
@@ -256,11 +252,16 @@ def ratio_table() -> str:
     if not RESULTS:
         return ""
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    lines = [f"gather_windows: {GIB:g} GiB float32 [n, 9], {CORES} cores, load average {load};"
-             " medians per batch"]
+    lines = [
+        f"gather_windows: {GIB:g} GiB float32 [n, 9], {CORES} cores, load average {load};"
+        " medians per batch"
+    ]
     lines.append("warm: throughput relative to memcpy of the same bytes (higher is better)")
-    head = f"{'batch x window':>15} {'data':>12} {'memcpy':>9}" + "".join(
-        f" {m:>11}" for m in WARM_METHODS) + "  int16/f32 time"
+    head = (
+        f"{'batch x window':>15} {'data':>12} {'memcpy':>9}"
+        + "".join(f" {m:>11}" for m in WARM_METHODS)
+        + "  int16/f32 time"
+    )
     lines.append(head)
     for batch, window in CONFIGS:
         base = RESULTS.get(("warm", batch, window, "float32", "memcpy"))
@@ -277,8 +278,10 @@ def ratio_table() -> str:
                 row += f"  {t16 / t32:.2f}"
             lines.append(row)
     lines.append("cold: speed-up over the DAS loop over a memmap (higher is better)")
-    lines.append(f"{'batch x window':>15} {'das-loop':>10}" + "".join(
-        f" {m:>17}" for m in COLD_METHODS if m != "das-loop"))
+    lines.append(
+        f"{'batch x window':>15} {'das-loop':>10}"
+        + "".join(f" {m:>17}" for m in COLD_METHODS if m != "das-loop")
+    )
     for batch, window in COLD_CONFIGS:
         base = RESULTS.get(("cold", batch, window, "float32", "das-loop"))
         row = f"{f'{batch} x {window}':>15} " + (f"{base * 1e3:8.1f}ms" if base else f"{'-':>10}")
