@@ -17,6 +17,7 @@ import struct
 import tokenize
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,8 @@ def _load_npz(path: Path) -> tuple[np.ndarray, float]:
         zipfile.BadZipFile,
         SyntaxError,  # numpy's header parser on a broken member header ...
         tokenize.TokenError,  # ... raises these two as they come from Python's tokenizer
+        NotImplementedError,  # zipfile: a newer zip version or an unknown compression method
+        zlib.error,  # a corrupt deflated member (np.savez_compressed)
     ) as exc:
         # ValueError also covers an object array that would need pickle to load
         raise DASFormatError(f"{path}: not a readable npz audio file ({exc})") from exc
