@@ -148,7 +148,7 @@ def open(
     sync : bool
         fsync every write (the default).  ``False`` keeps the order of writes and the atomic
         renames -- a killed process still leaves a consistent store -- but not durability across
-        a power loss; an fsync costs milliseconds on many disks (docs/store.md has numbers).
+        a power loss; an fsync costs milliseconds on many disks (README.md, "Crash safety", has numbers).
 
     Returns
     -------
