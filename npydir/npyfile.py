@@ -397,6 +397,19 @@ def _write_array_data(fp: BinaryIO, arr: np.ndarray) -> None:
         fp.write(np.ascontiguousarray(arr[i : i + rows_per_block]).tobytes())
 
 
+def _copy_bytes(path: str | os.PathLike, offset: int, nbytes: int, fp: BinaryIO, doing: str) -> None:
+    """Copy ``nbytes`` of ``path`` from ``offset`` into ``fp`` in blocks (never all at once)."""
+    with open(path, "rb") as src:
+        src.seek(offset)
+        remaining = nbytes
+        while remaining:
+            chunk = src.read(min(_BLOCK, remaining))
+            if not chunk:
+                raise FormatError(f"{path}: file is truncated {doing}")
+            fp.write(chunk)
+            remaining -= len(chunk)
+
+
 def save_array(path: str | os.PathLike, arr: np.ndarray, *, sync: bool = True) -> Header:
     """Atomically write ``arr`` as an ``.npy`` file with a growable header (C order)."""
     arr = np.asanyarray(arr)
@@ -586,15 +599,7 @@ def regrow_file(path: str | os.PathLike, old: Header, *, sync: bool = True) -> H
 
     def write(fp: BinaryIO) -> None:
         fp.write(header)
-        with open(path, "rb") as src:
-            src.seek(old.offset)
-            remaining = old.nbytes
-            while remaining:
-                chunk = src.read(min(_BLOCK, remaining))
-                if not chunk:
-                    raise FormatError(f"{path}: file is truncated while rewriting its header")
-                fp.write(chunk)
-                remaining -= len(chunk)
+        _copy_bytes(path, old.offset, old.nbytes, fp, "while rewriting its header")
 
     atomic_write(path, write, sync=sync)
     return Header(old.shape, old.dtype, old.fortran_order, _version_of(header), len(header))
@@ -728,15 +733,7 @@ def resize_rows(path: str | os.PathLike, n: int, *, sync: bool = True) -> Header
 
         def write(fp: BinaryIO) -> None:
             fp.write(new_header)
-            with open(path, "rb") as src:
-                src.seek(header.offset)
-                remaining = keep
-                while remaining:
-                    chunk = src.read(min(_BLOCK, remaining))
-                    if not chunk:
-                        raise FormatError(f"{path}: file is truncated while shrinking it")
-                    fp.write(chunk)
-                    remaining -= len(chunk)
+            _copy_bytes(path, header.offset, keep, fp, "while shrinking it")
 
         atomic_write(path, write, sync=sync)
         return Header(new_shape, header.dtype, False, _version_of(new_header), len(new_header))
