@@ -397,7 +397,9 @@ def _write_array_data(fp: BinaryIO, arr: np.ndarray) -> None:
         fp.write(np.ascontiguousarray(arr[i : i + rows_per_block]).tobytes())
 
 
-def _copy_bytes(path: str | os.PathLike, offset: int, nbytes: int, fp: BinaryIO, doing: str) -> None:
+def _copy_bytes(
+    path: str | os.PathLike, offset: int, nbytes: int, fp: BinaryIO, doing: str
+) -> None:
     """Copy ``nbytes`` of ``path`` from ``offset`` into ``fp`` in blocks (never all at once)."""
     with open(path, "rb") as src:
         src.seek(offset)
