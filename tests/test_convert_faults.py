@@ -158,22 +158,29 @@ def test_ctrl_c_then_resume(tmp_path):
                                   np.arange(ROWS * 4, dtype=np.float32).reshape(ROWS, 4))
 
 
+def _interrupt_on_call(monkeypatch, cls, method: str, n: int):
+    """Make ``cls.method`` raise KeyboardInterrupt on its ``n``-th call (as Ctrl-C would in the
+    middle of a conversion); returns the original method so the test can restore it."""
+    real = getattr(cls, method)
+    calls = {"n": 0}
+
+    def interrupted(self, *args):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+        return real(self, *args)
+
+    monkeypatch.setattr(cls, method, interrupted)
+    return real
+
+
 @pytest.mark.parametrize("durable", [True, False])
 def test_keyboard_interrupt_in_process_keeps_finished_blocks(tmp_path, monkeypatch, durable):
     from npydir._convert_zarr import ZarrSource
 
     src = _make_source(tmp_path, "zarr")
     dst = tmp_path / "out.npy"
-    real = ZarrSource.read
-    calls = {"n": 0}
-
-    def read(self, *args):
-        calls["n"] += 1
-        if calls["n"] == 20:
-            raise KeyboardInterrupt
-        return real(self, *args)
-
-    monkeypatch.setattr(ZarrSource, "read", read)
+    real = _interrupt_on_call(monkeypatch, ZarrSource, "read", 20)
     monkeypatch.setattr(ZarrSource, "read_into", lambda self, *args: False)
     with pytest.raises(KeyboardInterrupt):
         npydir.convert(src, dst, progress=False, memory_budget=BUDGET, threads=2,
@@ -214,16 +221,7 @@ def test_hdf5_destination_unreadable_after_a_kill_is_rebuilt(tmp_path, monkeypat
     data = np.arange(ROWS * 4, dtype=np.float32).reshape(ROWS, 4)
     with npydir.open(src, "w") as root:
         root.create_dataset("x", data=data)
-    real = Hdf5Dest.write
-    calls = {"n": 0}
-
-    def write(self, *args):
-        calls["n"] += 1
-        if calls["n"] == 10:
-            raise KeyboardInterrupt
-        return real(self, *args)
-
-    monkeypatch.setattr(Hdf5Dest, "write", write)
+    real = _interrupt_on_call(monkeypatch, Hdf5Dest, "write", 10)
     with pytest.raises(KeyboardInterrupt):
         npydir.convert(src, tmp_path / "out.h5", progress=False, chunks=CHUNK,
                        memory_budget=BUDGET, threads=1, journal_interval=0)
@@ -245,16 +243,7 @@ def test_resume_removes_temp_files_of_the_killed_run(tmp_path, monkeypatch):
 
     src = _make_source(tmp_path, "zarr")
     dst = tmp_path / "out.npy"
-    real = ZarrSource.read
-    calls = {"n": 0}
-
-    def read(self, *args):
-        calls["n"] += 1
-        if calls["n"] == 10:
-            raise KeyboardInterrupt
-        return real(self, *args)
-
-    monkeypatch.setattr(ZarrSource, "read", read)
+    real = _interrupt_on_call(monkeypatch, ZarrSource, "read", 10)
     monkeypatch.setattr(ZarrSource, "read_into", lambda self, *args: False)
     with pytest.raises(KeyboardInterrupt):
         npydir.convert(src, dst, progress=False, memory_budget=BUDGET, threads=1,
@@ -291,17 +280,8 @@ def test_resumed_zarr_destination_keeps_negative_zeros(tmp_path, monkeypatch, za
     with npydir.open(src, "w") as root:
         root.create_dataset("x", data=x)
         root.create_dataset("z", data=z)
-    real = ZarrDest.write
-    calls = {"n": 0}
-
-    def write(self, *args):
-        calls["n"] += 1
-        if calls["n"] == 10:
-            raise KeyboardInterrupt
-        return real(self, *args)
-
+    real = _interrupt_on_call(monkeypatch, ZarrDest, "write", 10)
     dst = tmp_path / "out.zarr"
-    monkeypatch.setattr(ZarrDest, "write", write)
     with pytest.raises(KeyboardInterrupt):
         npydir.convert(src, dst, progress=False, chunks=CHUNK, memory_budget=BUDGET,
                        threads=1, journal_interval=0, zarr_format=zarr_format)
