@@ -156,6 +156,16 @@ def test_full_disk(small_tmpfs):
     assert npydir.verify(store).ok
 
 
+def _run_python(code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a child interpreter (faulthandler on), so a crash kills only the child."""
+    return subprocess.run(
+        [sys.executable, "-X", "faulthandler", "-c", code],
+        capture_output=True,
+        timeout=120,
+        env=_hostile.child_env(),
+    )
+
+
 def test_preallocated_array_on_a_full_disk_never_kills_the_process(small_tmpfs):
     """``create_dataset(shape=...)`` preallocates sparsely: on a full disk the create succeeds
     and the first write through the memory map raised SIGBUS, killing the interpreter
@@ -175,12 +185,7 @@ except OSError as exc:
     print("OSError", exc.errno == errno.ENOSPC)
 root.close()
 """
-    out = subprocess.run(
-        [sys.executable, "-X", "faulthandler", "-c", code],
-        capture_output=True,
-        timeout=120,
-        env=_hostile.child_env(),
-    )
+    out = _run_python(code)
     assert out.returncode >= 0, (
         f"the interpreter was killed by signal {-out.returncode} writing a preallocated "
         f"array on a full disk:\n{out.stderr.decode()[-2000:]}"
@@ -209,12 +214,7 @@ try:
 except OSError as exc:
     print("OSError", exc.errno == errno.ENOSPC)
 """
-    out = subprocess.run(
-        [sys.executable, "-X", "faulthandler", "-c", code],
-        capture_output=True,
-        timeout=120,
-        env=_hostile.child_env(),
-    )
+    out = _run_python(code)
     assert out.returncode >= 0, (
         f"convert was killed by signal {-out.returncode} on a full disk:\n"
         f"{out.stderr.decode()[-2000:]}"
