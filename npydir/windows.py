@@ -110,7 +110,8 @@ def _cpu_count() -> int:
 
 
 def _as_2d(x: Any) -> np.ndarray:
-    a = x if type(x) is np.ndarray else np.asarray(x)
+    # Plain arrays and memmaps as they are (np.asarray of a memmap costs a new view per call).
+    a = x if type(x) is np.ndarray or type(x) is np.memmap else np.asarray(x)
     if a.ndim == 2:
         return a
     if a.ndim == 1:
@@ -204,9 +205,10 @@ def _check_out(out: Any, shape: tuple[int, int, int], dtype: np.dtype, a: np.nda
         raise ValueError(f"out has shape {out.shape}, expected {shape}")
     if out.dtype != dtype:
         raise ValueError(f"out has dtype {out.dtype}, expected {dtype}")
-    if not out.flags.c_contiguous:
+    flags = out.flags
+    if not flags.c_contiguous:
         raise ValueError("out must be C-contiguous")
-    if not out.flags.writeable:
+    if not flags.writeable:
         raise ValueError("out is read-only")
     if out.size and a.size and np.may_share_memory(out, a):
         raise ValueError("out overlaps x; pass a separate buffer")

@@ -2,19 +2,26 @@
 """The window-gather kernel behind :func:`npydir.windows.gather_windows`.
 
 Everything here trusts its caller (``npydir/windows.py``), which has already checked dtypes,
-shapes, ``out`` and the range of every start.  The only checks done here are the ones that are
-cheaper in C than in NumPy (``first_bad_start``), and they run before any copy.
+shapes and ``out``.  The checks done here are the ones that are cheaper in C than in NumPy: the
+range of every start (``gather``'s ``lo``/``hi``, ``first_bad_start``), which runs before any
+copy, and the cold-page probe (mincore), done in the same call so that a batch costs one
+Python-to-C transition.
 
 Layout of a job: ``x`` is addressed by a base pointer plus signed byte strides for rows and
 channels, so any strided view (``x[:, ::2]``, Fortran order, ``x[::-1]``) is read in place.
 ``out`` is C-contiguous ``[n_windows, n_out, channels]``.
 
-Threads are plain pthreads created per call, not OpenMP: a torch DataLoader forks worker
-processes, and GNU libgomp deadlocks in a forked child whose parent already ran a parallel
-region.  Helper threads are started per call and do no work once it returns, so nothing is left
-for a fork to break; starting one costs ~20 us, so the Python layer only asks for them when a
-batch is large enough to pay for it.  Work is handed out in chunks from an atomic counter, so a
-helper thread that the OS schedules late (a busy machine) never delays the caller.
+Prefetch: small windows are copied in two passes over blocks (every line of the block into L2,
+then the copy); long windows prefetch the first and last line a few windows ahead (see the
+comment above BLOCK_BYTES).
+
+Threads are a pool of plain pthreads, not OpenMP: a torch DataLoader forks worker processes,
+and GNU libgomp deadlocks in a forked child whose parent already ran a parallel region.  The
+pool is reset in a forked child by a pthread_atfork handler, and the child starts its own
+helpers on its first threaded call.  Helpers persist between calls (starting a thread per call
+cost ~20 us, more than a small batch), spin briefly after each call so that back-to-back calls
+find them awake, then sleep.  Work is handed out in chunks from an atomic counter, so a helper
+thread that the OS schedules late (a busy machine) never delays the caller.
 """
 
 from libc.stdint cimport int8_t, uint8_t, int16_t, uint16_t, int32_t, uint32_t, int64_t, uint64_t
@@ -167,7 +174,7 @@ cdef extern from *:
         void* arg;
         long spin_ns;          /* how long an idle helper spins before it sleeps */
     } npydir_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-                     0, 0, 0, 0, 0, NULL, NULL, 50000};
+                     0, 0, 0, 0, 0, NULL, NULL, 100000};
 
     static pthread_once_t npydir_pool_once = PTHREAD_ONCE_INIT;
 
@@ -194,17 +201,21 @@ cdef extern from *:
         pthread_atfork(NULL, NULL, npydir_pool_atfork_child);
     }
 
-    /* Wait until seq differs from seen: spin until *deadline, then sleep. */
+    /* Wait until seq differs from seen: spin until *deadline, then sleep.  The spin yields
+       the core every few hundred nanoseconds: when the scheduler has put this helper on the
+       caller's core (the other cores being busy), a plain spin would keep the caller itself
+       off its core until the spin ended (measured: +50 us per call). */
     static unsigned npydir_pool_wait(unsigned seen, long* deadline) {
         unsigned s;
         int k;
         while (npydir_now_ns() < *deadline) {
-            for (k = 0; k < 64; k++) {
+            for (k = 0; k < 16; k++) {
                 s = __atomic_load_n(&npydir_pool.seq, __ATOMIC_ACQUIRE);
                 if (s != seen)
                     return s;
                 NPYDIR_PAUSE();
             }
+            sched_yield();
         }
         pthread_mutex_lock(&npydir_pool.mu);
         /* seq_cst pairs with the owner's seq bump then sleepers read: one sees the other. */
@@ -314,8 +325,9 @@ cdef extern from *:
                                             0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
             ;
         while (__atomic_load_n(&npydir_pool.state, __ATOMIC_SEQ_CST) >> 32) {
-            /* A helper is finishing its last chunk; if the OS preempted it, yield the core. */
-            if (++spins < 20000)
+            /* A helper is finishing its last chunk.  It may share this core (then it runs
+               only when we yield) or have been preempted: spin briefly, then yield. */
+            if (++spins < 64)
                 NPYDIR_PAUSE();
             else
                 sched_yield();
@@ -412,8 +424,8 @@ cdef enum:
     ADVISE_CHUNK = 131072  # bytes per madvise(WILLNEED) call, see willneed()
     LINE = 64              # cache line assumed by the block prefetch
 
-cdef Py_ssize_t BLOCK_BYTES = 48 * 1024
-cdef Py_ssize_t SMALL_WINDOW = 16 * 1024
+cdef Py_ssize_t BLOCK_BYTES = 32 * 1024
+cdef Py_ssize_t SMALL_WINDOW = 12 * 1024
 
 
 # Hardware float16 conversion, decided once per process (tests compare it to numpy bit by bit).
@@ -1004,7 +1016,7 @@ def half_to_float_bits(const uint16_t[::1] h, float[::1] out):
 
 # Idle helpers spin this long before they sleep: back-to-back calls (a training loop) then find
 # them awake; waking a sleeping one costs a system call and tens of microseconds.
-cdef long SPIN_NS = 50000
+cdef long SPIN_NS = 100000
 npydir_pool_set_spin(SPIN_NS)
 
 
