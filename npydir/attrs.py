@@ -233,6 +233,13 @@ def encode_attrs(attrs: Mapping[str, Any], *, indent: int | None = 1) -> str:
                 f"attribute names must be str, got {type(k).__name__} {k!r}"
             )
         out[k] = encode_value(v, k)
+    if TAG in out:
+        # An attribute named like the tag: the whole object takes the table's tagged "dict"
+        # form, or reading it back would take the file's top-level object for a tagged value
+        # (and every attribute of the group would become unreadable).  ASCII-only JSON: it
+        # carries lone surrogates too.
+        tagged = {TAG: "dict", "items": [[k, v] for k, v in out.items()]}
+        return json.dumps(tagged, allow_nan=False) + "\n"
     try:
         if indent is None:
             return json.dumps(out, allow_nan=False, ensure_ascii=False)
