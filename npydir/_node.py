@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .attrs import read_attrs_file, read_legacy_attrs, write_attrs_file, write_legacy_attrs
+from .attrs import read_attrs_file, read_legacy_attrs, write_attrs_file, write_attrs_pair
 from .errors import (
     AttributeEncodingError,
     MemberNotFoundError,
@@ -133,9 +133,12 @@ class AttributeManager(MutableMapping):
         return self._cache
 
     def _write(self, data: dict[str, Any]) -> None:
-        write_attrs_file(self._path, data, sync=self._store.sync)
-        if self._legacy is not None and (self._store.das_compat or self._legacy.exists()):
-            write_legacy_attrs(self._legacy, data, sync=self._store.sync)
+        legacy = self._legacy
+        if legacy is not None and (self._store.das_compat or legacy.exists()):
+            # DAS's attrs.npy, derived from attrs.json (see write_attrs_pair for the order)
+            write_attrs_pair(self._path, legacy, data, sync=self._store.sync)
+        else:
+            write_attrs_file(self._path, data, sync=self._store.sync)
         self._cache = None
 
     def __getitem__(self, key: str) -> Any:
