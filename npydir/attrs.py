@@ -29,6 +29,10 @@ raw bytes as ``"base64"`` with the full dtype description.  Object dtypes, sets,
 objects and non-str dict keys are refused with :class:`~npydir.errors.AttributeEncodingError`
 (a ``TypeError``) naming the key.
 
+An attrs file is the JSON object of its attributes, one per line.  The "dict with a key
+``"__npydir__"``" rule holds for that object too: a group with an attribute named
+``__npydir__`` is stored as one ``{"__npydir__": "dict", "items": [...]}`` line.
+
 Legacy: DAS's ``npy_dir`` stores root attributes as ``np.save(path, attrs_dict)``, i.e. a
 pickled 0-d object array.  :func:`read_legacy_attrs` reads it with a restricted unpickler that
 can only rebuild plain containers and numeric/str numpy arrays and scalars; any other global
