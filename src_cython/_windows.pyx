@@ -173,8 +173,11 @@ cdef extern from *:
         npydir_task_fn fn;     /* the task: written by the owner before it opens slots */
         void* arg;
         long spin_ns;          /* how long an idle helper spins before it sleeps */
+        int owner_cpu;         /* core the last caller started on (-1: unknown) */
+        int wanted;            /* helpers the last call asked for (atomic) */
+        int numbered;          /* helpers that took an index (atomic) */
     } npydir_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-                     0, 0, 0, 0, 0, NULL, NULL, 100000};
+                     0, 0, 0, 0, 0, NULL, NULL, 100000, -1, 0, 0};
 
     static pthread_once_t npydir_pool_once = PTHREAD_ONCE_INIT;
 
@@ -195,16 +198,30 @@ cdef extern from *:
         npydir_pool.sleepers = 0;
         npydir_pool.fn = NULL;
         npydir_pool.arg = NULL;
+        npydir_pool.owner_cpu = -1;
+        npydir_pool.wanted = 0;
+        npydir_pool.numbered = 0;
     }
 
     static void npydir_pool_init_once(void) {
         pthread_atfork(NULL, NULL, npydir_pool_atfork_child);
     }
 
-    /* Wait until seq differs from seen: spin until *deadline, then sleep.  The spin yields
-       the core every few hundred nanoseconds: when the scheduler has put this helper on the
-       caller's core (the other cores being busy), a plain spin would keep the caller itself
-       off its core until the spin ended (measured: +50 us per call). */
+    /* Is this thread on the core the last caller ran on?  Unknown: no. */
+    static int npydir_on_owner_cpu(void) {
+    #if defined(__linux__)
+        return sched_getcpu() == __atomic_load_n(&npydir_pool.owner_cpu, __ATOMIC_RELAXED);
+    #else
+        return 0;
+    #endif
+    }
+
+    /* Wait until seq differs from seen: spin until *deadline, then sleep.  While spinning on
+       the caller's own core (the scheduler put us there because the other cores were busy), yield
+       it every few hundred nanoseconds: a plain spin kept the caller off its core until the
+       spin ended (measured: +50 us per call).  On another core, do not yield: that would hand
+       the core to whatever else is runnable there, niced work included (measured: 2 threads
+       then ran no faster than one beside a nice-19 process). */
     static unsigned npydir_pool_wait(unsigned seen, long* deadline) {
         unsigned s;
         int k;
@@ -215,7 +232,8 @@ cdef extern from *:
                     return s;
                 NPYDIR_PAUSE();
             }
-            sched_yield();
+            if (npydir_on_owner_cpu())
+                sched_yield();
         }
         pthread_mutex_lock(&npydir_pool.mu);
         /* seq_cst pairs with the owner's seq bump then sleepers read: one sees the other. */
@@ -229,10 +247,18 @@ cdef extern from *:
 
     static void* npydir_helper_main(void* p) {
         unsigned seen = (unsigned)(uintptr_t)p;
+        int index = __atomic_fetch_add(&npydir_pool.numbered, 1, __ATOMIC_RELAXED);
         long deadline = 0;
         uint64_t st;
         for (;;) {
             seen = npydir_pool_wait(seen, &deadline);
+            /* Calls are coming: the helpers the last call asked for stay awake for the next
+               one, even if this one was over before we woke up (else a helper that wakes too
+               late, on a busy machine, would sleep through every call).  Surplus helpers of
+               a larger earlier call keep their old deadline and go back to sleep. */
+            if (index < __atomic_load_n(&npydir_pool.wanted, __ATOMIC_RELAXED))
+                deadline = npydir_now_ns() + __atomic_load_n(&npydir_pool.spin_ns,
+                                                             __ATOMIC_RELAXED);
             /* Join: take a slot and count ourselves inside in one step, so the owner waits
                for exactly the helpers that run its task. */
             st = __atomic_load_n(&npydir_pool.state, __ATOMIC_SEQ_CST);
@@ -242,8 +268,7 @@ cdef extern from *:
                                                 __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
                     npydir_pool.fn(npydir_pool.arg);
                     __atomic_fetch_sub(&npydir_pool.state, (uint64_t)1 << 32, __ATOMIC_SEQ_CST);
-                    /* Worked: spin a while for the next call.  A helper that found no slot
-                       keeps its old deadline, so surplus helpers go back to sleep. */
+                    /* Worked: spin a while for the next call. */
                     deadline = npydir_now_ns() + __atomic_load_n(&npydir_pool.spin_ns,
                                                                  __ATOMIC_RELAXED);
                     break;
@@ -302,6 +327,10 @@ cdef extern from *:
         }
         npydir_pool.fn = fn;
         npydir_pool.arg = arg;
+    #if defined(__linux__)
+        __atomic_store_n(&npydir_pool.owner_cpu, sched_getcpu(), __ATOMIC_RELAXED);
+    #endif
+        __atomic_store_n(&npydir_pool.wanted, want, __ATOMIC_RELAXED);
         __atomic_store_n(&npydir_pool.state, (uint64_t)want, __ATOMIC_SEQ_CST);
         __atomic_fetch_add(&npydir_pool.seq, 1, __ATOMIC_SEQ_CST);
         sleepers = __atomic_load_n(&npydir_pool.sleepers, __ATOMIC_SEQ_CST);
