@@ -216,12 +216,34 @@ cdef extern from *:
     #endif
     }
 
-    /* Wait until seq differs from seen: spin until *deadline, then sleep.  While spinning on
-       the caller's own core (the scheduler put us there because the other cores were busy), yield
-       it every few hundred nanoseconds: a plain spin kept the caller off its core until the
-       spin ended (measured: +50 us per call).  On another core, do not yield: that would hand
-       the core to whatever else is runnable there, niced work included (measured: 2 threads
-       then ran no faster than one beside a nice-19 process). */
+    /* A helper that finds itself on the caller's core is useless there and keeps the caller
+       off it.  The scheduler puts a woken helper there whenever no core is idle, and a core
+       running only niced work is not idle: beside a nice-19 process, 2 threads ran no faster
+       than one.  So the helper moves itself to another core it may run on (its affinity
+       without the caller's core, then its affinity back: it stays where it landed).  Returns 0
+       if it could not (one core only, or not Linux); the caller of this then yields instead. */
+    static int npydir_move_off_owner_cpu(void) {
+    #if defined(__linux__)
+        cpu_set_t allowed, others;
+        int cpu = __atomic_load_n(&npydir_pool.owner_cpu, __ATOMIC_RELAXED);
+        if (cpu < 0 || cpu >= CPU_SETSIZE || sched_getaffinity(0, sizeof(allowed), &allowed))
+            return 0;
+        others = allowed;
+        CPU_CLR(cpu, &others);
+        if (CPU_COUNT(&others) == 0 || sched_setaffinity(0, sizeof(others), &others))
+            return 0;
+        sched_setaffinity(0, sizeof(allowed), &allowed);
+        return 1;
+    #else
+        return 0;
+    #endif
+    }
+
+    /* Wait until seq differs from seen: spin until *deadline, then sleep.  On the caller's own
+       core, move off it (or yield it every few hundred nanoseconds): a plain spin there kept
+       the caller off its core until the spin ended (measured: +50 us per call).  On another
+       core, never yield: that hands the core to whatever else is runnable there, niced work
+       included. */
     static unsigned npydir_pool_wait(unsigned seen, long* deadline) {
         unsigned s;
         int k;
@@ -232,7 +254,7 @@ cdef extern from *:
                     return s;
                 NPYDIR_PAUSE();
             }
-            if (npydir_on_owner_cpu())
+            if (npydir_on_owner_cpu() && !npydir_move_off_owner_cpu())
                 sched_yield();
         }
         pthread_mutex_lock(&npydir_pool.mu);
@@ -259,6 +281,8 @@ cdef extern from *:
             if (index < __atomic_load_n(&npydir_pool.wanted, __ATOMIC_RELAXED))
                 deadline = npydir_now_ns() + __atomic_load_n(&npydir_pool.spin_ns,
                                                              __ATOMIC_RELAXED);
+            if (npydir_on_owner_cpu())
+                npydir_move_off_owner_cpu();
             /* Join: take a slot and count ourselves inside in one step, so the owner waits
                for exactly the helpers that run its task. */
             st = __atomic_load_n(&npydir_pool.state, __ATOMIC_SEQ_CST);
