@@ -34,7 +34,7 @@ import mmap
 import operator
 import os
 import time
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import numpy as np
 
@@ -183,7 +183,9 @@ def _check_starts(starts: np.ndarray, nrows: int, window: int, pad: str) -> None
         _raise_bad_start(starts, bad, nrows, window, pad, lo, hi)
 
 
-def _raise_bad_start(starts, bad: int, nrows: int, window: int, pad: str, lo: int, hi: int):
+def _raise_bad_start(
+    starts: np.ndarray, bad: int, nrows: int, window: int, pad: str, lo: int, hi: int
+) -> NoReturn:
     s = int(starts[bad])
     if pad != "error":
         raise IndexError(f"start {s} at index {bad} is beyond the supported range +-2**62")
@@ -360,9 +362,10 @@ def gather_windows(
     pad : {"error", "zero", "edge", "reflect"}
         What windows running past either end read; see the module docstring.
     threads : int, optional
-        Threads to split the windows over.  ``None`` picks from the batch size, the cores
-        available (``os.sched_getaffinity``), the gather calls running in this process and
-        the load average, so it never oversubscribes; tiny batches use one.
+        Threads to split the windows over (the caller and pooled helper threads).  ``None``
+        picks from the batch size and the cores available (``os.sched_getaffinity``) that
+        other processes did not keep busy over the last second, so it never oversubscribes;
+        batches under 128 KiB use one.  Concurrent calls share one pool of helpers.
 
     Returns
     -------
@@ -380,7 +383,6 @@ def gather_windows(
         x, starts, window, step, out, dtype, scale, pad, threads, check_starts=False
     )
     nrows = a.shape[0]
-    lo, hi = _start_bounds(nrows, window, pad)
     if res.size == 0 or not a.flags.aligned:
         _check_starts(st, nrows, window, pad)
         if res.size == 0:
@@ -388,6 +390,7 @@ def gather_windows(
         # Misaligned items (a view at an odd byte offset) would be undefined behaviour in C
         # and fault on some CPUs; numpy handles them, slowly.  npy files are always aligned.
         return _gather_indexed(a, st, window, step, res, dt, scale, pad)
+    lo, hi = _start_bounds(nrows, window, pad)  # the kernel checks every start against these
     nthreads = _pick_threads(threads, st.shape[0], res.nbytes)
     # Cold pages: for batches of a file mapping, the kernel checks a few windows with mincore()
     # and, if a page is missing, asks for all windows' pages at once rather than one fault at

@@ -57,7 +57,8 @@ cdef extern from *:
     #define NPYDIR_PAUSE() __asm__ __volatile__("pause")
     #elif (defined(__GNUC__) || defined(__clang__)) && defined(__aarch64__)
     #define NPYDIR_PREFETCH(p) __asm__ __volatile__("prfm pldl1keep, %0" :: "Q"(*(const char*)(p)))
-    #define NPYDIR_PREFETCH_L2(p) __asm__ __volatile__("prfm pldl2keep, %0" :: "Q"(*(const char*)(p)))
+    #define NPYDIR_PREFETCH_L2(p) \
+        __asm__ __volatile__("prfm pldl2keep, %0" :: "Q"(*(const char*)(p)))
     #define NPYDIR_PAUSE() __asm__ __volatile__("yield")
     #elif defined(__GNUC__) || defined(__clang__)
     #define NPYDIR_PREFETCH(p) __builtin_prefetch((const void*)(p), 0, 3)
