@@ -146,7 +146,11 @@ class DirectReader:
         grids = [range(start // c[0] * c[0], stop, c[0])]
         grids += [range(0, n, k) for n, k in zip(self.shape[1:], c[1:])]
         for corner in itertools.product(*grids):
-            info = self.dsid.get_chunk_info_by_coord(corner)
+            try:
+                info = self.dsid.get_chunk_info_by_coord(corner)
+            except Exception as exc:  # a damaged chunk index
+                raise ConversionError(f"{self.where}: cannot locate the chunk at {corner}: "
+                                      f"{exc}") from exc
             # the part of this chunk inside rows start:stop, in dataset coordinates
             lo = [max(corner[0], start)] + list(corner[1:])
             hi = [min(corner[0] + c[0], stop)] + [min(o + k, n) for o, k, n in
