@@ -1,18 +1,20 @@
 """Start the disk write of a just-written file range now, without waiting for it.
 
-A conversion writes every block through the page cache with ``pwrite`` and then calls
-:func:`start_writeback` on the block's byte range: Linux's ``sync_file_range(fd, offset,
-nbytes, SYNC_FILE_RANGE_WRITE)`` queues the range's dirty pages for writeback and returns
-(it only blocks while the device queue is full).  The disk therefore works on block *k*
-while the threads decode and copy block *k + 1*, and the ``fdatasync`` that must precede every
-journal commit and the final rename finds almost nothing left to write.
+Whatever a conversion writes through the page cache — the unaligned first and last pages of
+each block (the aligned interior goes out with ``O_DIRECT``), whole blocks where the file
+system refuses direct I/O, rows copied file to file with ``copy_file_range`` — is followed by
+:func:`start_writeback` on its byte range: Linux's ``sync_file_range(fd, offset, nbytes,
+SYNC_FILE_RANGE_WRITE)`` queues the range's dirty pages for writeback and returns (it only
+blocks while the device queue is full).  Without it the kernel starts writing only after
+``dirty_writeback_centisecs`` or when ``dirty_background_ratio`` of memory is dirty, and the
+``fdatasync`` that must precede every journal commit and the final rename (``durable=True``)
+then waits for all of it at once.
 
-Without it the kernel starts writeback only after ``dirty_writeback_centisecs`` or when
-``dirty_background_ratio`` of memory is dirty, so a conversion wrote gigabytes into the
-cache quickly and then waited, idle, for one long ``fdatasync``.  Measured on the test
-machine (2 GiB, 2 writer threads, 18 MiB blocks, median of 5): buffered ``pwrite`` +
-``fdatasync`` 677 MB/s, ``O_DIRECT`` 2513 MB/s, ``pwrite`` + ``sync_file_range`` per block +
-``fdatasync`` 3431 MB/s (``benchmarks/bench_convert.py``'s docstring has the commands).
+Measured on the test machine (2 GiB into a preallocated file, 2 writer threads, 18 MiB
+blocks, median of 5 in alternation): buffered ``pwrite`` + final ``fdatasync`` 677 MB/s,
+buffered + ``sync_file_range`` per block 3431 MB/s, ``O_DIRECT`` 2513 MB/s.  Inside a
+conversion, though, buffered writes lost to direct ones (the copy into fresh page-cache
+pages dominated; docs/backends.md), so it is used for the pieces that cannot go direct.
 
 ``sync_file_range`` is not in Python's :mod:`os` module and not in POSIX: it is looked up in
 the C library with :mod:`ctypes` (which releases the GIL during the call).  Where it is
