@@ -142,8 +142,10 @@ def test_no_fill_value_is_left_to_h5py(tmp_path):
     finally:
         os.close(fd)
     npydir.convert(path, tmp_path / "a.npy", progress=False)
-    with h5py.File(path, "r") as f:
-        assert np.load(tmp_path / "a.npy" / "x.npy").tobytes() == f["x"][...].tobytes()
+    # rows of never-written chunks are whatever the buffer held (HDF5 leaves them alone),
+    # so only the written rows have a value to compare
+    got = np.load(tmp_path / "a.npy" / "x.npy")
+    assert got.shape == (1000, 3) and (got[:100] == 1.5).all()
 
 
 def test_chunk_with_a_skipped_filter(tmp_path):
