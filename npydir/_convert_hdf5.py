@@ -152,7 +152,11 @@ class Hdf5Source(Source):
         self._dsets: dict[str, Any] = {}
         self._transforms: dict[str, tuple | None] = {}
         # our own descriptor for reads outside h5py (copy_file_range, DirectReader)
-        self._fd: int | None = os.open(self.path, os.O_RDONLY)
+        try:
+            self._fd: int | None = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            self.file.close()
+            raise
         # path -> DirectReader (reads outside h5py's lock) or None (h5py reads it)
         self._direct: dict[str, Any] = {}
 

@@ -63,8 +63,8 @@ def _data(shape, dtype, seed=0) -> np.ndarray:
         return rng.integers(0, 2, shape).astype(bool)
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
-        return rng.integers(info.min, info.max, shape, endpoint=True, dtype=dtype.newbyteorder("="))\
-            .astype(dtype)
+        native = dtype.newbyteorder("=")
+        return rng.integers(info.min, info.max, shape, endpoint=True, dtype=native).astype(dtype)
     if dtype.kind == "c":
         return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(dtype)
     return rng.standard_normal(shape).astype(dtype)
@@ -269,7 +269,8 @@ def test_threads_read_disjoint_ranges_at_once(tmp_path):
     assert out.tobytes() == data.tobytes()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.integers(1, 400), cols=st.integers(1, 6), chunk_rows=st.integers(1, 120),
        chunk_cols=st.integers(1, 6), dtype=st.sampled_from(["<i2", ">u4", "<f8", ">f2", "u1"]),
        compression=st.sampled_from([None, "gzip"]), shuffle=st.booleans(),
