@@ -122,6 +122,7 @@ class DirectReader:
         """Rows ``start:stop`` into ``out`` (C-contiguous, this dataset's dtype and row
         shape).  False (``out`` untouched or to be overwritten) when h5py has to do it."""
         if (out.dtype != self.dtype or not out.flags.c_contiguous or stop <= start
+                or start < 0 or stop > self.shape[0]
                 or out.shape != (stop - start,) + self.shape[1:]):
             return False
         if self.chunks is None:

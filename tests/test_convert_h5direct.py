@@ -218,6 +218,7 @@ def test_wrong_buffers_are_refused(tmp_path):
             assert not reader.read_into(0, 10, np.empty((10, 4), "<f4"))  # shape
             assert not reader.read_into(0, 10, np.empty((3, 10), "<f4").T)  # not C order
             assert not reader.read_into(5, 5, np.empty((0, 3), "<f4"))  # empty range
+            assert not reader.read_into(95, 105, np.empty((10, 3), "<f4"))  # past the end
     finally:
         os.close(fd)
 
