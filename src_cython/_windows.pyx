@@ -627,6 +627,29 @@ cdef inline void copy_one(const Job* j, Py_ssize_t w, Py_ssize_t row_bytes,
                 copy_row(dst + r * row_bytes, j.base + i * j.rs, j.nch, j.cs, j.itemsize)
 
 
+cdef inline void copy_span(const Job* j, Py_ssize_t w, Py_ssize_t e, Py_ssize_t row_bytes,
+                           bint contiguous) noexcept nogil:
+    """Copy windows [w, e); whole windows inside x with contiguous rows are one memcpy each,
+    without a function call per window (small windows: ~6 ns of 23 per window in L2)."""
+    cdef Py_ssize_t k, s
+    cdef Py_ssize_t win_bytes = j.nout * row_bytes
+    cdef Py_ssize_t hi = j.nrows - j.window
+    cdef const char* base = j.base
+    cdef const int64_t* starts = j.starts
+    cdef char* out = j.out
+    cdef Py_ssize_t rs = j.rs
+    if contiguous and j.step == 1:
+        for k in range(w, e):
+            s = starts[k]
+            if s >= 0 and s <= hi:
+                memcpy(out + k * win_bytes, base + s * rs, win_bytes)
+            else:
+                copy_one(j, k, row_bytes, contiguous)
+    else:
+        for k in range(w, e):
+            copy_one(j, k, row_bytes, contiguous)
+
+
 cdef void copy_windows(const Job* j) noexcept nogil:
     """Plain copy: output dtype is x's dtype."""
     cdef Py_ssize_t w, e, k
@@ -637,8 +660,7 @@ cdef void copy_windows(const Job* j) noexcept nogil:
         while w < j.w1:
             e = w + j.block if w + j.block < j.w1 else j.w1
             prefetch_block(j, w, e)
-            for k in range(w, e):
-                copy_one(j, k, row_bytes, contiguous)
+            copy_span(j, w, e, row_bytes, contiguous)
             w = e
         return
     for k in range(PREFETCH_AHEAD):
