@@ -42,7 +42,6 @@ cdef extern from *:
     #include <unistd.h>
 
     #define NPYDIR_FETCH_ADD(p, v) __atomic_fetch_add((p), (v), __ATOMIC_ACQ_REL)
-    #define NPYDIR_LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 
     /* Software prefetch as volatile asm: with __builtin_prefetch, GCC 12 at -O2/-O3 emitted
        no prefetch instruction at all for this kernel (objdump; a reduced case of an inline
@@ -404,7 +403,6 @@ cdef extern from *:
     void npydir_pool_set_spin(long ns) nogil
     long npydir_pool_helpers() nogil
     Py_ssize_t NPYDIR_FETCH_ADD(Py_ssize_t* p, Py_ssize_t v) nogil
-    Py_ssize_t NPYDIR_LOAD(Py_ssize_t* p) nogil
     float npydir_half_to_float(uint16_t h) nogil
     void npydir_half_run_f16c(const uint16_t* src, float* dst, Py_ssize_t n, float scale,
                               int has_scale) nogil
