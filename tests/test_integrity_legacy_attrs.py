@@ -14,9 +14,9 @@ import signal
 import subprocess
 import sys
 import tempfile
-import textwrap
 from pathlib import Path
 
+import _mounts
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -424,19 +424,8 @@ def test_verify_writes_nothing_to_a_store_with_a_stale_attrs_npy(tmp_path):
 
 @pytest.fixture
 def ro_mount(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("mounting needs root")
-    mnt = tmp_path / "ro"
-    mnt.mkdir()
-    res = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)], capture_output=True
-    )
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.decode().strip()}")
-    try:
+    with _mounts.tmpfs(tmp_path / "ro", "16m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
 def test_stale_attrs_npy_on_a_read_only_mount(ro_mount):
@@ -444,9 +433,7 @@ def test_stale_attrs_npy_on_a_read_only_mount(ro_mount):
     copy, and repair fails with an OSError rather than half-repairing."""
     store = das_store(ro_mount / "s.npy")
     write_legacy_attrs(store / "attrs.npy", {"gen": 5})
-    res = subprocess.run(["mount", "-o", "remount,ro", str(ro_mount)], capture_output=True)
-    if res.returncode != 0:
-        pytest.skip(f"cannot remount read-only: {res.stderr.decode().strip()}")
+    _mounts.remount_read_only(ro_mount)
     with pytest.raises(OSError):
         (store / "probe").write_bytes(b"x")
     before = _snapshot(store)

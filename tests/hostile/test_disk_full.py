@@ -25,6 +25,7 @@ import uuid
 from pathlib import Path
 
 import _hostile
+import _mounts
 import numpy as np
 import pytest
 
@@ -126,19 +127,8 @@ def test_file_size_limit(tmp_path):
 @pytest.fixture
 def small_tmpfs(tmp_path):
     """A 1 MiB tmpfs mounted under tmp_path, or skip with the reason."""
-    mnt = tmp_path / f"tmpfs-{uuid.uuid4().hex[:6]}"
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root (running as uid %d)" % os.geteuid())
-    res = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True
-    )
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.decode().strip()}")
-    try:
+    with _mounts.tmpfs(tmp_path / f"tmpfs-{uuid.uuid4().hex[:6]}", "1m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
 def test_full_disk(small_tmpfs):

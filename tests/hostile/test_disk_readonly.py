@@ -16,7 +16,6 @@ Write attempts in mode "r" raise ``ReadOnlyError`` and change nothing.
 
 from __future__ import annotations
 
-import os
 import pickle
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import warnings
 from pathlib import Path
 
 import _hostile
+import _mounts
 import numpy as np
 import pytest
 
@@ -172,23 +172,10 @@ def test_read_only_operations_write_nothing(tmp_path):
 
 @pytest.fixture
 def ro_mount(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("mounting needs root")
-    mnt = tmp_path / "ro"
-    mnt.mkdir()
-    res = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)], capture_output=True
-    )
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.decode().strip()}")
-    try:
+    with _mounts.tmpfs(tmp_path / "ro", "64m") as mnt:
         _make_store(mnt / "s.npy")
-        res = subprocess.run(["mount", "-o", "remount,ro", str(mnt)], capture_output=True)
-        if res.returncode != 0:
-            pytest.skip(f"cannot remount read-only: {res.stderr.decode().strip()}")
+        _mounts.remount_read_only(mnt)
         yield mnt / "s.npy"
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
 def test_store_on_a_read_only_mount(ro_mount, tmp_path):
