@@ -19,6 +19,7 @@ memory, with no permutation of all windows.  docs/batches.md maps each argument 
 from __future__ import annotations
 
 import mmap
+import os
 import queue
 import threading
 from collections.abc import Iterator, Sequence
@@ -29,6 +30,7 @@ import numpy as np
 from . import _feistel
 from . import windows as _windows
 from ._permutation import FeistelPermutation
+from ._recycle import Recycler
 
 __all__ = ["Batches"]
 
@@ -39,6 +41,18 @@ _NO_KEYS = np.empty(0, dtype=np.uint64)
 _ADVISE_SAMPLE = 2
 #: most batches advise="auto" skips between checks while the data stays in the page cache
 _ADVISE_MAX_SKIP = 31
+
+
+#: batch bytes per prefetch thread (with ``prefetch >= 2``, up to one thread per core)
+_MIN_BYTES_PER_COPIER = 256 * 1024
+
+
+def _cores() -> int:
+    """Cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def _no_advice(starts: np.ndarray) -> None:
@@ -207,12 +221,23 @@ def _flatten(chunks: Iterator[list]) -> Iterator:
             close()
 
 
-def _making(make, plan: Iterator[np.ndarray], advise) -> Iterator[tuple]:
-    """``make(starts)`` for each batch of ``plan``, advising the next batch's pages first."""
+def _advising(plan: Iterator[np.ndarray], advise) -> Iterator[np.ndarray]:
+    """The starts of each batch of ``plan``, advising the next batch's pages first."""
     try:
         for starts, following in _lookahead(plan):
             if following is not None:
                 advise(following)
+            yield starts
+    finally:
+        close = getattr(plan, "close", None)
+        if close is not None:
+            close()
+
+
+def _making(make, plan: Iterator[np.ndarray]) -> Iterator[tuple]:
+    """``make(starts)`` for each batch of ``plan``, in the caller's thread."""
+    try:
+        for starts in plan:
             yield make(starts)
     finally:
         close = getattr(plan, "close", None)
@@ -220,67 +245,104 @@ def _making(make, plan: Iterator[np.ndarray], advise) -> Iterator[tuple]:
             close()
 
 
-def _background(source: Iterator, depth: int, name: str) -> Iterator:
-    """Yield the items of ``source``, which a daemon thread computes ``depth`` items ahead.
+def _background(source: Iterator, make, depth: int, workers: int, name: str) -> Iterator:
+    """Yield ``make(item)`` for the items of ``source``, in order, computed by ``workers``
+    daemon threads at most ``depth`` items ahead of the consumer.
 
-    Exceptions raised by ``source`` are re-raised in the consumer, at the item where they
-    happened.  Abandoning the iterator (``break``, ``del``, ``close()``) stops the thread,
-    closes ``source`` and joins the thread.
+    Each worker takes the next item of ``source`` under a lock (so ``source`` runs in
+    order, one item at a time: it may advise the OS about the next batch) and makes it
+    outside the lock, where the copy releases the GIL: with two workers, one copies while
+    the other draws and hands over.  Item ``i`` goes to ``ring[i % depth]``; the consumer
+    reads the ring in order.  At most ``depth`` items are taken and not yet consumed, so
+    two of them never share a ring cell.
 
-    Two C-level ``SimpleQueue`` s instead of one ``queue.Queue`` (whose locking is Python
-    code): ``ready`` carries items to the consumer, ``slots`` holds one token per item the
-    producer may make ahead, returned by the consumer as it takes each item.
+    Exceptions raised by ``source`` or ``make`` are re-raised in the consumer, at the item
+    where they happened.  Abandoning the iterator (``break``, ``del``, ``close()``) stops
+    the workers, closes ``source`` and joins the threads.
+
+    C-level ``SimpleQueue`` s rather than ``queue.Queue`` (whose locking is Python code):
+    ``ring`` carries items to the consumer, ``slots`` holds one token per item the workers
+    may take ahead, returned by the consumer as it takes each item.
     """
-    ready: queue.SimpleQueue = queue.SimpleQueue()
+    ring = [queue.SimpleQueue() for _ in range(depth)]
     slots: queue.SimpleQueue = queue.SimpleQueue()
     for _ in range(depth):
         slots.put(None)
     stop = threading.Event()
+    lock = threading.Lock()
+    it = iter(source)
+    state = {"next": 0, "done": False}
+
+    def take() -> tuple[int, Any]:
+        """(index, item) of the next item, or (index, _END / _Failure); under ``lock``."""
+        with lock:
+            if state["done"]:
+                return -1, _END
+            i = state["next"]
+            state["next"] = i + 1
+            try:
+                return i, next(it)
+            except StopIteration:
+                state["done"] = True
+                return i, _END
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+                state["done"] = True
+                return i, _Failure(exc)
 
     def produce() -> None:
-        try:
-            it = iter(source)
-            while True:
-                while True:  # wait for a free slot; look at ``stop`` now and then
-                    try:
-                        slots.get(timeout=0.05)
-                        break
-                    except queue.Empty:
-                        if stop.is_set():
-                            return
-                if stop.is_set():
-                    return
-                try:
-                    item = next(it)
-                except StopIteration:
-                    ready.put(_END)
-                    return
-                ready.put(item)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
-            ready.put(_Failure(exc))
-        finally:
-            close = getattr(source, "close", None)
-            if close is not None:
-                close()
-
-    thread = threading.Thread(target=produce, name=name, daemon=True)
-    thread.start()
-    try:
         while True:
-            # Blocking get: produce() ends every pass with _END or a _Failure (it catches
-            # BaseException), and only this consumer sets ``stop``.  No polling wake-ups.
-            item = ready.get()
+            while True:  # wait for a free slot; look at ``stop`` now and then
+                try:
+                    slots.get(timeout=0.05)
+                    break
+                except queue.Empty:
+                    if stop.is_set():
+                        return
+            if stop.is_set():
+                return
+            i, item = take()
+            if i < 0:  # another worker met the end or a failure
+                return
+            if item is _END or isinstance(item, _Failure):
+                ring[i % depth].put(item)
+                return
+            try:
+                ring[i % depth].put(make(item))
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer, re-raised there
+                with lock:
+                    state["done"] = True  # nothing after a failed item is wanted
+                ring[i % depth].put(_Failure(exc))
+                return
+
+    threads = [
+        threading.Thread(target=produce, name=name, daemon=True) for _ in range(workers)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        i = 0
+        while True:
+            # Blocking get: item i is always delivered (a batch, _END or a _Failure) by the
+            # worker that took it, and only this consumer sets ``stop``.  No polling.
+            item = ring[i % depth].get()
             if item is _END:
                 return
             if isinstance(item, _Failure):
                 raise item.exc
             slots.put(None)
+            i += 1
             yield item
     finally:
         stop.set()
-        slots.put(None)  # wake a producer waiting for a slot: it sees ``stop`` and ends
-        if thread is not threading.current_thread():  # a finaliser may run anywhere
-            thread.join()
+        for _ in threads:
+            slots.put(None)  # wake workers waiting for a slot: they see ``stop`` and end
+        me = threading.current_thread()
+        for thread in threads:
+            if thread is not me:  # a finaliser may run anywhere
+                thread.join()
+        close = getattr(source, "close", None)
+        if close is not None and me not in threads:  # every worker has left ``source``
+            close()
 
 
 # --------------------------------------------------------------------------------------
@@ -654,19 +716,49 @@ class Batches:
             ) from None
 
     def _gather(
-        self, source: _Source, starts: np.ndarray, window: int, step: int, **kw
+        self,
+        source: _Source,
+        starts: np.ndarray,
+        window: int,
+        step: int,
+        threads: int | None,
+        recycler: Recycler | None,
+        dtype: np.dtype | None = None,
+        **kw,
     ) -> np.ndarray:
         arr = source.array
         flat = self._flat(arr)
-        out = _windows.gather_windows(flat, starts, window, step=step, threads=self.threads, **kw)
-        return out.reshape(len(starts), out.shape[1], *arr.shape[1:])
+        shape = (len(starts), -(-window // step), *arr.shape[1:])
+        if recycler is None:
+            out = _windows.gather_windows(
+                flat, starts, window, step=step, threads=threads, dtype=dtype, **kw
+            )
+            return out.reshape(shape)
+        # the batch is the recycled array itself; the kernel fills a [n, w, row] view of it
+        res = recycler.empty(shape, arr.dtype if dtype is None else dtype)
+        _windows.gather_windows(
+            flat, starts, window, step=step, threads=threads, dtype=dtype,
+            out=res.reshape(shape[0], shape[1], -1), **kw,
+        )  # fmt: skip
+        return res
 
-    def _make(self, starts: np.ndarray) -> tuple:
-        xb = self._gather(self._x, starts, self.window, 1, dtype=self.dtype, scale=self.scale)
+    def _make(
+        self, starts: np.ndarray, threads: int | None = None, recyclers: tuple | None = None
+    ) -> tuple:
+        """The batch of windows starting at ``starts``.
+
+        ``threads``: for the kernel (default the ``threads`` argument); ``recyclers``:
+        where x's and y's window arrays come from (default freshly allocated).
+        """
+        threads = self.threads if threads is None else threads
+        rx, ry = (None, None) if recyclers is None else recyclers
+        xb = self._gather(
+            self._x, starts, self.window, 1, threads, rx, dtype=self.dtype, scale=self.scale
+        )
         if self._y is None:
             return (xb,)
         if self.y_window:
-            yb = self._gather(self._y, starts, self.window, self.output_stride)
+            yb = self._gather(self._y, starts, self.window, self.output_stride, threads, ry)
         else:
             # one row per window: a fancy-indexed copy reads only those rows of the map
             yb = np.ascontiguousarray(self._y.array[starts + self.y_offset])
@@ -717,19 +809,42 @@ class Batches:
         a = as_2d(flat)
         return _BackoffAdvice(lambda starts: sampled(a, starts, window, _ADVISE_SAMPLE))
 
-    def _iterate(self, indices: Sequence[int]) -> Iterator[tuple]:
-        """Batches ``indices`` (a range stays a range: never a list of every index)."""
+    def _copiers(self) -> int:
+        """Prefetch threads: one per core, up to ``prefetch``, and one per
+        ``_MIN_BYTES_PER_COPIER`` of a batch (small batches are bound by the GIL-holding
+        Python work around each copy, which a second thread cannot share)."""
+        if self.prefetch <= 1:
+            return max(1, self.prefetch)
+        x = self._x.array
+        row = int(np.prod(x.shape[1:], dtype=np.int64)) * (self.dtype or x.dtype).itemsize
+        nbytes = self.batch_size * self.window * row
+        return max(1, min(self.prefetch, _cores(), nbytes // _MIN_BYTES_PER_COPIER))
+
+    def _iterate(self, indices: Sequence[int], copiers: int | None = None) -> Iterator[tuple]:
+        """Batches ``indices`` (a range stays a range: never a list of every index).
+
+        ``copiers``: prefetch threads (default :meth:`_copiers`).
+        """
         epoch = self.epoch  # fixed for this pass even if set_epoch() is called meanwhile
-        advise = self._advisor()
-        chunks = self._plan(indices, epoch)
+        plan = _advising(_flatten(self._plan(indices, epoch)), self._advisor())
         if self.prefetch == 0:
-            return _making(self._make, _flatten(chunks), advise)
-        # One thread draws the starts (compiled, ~20 ns a window) and copies the windows.
-        # A separate planner thread was measured slower on 2 shared cores (0.63-0.85x of
-        # the kernel's batch rate against 0.86-1.0x without it): one more thread to
-        # schedule costs more than the drawing it would hide.
+            return _making(self._make, plan)
+        copiers = self._copiers() if copiers is None else max(1, min(copiers, self.prefetch))
+        threads = self.threads
+        if threads is None and copiers > 1:
+            # the copiers already keep the cores busy: a kernel call splitting its windows
+            # over more threads would only add hand-offs between them
+            threads = max(1, _cores() // copiers)
+        # Batches alive at once: the consumer's, up to ``prefetch`` made ahead, and the one
+        # the consumer's loop variable still holds while the next is handed over.
+        keep = self.prefetch + 2
+        recyclers = (Recycler(keep), Recycler(keep))
         return _background(
-            _making(self._make, _flatten(chunks), advise), self.prefetch, "npydir-batches-prefetch"
+            plan,
+            lambda starts: self._make(starts, threads, recyclers),
+            self.prefetch,
+            copiers,
+            "npydir-batches-prefetch",
         )
 
     def __repr__(self) -> str:
