@@ -29,10 +29,19 @@ raw bytes as ``"base64"`` with the full dtype description.  Object dtypes, sets,
 objects and non-str dict keys are refused with :class:`~npydir.errors.AttributeEncodingError`
 (a ``TypeError``) naming the key.
 
+An attrs file is the JSON object of its attributes, one per line.  The "dict with a key
+``"__npydir__"``" rule holds for that object too: a group with an attribute named
+``__npydir__`` is stored as one ``{"__npydir__": "dict", "items": [...]}`` line.
+
 Legacy: DAS's ``npy_dir`` stores root attributes as ``np.save(path, attrs_dict)``, i.e. a
 pickled 0-d object array.  :func:`read_legacy_attrs` reads it with a restricted unpickler that
 can only rebuild plain containers and numeric/str numpy arrays and scalars; any other global
 in the pickle raises :class:`~npydir.errors.UnsafePickleError` before anything runs.
+
+When a store keeps both (``das_compat``), ``attrs.json`` is the source of truth and ``attrs.npy``
+is derived from it: :func:`write_attrs_pair` pickles exactly the values ``attrs.json`` decodes
+to, and :func:`legacy_mismatch` says which keys of the two disagree (:func:`npydir.verify`
+reports those, :func:`npydir.repair` rewrites ``attrs.npy`` from ``attrs.json``).
 """
 
 from __future__ import annotations
@@ -52,7 +61,7 @@ import numpy as np
 from numpy.lib import format as npformat
 
 from .errors import AttributeEncodingError, FormatError, UnsafePickleError
-from .npyfile import atomic_write, read_header
+from .npyfile import atomic_write, fsync_dir, named_oserror, read_header, temp_path
 
 __all__ = [
     "TAG",
@@ -60,9 +69,11 @@ __all__ = [
     "decode_value",
     "encode_attrs",
     "encode_value",
+    "legacy_mismatch",
     "read_attrs_file",
     "read_legacy_attrs",
     "write_attrs_file",
+    "write_attrs_pair",
     "write_legacy_attrs",
 ]
 
@@ -233,6 +244,13 @@ def encode_attrs(attrs: Mapping[str, Any], *, indent: int | None = 1) -> str:
                 f"attribute names must be str, got {type(k).__name__} {k!r}"
             )
         out[k] = encode_value(v, k)
+    if TAG in out:
+        # An attribute named like the tag: the whole object takes the table's tagged "dict"
+        # form, or reading it back would take the file's top-level object for a tagged value
+        # (and every attribute of the group would become unreadable).  ASCII-only JSON: it
+        # carries lone surrogates too.
+        tagged = {TAG: "dict", "items": [[k, v] for k, v in out.items()]}
+        return json.dumps(tagged, allow_nan=False) + "\n"
     try:
         if indent is None:
             return json.dumps(out, allow_nan=False, ensure_ascii=False)
@@ -590,6 +608,15 @@ def read_legacy_attrs(path: str | os.PathLike) -> dict[str, Any]:
     return {str(k): v for k, v in obj.items()}
 
 
+def _legacy_bytes(attrs: Mapping[str, Any]) -> bytes:
+    """The bytes of an ``attrs.npy`` holding ``attrs`` as DAS writes it (``np.save``)."""
+    payload = np.empty((), dtype=object)
+    payload[()] = dict(attrs)
+    buf = io.BytesIO()
+    np.save(buf, payload, allow_pickle=True)
+    return buf.getvalue()
+
+
 def write_legacy_attrs(
     path: str | os.PathLike, attrs: Mapping[str, Any], *, sync: bool = True
 ) -> None:
@@ -597,10 +624,145 @@ def write_legacy_attrs(
 
     DAS reads it with ``np.load(path, allow_pickle=True)[()]``.  Written atomically.
     """
-    payload = np.empty((), dtype=object)
-    payload[()] = dict(attrs)
+    data = _legacy_bytes(attrs)
+    atomic_write(path, lambda fp: fp.write(data), sync=sync)
 
-    def write(fp: Any) -> None:
-        np.save(fp, payload, allow_pickle=True)
 
-    atomic_write(path, write, sync=sync)
+# ----------------------------------------------------------------------------- attrs.json + .npy
+
+
+def _native(value: Any) -> Any:
+    """``value`` with every numpy array and scalar in native byte order (values unchanged).
+
+    Pickling (``attrs.npy``) keeps values but not always byte order: numpy unpickles a ``>i2``
+    array as ``<i2`` on this machine.  Byte order is how a value is stored, not what it is.
+    """
+    if isinstance(value, (np.ndarray, np.generic)):
+        native = value.dtype.newbyteorder("=")  # structured dtypes: every field
+        if native == value.dtype:
+            return value
+        converted = np.asarray(value).astype(native)
+        return converted if isinstance(value, np.ndarray) else converted[()]
+    if isinstance(value, (list, tuple)):
+        return [_native(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _native(v) for k, v in value.items()}
+    return value
+
+
+def _canonical(value: Any, key: str) -> str | None:
+    """The JSON text the store's encoding gives ``value`` (None: the encoding refuses it)."""
+    try:
+        return json.dumps(encode_value(_native(value), key), sort_keys=True, allow_nan=False)
+    except (AttributeEncodingError, RecursionError, ValueError, TypeError):
+        return None
+
+
+def legacy_mismatch(json_attrs: Mapping[str, Any], legacy_attrs: Mapping[str, Any]) -> list[str]:
+    """The keys on which ``attrs.json``'s and ``attrs.npy``'s attributes disagree, sorted.
+
+    Two values match when the store's one encoding (:func:`encode_value`, the module table)
+    gives them the same JSON text, with object keys sorted and numpy values taken in native
+    byte order (pickle does not keep byte order).  So NaN matches NaN, a tuple matches the list
+    it is stored as and a ``>i2`` array the same ``<i2`` array, but ``1`` does not match
+    ``1.0`` or ``True``, ``-0.0`` does not match ``0.0``, and ``np.float32(1)`` does not match
+    ``1.0`` (the dtype is part of the encoding).  A key present on one side only disagrees,
+    and so does a legacy value the encoding refuses.
+    """
+    out = []
+    for key in sorted(set(json_attrs) | set(legacy_attrs)):
+        if key not in json_attrs or key not in legacy_attrs:
+            out.append(key)
+            continue
+        mine = _canonical(json_attrs[key], key)
+        if mine is None or mine != _canonical(legacy_attrs[key], key):
+            out.append(key)
+    return out
+
+
+def _stage(path: Path, data: bytes, sync: bool) -> Path:
+    """Write ``data`` to a fresh temp file beside ``path`` (fsynced) and return the temp's path.
+
+    The first half of :func:`npydir.npyfile.atomic_write`: :func:`write_attrs_pair` stages both
+    files before it renames either.
+    """
+    tmp = temp_path(path)
+    try:
+        with open(tmp, "xb") as fp:
+            fp.write(data)
+            fp.flush()
+            if sync:
+                os.fsync(fp.fileno())
+    except BaseException as exc:
+        _unlink_quietly(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:
+            raise named_oserror(exc, path) from exc
+        raise
+    return tmp
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def write_attrs_pair(
+    json_path: str | os.PathLike,
+    legacy_path: str | os.PathLike,
+    attrs: Mapping[str, Any],
+    *,
+    sync: bool = True,
+) -> None:
+    """Write ``attrs.json`` and DAS's ``attrs.npy`` holding the same attributes.
+
+    ``attrs.json`` is the source of truth.  ``attrs.npy`` holds exactly what ``attrs.json``
+    decodes to (tuples as lists, ``bytearray`` as ``bytes``, ...), so the two always match under
+    :func:`legacy_mismatch` after a completed write.
+
+    Order, so that an interrupted write is either invisible or detected by :func:`npydir.verify`:
+
+    1. both files are encoded and written to fsynced temp files (an error here -- a value that
+       cannot be stored, a full disk -- leaves both files as they were);
+    2. ``attrs.npy`` is renamed into place;
+    3. ``attrs.json`` is renamed into place: the commit point.
+
+    A kill between the two renames leaves ``attrs.npy`` one update ahead of ``attrs.json``
+    (and the JSON temp file): ``verify`` reports ``stale-attrs-npy`` and ``stray-temp``, and
+    ``repair`` rewrites ``attrs.npy`` from ``attrs.json`` and removes the temp file.  Renaming
+    ``attrs.npy`` first is what makes this detectable even when it did not exist before (a store
+    opened with ``das_compat=True`` for the first time): had ``attrs.json`` gone first, the kill
+    would leave a store that looks like one without ``attrs.npy``.
+
+    Raises
+    ------
+    AttributeEncodingError
+        A value cannot be stored (nothing is written).
+    OSError
+        Writing failed; the message names the file.
+    """
+    json_path, legacy_path = Path(json_path), Path(legacy_path)
+    text = encode_attrs(attrs).encode("utf-8")
+    data = _legacy_bytes(decode_attrs(text, json_path))  # what a reader of attrs.json gets
+    legacy_tmp = _stage(legacy_path, data, sync)
+    try:
+        json_tmp = _stage(json_path, text, sync)
+    except BaseException:
+        _unlink_quietly(legacy_tmp)
+        raise
+    try:
+        os.replace(legacy_tmp, legacy_path)
+    except BaseException:
+        _unlink_quietly(legacy_tmp)
+        _unlink_quietly(json_tmp)
+        raise
+    try:
+        os.replace(json_tmp, json_path)
+    except BaseException:
+        _unlink_quietly(json_tmp)
+        raise
+    if sync:
+        fsync_dir(json_path.parent)
+        if legacy_path.parent != json_path.parent:
+            fsync_dir(legacy_path.parent)

@@ -1,4 +1,4 @@
-"""Stores, groups and arrays: :func:`open`, :class:`Group` (a MutableMapping) and :class:`Array`.
+"""Stores and groups: :func:`open` and :class:`Group` (a MutableMapping of Groups and Arrays).
 
 A store is a directory; a group is a directory; an array is ``<name>.npy`` in its group's
 directory (DESIGN.md section 2).  Everything is lazy: opening a store reads at most its small
@@ -14,6 +14,8 @@ data opens that one file.  Modes follow h5py:
 =======  ===============================================================
 
 Write modes hold the store's writer lock (:mod:`npydir.lock`) until :meth:`Group.close`.
+Arrays are :class:`npydir.array.Array`; what groups and arrays share (the store's state, the
+``.attrs`` mapping) is in :mod:`npydir._node`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import weakref
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -29,17 +30,15 @@ from typing import Any
 import numpy as np
 
 from . import npyfile
-from .attrs import read_attrs_file, read_legacy_attrs, write_attrs_file, write_legacy_attrs
+from ._node import AttributeManager, _Node, _Store
+from .array import Array, _as_shape
 from .errors import (
     AlreadyExistsError,
-    AttributeEncodingError,
     FormatError,
     IncompatibleError,
     InvalidNameError,
     MemberNotFoundError,
     PathEscapeError,
-    ReadOnlyError,
-    StoreClosedError,
     StoreNotFoundError,
 )
 from .lock import LOCK_NAME, StoreLock
@@ -52,6 +51,8 @@ from .names import (
     validate_name,
 )
 
+# Array and AttributeManager live in array.py and _node.py; they stay importable from here
+# (npydir.group.Array is what pickles of the class made before the split name).
 __all__ = ["Array", "AttributeManager", "Group", "open"]
 
 MODES = ("r", "r+", "a", "w", "w-", "x")
@@ -61,62 +62,6 @@ GROUP_ATTRS = "attrs.json"
 LEGACY_ATTRS = "attrs.npy"
 #: longest path (bytes) of any file npydir creates; Linux PATH_MAX is 4096 including the NUL
 MAX_PATH_BYTES = 4095
-
-
-# ============================================================================ the store
-
-
-class _Store:
-    """State shared by every Group/Array of one opened store."""
-
-    def __init__(
-        self, root: Path, mode: str, *, das_compat: bool, portable: bool, sync: bool = True
-    ) -> None:
-        self.root = root
-        self.real = os.path.realpath(root)
-        self.mode = mode
-        self.readonly = mode == "r"
-        self.das_compat = das_compat
-        self.portable = portable
-        self.sync = sync
-        self.closed = False
-        self.lock: StoreLock | None = None
-        self.arrays: weakref.WeakValueDictionary[tuple[str, ...], Array] = (
-            weakref.WeakValueDictionary()
-        )
-        #: arrays written without fsync: kept alive until close() makes them durable
-        self.dirty: set[Array] = set()
-
-    def check_open(self) -> None:
-        if self.closed:
-            raise StoreClosedError(f"store {self.root} is closed")
-
-    def check_writable(self, what: str) -> None:
-        self.check_open()
-        if self.readonly:
-            raise ReadOnlyError(
-                f"store {self.root} is open read-only (mode 'r'): cannot {what}; "
-                "open it with mode 'r+' or 'a' to write"
-            )
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        for arr in set(self.arrays.values()) | self.dirty:
-            if not self.readonly and self.sync:
-                try:  # writes through maps and unsynced appends are durable once closed
-                    arr.flush()
-                except OSError:  # a deleted/moved file: nothing left to make durable
-                    pass
-            arr._drop()
-        self.dirty.clear()
-        if self.lock is not None:
-            self.lock.release()
-            self.lock = None
-
-    def dir_of(self, parts: tuple[str, ...]) -> Path:
-        return self.root.joinpath(*parts)
 
 
 def _looks_like_store(path: Path) -> bool:
@@ -300,176 +245,6 @@ def _rmtree(top: str | os.PathLike) -> None:
         else:
             os.rmdir(d)
             stack.pop()
-
-
-# ============================================================================ attributes
-
-
-class AttributeManager(MutableMapping):
-    """The attributes of a group or array: a dict persisted as JSON on every change.
-
-    Reading re-reads the file when it changed on disk (one ``stat`` per access), so a reader sees
-    a writer's updates.  Values round-trip as the table in :mod:`npydir.attrs` says.
-    """
-
-    def __init__(
-        self,
-        store: _Store,
-        path: Path,
-        owner: str,
-        legacy: Path | None = None,
-        check: Callable[[], None] | None = None,
-    ) -> None:
-        self._store = store
-        self._check = check or store.check_open  # an array's attrs die with the array
-        self._path = path
-        self._owner = owner
-        self._legacy = legacy
-        self._cache: dict[str, Any] | None = None
-        self._stamp: tuple | None = None
-
-    def _stat(self) -> tuple:
-        def stamp(p: Path | None) -> tuple | None:
-            if p is None:
-                return None
-            try:
-                st = os.stat(p)
-            except FileNotFoundError:
-                return None
-            return (st.st_ino, st.st_mtime_ns, st.st_size)
-
-        return (stamp(self._path), stamp(self._legacy))
-
-    def _load(self) -> dict[str, Any]:
-        self._check()
-        stamp = self._stat()
-        if self._cache is None or stamp != self._stamp:
-            if stamp[0] is not None:
-                data = read_attrs_file(self._path)
-            elif stamp[1] is not None:
-                data = read_legacy_attrs(self._legacy)
-            else:
-                data = {}
-            self._cache, self._stamp = data, stamp
-        return self._cache
-
-    def _write(self, data: dict[str, Any]) -> None:
-        write_attrs_file(self._path, data, sync=self._store.sync)
-        if self._legacy is not None and (self._store.das_compat or self._legacy.exists()):
-            write_legacy_attrs(self._legacy, data, sync=self._store.sync)
-        self._cache = None
-
-    def __getitem__(self, key: str) -> Any:
-        data = self._load()
-        try:
-            return data[key]
-        except KeyError:
-            raise MemberNotFoundError(f"no attribute {key!r} in {self._owner}") from None
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self.update({key: value})
-
-    def update(self, other: Any = (), /, **kwargs: Any) -> None:  # one write for many keys
-        """Set several attributes with one write."""
-        self._store.check_writable(f"set attributes of {self._owner}")
-        self._check()
-        new = dict(other.items() if hasattr(other, "items") else other, **kwargs)
-        for k in new:
-            if not isinstance(k, str):
-                raise AttributeEncodingError(
-                    f"attribute names must be str, got {type(k).__name__} {k!r}"
-                )
-        data = dict(self._load())
-        data.update(new)
-        self._write(data)  # encodes everything first; a bad value raises before anything is written
-
-    def __delitem__(self, key: str) -> None:
-        self._store.check_writable(f"delete attributes of {self._owner}")
-        self._check()
-        data = dict(self._load())
-        if key not in data:
-            raise MemberNotFoundError(f"no attribute {key!r} in {self._owner}")
-        del data[key]
-        self._write(data)
-
-    def clear(self) -> None:
-        self._store.check_writable(f"delete attributes of {self._owner}")
-        self._check()
-        self._write({})
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(list(self._load()))
-
-    def __len__(self) -> int:
-        return len(self._load())
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._load()
-
-    def asdict(self) -> dict[str, Any]:
-        """A plain dict copy of the attributes."""
-        return dict(self._load())
-
-    def __repr__(self) -> str:
-        return f"<Attributes of {self._owner}: {self._load()!r}>"
-
-
-# ============================================================================ nodes
-
-
-class _Node:
-    _store: _Store
-    _parts: tuple[str, ...]
-
-    @property
-    def path(self) -> str:
-        """Store-relative path, ``"train/x"``; ``""`` for the root."""
-        return "/".join(self._parts)
-
-    @property
-    def name(self) -> str:
-        """h5py-style absolute name, ``"/train/x"``; ``"/"`` for the root."""
-        return "/" + self.path
-
-    @property
-    def basename(self) -> str:
-        """Last component of the path (``""`` for the root)."""
-        return self._parts[-1] if self._parts else ""
-
-    @property
-    def mode(self) -> str:
-        return self._store.mode
-
-    @property
-    def readonly(self) -> bool:
-        return self._store.readonly
-
-    @property
-    def file(self) -> Group:
-        """The root group of the store (h5py's ``.file``)."""
-        return Group(self._store, ())
-
-    @property
-    def parent(self) -> Group:
-        return Group(self._store, self._parts[:-1])
-
-    @property
-    def store_path(self) -> Path:
-        """The store's root directory."""
-        return self._store.root
-
-    def _where(self) -> str:
-        return f"{self.name!r} of store {self._store.root}"
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            type(other) is type(self)
-            and other._store.real == self._store.real  # type: ignore[attr-defined]
-            and other._parts == self._parts
-        )  # type: ignore[attr-defined]
-
-    def __hash__(self) -> int:
-        return hash((type(self).__name__, self._store.real, self._parts))
 
 
 class Group(_Node, MutableMapping):
@@ -1020,290 +795,6 @@ class Tree(str):
 
     def __repr__(self) -> str:
         return str(self)
-
-
-def _as_shape(shape: Any) -> tuple[int, ...]:
-    if isinstance(shape, (int, np.integer)):
-        shape = (shape,)
-    try:
-        out = tuple(int(n) for n in shape)
-    except TypeError:
-        raise TypeError(f"shape must be an int or a tuple of ints, got {shape!r}") from None
-    if any(n < 0 for n in out):
-        raise ValueError(f"negative dimension in shape {out}")
-    return out
-
-
-# ============================================================================ arrays
-
-
-class Array(_Node):
-    """An array of a store: a thin object over a memory map of its ``.npy`` file.
-
-    ``a[...]`` returns numpy views of the map (no copy); ``np.asarray(a)`` is the map.  Writes
-    (``a[i:j] = v``, :meth:`append`, :meth:`resize`) need a write mode.  Pickling stores the
-    store root and path only; the unpickled array reopens the file (read-only) on first use.
-    """
-
-    def __init__(self, store: _Store, parts: tuple[str, ...]) -> None:
-        self._store = store
-        self._parts = tuple(parts)
-        d = store.dir_of(self._parts)
-        self._file = d.with_name(d.name + ARRAY_SUFFIX)
-        self._header: npyfile.Header | None = None
-        self._mm: np.ndarray | None = None
-        self._detached = False
-        self._dirty = False  # appended/resized without fsync (see flush)
-
-    # ------------------------------------------------------------------ loading
-
-    def _drop(self) -> None:
-        self._mm = None
-        self._header = None
-        self._detached = True
-
-    def _check(self) -> None:
-        self._store.check_open()
-        if self._detached:
-            raise MemberNotFoundError(f"array {self._where()} was deleted or moved")
-
-    def _hdr(self) -> npyfile.Header:
-        if self._header is None:
-            self._check()
-            try:
-                self._header = self._retry(lambda: npyfile.read_header_path(self._file))
-            except FileNotFoundError:
-                raise MemberNotFoundError(
-                    f"array {self._where()} no longer exists ({self._file})"
-                ) from None
-        return self._header
-
-    def _retry(self, read: Callable[[], Any]) -> Any:
-        """Run ``read``; in a read-only store, once more after a FormatError.
-
-        A writer in another process rewrites the header in place while it appends; a reader
-        that happens to read those bytes mid-write sees a garbled header once, never twice.
-        A writer (holding the lock) has no one to race with and fails at once.
-        """
-        try:
-            return read()
-        except npyfile.UnsupportedDTypeError:
-            raise
-        except FormatError:
-            if not self._store.readonly:
-                raise
-            return read()
-
-    def _data(self) -> np.ndarray:
-        if self._mm is None:
-            self._check()
-            mode = "r" if self._store.readonly else "r+"
-            try:
-                try:
-                    self._mm, self._header = npyfile.open_memmap(self._file, mode, self._header)
-                except FormatError:
-                    if not self._store.readonly or self._header is None:
-                        raise
-                    self._header = None  # maybe read mid-append: read the header afresh
-                    self._mm, self._header = self._retry(
-                        lambda: npyfile.open_memmap(self._file, mode)
-                    )
-            except FileNotFoundError:
-                raise MemberNotFoundError(
-                    f"array {self._where()} no longer exists ({self._file})"
-                ) from None
-        return self._mm
-
-    # ------------------------------------------------------------------ metadata
-
-    @property
-    def filename(self) -> Path:
-        """The ``.npy`` file."""
-        return self._file
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self._hdr().shape
-
-    @property
-    def dtype(self) -> np.dtype:
-        return self._hdr().dtype
-
-    @property
-    def ndim(self) -> int:
-        return len(self.shape)
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
-
-    @property
-    def nbytes(self) -> int:
-        return self._hdr().nbytes
-
-    @property
-    def maxshape(self) -> tuple[int | None, ...]:
-        """As h5py: axis 0 is unlimited (arrays grow by :meth:`append`)."""
-        return (None,) + self.shape[1:] if self.shape else ()
-
-    chunks = None
-
-    @property
-    def attrs(self) -> AttributeManager:
-        """Array attributes, persisted in ``<name>.attrs.json`` beside the ``.npy`` file."""
-        return AttributeManager(
-            self._store,
-            self._file.with_name(self.basename + ATTRS_SUFFIX),
-            f"array {self._where()}",
-            check=self._check,
-        )
-
-    def __len__(self) -> int:
-        shape = self.shape
-        if not shape:
-            raise TypeError(f"len() of a 0-d array ({self._where()})")
-        return shape[0]
-
-    def __repr__(self) -> str:
-        if self._store.closed:
-            return f"<npydir.Array {self.name!r} (closed store)>"
-        try:
-            desc = f"shape {self.shape} {self.dtype}"
-        except Exception as exc:
-            desc = f"unreadable: {exc}"
-        where = f"in {str(self._store.root)!r} (mode {self._store.mode!r})"
-        return f"<npydir.Array {self.name!r} {desc} {where}>"
-
-    # ------------------------------------------------------------------ data
-
-    def __getitem__(self, key: Any) -> Any:
-        return self._data()[key]
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self._store.check_writable(f"write to array {self.name!r}")
-        self._check()
-        self._data()[key] = value
-        self._store.dirty.add(self)  # msync at close even if the caller drops this object
-
-    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
-        data = self._data()
-        if dtype is not None and np.dtype(dtype) != data.dtype:
-            if copy is False:
-                raise ValueError(
-                    f"array {self.name!r}: converting {data.dtype} to {dtype} needs a copy"
-                )
-            return data.astype(dtype)
-        return np.array(data, copy=True) if copy else data
-
-    def __iter__(self) -> Iterator[Any]:
-        if not self.shape:
-            raise TypeError(f"iteration over a 0-d array ({self._where()})")
-        return iter(self._data())
-
-    def read(self) -> np.ndarray:
-        """The whole array as an in-memory copy."""
-        return np.array(self._data(), copy=True)
-
-    def flush(self) -> None:
-        """Make writes durable: msync the map, fsync the file after unsynced appends/resizes.
-
-        Closing a store opened with ``sync=True`` flushes every array it wrote.
-        """
-        if self._mm is not None and isinstance(self._mm, np.memmap):
-            self._mm.flush()
-        if self._dirty:
-            npyfile.fsync_file(self._file)
-            self._dirty = False
-        self._store.dirty.discard(self)
-
-    def append(self, block: Any, *, sync: bool = True) -> None:
-        """Append rows along axis 0, in place.
-
-        Parameters
-        ----------
-        block : array_like
-            Rows of shape ``shape[1:]``: an array of shape ``(k,) + shape[1:]``, or one row of
-            shape ``shape[1:]``.  numpy arrays are cast with ``casting="safe"``; Python sequences
-            and scalars are converted to the array's dtype as numpy assignment does.
-        sync : bool
-            fsync data then header (the crash-safe default).  ``False`` skips both fsyncs (faster
-            for many small appends; the order of writes is unchanged).
-
-        Notes
-        -----
-        This Array sees the new length immediately; readers that opened the store before see it
-        after reopening.  Views returned earlier keep their old length.
-        """
-        self._store.check_writable(f"append to array {self.name!r}")
-        self._check()
-        header = self._hdr()
-        if not header.shape:
-            raise ValueError(f"cannot append to 0-d array {self._where()}")
-        if isinstance(block, Array):
-            block = block[...]
-        if isinstance(block, (np.ndarray, np.generic)):
-            block = np.asarray(block)
-            if not np.can_cast(block.dtype, header.dtype, casting="safe"):
-                raise TypeError(
-                    f"append to {self.name!r}: cannot cast {block.dtype} to {header.dtype} safely "
-                    "(cast explicitly with .astype)"
-                )
-            block = block.astype(header.dtype, copy=False)
-        else:
-            try:
-                block = np.asarray(block, dtype=header.dtype)
-            except (TypeError, ValueError, OverflowError) as exc:
-                raise TypeError(
-                    f"append to {self.name!r}: cannot convert block to {header.dtype}: {exc}"
-                ) from None
-        row = header.shape[1:]
-        if block.shape == row:
-            block = block.reshape((1,) + row)
-        if block.ndim != len(header.shape) or block.shape[1:] != row:
-            expected = f"(k, {', '.join(map(str, row))})" if row else "(k,)"
-            raise ValueError(
-                f"append to {self.name!r}: block of shape {block.shape} does not fit rows of "
-                f"shape {row} (expected {expected} or {row})"
-            )
-        synced = sync and self._store.sync
-        self._mm = None  # the map of the old length must not be written past its end
-        # we hold the writer lock, so the header we know is the file's header
-        self._header = npyfile.append_rows(self._file, block, sync=synced, header=header)
-        if not synced:
-            self._dirty = True
-            self._store.dirty.add(self)
-
-    def resize(self, size: Any, axis: int | None = None) -> None:
-        """Change the length of axis 0 in place (h5py-like); new rows are zero.
-
-        Shrinking discards the rows past ``size``.
-        """
-        self._store.check_writable(f"resize array {self.name!r}")
-        self._check()
-        shape = self.shape
-        if axis not in (None, 0):
-            raise ValueError(f"resize {self.name!r}: only axis 0 can change")
-        if isinstance(size, (int, np.integer)):
-            n = int(size)
-        else:
-            new = _as_shape(size)
-            if new[1:] != shape[1:] or len(new) != len(shape):
-                raise ValueError(
-                    f"resize {self.name!r}: only axis 0 can change (shape {shape}, asked {new})"
-                )
-            n = new[0]
-        if n < 0:
-            raise ValueError(f"resize {self.name!r}: negative length {n}")
-        self._mm = None
-        self._header = npyfile.resize_rows(self._file, n, sync=self._store.sync)
-        if not self._store.sync:
-            self._dirty = True
-            self._store.dirty.add(self)
-
-    # ------------------------------------------------------------------ pickling
-
-    def __reduce__(self) -> tuple:
-        return (_reopen, (str(self._store.root), self.path, "array"))
 
 
 def _reopen(root: str, path: str, kind: str) -> Group | Array:

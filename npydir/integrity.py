@@ -10,6 +10,8 @@ kind                meaning
 ``truncated``       an ``.npy`` file is shorter than its header says: data is missing
 ``bad-header``      an ``.npy`` header does not parse, or holds an object dtype
 ``bad-attrs``       an attrs JSON file (or a legacy ``attrs.npy``) does not decode
+``stale-attrs-npy`` the root's ``attrs.npy`` (DAS's copy of the root attributes) disagrees with
+                    ``attrs.json``: an attrs update was interrupted between writing the two
 ``stray-temp``      a temp file left by an interrupted atomic write
 ``duplicate-attrs`` ``<name>.attrs.json`` without ``<name>.npy`` that is a second name of another
                     attrs file (link count > 1): left by an interrupted move
@@ -19,10 +21,20 @@ kind                meaning
                     it: not read, not followed, never written through
 ==================  ==========================================================================
 
-:func:`repair` takes the store's writer lock, trims torn appends back to their header's shape
-and removes stray temp files.  It never guesses at user data: truncated arrays, broken headers
-and broken attrs are left as they are and reported by an :class:`~npydir.errors.IntegrityError`
-(after the safe repairs are done).
+:func:`repair` takes the store's writer lock, trims torn appends back to their header's shape,
+removes stray temp files and second names left by a move, and rewrites a stale ``attrs.npy``
+from ``attrs.json``.  It never guesses at user data: truncated arrays, broken headers and broken
+attrs are left as they are and reported by an :class:`~npydir.errors.IntegrityError` (after the
+safe repairs are done).
+
+``attrs.json`` and ``attrs.npy``: when a store keeps both at its root (``das_compat``),
+``attrs.json`` is the source of truth and ``attrs.npy`` a copy DAS's loader reads.  They *match*
+when they hold the same keys and every value gets the same JSON text from the store's one
+encoding, numpy values taken in native byte order (:func:`npydir.attrs.legacy_mismatch`): NaN
+matches NaN, a tuple the list it is stored as; ``1``, ``1.0`` and ``True`` all differ, and so do
+``-0.0`` and ``0.0`` or ``np.float32(1)`` and ``1.0``.  Only the root is compared: npydir keeps
+no ``attrs.npy`` elsewhere.  Nothing is compared when either file is missing, does not decode
+(``bad-attrs``) or leaves the store (``path-escape``).
 """
 
 from __future__ import annotations
@@ -32,7 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .attrs import read_attrs_file, read_legacy_attrs
+from .attrs import legacy_mismatch, read_attrs_file, read_legacy_attrs, write_legacy_attrs
 from .errors import (
     FormatError,
     IntegrityError,
@@ -40,7 +52,7 @@ from .errors import (
     StoreNotFoundError,
     UnsafePickleError,
 )
-from .group import FORMAT_FILE, check_format_file
+from .group import FORMAT_FILE, GROUP_ATTRS, LEGACY_ATTRS, check_format_file
 from .lock import StoreLock
 from .names import ATTRS_SUFFIX, check_inside
 from .npyfile import is_temp_name, read_header
@@ -48,7 +60,9 @@ from .npyfile import is_temp_name, read_header
 __all__ = ["Problem", "Report", "repair", "verify"]
 
 #: problem kinds repair() fixes
-REPAIRABLE = frozenset({"torn-append", "stray-temp", "duplicate-attrs"})
+REPAIRABLE = frozenset({"torn-append", "stray-temp", "duplicate-attrs", "stale-attrs-npy"})
+#: at most this many keys are spelled out in a stale-attrs-npy problem's text (all are in .keys)
+_SHOWN_KEYS = 10
 
 
 @dataclass(frozen=True)
@@ -65,6 +79,9 @@ class Problem:
         What the format says versus what is on disk (sizes in bytes where applicable).
     detail : str
         Human-readable explanation.
+    keys : tuple of str
+        ``stale-attrs-npy``: the attribute names on which ``attrs.npy`` and ``attrs.json``
+        disagree, sorted (empty for other kinds).
     """
 
     file: Path
@@ -72,6 +89,7 @@ class Problem:
     expected: Any = None
     found: Any = None
     detail: str = ""
+    keys: tuple[str, ...] = ()
 
     @property
     def repairable(self) -> bool:
@@ -175,8 +193,10 @@ def verify(path: str | os.PathLike) -> Report:
         _check_format_file(root, report)
     # os.walk does not descend into symlinked directories (followlinks=False); those leading out
     # of the store are reported, and no file is opened through a link that leaves it (DESIGN §2)
+    at_root = True
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
+        decoded: dict[str, dict | None] = {}  # this directory's attrs files that decode
         dirnames[:] = sorted(
             d
             for d in dirnames
@@ -196,10 +216,10 @@ def verify(path: str | os.PathLike) -> Report:
                 )
             elif name.startswith("."):  # the lock file, .npydir.json (checked above)
                 pass
-            elif name == "attrs.npy":
+            elif name == LEGACY_ATTRS:
                 report.checked += 1
                 try:
-                    read_legacy_attrs(p)
+                    decoded[name] = read_legacy_attrs(p)
                 except (FormatError, UnsafePickleError, OSError) as exc:
                     report.problems.append(Problem(p, "bad-attrs", detail=str(exc)))
             elif name.endswith(".npy"):
@@ -207,8 +227,42 @@ def verify(path: str | os.PathLike) -> Report:
                 _check_npy(p, report)
             elif name.endswith(".json"):
                 report.checked += 1
-                _check_attrs(p, set(filenames), report)
+                decoded[name] = _check_attrs(p, set(filenames), report)
+        if at_root:
+            _compare_legacy(here, decoded, report)
+            at_root = False
     return report
+
+
+def _compare_legacy(root: Path, decoded: dict[str, dict | None], report: Report) -> None:
+    """Report the root's attrs.npy as stale if it disagrees with attrs.json (both decoded)."""
+    mine, legacy = decoded.get(GROUP_ATTRS), decoded.get(LEGACY_ATTRS)
+    if mine is None or legacy is None:
+        return
+    keys = legacy_mismatch(mine, legacy)
+    if keys:
+        report.problems.append(_stale_problem(root / LEGACY_ATTRS, mine, legacy, keys))
+
+
+def _stale_problem(path: Path, mine: dict, legacy: dict, keys: list[str]) -> Problem:
+    def names(which: list[str]) -> str:
+        shown = ", ".join(repr(k) for k in which[:_SHOWN_KEYS])
+        more = len(which) - _SHOWN_KEYS
+        return shown + (f" and {more} more" if more > 0 else "")
+
+    parts = []
+    for label, which in (
+        ("differ", [k for k in keys if k in mine and k in legacy]),
+        ("missing from attrs.npy", [k for k in keys if k not in legacy]),
+        ("only in attrs.npy", [k for k in keys if k not in mine]),
+    ):
+        if which:
+            parts.append(f"{label}: {names(which)}")
+    detail = (
+        f"the attributes of group '/' in attrs.npy do not match attrs.json ({'; '.join(parts)}); "
+        "attrs.json is the source of truth (an attrs update was interrupted)"
+    )
+    return Problem(path, "stale-attrs-npy", detail=detail, keys=tuple(keys))
 
 
 def _escapes(real_root: str, p: Path, report: Report) -> bool:
@@ -246,6 +300,40 @@ def _open_inside(real_root: str, path: Path, flags: int) -> int:
     return fd
 
 
+def _rewrite_legacy(real_root: str, problem: Problem) -> Problem | None:
+    """Rewrite a stale ``attrs.npy`` from the ``attrs.json`` beside it, atomically.
+
+    Everything is re-checked under the lock: both files must resolve inside the store, both
+    must still decode, and they must still disagree (else nothing is written).  The new
+    ``attrs.npy`` is written to a temp file in the store's own (resolved) directory and renamed
+    over the old name, which replaces a symbolic link there rather than writing through it.
+    Returns the problem that remains, or None when repaired.
+    """
+    legacy = problem.file
+    mine = legacy.with_name(GROUP_ATTRS)
+    try:
+        mine_real = os.path.realpath(mine)
+        check_inside(real_root, mine_real)
+        check_inside(real_root, os.path.realpath(legacy))
+        directory = os.path.realpath(legacy.parent)
+        check_inside(real_root, directory)
+    except PathEscapeError as exc:  # a link swapped in since verify looked
+        return Problem(legacy, "path-escape", detail=str(exc))
+    if not (os.path.isfile(mine_real) and os.path.isfile(legacy)):
+        return None  # one of the two is gone: nothing left to disagree
+    try:
+        values = read_attrs_file(mine_real)
+    except (FormatError, OSError) as exc:
+        return Problem(mine, "bad-attrs", detail=str(exc))
+    try:
+        stale = legacy_mismatch(values, read_legacy_attrs(legacy))
+    except (FormatError, UnsafePickleError, OSError) as exc:
+        return Problem(legacy, "bad-attrs", detail=str(exc))
+    if stale:
+        write_legacy_attrs(Path(directory) / legacy.name, values)
+    return None
+
+
 def _check_format_file(root: Path, report: Report) -> None:
     # the same check as npydir.open: verify reports bad-format-file exactly when open refuses
     try:
@@ -255,16 +343,18 @@ def _check_format_file(root: Path, report: Report) -> None:
         report.problems.append(Problem(root / FORMAT_FILE, "bad-format-file", detail=detail))
 
 
-def _check_attrs(p: Path, siblings: set[str], report: Report) -> None:
+def _check_attrs(p: Path, siblings: set[str], report: Report) -> dict | None:
+    """Check one attrs JSON file; return its attributes (None if it does not decode)."""
+    decoded = None
     try:
-        read_attrs_file(p)
+        decoded = read_attrs_file(p)
     except (FormatError, OSError) as exc:
         report.problems.append(Problem(p, "bad-attrs", detail=str(exc)))
     if not p.name.endswith(ATTRS_SUFFIX):
-        return
+        return decoded
     stem = p.name[: -len(ATTRS_SUFFIX)]
     if stem + ".npy" in siblings:
-        return
+        return decoded
     try:
         links = os.lstat(p).st_nlink
     except OSError:
@@ -274,13 +364,16 @@ def _check_attrs(p: Path, siblings: set[str], report: Report) -> None:
         report.problems.append(Problem(p, "duplicate-attrs", detail=detail))
     else:
         report.problems.append(Problem(p, "orphan-attrs", detail=f"no array {stem}.npy beside it"))
+    return decoded
 
 
 def repair(path: str | os.PathLike) -> Report:
     """Fix what can be fixed without touching user data; raise for what cannot.
 
-    Trims torn appends back to the shape in their header and removes stray temp files, holding
-    the store's writer lock (so it refuses to run while a writer has the store open).
+    Trims torn appends back to the shape in their header, removes stray temp files and second
+    names of moved attrs, and rewrites a stale ``attrs.npy`` from ``attrs.json`` (the source of
+    truth), holding the store's writer lock (so it refuses to run while a writer has the store
+    open).  Nothing is written through a symbolic link that leaves the store.
 
     Returns
     -------
@@ -330,6 +423,12 @@ def repair(path: str | os.PathLike) -> Report:
                 except FileNotFoundError:
                     pass
                 report.repaired.append(problem)
+            elif problem.kind == "stale-attrs-npy":
+                left = _rewrite_legacy(real_root, problem)
+                if left is None:
+                    report.repaired.append(problem)
+                else:
+                    report.problems.append(left)
             else:
                 report.problems.append(problem)
     finally:

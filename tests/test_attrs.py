@@ -202,10 +202,35 @@ values = st.recursive(
 )
 
 
-@given(st.dictionaries(st.text(max_size=10), values, max_size=5))
+# names the decoder looks at (the tag, the keys of tagged objects) next to arbitrary ones
+attr_names = st.one_of(
+    st.text(max_size=10), st.sampled_from(["__npydir__", "value", "items", "dtype", "base64"])
+)
+
+
+@given(st.dictionaries(attr_names, values, max_size=5))
 def test_property_roundtrip(d):
     back = roundtrip(d)
     assert_same(d, back)
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {"__npydir__": []},
+        {"__npydir__": "float", "value": "nan"},  # read back as NaN, "not an object", before
+        {"a": 1, "__npydir__": {"__npydir__": "x"}, "s": "\ud800"},
+    ],
+)
+def test_an_attribute_named_like_the_tag_roundtrips(tmp_path, attrs):
+    """Such a name made the group's attrs.json unreadable (and so never updatable again)."""
+    assert_same(attrs, roundtrip(attrs))
+    assert_same(attrs, decode_attrs(encode_attrs(attrs, indent=None)))
+    p = tmp_path / "attrs.json"
+    write_attrs_file(p, attrs)
+    assert_same(attrs, read_attrs_file(p))
+    write_attrs_file(p, {**read_attrs_file(p), "more": 1})
+    assert read_attrs_file(p)["more"] == 1
 
 
 # ------------------------------------------------------------------------ legacy attrs.npy

@@ -163,7 +163,8 @@ def test_killed_attrs_update(tmp_path, zygote):
         root.attrs.update(gen=-1, payload=[], blob=np.arange(0, dtype="f8"), text="")
         root["x"].attrs.update(gen=-1, payload=[])
     rng = random.Random(13)
-    last = last_x = last_npy = -1
+    last = last_x = -1
+    stale = 0
     for t in range(TRIALS):
         _kill(zygote, tmp_path, "attrs", rng.uniform(0.0, 0.1), store=str(store), seed=t)
         with npydir.open(store, "r") as root:
@@ -184,16 +185,23 @@ def test_killed_attrs_update(tmp_path, zygote):
                 f"trial {t}: {xa}"
             )
             assert xa["payload"] == (list(range(xa["gen"] % 31)) if xa["gen"] >= 0 else [])
-        legacy = read_legacy_attrs(store / "attrs.npy")  # DAS's copy is written after attrs.json
-        assert last_npy <= legacy["gen"] <= gen, (
+        # DAS's copy is renamed into place just before attrs.json (the commit point): it is
+        # the committed generation, or one ahead when the kill fell between the two renames
+        legacy = read_legacy_attrs(store / "attrs.npy")
+        assert legacy["gen"] in (gen, gen + 1), (
             f"trial {t}: attrs.npy gen {legacy['gen']}, attrs.json {gen}"
         )
         assert legacy["payload"] == (list(range(legacy["gen"] % 97)) if legacy["gen"] >= 0 else [])
-        last_x, last_npy = xa["gen"], legacy["gen"]
-        _verify_and_repair(store, {"stray-temp"}, t)
+        last_x = xa["gen"]
+        kinds = _verify_and_repair(store, {"stray-temp", "stale-attrs-npy"}, t)
+        # verify reports the stale copy exactly when it is stale; repair rolls it back
+        assert ("stale-attrs-npy" in kinds) == (legacy["gen"] != gen), f"trial {t}: {kinds}"
+        stale += legacy["gen"] != gen
+        assert read_legacy_attrs(store / "attrs.npy")["gen"] == gen
         last = gen
     _hostile.record("crash/attrs", "SIGKILL trials", TRIALS)
     _hostile.record("crash/attrs", "attribute generations committed", last + 1)
+    _hostile.record("crash/attrs", "kills between attrs.npy and attrs.json (repaired)", stale)
     if TRIALS >= 20:
         assert last > 0
 
