@@ -441,7 +441,10 @@ class Batches:
         Shard for data-parallel training: rank ``r`` gets every ``world_size``-th window of
         the epoch's order, starting at ``r``.  Shards are disjoint and cover every window.
     prefetch : int, default 2
-        Batches a background thread prepares ahead during iteration; 0 disables it.
+        Batches made ahead in background threads while iterating; 0 disables them.  Up to
+        ``prefetch`` copier threads (one per core, one per 256 KiB of a batch) each make
+        whole batches, so up to ``prefetch + copiers - 1`` are made ahead; their arrays
+        are recycled once you drop them (docs/batches.md, "Prefetching").
     threads : int, optional
         Threads for :func:`npydir.gather_windows`.
     boundaries : sequence of int, optional
