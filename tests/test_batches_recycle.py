@@ -159,6 +159,14 @@ def test_several_copiers_close_mid_epoch_joins_all_threads():
     assert prefetch_threads() == []
 
 
+def test_several_copiers_dropping_the_iterator_joins_them():
+    it = make(2)._iterate(range(200), copiers=2)
+    next(it)  # the ring is full: both copiers wait for a slot or hold a batch
+    time.sleep(0.05)
+    del it
+    assert prefetch_threads() == []
+
+
 @pytest.mark.parametrize("copiers", [1, 2, 3])
 def test_several_copiers_raise_at_the_failing_batch(monkeypatch, copiers):
     b = make(3)
