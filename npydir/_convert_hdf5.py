@@ -151,7 +151,14 @@ class Hdf5Source(Source):
         self.file = open_hdf5(self.path)
         self._dsets: dict[str, Any] = {}
         self._transforms: dict[str, tuple | None] = {}
-        self._fd: int | None = None
+        # our own descriptor for reads outside h5py (copy_file_range, DirectReader)
+        try:
+            self._fd: int | None = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            self.file.close()
+            raise
+        # path -> DirectReader (reads outside h5py's lock) or None (h5py reads it)
+        self._direct: dict[str, Any] = {}
 
     def nodes(self) -> Iterator[Node]:
         yield from self._walk(self.file, "")
@@ -250,8 +257,26 @@ class Hdf5Source(Source):
     def read(self, path: str, start: int, stop: int) -> np.ndarray:
         return np.asarray(self._read_raw(self._dset(path), start, stop))
 
+    def _fileno(self) -> int:
+        if self._fd is None:
+            raise ConversionError(f"{self.path!r} is closed")
+        return self._fd
+
+    def _direct_reader(self, path: str):
+        if path not in self._direct:  # decided once per dataset (a race decides it twice)
+            from ._convert_h5direct import DirectReader
+
+            self._direct[path] = DirectReader.create(self._dset(path), self._fileno(),
+                                                     f"{self.path}:/{path}")
+        return self._direct[path]
+
     def read_into(self, path: str, start: int, stop: int, out: np.ndarray) -> bool:
-        """``read_direct`` into ``out`` (a reused per-thread buffer): no new allocation."""
+        """Rows ``start:stop`` into ``out`` (a reused per-thread buffer): from the file's
+        bytes outside h5py's lock where the layout allows (:mod:`npydir._convert_h5direct`),
+        else with h5py's ``read_direct``."""
+        direct = self._direct_reader(path)
+        if direct is not None and direct.read_into(start, stop, out):
+            return True
         dset = self._dset(path)
         if (dset.dtype != out.dtype or not out.flags.c_contiguous or not dset.shape
                 or stop <= start or dset.dtype.kind in "OSUV" or dset.dtype.names is not None):
@@ -259,9 +284,9 @@ class Hdf5Source(Source):
         dset.read_direct(out, np.s_[start:stop], np.s_[0:stop - start])
         return True
 
-    def copy_rows_to(self, path: str, start: int, stop: int, fd: int, offset: int) -> bool:
+    def copy_rows_to(self, path: str, start: int, stop: int, dst_fd: int, offset: int) -> bool:
         """Copy rows ``start:stop`` of an unfiltered dataset byte for byte from the HDF5 file
-        into ``fd`` at ``offset`` with ``copy_file_range`` (in the kernel, no copy through
+        into ``dst_fd`` at ``offset`` with ``copy_file_range`` (in the kernel, no copy through
         Python).  Only where the stored bytes are exactly the rows: contiguous layout, or
         chunks of whole rows with every chunk allocated; numeric dtypes.  False otherwise
         (nothing done, or a partial copy the caller's ordinary path simply overwrites)."""
@@ -290,12 +315,11 @@ class Hdf5Source(Source):
                     return False
                 n = min(rows, stop - first) * row_bytes
                 pieces.append((info.byte_offset, n, offset + (first - start) * row_bytes))
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDONLY)
+        fd = self._fileno()
         try:
             for src_off, n, dst_off in pieces:
                 while n:
-                    done = os.copy_file_range(self._fd, fd, n, src_off, dst_off)
+                    done = os.copy_file_range(fd, dst_fd, n, src_off, dst_off)
                     if done <= 0:
                         return False
                     src_off, dst_off, n = src_off + done, dst_off + done, n - done

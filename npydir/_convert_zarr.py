@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ._convert_base import Node, Source, join, select_rows
+from ._convert_base import Node, Source, join, read_file_into, select_rows
 from ._convert_values import NUMPY_DTYPE, is_vlen_string, max_string_length, plan_dtype
 from ._optional import require
 from .errors import ConversionError, StoreNotFoundError
@@ -189,8 +189,7 @@ def _read_v2_chunks(arr, start: int, stop: int, out: np.ndarray) -> bool:
         key = str(first // chunk_rows) + (sep + tail if tail else "")
         dest = out[first - start:first - start + rows]
         try:
-            with open(os.path.join(base, key), "rb") as fh:
-                raw = fh.read()
+            raw = read_file_into(os.path.join(base, key))
         except FileNotFoundError:  # missing chunk: zarr knows its fill value semantics
             dest[...] = arr[first:first + rows]
             continue

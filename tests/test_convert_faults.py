@@ -292,3 +292,77 @@ def test_resumed_zarr_destination_keeps_negative_zeros(tmp_path, monkeypatch, za
     npydir.convert(dst, tmp_path / "back.npy", progress=False)
     assert np.load(tmp_path / "back.npy" / "x.npy").tobytes() == x.tobytes()
     assert np.load(tmp_path / "back.npy" / "z.npy").tobytes() == z.tobytes()
+
+
+KILL_IN_WRITE_PATH = textwrap.dedent(
+    """
+    import os, signal, sys, warnings
+    warnings.simplefilter("ignore")
+    import npydir
+    from npydir import _convert_npydir
+
+    target, n = sys.argv[4], int(sys.argv[5])
+    calls = [0]
+
+    def killer(real):
+        def wrapped(*args):
+            calls[0] += 1
+            if calls[0] == n:  # the block's bytes are written, not yet on the disk for sure
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real(*args)
+        return wrapped
+
+    if target == "writeback":  # between pwrite and the start of its writeback
+        _convert_npydir.start_writeback = killer(_convert_npydir.start_writeback)
+    else:  # between writing (and starting writeback) and the fdatasync before a commit
+        _convert_npydir.RowsFile.flush = killer(_convert_npydir.RowsFile.flush)
+    npydir.convert(sys.argv[1], sys.argv[2], progress=False, memory_budget=int(sys.argv[3]),
+                   threads=2, journal_interval=0)
+    """
+)
+
+
+@pytest.mark.parametrize("kind", ["zarr", "hdf5"])
+# start_writeback runs once per (small, buffered) block: the 15th call is mid-way.  fdatasync
+# runs once per journal commit, and a commit is skipped while the previous one still runs,
+# so only the first few calls are certain: the 2nd is the next commit (or the final one)
+@pytest.mark.parametrize("target,n", [("writeback", 15), ("fdatasync", 2)])
+def test_sigkill_between_write_and_sync_then_resume(tmp_path, kind, target, n):
+    """Killed after a block's pwrite but before its writeback started, or before the
+    fdatasync that must precede its journal line: nothing is published, the journal lists
+    only synced blocks, and the resumed run gives the uninterrupted bytes."""
+    src = _make_source(tmp_path, kind)
+    total = npydir.convert(src, tmp_path / "ref.npy", progress=False, memory_budget=BUDGET,
+                           threads=2).blocks_written
+    dst = tmp_path / "out.npy"
+    journal = tmp_path / ".out.npy.partial.journal"
+    script = tmp_path / "kill.py"
+    script.write_text(KILL_IN_WRITE_PATH)
+    proc = subprocess.run([sys.executable, str(script), str(src), str(dst), str(BUDGET),
+                           target, str(n)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    done = _journal_blocks(journal)
+    assert 0 < done < total  # interrupted mid-way, after some commits
+    assert not dst.exists() and (tmp_path / ".out.npy.partial").is_dir()
+    with pytest.raises(StoreNotFoundError, match="interrupted conversion"):
+        npydir.load(dst)
+    report = npydir.convert(src, dst, progress=False, memory_budget=BUDGET, threads=2)
+    assert report.resumed and report.blocks_skipped == done
+    assert report.blocks_written == total - done
+    assert_same_tree(tree_of(tmp_path / "ref.npy"), tree_of(dst))
+    assert not journal.exists()
+
+
+def test_start_writeback_is_only_a_hint(tmp_path):
+    from npydir import _convert_writeback as wb
+
+    path = tmp_path / "f.bin"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    try:
+        os.pwrite(fd, b"x" * 100_000, 0)
+        assert wb.start_writeback(fd, 0, 100_000) == wb.available()
+        assert wb.start_writeback(fd, 0, 0) is False  # nothing to write
+    finally:
+        os.close(fd)
+    assert wb.start_writeback(fd, 0, 10) is False  # closed descriptor: no exception
+    assert path.read_bytes() == b"x" * 100_000
