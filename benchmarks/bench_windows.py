@@ -15,6 +15,7 @@ compared with a memcpy of the same number of bytes from the same file (one conti
 at a random offset copied with ``np.copyto`` into a preallocated buffer):
 
 * ``kernel-1t`` / ``kernel-all``: ``gather_windows(x, starts, window, out=buf, threads=1|cores)``
+* ``kernel-auto``: the same with ``threads=None`` (the kernel's own choice)
 * ``1t-nocheck``: ``kernel-1t`` with the cold-page check (mincore) switched off
 * ``das-loop``: ``np.stack([x[s:s + window] for s in starts])`` over the memmap (what DAS does)
 * ``fancy``: ``x[starts[:, None] + np.arange(window)]``
@@ -126,6 +127,7 @@ def _methods(kind: str, x: np.memmap, batch: int, window: int):
     return {
         "kernel-1t": lambda s: gather_windows(x, s, window, out=buf, threads=1, **cast),
         "kernel-all": lambda s: gather_windows(x, s, window, out=buf, threads=CORES, **cast),
+        "kernel-auto": lambda s: gather_windows(x, s, window, out=buf, **cast),
         "1t-nocheck": lambda s: _no_cold_check(x, s, window, buf, cast),
         "das-loop": lambda s: post(np.stack([x[i : i + window] for i in s])),
         "fancy": lambda s: post(x[s[:, None] + arange]),
@@ -143,7 +145,9 @@ def _no_cold_check(x, starts, window, buf, cast):
         windows._ADVISE_MIN_BYTES = saved
 
 
-WARM_METHODS = ["kernel-1t", "1t-nocheck", "kernel-all", "das-loop", "fancy", "sliding"]
+WARM_METHODS = [
+    "kernel-1t", "1t-nocheck", "kernel-all", "kernel-auto", "das-loop", "fancy", "sliding"
+]
 
 
 @pytest.mark.parametrize("batch,window", CONFIGS, ids=lambda v: str(v))

@@ -24,7 +24,10 @@ def gather(
     scale: float,
     has_scale: bool,
     threads: int,
-) -> np.ndarray: ...
+    lo: int = ...,
+    hi: int = ...,
+    cold_sample: int = 0,
+) -> int: ...
 def advise(
     x: np.ndarray,
     starts: npt.NDArray[np.int64],
@@ -34,3 +37,7 @@ def advise(
     sample: int,
 ) -> int: ...
 def half_to_float_bits(h: npt.NDArray[np.uint16], out: npt.NDArray[np.float32]) -> None: ...
+def tune(
+    block_bytes: int | None = None, small_window: int | None = None, spin_ns: int | None = None
+) -> dict[str, int]: ...
+def pool_helpers() -> int: ...

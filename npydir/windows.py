@@ -33,9 +33,8 @@ from __future__ import annotations
 import mmap
 import operator
 import os
-import threading
 import time
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import numpy as np
 
@@ -68,9 +67,9 @@ _F64 = np.dtype(np.float64)
 # Starts and windows stay far from the int64 limits so that start + window never overflows.
 _LIMIT = 2**62
 
-# Thread policy: starting a helper thread costs ~20 us (measured here: a 64 x 16 batch went from
-# 15 to 38 us with threads=2), so each thread must get at least this many output bytes.
-_MIN_BYTES_PER_THREAD = 256 * 1024
+# Thread policy (docs/kernel.md has the measurements): helper threads are pooled, so a second
+# thread pays off from small batches on; each thread must get at least this many output bytes.
+_MIN_BYTES_PER_THREAD = 64 * 1024
 
 # Cold-cache check inside gather_windows: for batches of a file mapping at least this large,
 # mincore() looks at a few windows and, if any page is missing, madvise(WILLNEED) asks for all
@@ -78,27 +77,41 @@ _MIN_BYTES_PER_THREAD = 256 * 1024
 _ADVISE_MIN_BYTES = 64 * 1024
 _ADVISE_SAMPLE = 2
 
-_load_cache: tuple[float, float] | None = None
-_active_lock = threading.Lock()
-_active_calls = 0
-_cpu_count_cache: tuple[int, int] | None = None
+# How busy the other processes keep the cores, refreshed at most once a second:
+# (monotonic time, machine busy seconds, own CPU seconds) at the last refresh, and the result.
+_BUSY_REFRESH = 1.0
+_busy_sample: tuple[float, float, float] | None = None
+_busy_cores = 0.0
+_cpu_count_cache: int | None = None
+
+
+def _forget_after_fork() -> None:
+    """A forked child may run with another affinity, and the parent's samples are not its own."""
+    global _cpu_count_cache, _busy_sample, _busy_cores
+    _cpu_count_cache = None
+    _busy_sample = None
+    _busy_cores = 0.0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def _cpu_count() -> int:
-    """Cores this process may run on (cached per process: a fork may change the affinity)."""
+    """Cores this process may run on (cached; forgotten in a forked child)."""
     global _cpu_count_cache
-    pid = os.getpid()
-    if _cpu_count_cache is None or _cpu_count_cache[0] != pid:
+    if _cpu_count_cache is None:
         try:
             n = len(os.sched_getaffinity(0))
         except (AttributeError, OSError):
             n = os.cpu_count() or 1
-        _cpu_count_cache = (pid, max(1, n))
-    return _cpu_count_cache[1]
+        _cpu_count_cache = max(1, n)
+    return _cpu_count_cache
 
 
 def _as_2d(x: Any) -> np.ndarray:
-    a = x if type(x) is np.ndarray else np.asarray(x)
+    # Plain arrays and memmaps as they are (np.asarray of a memmap costs a new view per call).
+    a = x if type(x) is np.ndarray or type(x) is np.memmap else np.asarray(x)
     if a.ndim == 2:
         return a
     if a.ndim == 1:
@@ -152,18 +165,27 @@ def _resolve_dtype(a: np.ndarray, dtype: Any, out: np.ndarray | None, scale: Any
     return dt
 
 
+def _start_bounds(nrows: int, window: int, pad: str) -> tuple[int, int]:
+    """Inclusive range [lo, hi] every start must lie in (hi < lo: no start is valid)."""
+    if pad == "error":
+        return 0, nrows - window
+    if nrows == 0 and pad != "zero":
+        raise ValueError(f"pad={pad!r} needs at least one sample, x has none")
+    return -_LIMIT, _LIMIT
+
+
 def _check_starts(starts: np.ndarray, nrows: int, window: int, pad: str) -> None:
     if starts.size == 0:
         return
-    if pad == "error":
-        lo, hi = 0, nrows - window
-    else:
-        if nrows == 0 and pad != "zero":
-            raise ValueError(f"pad={pad!r} needs at least one sample, x has none")
-        lo, hi = -_LIMIT, _LIMIT
+    lo, hi = _start_bounds(nrows, window, pad)
     bad = _windows.first_bad_start(starts, nrows, window, lo, hi) if hi >= lo else 0
-    if bad < 0:
-        return
+    if bad >= 0:
+        _raise_bad_start(starts, bad, nrows, window, pad, lo, hi)
+
+
+def _raise_bad_start(
+    starts: np.ndarray, bad: int, nrows: int, window: int, pad: str, lo: int, hi: int
+) -> NoReturn:
     s = int(starts[bad])
     if pad != "error":
         raise IndexError(f"start {s} at index {bad} is beyond the supported range +-2**62")
@@ -185,16 +207,21 @@ def _check_out(out: Any, shape: tuple[int, int, int], dtype: np.dtype, a: np.nda
         raise ValueError(f"out has shape {out.shape}, expected {shape}")
     if out.dtype != dtype:
         raise ValueError(f"out has dtype {out.dtype}, expected {dtype}")
-    if not out.flags.c_contiguous:
+    flags = out.flags
+    if not flags.c_contiguous:
         raise ValueError("out must be C-contiguous")
-    if not out.flags.writeable:
+    if not flags.writeable:
         raise ValueError("out is read-only")
     if out.size and a.size and np.may_share_memory(out, a):
         raise ValueError("out overlaps x; pass a separate buffer")
 
 
-def _prepare(x, starts, window, step, out, dtype, scale, pad, threads):
-    """Validate the arguments shared by the kernel and the reference (everything, once)."""
+def _prepare(x, starts, window, step, out, dtype, scale, pad, threads, check_starts=True):
+    """Validate the arguments shared by the kernel and the reference (everything, once).
+
+    With ``check_starts=False`` the caller checks the range of every start itself (the
+    kernel does it in the same call as the copy, see ``gather_windows``).
+    """
     a = _as_2d(x)
     st = _as_starts(starts)
     window = _positive_int(window, "window")
@@ -208,7 +235,8 @@ def _prepare(x, starts, window, step, out, dtype, scale, pad, threads):
     if threads is not None and operator.index(threads) < 1:
         raise ValueError(f"threads must be >= 1 or None, found {threads}")
     dt = _resolve_dtype(a, dtype, out, scale)
-    _check_starts(st, a.shape[0], window, pad)
+    if check_starts:
+        _check_starts(st, a.shape[0], window, pad)
     shape = (st.shape[0], -(-window // step), a.shape[1])
     if out is None:
         out = np.empty(shape, dt)
@@ -231,30 +259,70 @@ def _file_mapped(x: Any) -> bool:
     return False
 
 
-def _busy_elsewhere() -> int:
-    """Runnable tasks besides the caller, from the 1-minute load average (read once a second).
+def _machine_busy_seconds() -> float | None:
+    """CPU seconds all processes ran at normal or higher priority, from /proc/stat (Linux)."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            fields = f.readline().split()
+    except OSError:
+        return None
+    if len(fields) < 8 or fields[0] != b"cpu":
+        return None
+    # user nice system idle iowait irq softirq ...: niced work (nice > 0) yields its core to
+    # a normal-priority thread, so it does not count as busy -- unless we are niced ourselves.
+    user, nice, system, irq, softirq = (int(fields[i]) for i in (1, 2, 3, 6, 7))
+    busy = user + system + irq + softirq
+    if _own_nice() > 0:
+        busy += nice
+    return busy / os.sysconf("SC_CLK_TCK")
 
-    On a shared machine a helper thread that finds no free core only adds a context switch:
-    measured here with the load average at 5-10 on 2 cores, threads=2 ran a 256 x 64 batch at
-    0.07-0.16x memcpy against 0.20x for one thread.
+
+def _own_nice() -> int:
+    try:
+        return os.getpriority(os.PRIO_PROCESS, 0)
+    except (AttributeError, OSError):
+        return 0
+
+
+def _busy_elsewhere() -> int:
+    """Cores that other processes kept busy over the last second or so.
+
+    Measured as the machine's busy CPU time (``/proc/stat``) minus this process's own
+    (``time.process_time``, helper threads included), so that our own threads never count as
+    somebody else's load -- the load average did, and then a steady threaded loop talked itself
+    out of its second thread.  Without ``/proc/stat``: the 1-minute load average minus the
+    caller.  On a shared machine a helper thread that finds no free core only adds a context
+    switch, so a core counts as busy once others use 3/4 of it.
     """
-    global _load_cache
+    global _busy_sample, _busy_cores
     now = time.monotonic()
-    if _load_cache is None or now - _load_cache[0] > 1.0:
+    if _busy_sample is not None and now - _busy_sample[0] < _BUSY_REFRESH:
+        return int(_busy_cores + 0.25)
+    machine = _machine_busy_seconds()
+    own = time.process_time()
+    if machine is None:
         try:
-            load = os.getloadavg()[0]
+            _busy_cores = max(0.0, os.getloadavg()[0] - 1.0)  # the caller is one task
         except (AttributeError, OSError):
-            load = 0.0
-        _load_cache = (now, load)
-    return max(0, int(_load_cache[1] + 0.5) - 1)  # the caller itself is one runnable task
+            _busy_cores = 0.0
+        _busy_sample = (now, 0.0, own)
+    else:
+        if _busy_sample is not None and now > _busy_sample[0]:
+            others = (machine - _busy_sample[1]) - (own - _busy_sample[2])
+            _busy_cores = max(0.0, others / (now - _busy_sample[0]))
+        _busy_sample = (now, machine, own)
+    return int(_busy_cores + 0.25)
 
 
 def _pick_threads(threads: int | None, nwin: int, nbytes: int) -> int:
     if threads is not None:
         return max(1, min(operator.index(threads), nwin))
-    # Never oversubscribe: share the cores with the gather calls running right now in this
-    # process, and leave the cores that other work on the machine keeps busy.
-    free = max(1, _cpu_count() // max(1, _active_calls) - _busy_elsewhere())
+    if nbytes < 2 * _MIN_BYTES_PER_THREAD or nwin < 2:
+        return 1
+    # Never oversubscribe: leave the cores that other work on the machine keeps busy.  Calls
+    # running at the same time in this process share one pool of helpers (the kernel lets one
+    # call at a time use it; the others run on their own thread), so they cannot add up.
+    free = max(1, _cpu_count() - _busy_elsewhere())
     return max(1, min(free, nwin, nbytes // _MIN_BYTES_PER_THREAD))
 
 
@@ -294,9 +362,10 @@ def gather_windows(
     pad : {"error", "zero", "edge", "reflect"}
         What windows running past either end read; see the module docstring.
     threads : int, optional
-        Threads to split the windows over.  ``None`` picks from the batch size, the cores
-        available (``os.sched_getaffinity``), the gather calls running in this process and
-        the load average, so it never oversubscribes; tiny batches use one.
+        Threads to split the windows over (the caller and pooled helper threads).  ``None``
+        picks from the batch size and the cores available (``os.sched_getaffinity``) that
+        other processes did not keep busy over the last second, so it never oversubscribes;
+        batches under 128 KiB use one.  Concurrent calls share one pool of helpers.
 
     Returns
     -------
@@ -310,43 +379,45 @@ def gather_windows(
     ValueError, TypeError
         Bad shapes, dtypes, ``out``, ``step``, ``window``, ``pad`` or ``scale``.
     """
-    global _active_calls
     a, st, window, step, res, dt, scale = _prepare(
-        x, starts, window, step, out, dtype, scale, pad, threads
+        x, starts, window, step, out, dtype, scale, pad, threads, check_starts=False
     )
-    if res.size == 0:
-        return res
-    if not a.flags.aligned:
+    nrows = a.shape[0]
+    if res.size == 0 or not a.flags.aligned:
+        _check_starts(st, nrows, window, pad)
+        if res.size == 0:
+            return res
         # Misaligned items (a view at an odd byte offset) would be undefined behaviour in C
         # and fault on some CPUs; numpy handles them, slowly.  npy files are always aligned.
         return _gather_indexed(a, st, window, step, res, dt, scale, pad)
+    lo, hi = _start_bounds(nrows, window, pad)  # the kernel checks every start against these
     nthreads = _pick_threads(threads, st.shape[0], res.nbytes)
-    if res.nbytes >= _ADVISE_MIN_BYTES and _file_mapped(a):
-        # Cold pages: ask for all of them at once rather than one fault at a time.
-        _advise(a, st, window, _ADVISE_SAMPLE)
+    # Cold pages: for batches of a file mapping, the kernel checks a few windows with mincore()
+    # and, if a page is missing, asks for all windows' pages at once rather than one fault at
+    # a time (docs/kernel.md has the numbers behind this).
+    sample = _ADVISE_SAMPLE if res.nbytes >= _ADVISE_MIN_BYTES and _file_mapped(a) else 0
     pad_code = _PAD_CODES[pad]
     src = a.dtype
-    with _active_lock:
-        _active_calls += 1
-    try:
-        if dt == src and scale is None:
-            _windows.gather(a, st, window, step, res, pad_code, -1, False, 1.0, False, nthreads)
-        elif (dt == _F32 or dt == _F64) and src in _SRC_CODES:
-            _windows.gather(
-                a, st, window, step, res, pad_code, _SRC_CODES[src], dt == _F64,
-                1.0 if scale is None else scale, scale is not None, nthreads,
-            )
-        else:
-            # A cast the one-pass kernel does not cover (e.g. to int32 or float16, or from a
-            # non-native byte order): gather in x's dtype, then convert like astype().
-            tmp = np.empty(res.shape, src)
-            _windows.gather(a, st, window, step, tmp, pad_code, -1, False, 1.0, False, nthreads)
+    if dt == src and scale is None:
+        bad = _windows.gather(a, st, window, step, res, pad_code, -1, False, 1.0, False,
+                              nthreads, lo, hi, sample)
+    elif (dt == _F32 or dt == _F64) and src in _SRC_CODES:
+        bad = _windows.gather(
+            a, st, window, step, res, pad_code, _SRC_CODES[src], dt == _F64,
+            1.0 if scale is None else scale, scale is not None, nthreads, lo, hi, sample,
+        )
+    else:
+        # A cast the one-pass kernel does not cover (e.g. to int32 or float16, or from a
+        # non-native byte order): gather in x's dtype, then convert like astype().
+        tmp = np.empty(res.shape, src)
+        bad = _windows.gather(a, st, window, step, tmp, pad_code, -1, False, 1.0, False,
+                              nthreads, lo, hi, sample)
+        if bad < 0:
             np.copyto(res, tmp, casting="unsafe")
             if scale is not None:
                 np.multiply(res, res.dtype.type(scale), out=res)
-    finally:
-        with _active_lock:
-            _active_calls -= 1
+    if bad >= 0:
+        _raise_bad_start(st, bad, nrows, window, pad, lo, hi)
     return res
 
 

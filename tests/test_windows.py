@@ -408,17 +408,41 @@ def test_default_threads_never_oversubscribe(monkeypatch):
     from npydir import windows
 
     monkeypatch.setattr(windows, "_cpu_count", lambda: 2)
-    monkeypatch.setattr(windows, "_load_cache", (time.monotonic() + 60, 1.0))  # only us
+    monkeypatch.setattr(windows, "_busy_elsewhere", lambda: 0)  # only us
     assert windows._pick_threads(None, 10, 100) == 1  # tiny batch
-    assert windows._pick_threads(None, 1000, 1 << 30) == 2
+    assert windows._pick_threads(None, 1000, 2 * windows._MIN_BYTES_PER_THREAD - 1) == 1
+    assert windows._pick_threads(None, 1000, 2 * windows._MIN_BYTES_PER_THREAD) == 2
+    assert windows._pick_threads(None, 1000, 1 << 30) == 2  # never more than the cores
     assert windows._pick_threads(None, 1, 1 << 30) == 1  # one window cannot be split
     assert windows._pick_threads(8, 3, 10) == 3  # explicit, capped at the windows
-    monkeypatch.setattr(windows, "_load_cache", (time.monotonic() + 60, 3.0))  # 2 others
+    monkeypatch.setattr(windows, "_busy_elsewhere", lambda: 1)  # another process uses a core
     assert windows._pick_threads(None, 1000, 1 << 30) == 1  # the machine is busy
     assert windows._pick_threads(4, 1000, 1 << 30) == 4  # explicit is explicit
-    monkeypatch.setattr(windows, "_load_cache", (time.monotonic() + 60, 1.0))
-    monkeypatch.setattr(windows, "_active_calls", 2)  # two calls already running
-    assert windows._pick_threads(None, 1000, 1 << 30) == 1
+
+
+def test_busy_elsewhere_does_not_count_our_own_threads(monkeypatch):
+    """Other processes' load is the machine's busy time minus ours (helpers included)."""
+    from npydir import windows
+
+    clock = {"now": 100.0, "own": 10.0, "machine": 500.0}
+
+    class FakeTime:
+        monotonic = staticmethod(lambda: clock["now"])
+        process_time = staticmethod(lambda: clock["own"])
+
+    monkeypatch.setattr(windows, "time", FakeTime)
+    monkeypatch.setattr(windows, "_machine_busy_seconds", lambda: clock["machine"])
+    monkeypatch.setattr(windows, "_busy_sample", None)  # as in a fresh process
+    monkeypatch.setattr(windows, "_busy_cores", 0.0)
+    assert windows._busy_elsewhere() == 0  # first look: nothing known yet
+    clock.update(now=101.0, own=11.9, machine=501.9)  # 1.9 cores busy, 1.9 of them ours
+    assert windows._busy_elsewhere() == 0
+    clock.update(now=101.5)  # cached until a second has passed
+    assert windows._busy_elsewhere() == 0
+    clock.update(now=102.0, own=12.9, machine=503.9)  # 2 cores busy, 1 of them ours
+    assert windows._busy_elsewhere() == 1
+    clock.update(now=103.0, own=13.0, machine=504.3)  # others used 0.3 of a core: free
+    assert windows._busy_elsewhere() == 0
 
 
 # --- page-cache hints --------------------------------------------------------------------------
@@ -518,7 +542,12 @@ def test_misaligned_input_is_gathered_by_numpy(pad):
     reason="needs objdump on x86-64",
 )
 def test_built_kernel_contains_prefetch_instructions():
-    """A compiler once dropped every __builtin_prefetch silently (1.4x slower small windows)."""
+    """A compiler once dropped every __builtin_prefetch silently (1.4x slower small windows).
+
+    prefetcht0: the first and last line of long windows, a few windows ahead; prefetcht2:
+    every line of a block of small windows into L2 (the first of the two passes).
+    """
     asm = subprocess.run(["objdump", "-d", _windows.__file__], capture_output=True, text=True,
                          timeout=120).stdout
     assert asm.count("prefetcht0") >= 4
+    assert asm.count("prefetcht2") >= 2  # the plain copy and (inlined) cast kernels

@@ -26,6 +26,6 @@ def test_bench_windows_smoke(tmp_path):
     rows = [line for line in warm.splitlines() if re.match(r"\s+\d+ x \d+ ", line)]
     assert len(rows) == 6, warm
     for line in rows:  # every warm method got a ratio
-        assert len(re.findall(r"\d+\.\d\dx", line)) == 6, line
+        assert len(re.findall(r"\d+\.\d\dx", line)) == 7, line
     cold_rows = [line for line in cold.splitlines() if re.match(r"\s+\d+ x \d+ ", line)]
     assert len(cold_rows) == 2 and all(len(re.findall(r"\d\.\dx", r)) == 3 for r in cold_rows)
