@@ -47,6 +47,12 @@ _ADVISE_MAX_SKIP = 31
 _MIN_BYTES_PER_COPIER = 256 * 1024
 
 
+#: with several copiers, batches are handed over in groups of up to this many bytes ...
+_GROUP_BYTES = 4 << 20
+#: ... and up to this many batches
+_GROUP_MAX = 8
+
+
 def _cores() -> int:
     """Cores this process may run on."""
     try:
@@ -245,16 +251,27 @@ def _making(make, plan: Iterator[np.ndarray]) -> Iterator[tuple]:
             close()
 
 
-def _background(source: Iterator, make, depth: int, workers: int, name: str) -> Iterator:
+def _background(
+    source: Iterator,
+    make,
+    depth: int,
+    workers: int,
+    name: str,
+    group: int = 1,
+    make_group=None,
+) -> Iterator:
     """Yield ``make(item, hand_over)`` for the items of ``source``, in order, computed by
-    ``workers`` daemon threads at most ``depth`` items ahead of the consumer.
+    ``workers`` daemon threads at most ``depth`` groups of ``group`` items ahead of the
+    consumer.
 
-    Each worker takes the next item of ``source`` under a lock (so ``source`` runs in
-    order, one item at a time: it may advise the OS about the next batch) and makes it
-    outside the lock, where the copy releases the GIL: with two workers, one copies while
-    the other draws and hands over.  Item ``i`` goes to ``ring[i % depth]``; the consumer
-    reads the ring in order.  At most ``depth`` items are taken and not yet consumed, so
-    two of them never share a ring cell.
+    Each worker takes the next group of items of ``source`` under a lock (so ``source``
+    runs in order, one item at a time: it may advise the OS about the next batch) and
+    makes them outside the lock, where the copy releases the GIL: with two workers, one
+    copies while the other draws and hands over.  ``make_group(items, hand_over)``, if
+    given, makes a whole group in one go; if it raises, the group is made item by item so
+    that the failure surfaces at its own item.  Group ``g`` goes to ``ring[g % depth]`` as
+    a list; the consumer reads the ring in order.  At most ``depth`` groups are taken and
+    not yet consumed, so two of them never share a ring cell.
 
     A worker hands a finished item over when ``make`` calls ``hand_over()``, just before
     it starts copying the next one (or before the worker waits for anything): the
@@ -279,25 +296,29 @@ def _background(source: Iterator, make, depth: int, workers: int, name: str) -> 
     it = iter(source)
     state = {"next": 0, "done": False}
 
-    def take(hand_over) -> tuple[int, Any]:
-        """(index, item) of the next item, (index, _END / _Failure) at the end of
-        ``source`` or when it failed, or (-1, _END) once another worker saw either."""
+    def take(hand_over) -> tuple[int, list, Any]:
+        """(index, items, tail) of the next group: up to ``group`` items, then ``tail``:
+        None, or _END / a _Failure when ``source`` ended or failed; index -1 once another
+        worker saw either."""
         if not lock.acquire(blocking=False):
             hand_over()  # another worker is drawing (maybe a whole chunk): don't make the
             lock.acquire()  # consumer wait for that too
         with _held(lock):
             if state["done"]:
-                return -1, _END
-            i = state["next"]
-            state["next"] = i + 1
+                return -1, [], _END
+            g = state["next"]
+            state["next"] = g + 1
+            items: list = []
             try:
-                return i, next(it)
+                for _ in range(group):
+                    items.append(next(it))
             except StopIteration:
                 state["done"] = True
-                return i, _END
+                return g, items, _END
             except BaseException as exc:  # noqa: BLE001 - handed to the consumer
                 state["done"] = True
-                return i, _Failure(exc)
+                return g, items, _Failure(exc)
+            return g, items, None
 
     def produce() -> None:
         made: list = []  # [ring cell, item] made and not yet handed over
@@ -323,22 +344,33 @@ def _background(source: Iterator, make, depth: int, workers: int, name: str) -> 
                                 return
                 if stop.is_set():
                     return
-                i, item = take(hand_over)
-                if i < 0 or item is _END or isinstance(item, _Failure):
-                    hand_over()
-                    if i >= 0:
-                        ring[i % depth].put(item)
+                g, items, tail = take(hand_over)
+                if g < 0:  # another worker met the end or a failure
                     return
-                try:
-                    batch = make(item, hand_over)
-                except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
-                    with lock:
-                        state["done"] = True  # nothing after a failed item is wanted
-                    hand_over()
-                    ring[i % depth].put(_Failure(exc))
-                    return
+                batches = None
+                if make_group is not None and len(items) > 1:
+                    try:  # one call for the whole group; on failure, find the failing item
+                        batches = make_group(items, hand_over)
+                    except Exception:  # noqa: BLE001 - retried one by one just below
+                        batches = None
+                if batches is not None:
+                    items = []
+                else:
+                    batches = []
+                for item in items:
+                    try:
+                        batches.append(make(item, hand_over))
+                    except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+                        with lock:
+                            state["done"] = True  # nothing after a failed item is wanted
+                        tail = _Failure(exc)
+                        break
                 hand_over()  # in case ``make`` did not copy anything
-                made[:] = [ring[i % depth], batch]
+                if tail is not None:
+                    batches.append(tail)
+                    ring[g % depth].put(batches)
+                    return
+                made[:] = [ring[g % depth], batches]
         finally:
             hand_over()
 
@@ -348,18 +380,22 @@ def _background(source: Iterator, make, depth: int, workers: int, name: str) -> 
     for thread in threads:
         thread.start()
     try:
-        i = 0
+        g = 0
         while True:
-            # Blocking get: item i is always delivered (a batch, _END or a _Failure) by the
-            # worker that took it, and only this consumer sets ``stop``.  No polling.
-            item = ring[i % depth].get()
-            if item is _END:
-                return
-            if isinstance(item, _Failure):
-                raise item.exc
+            # Blocking get: group g is always delivered (ending in _END or a _Failure if it
+            # is the last) by the worker that took it, and only this consumer sets ``stop``.
+            batches = ring[g % depth].get()
             slots.put(None)
-            i += 1
-            yield item
+            g += 1
+            for j in range(len(batches)):
+                item = batches[j]
+                batches[j] = None  # the list must not keep a dropped batch from recycling
+                if item is _END:
+                    return
+                if isinstance(item, _Failure):
+                    raise item.exc
+                yield item
+                del item
     finally:
         stop.set()
         for _ in threads:
@@ -870,10 +906,14 @@ class Batches:
         Python work around each copy, which a second thread cannot share)."""
         if self.prefetch <= 1:
             return max(1, self.prefetch)
+        nbytes = self._batch_bytes()
+        return max(1, min(self.prefetch, _cores(), nbytes // _MIN_BYTES_PER_COPIER))
+
+    def _batch_bytes(self) -> int:
+        """Bytes of a full batch's x windows."""
         x = self._x.array
         row = int(np.prod(x.shape[1:], dtype=np.int64)) * (self.dtype or x.dtype).itemsize
-        nbytes = self.batch_size * self.window * row
-        return max(1, min(self.prefetch, _cores(), nbytes // _MIN_BYTES_PER_COPIER))
+        return self.batch_size * self.window * row
 
     def _iterate(self, indices: Sequence[int], copiers: int | None = None) -> Iterator[tuple]:
         """Batches ``indices`` (a range stays a range: never a list of every index).
@@ -894,16 +934,37 @@ class Batches:
         # only ``prefetch`` in flight two copiers would often both wait for the consumer
         # (measured: 0.99x -> 1.17x the kernel's rate for 1024 windows of 16, 2 copiers).
         depth = self.prefetch + copiers - 1
-        # Batches alive at once: up to ``depth`` made ahead, the consumer's, and the one
-        # the consumer's loop variable still holds while the next is handed over.
-        keep = depth + 2
+        # With several copiers, small batches travel in groups of up to _GROUP_BYTES: a
+        # hand-over between threads (a wake-up on another core) costs more than a small
+        # batch's copy with the kernel's pool and small-window path.
+        group = 1
+        if copiers > 1:
+            group = max(1, min(_GROUP_MAX, _GROUP_BYTES // max(1, self._batch_bytes())))
+        # Batches alive at once: up to ``depth`` groups made ahead, the consumer's group,
+        # and the one its loop variable still holds while the next is handed over.
+        keep = (depth + 2) * group
         recyclers = (Recycler(keep), Recycler(keep))
+
+        def make_group(items: list, hand_over) -> list[tuple]:
+            # the batches of a group are consecutive slices of one batch made in one call:
+            # views, each C-contiguous and writable, sharing nothing with the others
+            arrays = self._make(np.concatenate(items), threads, recyclers, hand_over)
+            batches = []
+            lo = 0
+            for starts in items:
+                hi = lo + len(starts)
+                batches.append(tuple(a[lo:hi] for a in arrays))
+                lo = hi
+            return batches
+
         return _background(
             plan,
             lambda starts, hand_over: self._make(starts, threads, recyclers, hand_over),
             depth,
             copiers,
             "npydir-batches-prefetch",
+            group,
+            make_group,
         )
 
     def __repr__(self) -> str:
