@@ -133,6 +133,8 @@ def test_copier_count_follows_batch_bytes_cores_and_prefetch(monkeypatch):
     assert Batches(x, window=1024, batch_size=32, prefetch=1)._copiers() == 1
     assert Batches(x, window=1024, batch_size=32, prefetch=5)._copiers() == 2  # cores
     assert Batches(x, window=16, batch_size=4, prefetch=2)._copiers() == 1  # 4 KiB batches
+    # above half a group: one copier; the kernel's thread pool splits each batch
+    assert Batches(x, window=4096, batch_size=32, prefetch=2)._copiers() == 1
     monkeypatch.setattr(npydir.batches, "_cores", lambda: 1)
     assert Batches(x, window=1024, batch_size=32, prefetch=2)._copiers() == 1
 
