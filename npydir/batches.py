@@ -478,9 +478,10 @@ class Batches:
         the epoch's order, starting at ``r``.  Shards are disjoint and cover every window.
     prefetch : int, default 2
         Batches made ahead in background threads while iterating; 0 disables them.  Up to
-        ``prefetch`` copier threads (one per core, one per 256 KiB of a batch) each make
-        whole batches, so up to ``prefetch + copiers - 1`` are made ahead; their arrays
-        are recycled once you drop them (docs/batches.md, "Prefetching").
+        ``prefetch`` copier threads (one per core, one per 256 KiB of a batch, one for
+        batches above 2 MiB) each make whole batches, small ones in groups of up to 4 MiB,
+        so up to ``prefetch + copiers - 1`` groups are made ahead; their arrays are
+        recycled once you drop them (docs/batches.md, "Prefetching").
     threads : int, optional
         Threads for :func:`npydir.gather_windows`.
     boundaries : sequence of int, optional
