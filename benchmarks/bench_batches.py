@@ -24,7 +24,7 @@ cache warm.  In the same test, alternating round by round so both see the same m
   background thread, handed over through a ``queue.Queue(maxsize=2)``; it shows how much of
   the gap is the thread hand-off itself on this machine;
 * Batches: a consumer pulling the same number of batches from ``iter(Batches(x, ...,
-  prefetch=2))`` (starts computed, pages advised, windows gathered in the thread).
+  prefetch=2))`` (starts computed, pages advised, windows gathered in its copier threads).
 
 Rates are medians over rounds; the ratio is the median over rounds of (kernel time /
 Batches time) in the same round, which cancels most of the load other processes add.  All

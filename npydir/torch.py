@@ -95,7 +95,11 @@ class WindowDataset(torch.utils.data.IterableDataset):
     def __iter__(self) -> Iterator[tuple]:
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        for batch in self.batches._iterate(range(worker, len(self.batches), workers)):
+        # In worker processes the DataLoader already runs copies side by side: one copier
+        # thread each, rather than one per core in every worker.
+        copiers = 1 if info is not None else None
+        indices = range(worker, len(self.batches), workers)
+        for batch in self.batches._iterate(indices, copiers=copiers):
             yield tuple(torch.from_numpy(a) for a in batch) if self.as_tensors else batch
 
     def __repr__(self) -> str:

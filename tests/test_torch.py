@@ -137,3 +137,21 @@ def test_missing_torch_names_the_extra(monkeypatch):
     monkeypatch.delitem(sys.modules, "npydir.torch")
     with pytest.raises(MissingDependencyError, match=r'pip install "npydir\[torch\]"'):
         importlib.import_module("npydir.torch")
+
+
+def test_tensors_kept_from_recycled_batches_are_never_overwritten():
+    """torch.from_numpy keeps the batch array alive, so the prefetch threads never write
+    into an array that a kept tensor still shows (batch arrays are recycled)."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((6000, 16)).astype("f4")
+    b = Batches(x, window=512, batch_size=16, seed=3, prefetch=3)  # 512 KiB: 2 copiers
+    want = [b[i][0] for i in range(len(b))]
+    kept = []
+    for i, (xb,) in enumerate(b):
+        t = torch.from_numpy(xb)
+        if i % 3 == 0:
+            kept.append((i, t))
+        del xb, t
+    assert len(kept) > 3
+    for i, t in kept:
+        np.testing.assert_array_equal(t.numpy(), want[i])
