@@ -18,7 +18,7 @@ $(BIN)/python:
 # tensorstore (one row of `npydir bench`) are optional: where one cannot be installed, its tests
 # are skipped with a reason. torch is the CPU wheel of 2.13.0 this machine kind ships.
 $(STAMP): $(BIN)/python pyproject.toml setup.py
-	$(BIN)/python -m pip install --quiet --upgrade pip "setuptools>=64" wheel "Cython>=3.0" "numpy>=1.24"
+	$(BIN)/python -m pip install --quiet --upgrade pip "setuptools>=77" wheel "Cython>=3.0" "numpy>=1.24"
 	$(BIN)/python -m pip install --quiet "torch==2.13.0" || echo "npydir: torch not installable here; torch tests will be skipped"
 	$(BIN)/python -m pip install --quiet "atheris>=2.3" || echo "npydir: atheris not installable here; its fuzz runs will be skipped"
 	$(BIN)/python -m pip install --quiet "tensorstore>=0.1.60" || echo "npydir: tensorstore not installable here; its bench row will be skipped"
