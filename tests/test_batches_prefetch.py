@@ -103,9 +103,10 @@ def test_exceptions_reach_the_consumer_at_their_batch(monkeypatch):
     assert len(got) == 3
 
 
-def test_planner_exceptions_reach_the_consumer(monkeypatch):
+@pytest.mark.parametrize("copiers", [None, 3], ids=["default", "three-copiers"])
+def test_planner_exceptions_reach_the_consumer(monkeypatch, copiers):
     monkeypatch.setattr(npydir.batches, "_CHUNK_WINDOWS", 32)  # two batches of 16 a chunk
-    b = make(2)
+    b = make(2 if copiers is None else copiers)
     real = b._starts_of
     calls = []
 
@@ -118,7 +119,8 @@ def test_planner_exceptions_reach_the_consumer(monkeypatch):
     monkeypatch.setattr(b, "_starts_of", flaky)
     got = []
     with pytest.raises(MemoryError, match="planner failed"):
-        for batch in b:
+        batches = b if copiers is None else b._iterate(range(len(b)), copiers=copiers)
+        for batch in batches:
             got.append(batch)  # noqa: PERF402 - keeps what arrived before the error
     assert len(got) == 4  # two chunks of two batches, then the third chunk fails
 

@@ -191,26 +191,6 @@ def test_several_copiers_raise_at_the_failing_batch(monkeypatch, copiers):
         np.testing.assert_array_equal(g[0], w[0])
 
 
-def test_several_copiers_planner_failure(monkeypatch):
-    monkeypatch.setattr(npydir.batches, "_CHUNK_WINDOWS", 32)  # two batches of 16 a chunk
-    b = make(3)
-    real = b._starts_of
-    calls = []
-
-    def flaky(slots, epoch):
-        calls.append(1)
-        if len(calls) == 3:
-            raise MemoryError("planner failed")
-        return real(slots, epoch)
-
-    monkeypatch.setattr(b, "_starts_of", flaky)
-    got = []
-    with pytest.raises(MemoryError, match="planner failed"):
-        for batch in b._iterate(range(len(b)), copiers=3):
-            got.append(batch)  # noqa: PERF402 - keeps what arrived before the error
-    assert len(got) == 4
-
-
 def test_slow_consumer_bounds_what_several_copiers_make(monkeypatch):
     real = npydir.windows.gather_windows
     windows = []
