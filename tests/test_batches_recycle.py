@@ -7,12 +7,12 @@ check that what they hold never changes.
 
 from __future__ import annotations
 
-import gc
 import threading
 import time
 
 import numpy as np
 import pytest
+from _prefetch_threads import no_leaked_threads, prefetch_threads  # noqa: F401 (autouse fixture)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,20 +20,6 @@ import npydir.batches
 import npydir.windows
 from npydir import Batches
 from npydir._recycle import Recycler
-
-
-def prefetch_threads():
-    return [t for t in threading.enumerate() if t.name.startswith("npydir-batches-")]
-
-
-@pytest.fixture(autouse=True)
-def no_leaked_threads():
-    yield
-    gc.collect()
-    deadline = time.monotonic() + 5
-    while prefetch_threads() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not prefetch_threads(), "a prefetch thread outlived its iterator"
 
 
 def make(prefetch=2, **kw):
