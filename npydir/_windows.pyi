@@ -8,6 +8,7 @@ import numpy.typing as npt
 
 PAD_CODES: dict[str, int]
 HAS_F16C: bool
+HAS_STREAM: bool
 
 def first_bad_start(
     starts: npt.NDArray[np.int64], nrows: int, window: int, lo: int, hi: int
@@ -27,6 +28,7 @@ def gather(
     lo: int = ...,
     hi: int = ...,
     cold_sample: int = 0,
+    stream: bool = False,
 ) -> int: ...
 def advise(
     x: np.ndarray,

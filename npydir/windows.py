@@ -337,6 +337,7 @@ def gather_windows(
     scale: float | None = None,
     pad: PadMode = "error",
     threads: int | None = None,
+    nontemporal: bool = False,
 ) -> np.ndarray:
     """Copy the windows ``x[s : s + window : step]`` for every ``s`` in ``starts`` into a batch.
 
@@ -366,6 +367,11 @@ def gather_windows(
         picks from the batch size and the cores available (``os.sched_getaffinity``) that
         other processes did not keep busy over the last second, so it never oversubscribes;
         batches under 128 KiB use one.  Concurrent calls share one pool of helpers.
+    nontemporal : bool, default False
+        Write whole windows with non-temporal stores, around the caches (x86; elsewhere a
+        plain copy; casts ignore it).  Faster when the output is not in cache yet -- a loader
+        cycling through several batch buffers, as :class:`npydir.Batches` does -- and slower
+        when it is (an ``out=`` reused every call).  The result is the same.
 
     Returns
     -------
@@ -400,7 +406,7 @@ def gather_windows(
     src = a.dtype
     if dt == src and scale is None:
         bad = _windows.gather(a, st, window, step, res, pad_code, -1, False, 1.0, False,
-                              nthreads, lo, hi, sample)
+                              nthreads, lo, hi, sample, nontemporal)
     elif (dt == _F32 or dt == _F64) and src in _SRC_CODES:
         bad = _windows.gather(
             a, st, window, step, res, pad_code, _SRC_CODES[src], dt == _F64,
@@ -411,7 +417,7 @@ def gather_windows(
         # non-native byte order): gather in x's dtype, then convert like astype().
         tmp = np.empty(res.shape, src)
         bad = _windows.gather(a, st, window, step, tmp, pad_code, -1, False, 1.0, False,
-                              nthreads, lo, hi, sample)
+                              nthreads, lo, hi, sample, nontemporal)
         if bad < 0:
             np.copyto(res, tmp, casting="unsafe")
             if scale is not None:
@@ -432,11 +438,13 @@ def gather_windows_reference(
     scale: float | None = None,
     pad: PadMode = "error",
     threads: int | None = None,
+    nontemporal: bool = False,
 ) -> np.ndarray:
     """Pure-NumPy twin of :func:`gather_windows`: same signature, same result, slow.
 
     Padding is done by ``numpy.pad`` itself on the stretch of ``x`` the windows need, so the
-    semantics of ``pad`` are numpy's by construction.  ``threads`` is accepted and ignored.
+    semantics of ``pad`` are numpy's by construction.  ``threads`` and ``nontemporal`` are
+    accepted and ignored.
     Meant for tests and as executable documentation, not for large pads (it materialises them).
     """
     a, st, window, step, res, dt, scale = _prepare(
