@@ -682,18 +682,14 @@ cdef inline void copy_span(const Job* j, Py_ssize_t w, Py_ssize_t e, Py_ssize_t 
     cdef const int64_t* starts = j.starts
     cdef char* out = j.out
     cdef Py_ssize_t rs = j.rs
-    if contiguous and j.step == 1 and j.stream:
+    if contiguous and j.step == 1:
         for k in range(w, e):
             s = starts[k]
             if s >= 0 and s <= hi:
-                npydir_copy_stream(out + k * win_bytes, base + s * rs, win_bytes)
-            else:
-                copy_one(j, k, row_bytes, contiguous)
-    elif contiguous and j.step == 1:
-        for k in range(w, e):
-            s = starts[k]
-            if s >= 0 and s <= hi:
-                memcpy(out + k * win_bytes, base + s * rs, win_bytes)
+                if j.stream:  # the same every window: predicted, free next to the copy
+                    npydir_copy_stream(out + k * win_bytes, base + s * rs, win_bytes)
+                else:
+                    memcpy(out + k * win_bytes, base + s * rs, win_bytes)
             else:
                 copy_one(j, k, row_bytes, contiguous)
     else:
