@@ -7,11 +7,11 @@ check that what they hold never changes.
 
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
 import pytest
+from _threads import run_in_threads
 from _prefetch_threads import no_leaked_threads, prefetch_threads  # noqa: F401 (autouse fixture)
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -87,24 +87,15 @@ def test_recycler_is_bounded_and_replaces_idle_arrays_of_another_shape():
 
 def test_recycler_from_many_threads_never_shares_an_array():
     r = Recycler(4)
-    errors = []
 
     def use(k):
-        try:
-            for _ in range(300):
-                a = r.empty((64,), np.dtype("i8"))
-                a[...] = k
-                time.sleep(0)
-                assert (a == k).all(), "another thread wrote into an array in use"
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+        for _ in range(300):
+            a = r.empty((64,), np.dtype("i8"))
+            a[...] = k
+            time.sleep(0)
+            assert (a == k).all(), "another thread wrote into an array in use"
 
-    threads = [threading.Thread(target=use, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    run_in_threads(use, 4)
 
 
 # ----------------------------------------------------------------------------- copiers

@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 import pytest
+from _threads import run_in_threads
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -325,21 +326,12 @@ def test_many_python_threads_share_the_kernel():
     jobs = [rng.integers(-100, 20_000, 200) for _ in range(16)]
     want = [gather_windows_reference(x, s, 128, pad="reflect") for s in jobs]
     got: dict[int, np.ndarray] = {}
-    errors = []
 
     def work(k):
-        try:
-            for _ in range(5):
-                got[k] = gather_windows(x, jobs[k], 128, pad="reflect", threads=2)
-        except Exception as e:  # pragma: no cover - reported below
-            errors.append(e)
+        for _ in range(5):
+            got[k] = gather_windows(x, jobs[k], 128, pad="reflect", threads=2)
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    run_in_threads(work, 16)
     for k in range(16):
         assert_same(got[k], want[k])
 

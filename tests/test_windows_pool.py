@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 import pytest
+from _threads import run_in_threads
 
 from npydir import _windows
 from npydir.windows import gather_windows, gather_windows_reference
@@ -130,25 +131,16 @@ def test_many_python_threads_with_pooled_helpers(tuned):
         kw = dict(pad="edge", dtype=np.float32, scale=1 / 32768) if k % 2 else dict(pad="edge")
         jobs.append((starts, window, kw, 1 + k % 4))
     want = [gather_windows_reference(x, s, w, **kw) for s, w, kw, _ in jobs]
-    errors: list[BaseException] = []
     got: dict[int, list[np.ndarray]] = {k: [] for k in range(len(jobs))}
     barrier = threading.Barrier(len(jobs))
 
     def work(k):
         starts, window, kw, threads = jobs[k]
-        try:
-            barrier.wait()
-            for _ in range(20):
-                got[k].append(gather_windows(x, starts, window, threads=threads, **kw))
-        except BaseException as e:  # pragma: no cover - reported below
-            errors.append(e)
+        barrier.wait()
+        for _ in range(20):
+            got[k].append(gather_windows(x, starts, window, threads=threads, **kw))
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(jobs))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    run_in_threads(work, len(jobs))
     for k in range(len(jobs)):
         for g in got[k]:
             assert_same(g, want[k])
@@ -337,23 +329,14 @@ def test_nontemporal_from_many_python_threads():
     x = make_x(50_000, 9, "f4", seed=11)
     jobs = [np.random.default_rng(k).integers(0, len(x) - 64, 300) for k in range(8)]
     outs = [np.empty((300, 64, 9), np.float32) for _ in jobs]
-    errors: list[BaseException] = []
 
     def work(k: int) -> None:
-        try:
-            for _ in range(20):
-                outs[k].fill(np.nan)
-                gather_windows(x, jobs[k], 64, out=outs[k], threads=2, nontemporal=True)
-                np.testing.assert_array_equal(outs[k], gather_windows_reference(x, jobs[k], 64))
-        except BaseException as exc:  # reported below
-            errors.append(exc)
+        for _ in range(20):
+            outs[k].fill(np.nan)
+            gather_windows(x, jobs[k], 64, out=outs[k], threads=2, nontemporal=True)
+            np.testing.assert_array_equal(outs[k], gather_windows_reference(x, jobs[k], 64))
 
-    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(jobs))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors[0]
+    run_in_threads(work, len(jobs))
 
 
 @pytest.mark.skipif(not _windows.HAS_STREAM, reason="non-temporal stores are x86-only")
