@@ -61,7 +61,7 @@ import numpy as np
 from numpy.lib import format as npformat
 
 from .errors import AttributeEncodingError, FormatError, UnsafePickleError
-from .npyfile import atomic_write, fsync_dir, named_oserror, read_header, temp_path
+from .npyfile import atomic_write, fsync_dir, read_header, remove_if_present, write_temp
 
 __all__ = [
     "TAG",
@@ -680,34 +680,6 @@ def legacy_mismatch(json_attrs: Mapping[str, Any], legacy_attrs: Mapping[str, An
     return out
 
 
-def _stage(path: Path, data: bytes, sync: bool) -> Path:
-    """Write ``data`` to a fresh temp file beside ``path`` (fsynced) and return the temp's path.
-
-    The first half of :func:`npydir.npyfile.atomic_write`: :func:`write_attrs_pair` stages both
-    files before it renames either.
-    """
-    tmp = temp_path(path)
-    try:
-        with open(tmp, "xb") as fp:
-            fp.write(data)
-            fp.flush()
-            if sync:
-                os.fsync(fp.fileno())
-    except BaseException as exc:
-        _unlink_quietly(tmp)
-        if isinstance(exc, OSError) and exc.filename is None:
-            raise named_oserror(exc, path) from exc
-        raise
-    return tmp
-
-
-def _unlink_quietly(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
 def write_attrs_pair(
     json_path: str | os.PathLike,
     legacy_path: str | os.PathLike,
@@ -745,22 +717,22 @@ def write_attrs_pair(
     json_path, legacy_path = Path(json_path), Path(legacy_path)
     text = encode_attrs(attrs).encode("utf-8")
     data = _legacy_bytes(decode_attrs(text, json_path))  # what a reader of attrs.json gets
-    legacy_tmp = _stage(legacy_path, data, sync)
+    legacy_tmp = write_temp(legacy_path, lambda fp: fp.write(data), sync=sync)
     try:
-        json_tmp = _stage(json_path, text, sync)
+        json_tmp = write_temp(json_path, lambda fp: fp.write(text), sync=sync)
     except BaseException:
-        _unlink_quietly(legacy_tmp)
+        remove_if_present(legacy_tmp)
         raise
     try:
         os.replace(legacy_tmp, legacy_path)
     except BaseException:
-        _unlink_quietly(legacy_tmp)
-        _unlink_quietly(json_tmp)
+        remove_if_present(legacy_tmp)
+        remove_if_present(json_tmp)
         raise
     try:
         os.replace(json_tmp, json_path)
     except BaseException:
-        _unlink_quietly(json_tmp)
+        remove_if_present(json_tmp)
         raise
     if sync:
         fsync_dir(json_path.parent)

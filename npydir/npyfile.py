@@ -341,13 +341,14 @@ def named_oserror(exc: OSError, path: str | os.PathLike) -> OSError:
     return named
 
 
-def atomic_write(
+def write_temp(
     path: str | os.PathLike, write: Callable[[BinaryIO], None], *, sync: bool = True
-) -> None:
-    """Write a whole file atomically: ``write(fp)`` into a temp file, fsync, rename, fsync dir.
+) -> Path:
+    """``write(fp)`` into a fresh temp file beside ``path`` (fsynced) and return the temp's path.
 
-    On any error the temp file is removed and the target is left as it was.  An ``OSError`` that
-    names no file (a full disk, a file-size limit) is re-raised with ``path`` as its filename.
+    The first half of :func:`atomic_write`, for callers that stage several files before they
+    rename any.  On any error the temp file is removed; an ``OSError`` that names no file (a
+    full disk, a file-size limit) is re-raised with ``path`` as its filename.
     """
     path = Path(path)
     tmp = temp_path(path)
@@ -357,12 +358,36 @@ def atomic_write(
             fp.flush()
             if sync:
                 os.fsync(fp.fileno())
+    except BaseException as exc:
+        remove_if_present(tmp)
+        if isinstance(exc, OSError) and exc.filename is None:
+            raise named_oserror(exc, path) from exc
+        raise
+    return tmp
+
+
+def remove_if_present(path: str | os.PathLike) -> None:
+    """Unlink ``path``; a file that is already gone is fine."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def atomic_write(
+    path: str | os.PathLike, write: Callable[[BinaryIO], None], *, sync: bool = True
+) -> None:
+    """Write a whole file atomically: ``write(fp)`` into a temp file, fsync, rename, fsync dir.
+
+    On any error the temp file is removed and the target is left as it was.  An ``OSError`` that
+    names no file (a full disk, a file-size limit) is re-raised with ``path`` as its filename.
+    """
+    path = Path(path)
+    tmp = write_temp(path, write, sync=sync)
+    try:
         os.replace(tmp, path)
     except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        remove_if_present(tmp)
         if isinstance(exc, OSError) and exc.filename is None:
             raise named_oserror(exc, path) from exc
         raise
