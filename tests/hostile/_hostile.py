@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -80,8 +81,8 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_json(args: list[str], *, timeout: float, env: dict | None = None) -> dict:
-    """Run ``python -X faulthandler <args>`` and parse the last stdout line as JSON.
+def run_json(args: list[str], *, timeout: float, env: dict | None = None) -> Any:
+    """Run ``python -X faulthandler <args>`` and parse its last JSON line (object or list).
 
     A crash (signal), a hang (timeout) or a non-zero exit is an AssertionError carrying the
     child's stderr (faulthandler prints the Python stack of a segfault there).
@@ -107,7 +108,7 @@ def run_json(args: list[str], *, timeout: float, env: dict | None = None) -> dic
         raise AssertionError(
             f"child {how}: {' '.join(args)}\nstdout:\n{out[-2000:]}\nstderr:\n{err[-6000:]}"
         )
-    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+    lines = [ln for ln in out.splitlines() if ln.startswith(("{", "["))]
     if not lines:
         raise AssertionError(
             f"child printed no JSON result\nstdout:\n{out[-2000:]}\nstderr:\n{err[-4000:]}"
@@ -295,7 +296,7 @@ def check_hypothesis_fuzz(target: str, documented: set[str]) -> dict:
         raise AssertionError(
             f"fuzz worker for {target} {how} (a crash in a parser?)\n{err[-6000:]}"
         )
-    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+    lines = [ln for ln in out.splitlines() if ln.startswith(("{", "["))]
     assert lines, f"fuzz worker printed no result\n{out[-2000:]}\n{err[-3000:]}"
     res = json.loads(lines[-1])
     record(f"fuzz/{target}", "hypothesis cases", res["cases"])

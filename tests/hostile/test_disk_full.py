@@ -17,7 +17,6 @@ writes again once there is room.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import subprocess
 import sys
@@ -47,22 +46,8 @@ def _prepare(store: Path) -> None:
 
 
 def _run_child(store: Path, limit: int, trials: int) -> list[dict]:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-X",
-            "faulthandler",
-            str(_hostile.HERE / "_disk_child.py"),
-            str(store),
-            str(limit),
-            str(trials),
-        ],
-        capture_output=True,
-        timeout=240,
-        env=_hostile.child_env(),
-    )
-    assert out.returncode == 0, f"child died ({out.returncode}):\n{out.stderr.decode()[-4000:]}"
-    return json.loads(out.stdout.decode().strip().splitlines()[-1])
+    args = [str(_hostile.HERE / "_disk_child.py"), str(store), str(limit), str(trials)]
+    return _hostile.run_json(args, timeout=240)
 
 
 def _check_outcomes(results: list[dict], errnos: set[int], area: str) -> None:
