@@ -26,7 +26,6 @@ a hint about *when* to write, never part of the durability contract.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 
 #: ``SYNC_FILE_RANGE_WRITE`` from <fcntl.h>: start writeback of dirty pages, do not wait
@@ -37,7 +36,9 @@ def _load():
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        # The running process's own symbols (dlopen(NULL)) include the C library it was
+        # linked with; find_library would spawn ldconfig to name the same library.
+        libc = ctypes.CDLL(None, use_errno=True)
         fn = libc.sync_file_range
     except (OSError, AttributeError):
         return None
