@@ -25,7 +25,6 @@ for byte.
 from __future__ import annotations
 
 import itertools
-import os
 import zlib
 from typing import Any
 
@@ -33,21 +32,19 @@ import numpy as np
 
 from ._convert_base import scratch as _scratch
 from .errors import ConversionError
+from .npyfile import pread_full
 
 #: HDF5 filter ids decoded here (H5Zpublic.h)
 DEFLATE, SHUFFLE = 1, 2
 
 def _pread_into(fd: int, view: memoryview, offset: int, where: str) -> None:
     """Fill ``view`` from ``fd`` at ``offset``; a short file is a clear error."""
-    done = 0
     total = len(view)
-    while done < total:
-        n = os.preadv(fd, [view[done:]], offset + done)
-        if n <= 0:
-            raise ConversionError(
-                f"{where}: the file ends before byte {offset + total} "
-                f"(read {done} of {total} bytes at offset {offset}); is it truncated?")
-        done += n
+    done = pread_full(fd, view, offset)
+    if done < total:
+        raise ConversionError(
+            f"{where}: the file ends before byte {offset + total} "
+            f"(read {done} of {total} bytes at offset {offset}); is it truncated?")
 
 
 def _unshuffle(data: memoryview | bytes, itemsize: int) -> np.ndarray:

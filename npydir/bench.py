@@ -69,6 +69,7 @@ from typing import Any
 import numpy as np
 
 from ._optional import require
+from .npyfile import pread_full
 
 __all__ = [
     "ALL_BACKENDS",
@@ -295,12 +296,9 @@ def _npy_data_offset(path: Path) -> int:
 
 def _pread_into(fd: int, dst: np.ndarray, offset: int) -> None:
     view = memoryview(dst).cast("B")
-    got = 0
-    while got < len(view):
-        n = os.preadv(fd, [view[got:]], offset + got)
-        if n <= 0:
-            raise OSError(f"short read at byte {offset + got} of the array file")
-        got += n
+    got = pread_full(fd, view, offset)
+    if got < len(view):
+        raise OSError(f"short read at byte {offset + got} of the array file")
 
 
 class _LoopReader(_Reader):

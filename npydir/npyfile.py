@@ -366,6 +366,22 @@ def write_temp(
     return tmp
 
 
+def pread_full(fd: int, view: memoryview, offset: int) -> int:
+    """Fill ``view`` (bytes) from ``fd`` at ``offset``, looping over short reads.
+
+    Returns the bytes read: ``len(view)``, or fewer where the file ends (the caller says what
+    that means).  ``os.preadv`` releases the GIL, so reader threads overlap.
+    """
+    done = 0
+    total = len(view)
+    while done < total:
+        n = os.preadv(fd, [view[done:]], offset + done)
+        if n <= 0:
+            break
+        done += n
+    return done
+
+
 def remove_if_present(path: str | os.PathLike) -> None:
     """Unlink ``path``; a file that is already gone is fine."""
     try:
