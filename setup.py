@@ -64,7 +64,8 @@ def extensions() -> list:
             Extension(
                 f"npydir.{pyx.stem}",
                 [str(pyx.relative_to(HERE))],
-                include_dirs=[np.get_include()],
+                include_dirs=[np.get_include(), str(HERE / "src_cython")],
+                depends=[str(h.relative_to(HERE)) for h in sorted(HERE.glob("src_cython/*.h"))],
                 define_macros=macros,
                 extra_compile_args=compile_args,
                 extra_link_args=link_args,

@@ -351,6 +351,12 @@ cdef extern from *:
             /* Helpers block every signal (they inherit the mask): signals go to the
                interpreter's threads, never to a helper. */
             sigfillset(&all);
+            /* ...but the synchronous ones a fault raises: blocked, they kill the process at
+               once instead of reaching a handler (the SIGBUS guard, npydir_guard.h). */
+            sigdelset(&all, SIGBUS);
+            sigdelset(&all, SIGSEGV);
+            sigdelset(&all, SIGFPE);
+            sigdelset(&all, SIGILL);
             pthread_sigmask(SIG_SETMASK, &all, &old);
             while (npydir_pool.nhelpers < want) {
                 seen = __atomic_load_n(&npydir_pool.seq, __ATOMIC_SEQ_CST);
@@ -448,6 +454,13 @@ cdef extern from *:
     void npydir_half_run_f16c(const uint16_t* src, float* dst, Py_ssize_t n, float scale,
                               int has_scale) nogil
     int npydir_have_f16c()
+
+cdef extern from "npydir_guard.h" nogil:
+    ctypedef void (*npydir_guarded_fn)(void*) noexcept nogil
+    int npydir_guarded_run(npydir_guarded_fn fn, void* arg)
+    int npydir_guard_ensure()
+    void npydir_guard_own(void* p)
+
 
 cdef extern from "<sys/mman.h>" nogil:
     int madvise(void* addr, size_t length, int advice)
@@ -808,6 +821,7 @@ cdef void cast_windows(const Job* j, src_t* kind, dst_t* dkind) noexcept nogil:
         return
     if contiguous and j.step == 1 and win_bytes <= STAGE_BYTES // 4:
         stage = <char*>malloc(STAGE_BYTES)
+        npydir_guard_own(stage)  # freed by the guard if a SIGBUS cuts the copy short
     for k in range(PREFETCH_AHEAD):
         prefetch_window(j, j.w0 + k)
     w = j.w0
@@ -832,6 +846,7 @@ cdef void cast_windows(const Job* j, src_t* kind, dst_t* dkind) noexcept nogil:
         prefetch_window(j, w + PREFETCH_AHEAD)
         cast_window(j, w, contiguous, scale, has_scale, kind)
         w += 1
+    npydir_guard_own(NULL)
     free(stage)
 
 
@@ -882,6 +897,7 @@ cdef struct Shared:
     Py_ssize_t claimed       # chunks claimed by anyone (atomic)
     Py_ssize_t back          # chunks claimed by helpers, from the end (atomic)
     Py_ssize_t front         # chunks claimed by the caller, from the start (caller only)
+    Py_ssize_t faulted       # threads whose share a SIGBUS cut short (atomic)
 
 
 cdef void run_chunk(Shared* sh, Py_ssize_t c) noexcept nogil:
@@ -893,14 +909,15 @@ cdef void run_chunk(Shared* sh, Py_ssize_t c) noexcept nogil:
     run_job(&job)
 
 
-cdef void work_caller(Shared* sh) noexcept nogil:
+cdef void caller_share(void* arg) noexcept nogil:
     """The caller claims chunks from the start of the batch until none are left."""
-    while NPYDIR_FETCH_ADD(&sh.claimed, 1) < sh.nchunks:
+    cdef Shared* sh = <Shared*>arg
+    while NPYDIR_FETCH_ADD(&sh.faulted, 0) == 0 and NPYDIR_FETCH_ADD(&sh.claimed, 1) < sh.nchunks:
         run_chunk(sh, sh.front)
         sh.front += 1
 
 
-cdef void work_helper(void* arg) noexcept nogil:
+cdef void helper_share(void* arg) noexcept nogil:
     """A helper claims chunks from the end of the batch until none are left.
 
     The caller works from the front and helpers from the back, so from one call to the next
@@ -908,17 +925,35 @@ cdef void work_helper(void* arg) noexcept nogil:
     own cache instead of moving between cores.  ``claimed`` counts both, so they never overlap.
     """
     cdef Shared* sh = <Shared*>arg
-    while NPYDIR_FETCH_ADD(&sh.claimed, 1) < sh.nchunks:
+    while NPYDIR_FETCH_ADD(&sh.faulted, 0) == 0 and NPYDIR_FETCH_ADD(&sh.claimed, 1) < sh.nchunks:
         run_chunk(sh, sh.nchunks - 1 - NPYDIR_FETCH_ADD(&sh.back, 1))
 
 
-cdef void run_threaded(Job* proto, Py_ssize_t nwin, int nthreads) noexcept nogil:
+cdef void work_caller(Shared* sh) noexcept nogil:
+    if npydir_guarded_run(caller_share, sh):
+        NPYDIR_FETCH_ADD(&sh.faulted, 1)
+
+
+cdef void work_helper(void* arg) noexcept nogil:
+    cdef Shared* sh = <Shared*>arg
+    if npydir_guarded_run(helper_share, sh):
+        NPYDIR_FETCH_ADD(&sh.faulted, 1)
+
+
+cdef void whole_job(void* arg) noexcept nogil:
+    run_job(<const Job*>arg)
+
+
+cdef int run_threaded(Job* proto, Py_ssize_t nwin, int nthreads) noexcept nogil:
     """Copy windows [0, nwin) with the caller and up to nthreads - 1 pooled helper threads.
 
     Windows are claimed in chunks from a shared counter, so the caller starts at once and never
     waits for a helper the OS has not scheduled yet (on a busy machine that takes
     milliseconds): it copies whatever is left itself and waits only for chunks a helper has
     already started.  If another call owns the pool, this one runs alone.
+
+    Every thread's share runs under the SIGBUS guard (npydir_guard.h).  Returns 0, or 1 when
+    the source mapping shrank under the copy and some windows were not copied.
     """
     cdef Shared sh
     if nthreads > nwin:
@@ -936,13 +971,14 @@ cdef void run_threaded(Job* proto, Py_ssize_t nwin, int nthreads) noexcept nogil
         sh.claimed = 0
         sh.back = 0
         sh.front = 0
+        sh.faulted = 0
         if npydir_pool_start(nthreads - 1, work_helper, &sh) > 0:
             work_caller(&sh)
             npydir_pool_finish()
-            return
+            return sh.faulted > 0
     proto.w0 = 0
     proto.w1 = nwin
-    run_job(proto)
+    return npydir_guarded_run(whole_job, proto)
 
 
 def first_bad_start(const int64_t[::1] starts, Py_ssize_t nrows, Py_ssize_t window,
@@ -973,9 +1009,11 @@ def gather(cnp.ndarray x, const int64_t[::1] starts, Py_ssize_t window, Py_ssize
     then, with cold_sample > 0 (x is a file mapping), mincore() checks that many windows and,
     if a page is missing, madvise(WILLNEED) asks for every window's pages (see advise()).
     stream: plain copies of whole windows use non-temporal stores (see npydir_copy_stream).
-    Returns -1 when the windows were copied.
+    Returns -1 when the windows were copied, and -2 when a SIGBUS cut the copy short: x is a
+    file mapping and the file shrank under it (truncated by another process).
     """
     cdef Job job
+    cdef int faulted = 0
     cdef Py_ssize_t nwin = starts.shape[0]
     cdef Py_ssize_t k, bad = -1, span, low
     if nwin == 0:
@@ -998,6 +1036,7 @@ def gather(cnp.ndarray x, const int64_t[::1] starts, Py_ssize_t window, Py_ssize
     job.scale = scale
     job.has_scale = has_scale
     job.stream = stream and src_code < 0
+    npydir_guard_ensure()
     with nogil:
         if lo > INT64_MIN or hi < INT64_MAX:
             for k in range(nwin):
@@ -1011,8 +1050,8 @@ def gather(cnp.ndarray x, const int64_t[::1] starts, Py_ssize_t window, Py_ssize
                 low = <Py_ssize_t>job.base + (job.cs * (job.nch - 1) if job.cs < 0 else 0)
                 advise_nogil(low, job.nrows, job.rs, job.starts, nwin, window, span, True,
                              cold_sample)
-            run_threaded(&job, nwin, threads)
-    return bad
+            faulted = run_threaded(&job, nwin, threads)
+    return -2 if faulted else bad
 
 
 cdef int cmp_range(const void* a, const void* b) noexcept nogil:
