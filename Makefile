@@ -25,9 +25,9 @@ $(STAMP): $(BIN)/python pyproject.toml setup.py
 	$(BIN)/python -m pip install --quiet --no-build-isolation -e ".[all,test]"
 	touch $(STAMP)
 
-# The kernels are rebuilt in place whenever a .pyx or .h changed since the last build, without a
+# The kernels are rebuilt in place whenever a .pyx, .c or .h changed since the last build, without a
 # full reinstall.
-$(BUILT): $(STAMP) $(wildcard src_cython/*.pyx src_cython/*.h)
+$(BUILT): $(STAMP) $(wildcard src_cython/*.pyx src_cython/c/*.h src_cython/c/*.c)
 	$(BIN)/python setup.py --quiet build_ext --inplace
 	touch $(BUILT)
 

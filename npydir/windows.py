@@ -436,20 +436,19 @@ def gather_windows(
     pad_code = _PAD_CODES[pad]
     src = a.dtype
     if dt == src and scale is None:
-        bad = _windows.gather(a, st, window, step, res, pad_code, -1, False, 1.0, False,
-                              nthreads, lo, hi, sample, nontemporal)
+        bad = _windows.gather(a, st, window, res, step=step, pad=pad_code, threads=nthreads,
+                              lo=lo, hi=hi, cold_sample=sample, stream=nontemporal)
     elif (dt == _F32 or dt == _F64) and src in _SRC_CODES:
-        bad = _windows.gather(
-            a, st, window, step, res, pad_code, _SRC_CODES[src], dt == _F64,
-            1.0 if scale is None else scale, scale is not None, nthreads, lo, hi, sample,
-        )
+        bad = _windows.gather(a, st, window, res, step=step, pad=pad_code, threads=nthreads,
+                              lo=lo, hi=hi, cold_sample=sample, src_code=_SRC_CODES[src],
+                              dst_double=dt == _F64, scale=scale)
     else:
         # A cast the one-pass kernel does not cover (e.g. to int32 or float16, or from a
         # non-native byte order): gather in x's dtype, then convert like astype().
         tmp = np.empty(res.shape, src)
-        bad = _windows.gather(a, st, window, step, tmp, pad_code, -1, False, 1.0, False,
-                              nthreads, lo, hi, sample, nontemporal)
-        if bad < 0:
+        bad = _windows.gather(a, st, window, tmp, step=step, pad=pad_code, threads=nthreads,
+                              lo=lo, hi=hi, cold_sample=sample, stream=nontemporal)
+        if bad == -1:
             np.copyto(res, tmp, casting="unsafe")
             if scale is not None:
                 np.multiply(res, res.dtype.type(scale), out=res)
