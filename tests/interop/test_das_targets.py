@@ -199,3 +199,68 @@ def test_sample_tolerance_moves_some_times_by_one_sample():
     assert np.flatnonzero(tolerant).tolist() == ks.tolist()
     shifted = np.count_nonzero(tolerant != expected) // 2
     assert 0.03 < shifted / len(ks) < 0.1
+
+
+def test_single_class_targets_are_not_diluted_where_das_dilutes_them():
+    # a pulse at the centre of a sine segment: DAS's y_sine there is 1 / (1 + pulse) ~ 0.5
+    sr = 10_000
+    rows = [("pulse", 0.05, 0.05), ("sine", 0.04, 0.06)]
+    names, types = NAMES[:3], TYPES[:3]
+    y = das_targets(rows, 1000, sr, names, types, 0.0016)
+    a = class_activations(Annotations.from_rows(rows), 1000, sr, names, types,
+                          event_std_seconds=0.0016)
+    singles = single_class_targets(a, names, types, dtype=np.float64)
+    diff = max(
+        np.abs(singles[name][0] - dsm.normalize_probabilities(y[:, [0, k]])).max()
+        for k, name in enumerate(names[1:], start=1)
+    )
+    assert 0.49 < diff <= 0.5
+    assert np.all(singles["sine"][0][400:601, 1] == 1)
+
+
+def test_das_store_holds_y_as_float16():
+    zarr = pytest.importorskip("zarr")
+    root = dsm.init_store(
+        nb_channels=1, nb_classes=2, store=zarr.MemoryStore(), samplerate=SR_FOR_STORE,
+        class_names=["noise", "pulse"], class_types=["segment", "event"],
+    )
+    assert root["train"]["y"].dtype == np.float16 and root["train"]["x"].dtype == np.float16
+    # the size of that rounding on DAS's own targets at the 1.6 ms default
+    n, rows = recording(1, 10_000, 1.0)
+    y = das_targets(rows, n, 10_000, NAMES, TYPES, 0.0016)
+    assert np.abs(y.astype(np.float16).astype(np.float64) - y).max() <= 2.5e-4
+
+
+SR_FOR_STORE = 10_000.0
+
+
+def test_negative_times_wrap_in_das_and_are_dropped_by_npydir():
+    # DAS indexes its matrix with int(t * sr): a time before -1 sample lands at the end
+    sr = 1000
+    rows = [("sine", -0.010, -0.005), ("pulse", -0.003, -0.003)]
+    names, types = NAMES[:3], TYPES[:3]
+    y = das_targets(rows, 100, sr, names, types, 0)
+    assert y[90:96, 2].tolist() == [1.0] * 6 and y[97, 1] == 1.0
+    ours = make_targets(Annotations.from_rows(rows), 100, sr, names, types,
+                        event_width_seconds=1 / sr, dtype=np.float64)
+    assert np.all(ours[:, 0] == 1)
+
+
+def test_segment_gaps_differ_from_das_only_near_segment_boundaries():
+    # DAS's make_gaps (as its dataset maker calls it) also cuts between different classes and
+    # places gaps differently; npydir's gaps separate segments of one class only
+    sr, gap = 1000, 0.004
+    rows = [("sine", 0.010, 0.019), ("sine", 0.020, 0.030), ("sine", 0.040, 0.050),
+            ("other", 0.051, 0.060), ("sine", 0.070, 0.090)]
+    names, types = ["noise", "sine", "other"], ["segment"] * 3
+    df = pd.DataFrame(rows, columns=["name", "start_seconds", "stop_seconds"])
+    y = dsm.make_annotation_matrix(df, 120, sr, names)
+    y[:, :] = dsm.make_gaps(y, gap_seconds=gap, samplerate=sr,
+                            start_seconds=df["start_seconds"], stop_seconds=df["start_seconds"])
+    y = dsm.normalize_probabilities(y)
+    ours = make_targets(Annotations.from_rows(rows), 120, sr, names, types,
+                        segment_gap_seconds=gap, dtype=np.float64)
+    differ = np.flatnonzero(np.abs(ours - y).max(axis=1) > 0)
+    assert len(differ)
+    bounds = np.array([int(t * sr) for _, a, b in rows for t in (a, b)])
+    assert np.abs(differ[:, None] - bounds[None, :]).min(axis=1).max() <= 2 * gap * sr
