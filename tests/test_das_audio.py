@@ -305,7 +305,11 @@ def test_zip_without_npy_members(tmp_path):
 
 # (dtype, samples, DAS's float32 values) - DAS reads wav with librosa.load (libsndfile)
 SCALED = [
-    ("int16", [-32768, -1, 0, 1, 16384, 32767], [-1.0, -1 / 32768, 0.0, 1 / 32768, 0.5, 32767 / 32768]),
+    (
+        "int16",
+        [-32768, -1, 0, 1, 16384, 32767],
+        [-1.0, -1 / 32768, 0.0, 1 / 32768, 0.5, 32767 / 32768],
+    ),
     (
         "int32",
         [-(2**31), -1, 0, 1, 2**30, 2**24 + 1, 2**31 - 1],

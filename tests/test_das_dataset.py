@@ -457,6 +457,11 @@ def test_npydir_load_and_batches_train_on_it(store):
 # --- audio as DAS reads it ----------------------------------------------------------------------
 
 
+def _recording(folder, audio_name):
+    stem = Path(audio_name).stem
+    return Recording.from_files(folder / audio_name, folder / f"{stem}_annotations.csv")
+
+
 def _wav_recordings(tmp_path, dtypes):
     rng = np.random.default_rng(5)
     recs, raw = [], []
@@ -469,7 +474,7 @@ def _wav_recordings(tmp_path, dtypes):
             data[:4, 0] = [info.min, info.max, (info.min + info.max + 1) // 2, 0]
         save_audio(tmp_path / f"r{i}.wav", data, SR)
         write_annotations(tmp_path / f"r{i}_annotations.csv", [("sine", 0.01, 0.02)])
-        recs.append(Recording.from_files(tmp_path / f"r{i}.wav", tmp_path / f"r{i}_annotations.csv"))
+        recs.append(_recording(tmp_path, f"r{i}.wav"))
         raw.append(data)
     return recs, raw
 
@@ -508,7 +513,8 @@ def test_integer_wav_is_scaled_as_das_reads_it_by_default(tmp_path, x_dtype):
     first = root["train"]["x"][:4, 0]
     root.close()
     # r0 is int16 and first in train: -32768 -> -1, 32767 -> 32767/32768, 0 -> 0
-    assert first.tolist() == np.array([-1, 32767 / 32768, 0, 0], np.float32).astype(x_dtype).tolist()
+    expected = np.array([-1, 32767 / 32768, 0, 0], np.float32).astype(x_dtype)
+    assert first.tolist() == expected.tolist()
 
 
 def test_raw_audio_scaling_keeps_the_samples(tmp_path):
@@ -534,7 +540,7 @@ def test_npz_audio_is_not_scaled_as_das_takes_it(tmp_path):
     for i in range(3):
         save_audio(tmp_path / f"r{i}.npz", data, SR)
         write_annotations(tmp_path / f"r{i}_annotations.csv", [("sine", 0.01, 0.02)])
-        recs.append(Recording.from_files(tmp_path / f"r{i}.npz", tmp_path / f"r{i}_annotations.csv"))
+        recs.append(_recording(tmp_path, f"r{i}.npz"))
     out = make_dataset(recs, tmp_path / "d.npy")
     with npydir.open(out) as root:
         assert root.attrs["filename_audio_divisor_train"] == [1.0]
@@ -559,7 +565,7 @@ def test_gaussian_targets_cross_split_and_block_edges(tmp_path):
     for i in range(3):
         save_audio(tmp_path / f"r{i}.npz", np.zeros((3000, 1), np.float32), SR)
         write_annotations(tmp_path / f"r{i}_annotations.csv", pulses)
-        recs.append(Recording.from_files(tmp_path / f"r{i}.npz", tmp_path / f"r{i}_annotations.csv"))
+        recs.append(_recording(tmp_path, f"r{i}.npz"))
     out = make_dataset(recs, tmp_path / "d.npy", split="fraction", block_samples=377,
                        event_std_seconds=0.0016, y_dtype="float64")
     ann = read_annotations(tmp_path / "r0_annotations.csv")

@@ -125,7 +125,9 @@ def test_too_few_taps_is_a_clear_error():
     with pytest.raises(ValueError, match=r"int\(8 \* std\) taps.*event_kernel='symmetric'"):
         make_targets(ann, 30, 1000, NAMES, TYPES, event_std_seconds=0.0001)
     # the symmetric kernel still works there (a spike: 1 on the sample, e**-50 beside it)
-    y = make_targets(ann, 30, 1000, NAMES, TYPES, event_std_seconds=0.0001, event_kernel="symmetric")
+    y = make_targets(
+        ann, 30, 1000, NAMES, TYPES, event_std_seconds=0.0001, event_kernel="symmetric"
+    )
     assert y[10, 1] == 1 and np.flatnonzero(y[:, 1] > 1e-20).tolist() == [10]
 
 

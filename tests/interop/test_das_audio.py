@@ -19,8 +19,8 @@ librosa = pytest.importorskip("librosa", reason="DAS reads wav with librosa (das
 soundfile = pytest.importorskip("soundfile")
 das_predict = pytest.importorskip("das.predict")
 
-import npydir  # noqa: E402
-from npydir.das import Recording, load_audio, make_dataset, save_audio, write_annotations  # noqa: E402
+from npydir.das import Recording, load_audio, make_dataset, save_audio  # noqa: E402
+from npydir.das import write_annotations  # noqa: E402
 
 SR = 8000
 

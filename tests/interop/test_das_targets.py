@@ -18,7 +18,12 @@ das = pytest.importorskip("das")
 pd = pytest.importorskip("pandas")
 dsm = pytest.importorskip("das.make_dataset")
 
-from npydir.das import Annotations, class_activations, make_targets, single_class_targets  # noqa: E402
+from npydir.das import (  # noqa: E402
+    Annotations,
+    class_activations,
+    make_targets,
+    single_class_targets,
+)
 
 NAMES = ["noise", "pulse", "sine", "click"]
 TYPES = ["segment", "event", "segment", "event"]
@@ -34,6 +39,15 @@ def das_targets(rows, nb_samples, samplerate, names, types, event_std_seconds):
             if kind == "event":
                 y[:, k] = dsm.blur_events(y[:, k], event_std_seconds, samplerate)
     return dsm.normalize_probabilities(y)
+
+
+def assert_default_equals_das(rows, nb_samples, samplerate, event_std_seconds):
+    expected = das_targets(rows, nb_samples, samplerate, NAMES, TYPES, event_std_seconds)
+    got = make_targets(
+        Annotations.from_rows(rows), nb_samples, samplerate, NAMES, TYPES,
+        event_std_seconds=event_std_seconds, dtype=np.float64,
+    )
+    np.testing.assert_allclose(got, expected, rtol=0, atol=ATOL)
 
 
 def recording(seed, samplerate, seconds, n_events=40, n_segments=6, on_samples=False):
@@ -59,12 +73,7 @@ def test_default_targets_equal_das(samplerate, event_std_seconds, on_samples):
         pytest.skip("DAS's blur_events has no taps here (it raises); npydir refuses too")
     seconds = min(1.0, 200_000 / samplerate)
     n, rows = recording(samplerate, samplerate, seconds, on_samples=on_samples)
-    expected = das_targets(rows, n, samplerate, NAMES, TYPES, event_std_seconds)
-    got = make_targets(
-        Annotations.from_rows(rows), n, samplerate, NAMES, TYPES,
-        event_std_seconds=event_std_seconds, dtype=np.float64,
-    )
-    np.testing.assert_allclose(got, expected, rtol=0, atol=ATOL)
+    assert_default_equals_das(rows, n, samplerate, event_std_seconds)
 
 
 def test_taps_below_one_are_refused_like_das():
@@ -86,12 +95,7 @@ def test_events_at_the_edges_and_outside_the_recording(event_std_seconds, sample
     edge = [0, 1, 2, 5, n // 2, n - 3, n - 2, n - 1, n, n + 1, n + 40]
     rows = [("pulse", k / samplerate, k / samplerate) for k in edge]
     rows += [("sine", 0.0, 3 / samplerate), ("sine", (n - 5) / samplerate, (n + 10) / samplerate)]
-    expected = das_targets(rows, n, samplerate, NAMES, TYPES, event_std_seconds)
-    got = make_targets(
-        Annotations.from_rows(rows), n, samplerate, NAMES, TYPES,
-        event_std_seconds=event_std_seconds, dtype=np.float64,
-    )
-    np.testing.assert_allclose(got, expected, rtol=0, atol=ATOL)
+    assert_default_equals_das(rows, n, samplerate, event_std_seconds)
 
 
 @pytest.mark.parametrize("event_std_seconds", [0.0005, 0.0016])
@@ -101,12 +105,7 @@ def test_event_rows_with_a_duration_are_blurred_over_it_like_das(event_std_secon
     rows = [("pulse", 0.01, 0.03), ("pulse", 0.05, 0.05), ("click", 0.02, 0.021)]
     rows += [("click", t, t + 0.004) for t in np.arange(0.06, 0.9, 0.005)]  # dense: FFT path
     n = 10_000
-    expected = das_targets(rows, n, sr, NAMES, TYPES, event_std_seconds)
-    got = make_targets(
-        Annotations.from_rows(rows), n, sr, NAMES, TYPES,
-        event_std_seconds=event_std_seconds, dtype=np.float64,
-    )
-    np.testing.assert_allclose(got, expected, rtol=0, atol=ATOL)
+    assert_default_equals_das(rows, n, sr, event_std_seconds)
 
 
 @pytest.mark.parametrize("event_std_seconds", [0.0005, 0.0016])
