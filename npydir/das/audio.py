@@ -139,7 +139,7 @@ def load_audio(
     mmap : bool, default False
         For wav files, memory-map the samples instead of reading them (scipy's ``mmap``;
         not possible for 24-bit PCM, which is then read normally). Ignored for ``.npz``
-        and for integer wav with ``scale=True`` (scaling makes a new array).
+        and with ``scale=True`` (scaling makes a new array).
     scale : bool, default False
         ``False``: the samples as stored (int16 wav gives int16 values up to 32767).
         ``True``: integer PCM wav as DAS reads it, float32 in [-1, 1) (see
