@@ -224,7 +224,7 @@ def test_single_class_targets_are_not_diluted_where_das_dilutes_them():
 def test_das_store_holds_y_as_float16():
     zarr = pytest.importorskip("zarr")
     root = dsm.init_store(
-        nb_channels=1, nb_classes=2, store=zarr.MemoryStore(), samplerate=SR_FOR_STORE,
+        nb_channels=1, nb_classes=2, store=zarr.MemoryStore(), samplerate=10_000.0,
         class_names=["noise", "pulse"], class_types=["segment", "event"],
     )
     assert root["train"]["y"].dtype == np.float16 and root["train"]["x"].dtype == np.float16
@@ -232,9 +232,6 @@ def test_das_store_holds_y_as_float16():
     n, rows = recording(1, 10_000, 1.0)
     y = das_targets(rows, n, 10_000, NAMES, TYPES, 0.0016)
     assert np.abs(y.astype(np.float16).astype(np.float64) - y).max() <= 2.5e-4
-
-
-SR_FOR_STORE = 10_000.0
 
 
 def test_negative_times_wrap_in_das_and_are_dropped_by_npydir():
