@@ -93,9 +93,9 @@ class Client:
         """The npydir error for a library error on ``path``."""
         where = self.where(path)
         e = self._exc
-        if isinstance(exc, e.NotFoundError):
+        if isinstance(exc, (e.NotFoundError, FileNotFoundError)):
             return FileNotFoundError(2, f"{where} does not exist", where)
-        if isinstance(exc, (e.PermissionDeniedError, e.UnauthenticatedError)) or "403" in str(
+        if isinstance(exc, (e.PermissionDeniedError, e.UnauthenticatedError, PermissionError)) or "403" in str(
             exc
         ).split("\n", 1)[0]:
             return RemotePermissionError(
@@ -143,8 +143,9 @@ class Client:
                 if want is not None and len(data) != want:
                     raise _Short(f"{len(data)} of {want} bytes")
                 return got, data
-            except (RemoteChangedError, self._exc.NotFoundError, self._exc.PreconditionError,
-                    self._exc.PermissionDeniedError, self._exc.UnauthenticatedError):
+            except (RemoteChangedError, FileNotFoundError, PermissionError, self._exc.NotFoundError,
+                    self._exc.PreconditionError, self._exc.PermissionDeniedError,
+                    self._exc.UnauthenticatedError):
                 raise
             except (_Short, self._exc.GenericError, OSError) as exc:
                 # the library already retried connecting and 5xx answers; a body cut short
@@ -167,7 +168,7 @@ class Client:
             got, data = self._run(self._read(path, start, end, meta), f"reading {self.where(path)}")
         except (RemoteChangedError, RemoteUnavailableError):
             raise
-        except Exception as exc:  # noqa: BLE001 - translated, chained
+        except (self._exc.BaseError, OSError) as exc:
             raise self._translate(exc, path) from exc
         return Meta(int(got["size"]), got["e_tag"]), bytes(data) if start is None else data
 
@@ -220,7 +221,7 @@ class Client:
             self._run(all_ranges(), f"reading {len(ranges)} ranges of {self.where(path)}")
         except (RemoteChangedError, RemoteUnavailableError):
             raise
-        except Exception as exc:  # noqa: BLE001 - translated, chained
+        except (self._exc.BaseError, OSError) as exc:
             raise self._translate(exc, path) from exc
 
     def list(self) -> dict[str, int]:

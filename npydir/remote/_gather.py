@@ -88,7 +88,8 @@ def gather_remote(x: Any, starts: Any, window: int, *, step: int = 1, out: Any =
         block = np.frombuffer(data, src).reshape(-1, channels)
         if padded is not None:
             idx, outside = padded
-            vals = block[idx - lo].astype(dt)
+            local = idx - lo if outside is None else np.where(outside, 0, idx - lo)
+            vals = block[local].astype(dt)
             if outside is not None:
                 vals[outside] = 0
             if scale is not None:
