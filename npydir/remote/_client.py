@@ -22,6 +22,8 @@ from .._optional import require
 from ..errors import RemoteChangedError, RemotePermissionError, RemoteUnavailableError
 from ._url import Settings, make_store
 
+#: the process whose obstore runtime is running (set at its first request)
+_used_pid: int | None = None
 _loop_lock = threading.Lock()
 _loop: tuple[int, asyncio.AbstractEventLoop] | None = None
 
@@ -65,12 +67,33 @@ class Client:
     def __init__(self, url: str, storage_options: dict | None = None) -> None:
         self.url = url.rstrip("/")
         self.storage_options = dict(storage_options or {})
-        self.store, self.settings = make_store(self.url, self.storage_options)
+        self._store, self.settings = make_store(self.url, self.storage_options)
+        self._pid = os.getpid()
         self._ob = require("obstore", "reading stores over s3:// and http(s)://")
         self._exc = require("obstore.exceptions", "reading stores over s3:// and http(s)://")
         #: bytes received from the server (for the benchmark's fetched/delivered ratio)
         self.bytes_fetched = 0
         self.requests = 0
+
+    @property
+    def store(self) -> Any:
+        """The library's store object (made again in a child process)."""
+        global _used_pid
+        pid = os.getpid()
+        if _used_pid is not None and _used_pid != pid:
+            # obstore's I/O runtime does not survive fork(): requests from the child would
+            # wait forever.  Refuse instead of hanging.
+            raise RemoteUnavailableError(
+                f"reading {self.url} in a process forked after this process read remote "
+                f"data: not supported (the I/O runtime does not survive fork). Use "
+                f"DataLoader(..., num_workers=0) -- remote batches are fetched by threads, "
+                f"many requests at once -- or multiprocessing_context='spawn'"
+            )
+        if self._pid != pid:
+            self._store, _ = make_store(self.url, self.storage_options)
+            self._pid = pid
+        _used_pid = pid
+        return self._store
 
     def where(self, path: str) -> str:
         return f"{self.url}/{path}" if path else self.url
