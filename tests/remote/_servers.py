@@ -86,6 +86,7 @@ class MotoServer:
 
 NGINX_CONF = """\
 daemon off;
+master_process off;
 worker_processes 1;
 {user}
 pid {tmp}/nginx.pid;
