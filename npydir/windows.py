@@ -416,7 +416,8 @@ def gather_windows(
         ``SIGBUS`` this raises instead of letting it kill the interpreter; ``out`` is then
         partly written.  Plain numpy indexing of such a mapping cannot be protected this way.
     """
-    if type(x) is not np.ndarray and getattr(x, "_npydir_remote", False):
+    tx = type(x)
+    if tx is not np.memmap and tx is not np.ndarray and getattr(tx, "_npydir_remote", False):
         # an array in object storage: byte-range requests instead of the kernel
         from .remote import gather_remote
 
