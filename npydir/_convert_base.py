@@ -120,18 +120,22 @@ class Source:
 def open_source(spec: tuple) -> Source:
     """Open a source from its picklable ``spec`` (used locally and on Dask workers)."""
     kind, path = spec[0], spec[1]
+    options = spec[2] if len(spec) > 2 else None  # storage_options of a remote source
     if kind == "zarr":
         from ._convert_zarr import ZarrSource
 
-        return ZarrSource(path)
+        return ZarrSource(path, options)
     if kind == "hdf5":
         from ._convert_hdf5 import Hdf5Source
+
+        if options is not None:
+            raise ConversionError(f"{path}: HDF5 sources are read from local files only")
 
         return Hdf5Source(path)
     if kind == "npydir":
         from ._convert_npydir import NpydirSource
 
-        return NpydirSource(path)
+        return NpydirSource(path, options)
     raise ConversionError(f"unknown source kind {kind!r}")
 
 

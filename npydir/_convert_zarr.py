@@ -26,10 +26,20 @@ def _zarr():
     return require("zarr", "reading and writing zarr stores")
 
 
-def open_zarr_group(path: str | os.PathLike, mode: str = "r"):
-    """Open a zarr group (format 2 or 3) in a directory or a ``.zip`` file."""
+def open_zarr_group(path: str | os.PathLike, mode: str = "r", storage_options: dict | None = None):
+    """Open a zarr group (format 2 or 3) in a directory or a ``.zip`` file, or read-only at an
+    ``s3://``/``http(s)://`` URL (through fsspec, with fsspec's ``storage_options``)."""
     zarr = _zarr()
     path = os.fspath(path)
+    from .remote._url import fsspec_options, is_remote_url
+
+    if is_remote_url(path):
+        try:
+            return zarr.open_group(path, mode="r", storage_options=fsspec_options(storage_options))
+        except FileNotFoundError:
+            raise StoreNotFoundError(f"zarr store {path!r} does not exist") from None
+        except Exception as exc:  # zarr and fsspec raise several types for a non-store
+            raise ConversionError(f"{path!r} is not a readable zarr store: {exc}") from exc
     if not os.path.exists(path):
         raise StoreNotFoundError(f"zarr store {path!r} does not exist")
     store: Any = path
@@ -76,10 +86,10 @@ class ZarrSource(Source):
 
     kind = "zarr"
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, storage_options: dict | None = None):
         self.path = os.fspath(path)
-        self.spec = ("zarr", self.path)
-        self.root = open_zarr_group(self.path)
+        self.spec = ("zarr", self.path) if storage_options is None else ("zarr", self.path, storage_options)
+        self.root = open_zarr_group(self.path, storage_options=storage_options)
         self._arrays: dict[str, Any] = {}
 
     def _array(self, path: str):

@@ -85,6 +85,11 @@ def settings_from(options: dict) -> Settings:
     return s
 
 
+def fsspec_options(storage_options: dict | None) -> dict:
+    """``storage_options`` for fsspec (zarr's remote stores): npydir's own keys removed."""
+    return {k: v for k, v in (storage_options or {}).items() if k not in _OWN_KEYS}
+
+
 def split_url(url: str) -> tuple[str, str, str]:
     """``(scheme, authority, path)`` of a remote URL, the path without slashes at either end.
 
