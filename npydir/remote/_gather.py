@@ -9,7 +9,6 @@ rows they reflect or repeat, mapped exactly as the local kernel maps them.
 
 from __future__ import annotations
 
-import operator
 from typing import Any
 
 import numpy as np
@@ -29,25 +28,11 @@ def gather_remote(x: Any, starts: Any, window: int, *, step: int = 1, out: Any =
     n = shape[0]
     channels = shape[1] if len(shape) == 2 else 1
     src = x.dtype
-    stand = np.empty((0, channels), src)  # stands for x in the shared checks
-    st = _w._as_starts(starts)
-    window = _w._positive_int(window, "window")
-    step = _w._positive_int(step, "step")
-    if pad not in _w._PAD_CODES:
-        raise ValueError(f"pad must be one of {sorted(_w._PAD_CODES)}, found {pad!r}")
-    if scale is not None:
-        if isinstance(scale, (complex, np.complexfloating)) or not np.isscalar(scale):
-            raise TypeError(f"scale must be a real number, found {scale!r}")
-        scale = float(scale)
-    if threads is not None and operator.index(threads) < 1:
-        raise ValueError(f"threads must be >= 1 or None, found {threads}")
-    dt = _w._resolve_dtype(stand, dtype, out, scale)
-    _w._check_starts(st, n, window, pad)
-    res_shape = (st.shape[0], -(-window // step), channels)
-    if out is None:
-        out = np.empty(res_shape, dt)
-    else:
-        _w._check_out(out, res_shape, dt, stand)
+    # x's shape and dtype over one element of memory: the local checks run on it unchanged
+    stand = np.lib.stride_tricks.as_strided(np.zeros(1, src), (n, channels), (0, 0))
+    _, st, window, step, out, dt, scale = _w._prepare(
+        stand, starts, window, step, out, dtype, scale, pad, threads
+    )
     if out.size == 0:
         return out
     header, meta = x._hdr()

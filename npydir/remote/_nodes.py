@@ -37,6 +37,8 @@ from ..errors import (
     ReadOnlyError,
     StoreNotFoundError,
 )
+from .._node import _Node
+from ..group import Group
 from ..names import ARRAY_SUFFIX, ATTRS_SUFFIX, split_key, validate_name
 from ._client import Client, Meta
 
@@ -65,6 +67,8 @@ class RemoteStore:
         self.headers: dict[tuple[str, ...], tuple[npyfile.Header, Meta]] = {}
         self.attrs: dict[str, dict[str, Any]] = {}
         self.closed = False
+        self.mode = "r"  # what groups and arrays report (npydir._node._Node)
+        self.readonly = True
 
     # ---------------------------------------------------------------- tree
 
@@ -274,31 +278,9 @@ class RemoteAttrs(Mapping):
         return f"<npydir remote attributes of {self._owner}: {self._load()!r}>"
 
 
-class _RemoteNode:
-    _store: RemoteStore
+class _RemoteNode(_Node):
+    _store: RemoteStore  # type: ignore[assignment]
     _parts: tuple[str, ...]
-
-    @property
-    def path(self) -> str:
-        """Store-relative path, ``"train/x"``; ``""`` for the root."""
-        return "/".join(self._parts)
-
-    @property
-    def name(self) -> str:
-        """h5py-style absolute name, ``"/train/x"``; ``"/"`` for the root."""
-        return "/" + self.path
-
-    @property
-    def basename(self) -> str:
-        return self._parts[-1] if self._parts else ""
-
-    @property
-    def mode(self) -> str:
-        return "r"
-
-    @property
-    def readonly(self) -> bool:
-        return True
 
     @property
     def url(self) -> str:
@@ -374,12 +356,7 @@ class RemoteGroup(_RemoteNode, Mapping):
 
     # ---------------------------------------------------------------- lookup
 
-    def _resolve(self, key: Any) -> tuple[str, ...]:
-        parts, absolute = split_key(key)
-        base = () if absolute else self._parts
-        for part in parts:
-            validate_name(part, portable=False)
-        return base + parts
+    _resolve = Group._resolve  # key -> validated parts, as locally
 
     def _kind(self, parts: tuple[str, ...]) -> str | None:
         if not parts:
@@ -415,65 +392,24 @@ class RemoteGroup(_RemoteNode, Mapping):
         except (InvalidNameError, PathEscapeError):
             return False
 
-    def get(self, key: str, default: Any = None) -> Any:
-        try:
-            return self[key]
-        except KeyError:
-            return default
-
     # ---------------------------------------------------------------- listing
 
     def _entries(self) -> list[tuple[str, str]]:
         return self._store.entries(self._parts, self._where())
 
-    def __iter__(self) -> Iterator[str]:
-        return iter([n for n, _ in self._entries()])
+    # Group's listing and walking use only _entries, _node and [] (defined above)
+    get = Group.get
+    __iter__ = Group.__iter__
+    __len__ = Group.__len__
+    keys = Group.keys
+    group_keys = Group.group_keys
+    array_keys = Group.array_keys
+    groups = Group.groups
+    arrays = Group.arrays
+    members = Group.members
+    visit = Group.visit
+    visititems = Group.visititems
 
-    def __len__(self) -> int:
-        return len(self._entries())
-
-    def keys(self) -> list[str]:  # type: ignore[override]
-        return [n for n, _ in self._entries()]
-
-    def group_keys(self) -> list[str]:
-        return [n for n, k in self._entries() if k == "group"]
-
-    def array_keys(self) -> list[str]:
-        return [n for n, k in self._entries() if k == "array"]
-
-    def groups(self) -> list[tuple[str, RemoteGroup]]:
-        return [(n, self._node(self._parts + (n,), "group")) for n in self.group_keys()]  # type: ignore[misc]
-
-    def arrays(self) -> list[tuple[str, RemoteArray]]:
-        return [(n, self._node(self._parts + (n,), "array")) for n in self.array_keys()]  # type: ignore[misc]
-
-    def members(self, max_depth: int | None = None) -> tuple[tuple[str, Any], ...]:
-        """All members below this group as ``(relative path, object)``, depth-first, sorted."""
-        out: list[tuple[str, Any]] = []
-
-        def walk(group: RemoteGroup, prefix: str, depth: int) -> None:
-            for n, kind in group._entries():
-                obj = group._node(group._parts + (n,), kind)
-                out.append((prefix + n, obj))
-                if kind == "group" and (max_depth is None or depth < max_depth):
-                    walk(obj, prefix + n + "/", depth + 1)  # type: ignore[arg-type]
-
-        walk(self, "", 0)
-        return tuple(out)
-
-    def visit(self, func: Callable[[str], Any]) -> Any:
-        for path, _ in self.members():
-            result = func(path)
-            if result is not None:
-                return result
-        return None
-
-    def visititems(self, func: Callable[[str, Any], Any]) -> Any:
-        for path, obj in self.members():
-            result = func(path, obj)
-            if result is not None:
-                return result
-        return None
 
     def tree(self, max_depth: int | None = None) -> str:
         """A readable text tree: groups, then arrays with shape and dtype."""
