@@ -160,6 +160,9 @@ class LatencyProxy:
         self.delay = delay
         self.truncate: int | None = None
         self.stall = False
+        #: answer this many of the next connections with 503 Service Unavailable
+        self.fail_next = 0
+        self.failed = 0
         self.listener = socket.socket()
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind(("127.0.0.1", 0))
@@ -178,6 +181,14 @@ class LatencyProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            with self._lock:
+                fail = self.fail_next > 0
+                if fail:
+                    self.fail_next -= 1
+                    self.failed += 1
+            if fail:
+                threading.Thread(target=self._unavailable, args=(client,), daemon=True).start()
+                continue
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.target))
             except OSError:
@@ -187,6 +198,16 @@ class LatencyProxy:
                 self._socks.update((client, upstream))
             threading.Thread(target=self._up, args=(client, upstream), daemon=True).start()
             threading.Thread(target=self._down, args=(upstream, client), daemon=True).start()
+
+    def _unavailable(self, client: socket.socket) -> None:
+        try:
+            client.recv(65536)
+            client.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                           b"Connection: close\r\n\r\n")
+        except OSError:
+            pass
+        finally:
+            client.close()
 
     def _up(self, src: socket.socket, dst: socket.socket) -> None:
         try:

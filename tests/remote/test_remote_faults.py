@@ -113,3 +113,20 @@ def test_dead_endpoint_errors_within_bounded_time():
     url = f"http://127.0.0.1:{free_port()}/ds.npy"  # nothing listens there
     with pytest.raises((RemoteUnavailableError, FileNotFoundError)):
         npydir.open(url, storage_options=FAST_FAIL)
+
+
+def test_5xx_answers_are_retried(proxy, local_store):
+    r = npydir.open(f"{proxy.url}/data/ds.npy", storage_options={"timeout": 10, "retries": 3})
+    x = r["train/x"]
+    x.shape
+    proxy.fail_next = 2
+    r2 = npydir.open(f"{proxy.url}/data/ds.npy", storage_options={"timeout": 10, "retries": 3})
+    got = r2["train/x"][100:200]  # new store: new connections, the first two get a 503
+    np.testing.assert_array_equal(got, npydir.open(local_store)["train/x"][100:200])
+    assert proxy.failed == 2
+
+
+def test_5xx_beyond_the_retries_is_an_error(proxy):
+    proxy.fail_next = 100
+    with pytest.raises(RemoteUnavailableError, match="ds.npy"):
+        npydir.open(f"{proxy.url}/data/ds.npy", storage_options={"timeout": 5, "retries": 1})

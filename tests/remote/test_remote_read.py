@@ -164,3 +164,12 @@ def test_adjacent_windows_are_one_request(roots):
     np.testing.assert_array_equal(got, npydir.gather_windows(loc["train/x"], starts, 16))
     assert client.requests - n0 == 2
     assert client.bytes_fetched - b0 == (48 + 16) * 3 * 4
+
+
+def test_missing_obstore_names_the_extra(monkeypatch):
+    import sys
+
+    for name in ("obstore", "obstore.store", "obstore.exceptions"):
+        monkeypatch.setitem(sys.modules, name, None)  # import raises ImportError
+    with pytest.raises(npydir.errors.MissingDependencyError, match=r"npydir\[remote\]"):
+        npydir.open("s3://bucket/ds.npy")
