@@ -83,7 +83,8 @@ def _npydir(proxy, data, rng):
         out = npydir.gather_windows(x, starts, WINDOW)
         dt = time.perf_counter() - t
         assert np.array_equal(out[0], data[starts[0] : starts[0] + WINDOW])
-        return BATCH / dt, (client.bytes_fetched - b0) / out.nbytes, (proxy.bytes_down - w0) / out.nbytes
+        fetched = (client.bytes_fetched - b0) / out.nbytes
+        return BATCH / dt, fetched, (proxy.bytes_down - w0) / out.nbytes
 
     return run
 
@@ -164,6 +165,7 @@ def table() -> str:
         fetched = statistics.median(r["fetched"])
         lines.append(
             f"{name:12} {statistics.median(w):9.0f} [{min(w):.0f}-{max(w):.0f}]{rel:>12} "
-            f"{'-' if np.isnan(fetched) else f'{fetched:.3f}':>18} {statistics.median(r['wire']):16.3f}"
+            f"{'-' if np.isnan(fetched) else f'{fetched:.3f}':>18} "
+            f"{statistics.median(r['wire']):16.3f}"
         )
     return "\n".join(lines)

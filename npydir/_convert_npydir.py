@@ -36,7 +36,9 @@ class NpydirSource(Source):
         from .group import open as open_store
 
         self.path = os.fspath(path)
-        self.spec = ("npydir", self.path) if storage_options is None else ("npydir", self.path, storage_options)
+        self.spec = ("npydir", self.path)
+        if storage_options is not None:  # a remote store: workers open it with the same options
+            self.spec += (storage_options,)
         self.root = open_store(self.path, "r", storage_options=storage_options)
         self._arrays: dict[str, Any] = {}
 

@@ -88,7 +88,9 @@ class ZarrSource(Source):
 
     def __init__(self, path: str | os.PathLike, storage_options: dict | None = None):
         self.path = os.fspath(path)
-        self.spec = ("zarr", self.path) if storage_options is None else ("zarr", self.path, storage_options)
+        self.spec = ("zarr", self.path)
+        if storage_options is not None:  # a remote store: workers open it with the same options
+            self.spec += (storage_options,)
         self.root = open_zarr_group(self.path, storage_options=storage_options)
         self._arrays: dict[str, Any] = {}
 

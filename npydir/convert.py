@@ -228,10 +228,13 @@ def convert(
 
     report = ConversionReport(src=os.fspath(src), dst=os.fspath(dst))
     threads = max(1, threads or min(4, os.cpu_count() or 1))
-    source = open_source((src_kind, str(src_path)) if not remote else (src_kind, str(src), storage_options or {}))
+    spec = (src_kind, str(src), storage_options or {}) if remote else (src_kind, str(src_path))
+    source = open_source(spec)
     try:
         nodes = list(source.nodes())
-        plan, options = _plan_json(nodes, src if remote else src_path, dst_kind, zarr_format, chunks, compression)
+        plan, options = _plan_json(
+            nodes, src if remote else src_path, dst_kind, zarr_format, chunks, compression
+        )
         refused = {n.path: n.reason for n in nodes if n.kind == "refused"}
         if strict and refused:
             raise ConversionError(

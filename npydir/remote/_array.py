@@ -160,7 +160,9 @@ class RemoteArray(_nodes._RemoteNode):
         if not isinstance(key, tuple):
             key = (key,)
         if any(k is None for k in key) or sum(k is Ellipsis for k in key) > 1:
-            return self._read_all()[key] if self.nbytes <= _nodes.MAX_ASARRAY_BYTES else self._refuse_all()
+            if self.nbytes > _nodes.MAX_ASARRAY_BYTES:
+                self._refuse_all()
+            return self._read_all()[key]
         if key and key[0] is Ellipsis:
             first, rest = slice(None), key if len(key) > 1 else ()
         elif key:
@@ -180,7 +182,9 @@ class RemoteArray(_nodes._RemoteNode):
         if isinstance(first, (int, np.integer)) and not isinstance(first, bool):
             i = operator.index(first)
             if not -n <= i < n:
-                raise IndexError(f"index {i} is out of bounds for axis 0 with size {n} ({self._where()})")
+                raise IndexError(
+                    f"index {i} is out of bounds for axis 0 with size {n} ({self._where()})"
+                )
             i %= n
             row = self._read_rows(i, i + 1)[0]
             return row[rest] if rest else row

@@ -118,9 +118,8 @@ class Client:
         e = self._exc
         if isinstance(exc, (e.NotFoundError, FileNotFoundError)):
             return FileNotFoundError(2, f"{where} does not exist", where)
-        if isinstance(exc, (e.PermissionDeniedError, e.UnauthenticatedError, PermissionError)) or "403" in str(
-            exc
-        ).split("\n", 1)[0]:
+        denied = (e.PermissionDeniedError, e.UnauthenticatedError, PermissionError)
+        if isinstance(exc, denied) or "403" in str(exc).split("\n", 1)[0]:
             return RemotePermissionError(
                 f"permission denied reading {where} (HTTP 403/401): check the credentials "
                 f"(storage_options key/secret/token, or anon=True for a public bucket)"
@@ -154,9 +153,8 @@ class Client:
         for attempt in range(self.settings.retries + 1):
             try:
                 got, data = await self._get(path, options)
-                if meta is not None and (
-                    got["size"] != meta.size or (meta.etag and got["e_tag"] not in (None, meta.etag))
-                ):
+                etag_moved = meta is not None and meta.etag and got["e_tag"] not in (None, meta.etag)
+                if meta is not None and (got["size"] != meta.size or etag_moved):
                     raise RemoteChangedError(
                         f"{self.where(path)} changed on the server since its header was read "
                         f"(size {meta.size} -> {got['size']}, ETag {meta.etag} -> "

@@ -23,7 +23,8 @@ def gather_remote(x: Any, starts: Any, window: int, *, step: int = 1, out: Any =
     shape = x.shape
     if len(shape) not in (1, 2):
         raise ValueError(
-            f"x must be 1-D [samples] or 2-D [samples, channels], found {len(shape)}-D shape {shape}"
+            f"x must be 1-D [samples] or 2-D [samples, channels], "
+            f"found {len(shape)}-D shape {shape}"
         )
     n = shape[0]
     channels = shape[1] if len(shape) == 2 else 1

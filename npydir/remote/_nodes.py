@@ -39,7 +39,7 @@ from ..errors import (
 )
 from .._node import _Node
 from ..group import Group
-from ..names import ARRAY_SUFFIX, ATTRS_SUFFIX, split_key, validate_name
+from ..names import ARRAY_SUFFIX, validate_name
 from ._client import Client, Meta
 
 #: the store's manifest for servers without a listing (``http(s)://``)
@@ -270,7 +270,9 @@ class RemoteAttrs(Mapping):
         return dict(self._load())
 
     def _refuse(self, *args: Any, **kwargs: Any) -> None:
-        raise ReadOnlyError(f"cannot change the attributes of {self._owner}: remote stores are read-only")
+        raise ReadOnlyError(
+            f"cannot change the attributes of {self._owner}: remote stores are read-only"
+        )
 
     __setitem__ = __delitem__ = update = clear = _refuse
 
@@ -377,7 +379,9 @@ class RemoteGroup(_RemoteNode, Mapping):
         return "group" if self._store.is_dir(rel) else None
 
     def _node(self, parts: tuple[str, ...], kind: str) -> RemoteGroup | RemoteArray:
-        return RemoteGroup(self._store, parts) if kind == "group" else RemoteArray(self._store, parts)
+        if kind == "group":
+            return RemoteGroup(self._store, parts)
+        return RemoteArray(self._store, parts)
 
     def __getitem__(self, key: str) -> RemoteGroup | RemoteArray:
         parts = self._resolve(key)
@@ -430,7 +434,8 @@ class RemoteGroup(_RemoteNode, Mapping):
                         label = f"{n} <unreadable: {exc}>"
                 lines.append(prefix + ("└── " if last else "├── ") + label)
                 if kind == "group" and (max_depth is None or depth < max_depth):
-                    walk(obj, prefix + ("    " if last else "│   "), depth + 1)  # type: ignore[arg-type]
+                    indent = "    " if last else "│   "
+                    walk(obj, prefix + indent, depth + 1)  # type: ignore[arg-type]
 
         walk(self, "", 0)
         return Tree("\n".join(lines))

@@ -34,7 +34,8 @@ def test_batches_windowed_targets_cast_and_shards(remote, local_store):
     for rank in range(2):
         kw = dict(window=32, batch_size=8, seed=1, y_window=True, output_stride=4,
                   data_padding=4, rank=rank, world_size=2, dtype=np.float32, scale=2.0)
-        plain = {k: v for k, v in kw.items() if k not in ("y_window", "output_stride", "data_padding")}
+        windowed = ("y_window", "output_stride", "data_padding")
+        plain = {k: v for k, v in kw.items() if k not in windowed}
         got = npydir.Batches(r["train/i16"], None, **plain)
         want = npydir.Batches(loc["train/i16"], None, **plain)
         for i in (0, 7, len(got) - 1):

@@ -45,7 +45,8 @@ def test_convert_s3_zarr_to_local_store(s3_zarr, tmp_path):
     npydir.convert(url, out, progress=False, storage_options=options)
     with npydir.open(out) as root:
         assert root.attrs["samplerate_x_Hz"] == 8000
-        np.testing.assert_array_equal(root["train/x"][:], np.arange(10_000, dtype="f4").reshape(5000, 2))
+        want = np.arange(10_000, dtype="f4").reshape(5000, 2)
+        np.testing.assert_array_equal(root["train/x"][:], want)
         assert root["train/y"].shape == (5000, 3)
 
 

@@ -13,7 +13,7 @@ import pytest
 import npydir
 from npydir.errors import RemoteChangedError, RemoteUnavailableError
 
-from _servers import LatencyProxy, Nginx, nginx_binary
+from _servers import Nginx, nginx_binary
 
 FAST_FAIL = {"timeout": 2, "connect_timeout": 1, "retries": 1}
 

@@ -127,7 +127,9 @@ def test_pickle_roundtrip(roots):
     np.testing.assert_array_equal(x[:3], loc["train/x"][:3])
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     key=st.sampled_from(["train/x", "train/i16", "val/x"]),
     window=st.integers(1, 300),
