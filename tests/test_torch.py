@@ -258,7 +258,7 @@ def test_worker_processes_warn_with_the_cost(tmp_path):
     code = f"""
 import numpy as np
 from torch.utils.data import DataLoader
-from npydir.torch import WORKERS_WARNING, WindowDataset
+from npydir.torch import WindowDataset
 if __name__ == "__main__":
     x = np.load({str(tmp_path / "x.npy")!r}, mmap_mode="r")
     ds = WindowDataset(x, window=10, batch_size=50, seed=0)
