@@ -138,7 +138,7 @@ drop_last, scale, advise
         arguments = dict(locals())
         if isinstance(x, Batches):
             del arguments["dtype"]  # casts the batches of the given Batches
-        elif class_weights is not None and data_padding == 0:
+        elif class_weights is not None and data_padding == 0 and y is not None:
             arguments["class_weights"] = None  # dropped below; not worth computing
         # x is cast by the kernel while it copies; y and the weights after it
         self.dtype = None if dtype is None else np.dtype(dtype)

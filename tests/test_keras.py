@@ -191,6 +191,8 @@ def test_weights_exactly_when_das_returns_them(data, y_window):
     with pytest.warns(UserWarning, match="dropped"):
         wrapped = WindowDataset(Batches(x, y, class_weights=cw, **kw))
     assert len(wrapped[0]) == 2
+    with pytest.raises(ValueError, match="class_weights needs y"):  # DAS ignores them
+        WindowDataset(x, class_weights=cw, **kw)
 
 
 def test_float32_by_default_and_stored_dtypes_on_request(data):
