@@ -31,8 +31,8 @@ shows every microsecond a path adds; the ratio of a path is the median over roun
 (Batches time / path time) in the same round.  The goal for the documented paths is
 >= 0.9x.
 
-``test_keras_fit``: ``model.fit`` of a small DAS-like Conv1D model for
-NPYDIR_BENCH_FIT_STEPS steps on ``npydir.keras.WindowDataset`` (with Keras's default
+``test_keras_fit``: ``model.fit`` of a small DAS-like Conv1D model for an epoch of
+about NPYDIR_BENCH_FIT_STEPS steps (windows spread over the whole file) on ``npydir.keras.WindowDataset`` (with Keras's default
 ``shuffle=True`` and with ``shuffle=False``) against the same model fed batches computed
 beforehand (a PyDataset that only returns arrays it holds): the ratio is the share of the
 training rate npydir's loading leaves.
@@ -57,9 +57,9 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:Depreca
 CONFIGS = [(32, 4096), (256, 64), (1024, 16)]
 FIT_STEPS = int(os.environ.get("NPYDIR_BENCH_FIT_STEPS", "30"))
 
-#: (batch, window) -> {path: [seconds per round]}, for ratio_table()
-RESULTS: dict[tuple[int, int], dict[str, list[float]]] = {}
-FIT_RESULTS: dict[tuple[int, int], dict[str, list[float]]] = {}
+#: (batch, window) -> (baseline rate, {path: [ratio per round]}), for ratio_table()
+RESULTS: dict[tuple[int, int], tuple[float, dict[str, list[float]]]] = {}
+FIT_RESULTS: dict[tuple[int, int], tuple[float, dict[str, list[float]]]] = {}
 
 
 def _torch():
@@ -151,46 +151,64 @@ def _paths(data: np.ndarray, batch: int, window: int) -> dict:
     return paths
 
 
-#: the paths the README documents (the goal: >= 0.9x Batches)
-DOCUMENTED = ("torch dataset", "torch DataLoader", "keras in order", "keras shuffled")
+
+def _bracketed(baseline, paths: dict, rounds: int, benchmark) -> tuple[list[float], dict]:
+    """Run ``rounds`` rounds of: baseline, then each path followed by the baseline again.
+
+    A path's ratio in a round is the mean of the baseline runs just before and just after
+    it divided by the path's time: the load on a shared machine drifts within a round.
+    The paths' order rotates round by round, and a first round is a warm-up (first fork,
+    first kernel calls, first model step) left out.  Returns (baseline times, ratios).
+    """
+    names = list(paths)
+    base_times: list[float] = []
+    ratios: dict[str, list[float]] = {name: [] for name in names}
+    count = [0]
+
+    def one_round() -> None:
+        count[0] += 1
+        k = count[0] % len(names)
+        before = baseline(count[0])
+        for name in names[k:] + names[:k]:
+            t = paths[name](count[0])
+            after = baseline(count[0])
+            ratios[name].append((before + after) / 2 / t)
+            base_times.append(after)
+            before = after
+
+    one_round()
+    base_times.clear()
+    for values in ratios.values():
+        values.clear()
+    benchmark.pedantic(one_round, rounds=rounds, iterations=1)
+    return base_times, ratios
+
+
+def _summary(ratios: dict[str, list[float]], benchmark, prefix: str = "") -> str:
+    parts = []
+    for name, r in ratios.items():
+        med = statistics.median(r)
+        benchmark.extra_info[f"{prefix}{name} ratio"] = med
+        parts.append(f"{name} {med:.2f}x ({min(r):.2f}-{max(r):.2f})")
+    return ", ".join(parts)
 
 
 @pytest.mark.parametrize("batch, window", CONFIGS)
 def test_frameworks_vs_batches(benchmark, data, gib, batch, window):
     paths = _paths(data, batch, window)
-    times: dict[str, list[float]] = {name: [] for name in paths}
-    names = list(paths)
-    epoch = [0]
-
+    baseline = paths.pop("Batches")
     with warnings.catch_warnings():
         # the worker processes' warning is what this measures; say it once, not every round
         warnings.filterwarnings("ignore", message="npydir.torch.WindowDataset in DataLoader")
-
-        def one_round() -> None:
-            epoch[0] += 1
-            k = epoch[0] % len(names)  # rotate the order: each path runs in each position
-            for name in names[k:] + names[:k]:
-                times[name].append(paths[name](epoch[0]))
-
-        one_round()  # warm-up (first fork, first kernel calls): not counted
-        for name in names:
-            times[name].clear()
-        benchmark.pedantic(one_round, rounds=ROUNDS, iterations=1)
-
-    RESULTS[(batch, window)] = times
-    base = times["Batches"]
-    rate = ROUNDS_BATCHES / statistics.median(base)
-    mb = batch * window * 9 * 4 / 1e6
-    parts = [f"Batches {rate:.0f} batches/s"]
-    for name in names[1:]:
-        ratios = [b / t for b, t in zip(base, times[name])]
-        med = statistics.median(ratios)
-        benchmark.extra_info[f"{name} ratio"] = med
-        parts.append(f"{name} {med:.2f}x ({min(ratios):.2f}-{max(ratios):.2f})")
+        base_times, ratios = _bracketed(baseline, paths, ROUNDS, benchmark)
+    rate = ROUNDS_BATCHES / statistics.median(base_times)
+    RESULTS[(batch, window)] = (rate, ratios)
     benchmark.extra_info["Batches batches_per_s"] = rate
+    mb = batch * window * 9 * 4 / 1e6
     print(
         f"\n(batch, window)=({batch}, {window}), {mb:.2f} MB/batch, {gib:g} GiB file, "
-        f"ratio to Batches, median (range) of {len(base)} rounds: " + ", ".join(parts)
+        f"ratio to Batches, median (range) of {ROUNDS} rounds: Batches {rate:.0f} "
+        f"batches/s, " + _summary(ratios, benchmark)
     )
 
 
@@ -214,54 +232,57 @@ def test_keras_fit(benchmark, data, gib, batch, window):
         def __getitem__(self, i: int) -> tuple:
             return self.batches[i]
 
-    kw = {"window": window, "batch_size": batch, "seed": 0, "y_window": True}
+    # an epoch of FIT_STEPS batches whose windows are spread over the whole file: Keras's
+    # shuffle=True permutes a list of every batch index at the start of each epoch, which
+    # for the millions of batches of the whole file would outweigh a short epoch
+    stride = max(1, (len(data) - window) // (FIT_STEPS * batch))
+    kw = {"window": window, "batch_size": batch, "seed": 0, "y_window": True, "stride": stride}
     y = np.zeros((len(data), 2), dtype=np.float32)
     y[:, 0] = 1
     held_source = KerasDataset(data, y, **kw)
-    held = Held([held_source[i] for i in range(FIT_STEPS)])
+    held = Held([held_source[i] for i in range(len(held_source))])
     keras.utils.set_random_seed(0)
     inp = keras.Input((window, data.shape[1]))
     hidden = keras.layers.Conv1D(8, 3, padding="same", activation="relu")(inp)
     model = keras.Model(inp, keras.layers.Conv1D(2, 1, activation="softmax")(hidden))
     model.compile(optimizer="adam", loss="categorical_crossentropy")
-    model.fit(held, epochs=1, verbose=0)  # builds and compiles the step outside the clock
 
     def fit(dataset, shuffle: bool) -> float:
         t0 = time.perf_counter()
-        model.fit(dataset, epochs=1, steps_per_epoch=FIT_STEPS, shuffle=shuffle, verbose=0)
+        model.fit(dataset, epochs=1, shuffle=shuffle, verbose=0)
         return time.perf_counter() - t0
 
-    times: dict[str, list[float]] = {"held": [], "npydir, shuffle=True": [],
-                                     "npydir, shuffle=False": []}  # fmt: skip
-    epoch = [0]
-
-    def one_round() -> None:
-        epoch[0] += 1
+    def npydir_fit(epoch: int, shuffle: bool) -> float:
         ds = KerasDataset(data, y, **kw)
-        ds.set_epoch(epoch[0])
-        runs = [
-            ("held", lambda: fit(held, False)),
-            ("npydir, shuffle=True", lambda: fit(ds, True)),
-            ("npydir, shuffle=False", lambda: fit(ds, False)),
-        ]
-        k = epoch[0] % len(runs)
-        for name, run in runs[k:] + runs[:k]:
-            times[name].append(run())
+        ds.set_epoch(epoch)
+        return fit(ds, shuffle)
 
-    benchmark.pedantic(one_round, rounds=max(2, ROUNDS // 2), iterations=1)
-    FIT_RESULTS[(batch, window)] = times
-    base = times["held"]
-    parts = [f"held batches {FIT_STEPS / statistics.median(base):.0f} steps/s"]
-    for name in ("npydir, shuffle=True", "npydir, shuffle=False"):
-        ratios = [b / t for b, t in zip(base, times[name])]
-        benchmark.extra_info[f"fit {name} ratio"] = statistics.median(ratios)
-        parts.append(
-            f"{name} {statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
-        )
+    paths = {
+        "shuffle=True": lambda epoch: npydir_fit(epoch, True),
+        "shuffle=False": lambda epoch: npydir_fit(epoch, False),
+    }
+    base_times, ratios = _bracketed(
+        lambda epoch: fit(held, False), paths, max(2, ROUNDS // 2), benchmark
+    )
+    rate = len(held) / statistics.median(base_times)
+    FIT_RESULTS[(batch, window)] = (rate, ratios)
     print(
         f"\nmodel.fit (batch, window)=({batch}, {window}), {gib:g} GiB file, ratio of steps/s "
-        f"to batches held in memory, median (range): " + ", ".join(parts)
+        f"to batches held in memory ({rate:.1f} steps/s), median (range): "
+        + _summary(ratios, benchmark, "fit ")
     )
+
+
+def _table(results: dict, unit: str) -> list[str]:
+    names = list(next(iter(results.values()))[1])
+    lines = [f"{'batch x window':>15} {unit:>12}" + "".join(f" {n:>18}" for n in names)]
+    for (batch, window), (rate, ratios) in results.items():
+        row = f"{f'{batch} x {window}':>15} {rate:12.1f}"
+        for n in names:
+            r = ratios[n]
+            row += f" {f'{statistics.median(r):.2f} ({min(r):.2f}-{max(r):.2f})':>18}"
+        lines.append(row)
+    return lines
 
 
 def ratio_table() -> str:
@@ -269,24 +290,11 @@ def ratio_table() -> str:
     if not RESULTS and not FIT_RESULTS:
         return ""
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
-    lines = [f"load average {load}; ratio to in-process Batches, median (min-max) over rounds"]
-    names = [n for n in next(iter(RESULTS.values()), {}) if n != "Batches"]
+    lines = [f"load average {load}; median (min-max) over rounds of per-round ratios"]
     if RESULTS:
-        lines.append(f"{'batch x window':>15} {'Batches/s':>10}" + "".join(f" {n:>18}" for n in names))
-    for (batch, window), times in RESULTS.items():
-        base = times["Batches"]
-        row = f"{f'{batch} x {window}':>15} {ROUNDS_BATCHES / statistics.median(base):10.0f}"
-        for n in names:
-            r = [b / t for b, t in zip(base, times[n])]
-            row += f" {f'{statistics.median(r):.2f} ({min(r):.2f}-{max(r):.2f})':>18}"
-        lines.append(row)
+        lines.append("batches/s relative to in-process Batches in the same round")
+        lines += _table(RESULTS, "Batches/s")
     if FIT_RESULTS:
-        lines.append("model.fit steps/s relative to batches held in memory")
-    for (batch, window), times in FIT_RESULTS.items():
-        base = times["held"]
-        row = f"{f'{batch} x {window}':>15} {FIT_STEPS / statistics.median(base):8.1f}/s"
-        for n in ("npydir, shuffle=True", "npydir, shuffle=False"):
-            r = [b / t for b, t in zip(base, times[n])]
-            row += f"  {n} {statistics.median(r):.2f} ({min(r):.2f}-{max(r):.2f})"
-        lines.append(row)
+        lines.append("model.fit steps/s relative to batches held in memory, same round")
+        lines += _table(FIT_RESULTS, "held steps/s")
     return "\n".join(lines)

@@ -305,3 +305,18 @@ def test_a_missing_keras_backend_is_named():
     )
     assert proc.returncode != 0
     assert "MissingDependencyError" in proc.stderr and "KERAS_BACKEND" in proc.stderr
+
+
+def test_the_readme_keras_loop_runs(tmp_path, monkeypatch):
+    from _readme import python_block, small_das_store
+
+    code = python_block("### Keras, as DAS trains")
+    assert "epochs=10" in code
+    small_das_store(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code.replace("epochs=10", "epochs=1"), "README.md", "exec"), namespace)
+    x, y, w = namespace["x"], namespace["y"], namespace["w"]
+    assert x.dtype == y.dtype == w.dtype == np.float32
+    assert x.shape == (32, 4096, 2) and y.shape == (32, 4096, 3) and w.shape == (32, 4096)
+    assert namespace["model"].output_shape == (None, 4096, 3)

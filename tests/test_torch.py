@@ -279,3 +279,20 @@ if __name__ == "__main__":
     assert warned == 2, proc.stderr  # worker 0 of each of the two loaders, not worker 1
     assert " ".join(WORKERS_WARNING.split()) in " ".join(proc.stderr.split())
     assert proc.stdout.strip() == "in-process done"
+
+
+def test_the_readme_torch_loop_runs(tmp_path, monkeypatch):
+    from _readme import python_block, small_das_store
+
+    code = python_block("### PyTorch")
+    assert "range(10)" in code
+    small_das_store(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        exec(compile(code.replace("range(10)", "range(2)"), "README.md", "exec"), namespace)
+    x, y = namespace["x"], namespace["y"]
+    assert x.dtype == y.dtype == torch.float32
+    assert x.shape == (32, 2, 4096) and y.shape == (32, 3, 4096)
+    assert namespace["loss"].requires_grad
