@@ -1,27 +1,28 @@
 """PyTorch integration: :class:`WindowDataset`, an ``IterableDataset`` of whole batches.
 
 Importing this module needs torch (``pip install "npydir[torch]"``); ``import npydir`` does
-not.  Use it in the training process itself, with ``batch_size=None`` — the dataset already
-yields batches, and its own threads (``prefetch``, ``threads``) copy them while you train::
+not.  Iterate the dataset in the training process itself — its own threads (``prefetch``,
+``threads``) copy the next batches while you train::
 
-    from torch.utils.data import DataLoader
     from npydir.torch import WindowDataset
 
     ds = WindowDataset(root["train/x"], root["train/y"], window=4096, batch_size=32, seed=0,
                        dtype="float32")
-    loader = DataLoader(ds, batch_size=None)     # num_workers=0: no worker processes
     for epoch in range(10):
         ds.set_epoch(epoch)          # before creating the epoch's iterator
-        for x, y in loader:          # torch tensors, made from the numpy batches without a copy
+        for x, y in ds:              # torch tensors, made from the numpy batches without a copy
             x = x.permute(0, 2, 1)   # [batch, channels, window] for torch.nn.Conv1d
             ...
 
+Code that needs a ``DataLoader`` gets the same batches from ``DataLoader(ds,
+batch_size=None)`` (the dataset yields whole batches; num_workers=0).  Its per-batch
+bookkeeping costs some of the rate for small batches (benchmarks/bench_frameworks.py).
+
 Why no worker processes: the copy is the work, and npydir's kernel already does it in
 threads that release the GIL.  A DataLoader worker process copies each batch once more into
-shared memory and pickles a handle to it for the main process, which costs more than making
-the batch (benchmarks/bench_frameworks.py measures both side by side; docs/dev/ has the
-numbers).  Worker processes still work — the same batches in the same order — but the first
-worker warns with that cost.
+shared memory and sends it to the main process, which costs more than making the batch.
+Worker processes still work — the same batches in the same order — but the first worker
+warns with that cost.
 
 Sharding: the rank's batches (see :class:`npydir.Batches`) are dealt round-robin to the
 DataLoader's workers, worker ``w`` of ``W`` making batches ``w, w + W, ...``.  The
@@ -50,7 +51,7 @@ __all__ = ["WindowDataset"]
 #: benchmarks/bench_frameworks.py: ``DataLoader(num_workers=2)`` against in-process Batches)
 WORKERS_WARNING = (
     "npydir.torch.WindowDataset in DataLoader worker processes: every batch is copied into "
-    "shared memory and sent to the main process, which measured 0.1-0.25x the batches/s of "
+    "shared memory and sent to the main process, which measured 0.1-0.4x the batches/s of "
     "the same dataset in the main process (benchmarks/bench_frameworks.py). npydir already "
     "copies in threads that release the GIL: use DataLoader(ds, batch_size=None) with "
     "num_workers=0 (the default) and tune prefetch/threads instead"
@@ -58,7 +59,7 @@ WORKERS_WARNING = (
 
 
 class WindowDataset(torch.utils.data.IterableDataset):
-    """Batches of windows for ``torch.utils.data.DataLoader(ds, batch_size=None)``.
+    """Batches of windows as torch tensors: iterate it, or ``DataLoader(ds, batch_size=None)``.
 
     Parameters
     ----------
