@@ -27,15 +27,16 @@ paths take turns round by round (the order rotates), each reading the same epoch
 
 Each path's clock starts after its first batch (iterator start-up and worker start-up are
 left out: they are paid once per epoch).  A consumer that does nothing but pull batches
-shows every microsecond a path adds; the ratio of a path is the median over rounds of
-(Batches time / path time) in the same round.  The goal for the documented paths is
->= 0.9x.
+shows every microsecond a path adds.  Every path run is bracketed by two Batches runs; its
+ratio in a round is the mean of those two Batches times / the path's time, and the
+reported ratio is the median over rounds.  The goal for the documented paths is >= 0.9x.
 
-``test_keras_fit``: ``model.fit`` of a small DAS-like Conv1D model for an epoch of
-about NPYDIR_BENCH_FIT_STEPS steps (windows spread over the whole file) on ``npydir.keras.WindowDataset`` (with Keras's default
-``shuffle=True`` and with ``shuffle=False``) against the same model fed batches computed
-beforehand (a PyDataset that only returns arrays it holds): the ratio is the share of the
-training rate npydir's loading leaves.
+``test_keras_fit``: ``model.fit`` of a small DAS-like Conv1D model for an epoch of about
+NPYDIR_BENCH_FIT_STEPS steps (windows spread over the whole file) on
+``npydir.keras.WindowDataset`` (with Keras's default ``shuffle=True`` and with
+``shuffle=False``) against the same model fed batches computed beforehand (a PyDataset
+that only returns arrays it holds): the ratio is the share of the training rate npydir's
+loading leaves.
 """
 
 from __future__ import annotations
