@@ -173,9 +173,10 @@ def create_array(root, name: str, *, shape: tuple, dtype: np.dtype, chunks: tupl
                         f"{compressors!r}")
                 compressors = compressors[0] if compressors else None
             compressor = "default" if isinstance(compressors, str) else compressors
+            # "." said explicitly, as zarr 2 writes it for DAS and zarr 3 always does
             return root.create_dataset(name, shape=shape, dtype=dtype, compressor=compressor,
                                        fill_value=fill_value, write_empty_chunks=True,
-                                       **kwargs)
+                                       dimension_separator=".", **kwargs)
         if zarr_format == 3 and dtype.byteorder == ">":
             from zarr.codecs import BytesCodec
 

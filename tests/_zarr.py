@@ -68,21 +68,23 @@ def compressor_text(arr) -> str:
     return repr(meta.compressor if meta.zarr_format == 2 else meta.codecs[-1])
 
 
-def das_store(path, x: dict, y: dict, attrs: dict, *, chunk_len: int = 1_000_000):
+def das_store(path, arrays: dict, attrs: dict, *, chunk_len: int = 1_000_000):
     """A store as DAS's ``make_dataset.init_store`` makes it and DAS's dataset maker fills it:
-    format 2, ``zarr.group(store=..., overwrite=True)``, per split ``x`` and ``y`` created
-    empty (float16, ``chunk_len``-row chunks) and grown by ``append``, attrs on the root.
-    ``x``/``y`` map each split to its arrays; the written arrays are float16."""
+    format 2 through ``zarr.group(store=..., overwrite=True)``; per split, arrays created
+    empty as float16 with ``chunk_len``-row chunks (``y_<class>`` with the chunk width of
+    ``y``, as DAS gives them) and grown by ``append``; attrs set on the root one by one.
+    ``arrays`` maps split -> name -> data (``x``, ``y``, ``y_<class>``)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if ZARR2:
             root = zarr.group(store=str(path), overwrite=True)
         else:  # zarr 3: Group.empty ignores the group's format, create_array keeps it
             root = zarr.group(store=str(path), overwrite=True, zarr_format=2)
-        for split in ("train", "val", "test"):
-            for name, data in (("x", x[split]), ("y", y[split])):
+        for split, members in arrays.items():
+            width = members["y"].shape[1]
+            for name, data in members.items():
                 shape = (0,) + tuple(data.shape[1:])
-                chunks = (chunk_len,) + tuple(data.shape[1:])
+                chunks = (chunk_len, width if name.startswith("y_") else data.shape[1])
                 if ZARR2:
                     arr = root.empty(name=f"{split}/{name}", shape=shape, chunks=chunks,
                                      dtype=np.float16)
@@ -95,3 +97,24 @@ def das_store(path, x: dict, y: dict, attrs: dict, *, chunk_len: int = 1_000_000
         for key, value in attrs.items():
             root.attrs[key] = value
     return root
+
+
+def das_reads(path) -> tuple[dict, dict]:
+    """What ``das.io.load`` gets from a ``.zarr``: ``({split: {name: ndarray}}, attrs)``.
+
+    Under zarr 2 through the zarr calls ``das.io.load`` makes (a group over an LRU-cached
+    ``DirectoryStore``, opened with ``overwrite=False``, which creates an empty group where
+    it finds none: a format 3 store reads as empty).  zarr 3 has no ``DirectoryStore``; there
+    the store is read as format 2, which fails for anything DAS could not read either."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if ZARR2:
+            store = zarr.LRUStoreCache(zarr.storage.DirectoryStore(str(path)), max_size=2**28)
+            root = zarr.group(store=store, overwrite=False)
+        else:
+            root = zarr.open_group(str(path), mode="r", zarr_format=2)
+        # das.io.load walks each split with items(); zarr 3 groups have arrays() instead
+        data = {split: {name: np.asarray(arr[...]) for name, arr in
+                        (root[split].items() if ZARR2 else root[split].arrays())}
+                for split in root.keys()}
+        return data, dict(root.attrs)
