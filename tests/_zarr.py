@@ -18,6 +18,11 @@ zarr = pytest.importorskip("zarr")
 #: 2 or 3: the zarr-python API the tests run against
 MAJOR = int(zarr.__version__.split(".")[0])
 ZARR2 = MAJOR == 2
+# `make test` says which zarr its second run must have: a wrong one is a collection error,
+# never a silent rerun against the first run's zarr
+if os.environ.get("NPYDIR_TEST_ZARR", str(MAJOR)) != str(MAJOR):
+    raise RuntimeError(f"NPYDIR_TEST_ZARR={os.environ['NPYDIR_TEST_ZARR']} but zarr "
+                       f"{zarr.__version__} ({zarr.__file__}) is first on the path")
 
 #: a format 3 store needs zarr-python 3: skipped, with the reason, under zarr 2
 needs_zarr3 = pytest.mark.skipif(ZARR2, reason=f"zarr {zarr.__version__} writes and reads "
