@@ -235,23 +235,33 @@ def test_make_dataset_to_zarr_is_what_das_reads(tmp_path):
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".ds.zarr")]
 
 
-@pytest.mark.parametrize("how", ["save", "convert", "cli"])
-def test_das_compat_with_format_3_is_refused_and_writes_nothing(tmp_path, capsys, how):
+def _assert_format_3_refused(tmp_path, capsys, how, *, das, error, message, cli_says):
+    """save / convert / ``npydir convert`` of an npydir store into ``out.zarr`` with format 3
+    (``das``: and for DAS) fail with ``error`` matching ``message`` (the CLI: one line holding
+    every word of ``cli_says``), and write nothing."""
     src = tmp_path / "src.npy"
     make_npydir(src)
     dst = tmp_path / "out.zarr"
-    message = r"das_compat=True \(--das\) writes zarr format 2.*das\.io\.load"
     if how == "cli":
-        assert main(["convert", str(src), str(dst), "--das", "--zarr-format", "3"]) == 1
+        args = ["convert", str(src), str(dst), "--zarr-format", "3"] + (["--das"] if das else [])
+        assert main(args) == 1
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and "das.io.load" in err[0] and "out.zarr" in err[0]
+        assert len(err) == 1 and all(word in err[0] for word in cli_says), err
     else:
-        with pytest.raises(ConversionError, match=message):
+        with pytest.raises(error, match=message):
             if how == "save":
-                npydir.save(dst, npydir.load(src), das_compat=True, zarr_format=3)
+                npydir.save(dst, npydir.load(src), das_compat=das, zarr_format=3)
             else:
-                npydir.convert(src, dst, das_compat=True, zarr_format=3, progress=False)
+                npydir.convert(src, dst, das_compat=das, zarr_format=3, progress=False)
     assert _nothing_written(tmp_path, "out.zarr")
+
+
+@pytest.mark.parametrize("how", ["save", "convert", "cli"])
+def test_das_compat_with_format_3_is_refused_and_writes_nothing(tmp_path, capsys, how):
+    _assert_format_3_refused(
+        tmp_path, capsys, how, das=True, error=ConversionError,
+        message=r"das_compat=True \(--das\) writes zarr format 2.*das\.io\.load",
+        cli_says=("das.io.load", "out.zarr", "--zarr-format 3"))
 
 
 # ----------------------------------------------------------------------------- zarr 2 limits
@@ -260,21 +270,10 @@ def test_das_compat_with_format_3_is_refused_and_writes_nothing(tmp_path, capsys
 @only_zarr2
 @pytest.mark.parametrize("how", ["save", "convert", "cli"])
 def test_format_3_asked_of_zarr2_names_the_version(tmp_path, capsys, how):
-    src = tmp_path / "src.npy"
-    make_npydir(src)
-    dst = tmp_path / "out.zarr"
-    message = rf"zarr_format=3 .*needs zarr-python 3.*zarr {zarr.__version__}.*zarr_format=2"
-    if how == "cli":
-        assert main(["convert", str(src), str(dst), "--zarr-format", "3"]) == 1
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and zarr.__version__ in err[0] and "--zarr-format 2" in err[0]
-    else:
-        with pytest.raises(MissingDependencyError, match=message):
-            if how == "save":
-                npydir.save(dst, npydir.load(src), zarr_format=3)
-            else:
-                npydir.convert(src, dst, zarr_format=3, progress=False)
-    assert _nothing_written(tmp_path, "out.zarr")
+    _assert_format_3_refused(
+        tmp_path, capsys, how, das=False, error=MissingDependencyError,
+        message=rf"zarr_format=3 .*needs zarr-python 3.*zarr {zarr.__version__}.*zarr_format=2",
+        cli_says=(zarr.__version__, "--zarr-format 2", "out.zarr"))
 
 
 def _format3_store(path: Path) -> Path:
