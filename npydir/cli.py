@@ -170,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true",
                    help="compare every array of the result with the source afterwards")
     p.add_argument("--zarr-format", type=int, choices=(2, 3), default=None,
-                   help="zarr format of a .zarr destination")
+                   help="zarr format of a .zarr destination (default 2, which every zarr and "
+                        "DAS read; 3 needs zarr-python 3)")
     p.add_argument("--chunks", type=_chunks, default=None,
                    help="chunk rows (or ROWS,COLS) of a zarr/HDF5 destination")
     p.add_argument("--compression", default=None,
