@@ -209,6 +209,26 @@ def zarr_options(zarr_format: Any, chunks: Any, compression: Any, *, das_compat:
     return _zc.check_format(zarr_format, where), chunks, compression
 
 
+def write_das_zarr(src: str | os.PathLike, dst: Path, *, overwrite: bool,
+                   progress: bool) -> None:
+    """Convert the npydir store ``src`` into ``dst``, zarr format 2 as DAS writes it.
+
+    For builders that make an npydir store first (``make_dataset``): a conversion into
+    ``dst`` left by an earlier, killed run is discarded, never resumed (its source was another
+    build), and this one leaves nothing behind when it fails."""
+    from .convert import _remove, convert, partial_path
+
+    leftovers = partial_path(dst)
+    for p in leftovers:
+        _remove(p)
+    try:
+        convert(src, dst, das_compat=True, overwrite=overwrite, progress=progress)
+    except BaseException:
+        for p in leftovers:
+            _remove(p)
+        raise
+
+
 def zarr_compressors(compression: Any, zarr_format: int):
     """Map a compression spec to zarr's ``compressors`` argument.
 

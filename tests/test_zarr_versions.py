@@ -235,6 +235,50 @@ def test_make_dataset_to_zarr_is_what_das_reads(tmp_path):
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".ds.zarr")]
 
 
+def test_make_dataset_to_zarr_interrupted_leaves_nothing(tmp_path, monkeypatch):
+    """Interrupted while converting its build to zarr: no store under the name, no hidden
+    build or partial conversion; an old store being replaced stays whole; the next run
+    discards what a killed one left and never resumes it."""
+    from npydir._convert_zarr import ZarrDest
+    from npydir.das.synthetic import make_recordings
+
+    pairs = make_recordings(tmp_path / "rec", n_recordings=3, seconds=1.0, samplerate=8000,
+                            channels=1, seed=2)
+    out = tmp_path / "ds.zarr"
+    real, calls = ZarrDest.write, []
+
+    def interrupted(self, *args):
+        calls.append(args[0])
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(self, *args)
+
+    def hidden():
+        return sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".ds.zarr"))
+
+    monkeypatch.setattr(ZarrDest, "write", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        npydir.das.make_dataset(pairs, out)
+    assert not out.exists() and hidden() == []
+    monkeypatch.setattr(ZarrDest, "write", real)
+    npydir.das.make_dataset(pairs, out, suffixes=True)
+    before = das_reads(out)
+    calls.clear()
+    monkeypatch.setattr(ZarrDest, "write", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        npydir.das.make_dataset(pairs, out, overwrite=True)
+    assert hidden() == []
+    after = das_reads(out)
+    assert after[1] == before[1] and sorted(after[0]["train"]) == sorted(before[0]["train"])
+    # what a killed conversion leaves: a partial store and its journal, never resumed
+    monkeypatch.setattr(ZarrDest, "write", real)
+    (tmp_path / ".ds.zarr.partial").mkdir()
+    (tmp_path / ".ds.zarr.partial" / "stale").write_text("from a killed run")
+    (tmp_path / ".ds.zarr.partial.journal").write_text('{"plan": {}}\n')
+    npydir.das.make_dataset(pairs, out, overwrite=True)
+    assert hidden() == [] and "y_pulse" not in das_reads(out)[0]["train"]
+
+
 def _assert_format_3_refused(tmp_path, capsys, how, *, das, error, message, cli_says):
     """save / convert / ``npydir convert`` of an npydir store into ``out.zarr`` with format 3
     (``das``: and for DAS) fail with ``error`` matching ``message`` (the CLI: one line holding

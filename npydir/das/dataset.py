@@ -565,9 +565,9 @@ def make_dataset(
             attrs["make_dataset"] = {k: v for k, v in settings.items() if v is not None}
             root.attrs.update(attrs)
         if as_zarr:
-            from ..convert import convert
+            from .._convert_zarr import write_das_zarr
 
-            convert(tmp, out, das_compat=True, overwrite=overwrite, progress=progress)
+            write_das_zarr(tmp, out, overwrite=overwrite, progress=progress)
             shutil.rmtree(tmp, ignore_errors=True)
         elif out.exists():  # checked above: overwrite=True and out is a store
             # move the old store aside first, so `out` is missing only between two renames
