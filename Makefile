@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.npydir-installed
 BUILT  := $(VENV)/.npydir-built
 PYTEST_ARGS ?=
 
-.PHONY: setup build test demo bench hostile clean
+.PHONY: setup build test demo bench limit hostile clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ demo: setup
 
 bench: setup
 	$(BIN)/python -m pytest benchmarks --benchmark-enable --benchmark-only
+
+# The kernel against the plain-C gather of benchmarks/c/gather_limit.c, same run, ratio table.
+limit: setup
+	$(BIN)/python -m pytest benchmarks/bench_limit.py --benchmark-enable -s -p no:cacheprovider
 
 hostile: setup
 	$(BIN)/python -m pytest -m hostile -s
