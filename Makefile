@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.npydir-installed
 BUILT  := $(VENV)/.npydir-built
 PYTEST_ARGS ?=
 
-.PHONY: setup build test demo bench hostile clean
+.PHONY: setup build test demo bench limit hostile clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,9 +25,9 @@ $(STAMP): $(BIN)/python pyproject.toml setup.py
 	$(BIN)/python -m pip install --quiet --no-build-isolation -e ".[all,test]"
 	touch $(STAMP)
 
-# The kernels are rebuilt in place whenever a .pyx changed since the last build, without a
+# The kernels are rebuilt in place whenever a .pyx, .c or .h changed since the last build, without a
 # full reinstall.
-$(BUILT): $(STAMP) $(wildcard src_cython/*.pyx)
+$(BUILT): $(STAMP) $(wildcard src_cython/*.pyx src_cython/c/*.h src_cython/c/*.c)
 	$(BIN)/python setup.py --quiet build_ext --inplace
 	touch $(BUILT)
 
@@ -55,6 +55,10 @@ demo: setup
 
 bench: setup
 	$(BIN)/python -m pytest benchmarks --benchmark-enable --benchmark-only
+
+# The kernel against the plain-C gather of benchmarks/c/gather_limit.c, same run, ratio table.
+limit: setup
+	$(BIN)/python -m pytest benchmarks/bench_limit.py --benchmark-enable -s -p no:cacheprovider
 
 hostile: setup
 	$(BIN)/python -m pytest -m hostile -s

@@ -213,6 +213,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--y-dtype", default=None, help="dtype of y (default float32)")
     p.add_argument("--suffixes", action="store_true",
                    help="also write y_<class> (noise + that class) for every class")
+    p.add_argument("--raw-audio", action="store_true",
+                   help="keep integer PCM wav samples as stored (default: scale them to "
+                        "[-1, 1) as DAS reads wav; needed for an integer --x-dtype)")
+    p.add_argument("--event-width-seconds", type=_positive_float, default=None,
+                   help="width of the box drawn for each event (default 0.006)")
+    p.add_argument("--event-std-seconds", type=_positive_float, default=None,
+                   help="draw events as Gaussians of this standard deviation instead of "
+                        "boxes (DAS's GUI default is 0.0016)")
+    p.add_argument("--event-kernel", choices=("das", "symmetric"), default=None,
+                   help="with --event-std-seconds: DAS's window (default; an even number of "
+                        "taps, half a sample late) or a symmetric Gaussian")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store")
     p.set_defaults(func=_cmd_make_dataset)
 
@@ -580,7 +591,8 @@ def _cmd_make_dataset(args: argparse.Namespace) -> int:
     *inputs, out = args.inputs
     recordings = _find_recordings([Path(p) for p in inputs])
     kwargs: dict[str, Any] = {"progress": _progress(args)}
-    for name in ("split", "val_fraction", "test_fraction", "seed", "x_dtype", "y_dtype"):
+    for name in ("split", "val_fraction", "test_fraction", "seed", "x_dtype", "y_dtype",
+                 "event_width_seconds", "event_std_seconds", "event_kernel"):
         value = getattr(args, name)
         if value is not None:
             kwargs[name] = value
@@ -588,6 +600,8 @@ def _cmd_make_dataset(args: argparse.Namespace) -> int:
         kwargs["class_names"] = [c.strip() for c in args.class_names.split(",") if c.strip()]
     if args.suffixes:
         kwargs["suffixes"] = True
+    if args.raw_audio:
+        kwargs["audio_scaling"] = "raw"
     if args.overwrite:
         kwargs["overwrite"] = True
     result = das.make_dataset(recordings, out, **kwargs)
