@@ -15,9 +15,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from . import _zarr_compat as _zc
 from ._convert_base import Node, Source, join, read_file_into, select_rows
 from ._convert_values import NUMPY_DTYPE, is_vlen_string, max_string_length, plan_dtype
-from . import _zarr_compat as _zc
 from ._optional import require
 from .errors import ConversionError, StoreNotFoundError
 
