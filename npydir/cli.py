@@ -170,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true",
                    help="compare every array of the result with the source afterwards")
     p.add_argument("--zarr-format", type=int, choices=(2, 3), default=None,
-                   help="zarr format of a .zarr destination")
+                   help="zarr format of a .zarr destination (default 2, which every zarr and "
+                        "DAS read; 3 needs zarr-python 3)")
     p.add_argument("--chunks", type=_chunks, default=None,
                    help="chunk rows (or ROWS,COLS) of a zarr/HDF5 destination")
     p.add_argument("--compression", default=None,
@@ -184,8 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "block copies over (npydir destinations)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing destination once the new one is complete")
-    p.add_argument("--das-compat", action="store_true",
-                   help="npydir destination: also write DAS's pickled attrs.npy")
+    p.add_argument("--das", "--das-compat", dest="das_compat", action="store_true",
+                   help="write for DAS: an npydir destination also gets DAS's pickled "
+                        "attrs.npy, a zarr destination is zarr format 2 as DAS's make_dataset "
+                        "writes it")
     p.set_defaults(func=_cmd_convert)
 
     p = add("make-dataset", "build a DAS training store from recordings (audio + "
@@ -407,7 +410,9 @@ def _disk_bytes(kind: str, obj: Any, root_path: Path) -> int | None:
         if kind == "h5":
             return int(obj.id.get_storage_size())
         if kind == "zarr":
-            return int(obj.nbytes_stored())
+            from ._zarr_compat import nbytes_stored
+
+            return nbytes_stored(obj)
     except (OSError, AttributeError, TypeError):
         return None
     return None
