@@ -75,12 +75,12 @@ $(DAS_BIN)/python:
 
 $(DAS_STAMP): $(DAS_BIN)/python tests/interop/requirements.txt pyproject.toml setup.py
 	$(DAS_BIN)/python -m pip install --quiet --upgrade pip "setuptools>=77" wheel
-	$(DAS_BIN)/python -m pip install --quiet --no-deps "das==$(DAS_VERSION)"
 	$(DAS_BIN)/python -m pip install --quiet -r tests/interop/requirements.txt
+	$(DAS_BIN)/python -m pip install --quiet --no-deps "das==$(DAS_VERSION)"
 	$(DAS_BIN)/python -m pip install --quiet --no-build-isolation --no-deps -e .
 	touch $(DAS_STAMP)
 
-$(DAS_BUILT): $(DAS_STAMP) $(wildcard src_cython/*.pyx)
+$(DAS_BUILT): $(DAS_STAMP) $(wildcard src_cython/*.pyx src_cython/*.h)
 	$(DAS_BIN)/python setup.py --quiet build_ext --inplace
 	touch $(DAS_BUILT)
 
