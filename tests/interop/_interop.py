@@ -22,39 +22,51 @@ def onehot(n: int, classes: int, seed: int = 0, dtype: str = "float32") -> np.nd
     return np.eye(classes, dtype=dtype)[rng.integers(0, classes, n)]
 
 
-def das_style_dataset(seed: int = 0, channels: int = 2, x_dtype: str = "float16") -> AttrsDict:
+def das_style_dataset(seed: int = 0) -> AttrsDict:
     """A small DAS training dataset with every kind of attribute DAS's own tools store.
 
-    Attributes are what DAS's dataset maker writes (sample rates, class names/types, per-split
-    file lists and start samples, suffixed classes): strings, floats, ints and lists of them,
-    which every backend (npy pickle, zarr JSON, HDF5 attrs) keeps.
+    The arrays and the class attributes are the conversion tests' (float16 ``x``, one-hot
+    float32 ``y`` and ``y_pulse``); the per-split file lists are what DAS's dataset maker adds.
+    Strings, numbers and lists of them: every backend (npy pickle, zarr JSON, HDF5) keeps them.
     """
-    rng = np.random.default_rng(seed)
-    data = AttrsDict()
-    for split, n in (("train", 400), ("val", 120), ("test", 80)):
-        data[split] = {
-            "x": rng.standard_normal((n, channels)).astype(x_dtype),
-            "y": onehot(n, 3, seed=seed + n),
-            "y_pulse": onehot(n, 2, seed=seed + n + 1),
-        }
-    data.attrs = {
-        "samplerate_x_Hz": 10_000.0,
-        "samplerate_y_Hz": 10_000.0,
-        "class_names": ["noise", "pulse", "sine"],
-        "class_types": ["segment", "event", "segment"],
-        "class_names_pulse": ["noise", "pulse"],
-        "class_types_pulse": ["segment", "event"],
-        "filename_train": ["rec000.wav", "rec001.wav"],
-        "filename_startsample_train": [0, 250],
-        "filename_endsample_train": [250, 400],
-        "filename_val": ["rec002.wav"],
-        "filename_startsample_val": [0],
-        "filename_endsample_val": [120],
-        "filename_test": ["rec003.wav"],
-        "filename_startsample_test": [0],
-        "filename_endsample_test": [80],
-    }
+    from _convert_fixtures import DAS_ATTRS, das_arrays
+
+    data = AttrsDict(das_arrays(seed=seed, n=300, channels=2))
+    attrs = dict(DAS_ATTRS)
+    for split, x in ((s, data[s]["x"]) for s in data):
+        half = len(x) // 2
+        attrs[f"filename_{split}"] = [f"{split}0.wav", f"{split}1.wav"]
+        attrs[f"filename_startsample_{split}"] = [0, half]
+        attrs[f"filename_endsample_{split}"] = [half, len(x)]
+    data.attrs = attrs
     return data
+
+
+def ramp(n: int, channels: int | None, dtype: str = "float32") -> np.ndarray:
+    """``x[s, c] = s * C + c``: every value names its sample (exact in float32 here).
+
+    ``channels=None`` gives a one-dimensional ``[n]`` array.
+    """
+    c = 1 if channels is None else channels
+    x = np.arange(n * c, dtype=np.int64).reshape(n, c).astype(dtype)
+    return x[:, 0] if channels is None else x
+
+
+# The argument sets DAS's own training uses (das.train: with_y_hist, data_padding from the
+# model's receptive field, output_stride of a downsampling model) and the edges of the
+# argument mapping, at test scale; in Batches' names.
+DAS_TRAINING_SETTINGS = {
+    "y_hist-padding": dict(window=64, batch_size=8, y_window=True, data_padding=8),
+    "output_stride": dict(window=64, batch_size=8, y_window=True, data_padding=8,
+                          output_stride=4),
+    "class_weights": dict(window=64, batch_size=8, y_window=True, data_padding=8,
+                          class_weights=[0.2, 1.0, 5.0]),
+    "class_weights-no-padding": dict(window=33, batch_size=5, class_weights=[0.2, 1.0, 5.0]),
+    "y_offset": dict(window=33, batch_size=5, stride=8, y_offset=0),
+    "stride": dict(window=33, batch_size=5, stride=3),
+    "first-last": dict(window=16, batch_size=7, stride=2, first=40, last=900),
+    "window1": dict(window=1, batch_size=32),
+}
 
 
 def plain(value):

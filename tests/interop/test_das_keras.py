@@ -13,15 +13,11 @@ import warnings
 
 import numpy as np
 import pytest
-from _interop import onehot
+from _interop import DAS_TRAINING_SETTINGS, onehot, ramp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 npkeras = pytest.importorskip("npydir.keras", reason="npydir.keras (the Keras adapter) is absent")
-
-
-def ramp(n: int, channels: int, dtype: str) -> np.ndarray:
-    return np.arange(n * channels, dtype=np.int64).reshape(n, channels).astype(dtype)
 
 
 def das_and_keras(das, x, y, *, window, batch_size, stride=1, y_offset=None, y_window=False,
@@ -89,20 +85,7 @@ def test_window_dataset_matches_audiosequence(
     assert_same_batches(theirs, ours)
 
 
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        dict(window=64, batch_size=8, y_window=True, data_padding=8),
-        dict(window=64, batch_size=8, y_window=True, data_padding=8, output_stride=4),
-        dict(window=64, batch_size=8, y_window=True, data_padding=8,
-             class_weights=[0.2, 1.0, 5.0]),
-        dict(window=33, batch_size=5, stride=8, y_offset=0),
-        dict(window=33, batch_size=5, class_weights=[0.2, 1.0, 5.0]),
-        dict(window=16, batch_size=7, stride=2, first=40, last=900),
-    ],
-    ids=["y_hist-padding", "output_stride", "class_weights", "y_offset",
-         "class_weights-dropped", "first-last"],
-)
+@pytest.mark.parametrize("kwargs", DAS_TRAINING_SETTINGS.values(), ids=DAS_TRAINING_SETTINGS)
 def test_window_dataset_matches_audiosequence_das_training_settings(das, kwargs):
     x = ramp(1000, 2, "float16")
     y = onehot(1000, 3, seed=3, dtype="float16")

@@ -10,18 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from _interop import onehot
+from _interop import DAS_TRAINING_SETTINGS, onehot, ramp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import npydir
-
-
-def ramp(n: int, channels: int | None, dtype: str = "float32") -> np.ndarray:
-    """``x[s, c] = s * C + c``: every value names its sample (exact in float32 here)."""
-    c = 1 if channels is None else channels
-    x = np.arange(n * c, dtype=np.int64).reshape(n, c).astype(dtype)
-    return x[:, 0] if channels is None else x
 
 
 def pair(das, x, y, *, window, batch_size, stride=1, y_offset=None, y_window=False,
@@ -106,29 +99,13 @@ def test_batches_match_audiosequence_unshuffled(
         assert_batch_equal(ours[i], theirs[i], weights_expected=padding > 0 and with_y)
 
 
-# the argument sets DAS's own training uses (das.train: with_y_hist, data_padding from the
-# model's receptive field, output_stride of a downsampling model), at test scale
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        dict(window=64, batch_size=8, y_window=True, data_padding=8),
-        dict(window=64, batch_size=8, y_window=True, data_padding=8, output_stride=4),
-        dict(window=64, batch_size=8, y_window=True, data_padding=8,
-             class_weights=[0.2, 1.0, 5.0]),
-        dict(window=33, batch_size=5, stride=8, y_offset=0),
-        dict(window=33, batch_size=5, stride=3),
-        dict(window=16, batch_size=7, stride=2, first=40, last=900),
-        dict(window=1, batch_size=32),
-    ],
-    ids=["y_hist-padding", "output_stride", "class_weights", "y_offset", "stride",
-         "first-last", "window1"],
-)
+@pytest.mark.parametrize("kwargs", DAS_TRAINING_SETTINGS.values(), ids=DAS_TRAINING_SETTINGS)
 def test_batches_match_audiosequence_das_training_settings(das, kwargs):
     x = ramp(1000, 2, "float16")
     y = onehot(1000, 3, seed=3)
     theirs, ours = pair(das, x, y, **kwargs)
     assert len(ours) == len(theirs) > 0
-    expect_w = kwargs.get("data_padding", 0) > 0
+    expect_w = kwargs.get("data_padding", 0) > 0  # DAS returns weights only then
     for i in range(len(ours)):
         assert_batch_equal(ours[i], theirs[i], weights_expected=expect_w)
 
