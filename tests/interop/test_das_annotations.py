@@ -106,7 +106,8 @@ def test_special_rows_follow_das_convention(das, tmp_path):
     ours_path = tmp_path / "ours_annotations.csv"
     npydas.write_annotations(ours_path, ours)
     df_ours, df_das = pd.read_csv(ours_path), events.to_df()
-    assert list(df_ours.columns) == list(df_das.columns) == ["name", "start_seconds", "stop_seconds"]
+    columns = ["name", "start_seconds", "stop_seconds"]
+    assert list(df_ours.columns) == list(df_das.columns) == columns
     pd.testing.assert_frame_equal(df_ours, df_das.astype({"name": object}), check_dtype=False)
 
 
