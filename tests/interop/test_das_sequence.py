@@ -198,3 +198,18 @@ def test_batches_over_a_store_das_loads(das, tmp_path):
         assert len(ours) == len(theirs)
         for i in range(len(ours)):
             assert_batch_equal(ours[i], theirs[i], weights_expected=True)
+
+
+def test_das_casts_every_output_to_float32_batches_keeps_dtypes_unless_asked(das):
+    """das 0.33.2 ends ``__getitem__`` with ``astype(np.float32)`` for x, y and weights;
+    ``Batches`` keeps x's and y's dtypes unless ``dtype=`` is given (weights are float32)."""
+    x = ramp(200, 2, "int16")
+    y = onehot(200, 3, dtype="uint8")
+    theirs = das.io.AudioSequence(x, y, batch_size=4, nb_hist=16, shuffle=False,
+                                  with_y_hist=True, data_padding=2)
+    assert [a.dtype for a in theirs[0]] == [np.float32] * 3
+    ours = npydir.Batches(x, y, window=16, batch_size=4, y_window=True, data_padding=2,
+                          shuffle=False, prefetch=0)
+    assert [a.dtype for a in ours[0]] == [np.int16, np.uint8, np.float32]
+    for a, t in zip(ours[0], theirs[0]):
+        np.testing.assert_array_equal(a.astype(np.float32), t)

@@ -319,3 +319,19 @@ def test_npydir_reads_das_npy_dir_save_of_its_zarr_store(das, tmp_path):
         boundaries=loaded.attrs["filename_startsample_train"], shuffle=False, prefetch=0,
     )
     assert len(batches) > 0 and batches[0][0].shape == (8, 16, 1)
+
+
+@pytest.mark.parametrize("suffixes", [dict(y_suffix="pulse"), dict(x_suffix="spec"),
+                                      dict(x_suffix="spec", y_suffix="pulse")])
+def test_suffix_selection_matches_das_io_load(das, tmp_path, suffixes):
+    """``npydir.load(x_suffix=, y_suffix=)`` selects what ``das.io.load`` selects."""
+    data = das_style_dataset()
+    for split in data:
+        data[split]["x_spec"] = np.abs(data[split]["x"]).astype(np.float32)
+    data.attrs["samplerate_x_spec_Hz"] = 500.0
+    path = tmp_path / "ds.npy"
+    npydir.save(path, data, das_compat=True)
+    theirs = das.io.load(str(path), **suffixes)
+    ours = npydir.load(path, **suffixes)
+    assert_same_arrays(theirs, ours, str(suffixes))
+    assert_same_attrs(theirs.attrs, ours.attrs)
