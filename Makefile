@@ -80,7 +80,7 @@ $(DAS_STAMP): $(DAS_BIN)/python tests/interop/requirements.txt pyproject.toml se
 	$(DAS_BIN)/python -m pip install --quiet --no-build-isolation --no-deps -e .
 	touch $(DAS_STAMP)
 
-$(DAS_BUILT): $(DAS_STAMP) $(wildcard src_cython/*.pyx src_cython/*.h)
+$(DAS_BUILT): $(DAS_STAMP) $(wildcard src_cython/*.pyx src_cython/c/*.h src_cython/c/*.c)
 	$(DAS_BIN)/python setup.py --quiet build_ext --inplace
 	touch $(DAS_BUILT)
 
