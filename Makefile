@@ -77,11 +77,18 @@ $(DAS_STAMP): $(DAS_BIN)/python tests/interop/requirements.txt pyproject.toml se
 	$(DAS_BIN)/python -m pip install --quiet --upgrade pip "setuptools>=77" wheel
 	$(DAS_BIN)/python -m pip install --quiet -r tests/interop/requirements.txt
 	$(DAS_BIN)/python -m pip install --quiet --no-deps "das==$(DAS_VERSION)"
+	rm -f src_cython/*.c
 	$(DAS_BIN)/python -m pip install --quiet --no-build-isolation --no-deps -e .
+	rm -f src_cython/*.c
 	touch $(DAS_STAMP)
 
+# The C that Cython generates from src_cython/*.pyx depends on the numpy it was generated with
+# (numpy's .pxd), and this venv's numpy may differ from .venv's: each build here generates it
+# afresh and removes it, so neither venv compiles the other's.
 $(DAS_BUILT): $(DAS_STAMP) $(wildcard src_cython/*.pyx src_cython/c/*.h src_cython/c/*.c)
+	rm -f src_cython/*.c
 	$(DAS_BIN)/python setup.py --quiet build_ext --inplace
+	rm -f src_cython/*.c
 	touch $(DAS_BUILT)
 
 interop-run: $(DAS_BUILT)
