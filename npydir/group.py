@@ -20,6 +20,7 @@ Arrays are :class:`npydir.array.Array`; what groups and arrays share (the store'
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -64,8 +65,68 @@ LEGACY_ATTRS = "attrs.npy"
 MAX_PATH_BYTES = 4095
 
 
-def _looks_like_store(path: Path) -> bool:
-    return any((path / n).exists() for n in (FORMAT_FILE, GROUP_ATTRS, LEGACY_ATTRS, LOCK_NAME))
+#: metadata files of zarr stores, to tell a user which tool reads a directory
+_ZARR_FILES = ("zarr.json", ".zgroup", ".zarray", ".zattrs", ".zmetadata")
+#: what a directory npydir opens as a store may be (see store_kind)
+STORE_KINDS = ("npydir", "das", "empty")
+
+
+def _own_entry(name: str) -> bool:
+    """An entry npydir itself may leave in a directory before its format marker is written."""
+    return name == LOCK_NAME or npyfile.is_temp_name(name)
+
+
+def store_kind(root: str | os.PathLike) -> str:
+    """What the existing directory ``root`` is as a store: one of :data:`STORE_KINDS`.
+
+    ``"npydir"``: it holds the format marker ``.npydir.json`` (every store npydir has opened for
+    writing holds it: it is written atomically, under the writer lock, before anything else).
+    ``"das"``: it holds DAS's root ``attrs.npy`` (an ``npy_dir`` store written by DAS, which
+    writes no marker).  ``"empty"``: nothing in it but what an interrupted first open leaves
+    (``.npydir.lock``, temp files).  The marker's contents are checked by
+    :func:`check_format_file`, not here.
+
+    Raises
+    ------
+    FormatError
+        Anything else (a zarr store, a directory of recordings, a store that lost its marker),
+        with a one-line message saying what the directory looks like and what to do.
+    """
+    root = Path(root)
+    if os.path.lexists(root / FORMAT_FILE):
+        return "npydir"
+    try:
+        if stat.S_ISREG(os.lstat(root / LEGACY_ATTRS).st_mode):
+            return "das"
+    except FileNotFoundError:
+        pass
+    names = sorted(n for n in os.listdir(root) if not _own_entry(n))
+    if not names:
+        return "empty"
+    raise FormatError(_foreign_directory(root, names))
+
+
+def _foreign_directory(root: Path, names: list[str]) -> str:
+    """One line saying what the non-store directory ``root`` holding ``names`` looks like."""
+    zarr_files = [n for n in _ZARR_FILES if n in names]
+    if zarr_files:
+        return (
+            f"{root}: a zarr store ({', '.join(zarr_files)}), not an npydir store; read it with "
+            f"npydir.load() or turn it into one with npydir.convert() / 'npydir convert'"
+        )
+    shown = ", ".join(repr(n) for n in names[:3]) + (", ..." if len(names) > 3 else "")
+    if any(n.endswith(ARRAY_SUFFIX) for n in names) or GROUP_ATTRS in names:
+        marker = json.dumps({"format": "npydir", "version": FORMAT_VERSION})
+        return (
+            f"{root}: not an npydir store: it holds {len(names)} entries ({shown}) but no format "
+            f"marker {FORMAT_FILE} (nor DAS's {LEGACY_ATTRS}); if it is a store that lost its "
+            f"hidden files, restore the marker by writing {marker} to {root / FORMAT_FILE}"
+        )
+    return (
+        f"{root}: not an npydir store: a directory of {len(names)} entries ({shown}) with no "
+        f"format marker {FORMAT_FILE} (nor DAS's {LEGACY_ATTRS}); stores are new or empty "
+        "directories, or ones npydir or DAS wrote"
+    )
 
 
 def open(
@@ -135,39 +196,30 @@ def open(
         if root.exists():
             if not root.is_dir():
                 raise FormatError(f"{root} exists and is not a directory, so not an npydir store")
-            with os.scandir(root) as entries:
-                nonempty = any(True for _ in entries)
-            if mode == "w" and nonempty and not _looks_like_store(root):
-                raise AlreadyExistsError(
-                    f"refusing to empty {root} for mode 'w': it is a non-empty directory "
-                    f"that is not an npydir store (no {FORMAT_FILE}, attrs.json or "
-                    "attrs.npy); remove it yourself or choose "
-                    "another path"
-                )
         else:
             try:
                 os.mkdir(root)
+                created = True
             except FileNotFoundError:
                 raise StoreNotFoundError(
                     f"cannot create store {root}: parent directory does not exist"
                 ) from None
             except FileExistsError:  # raced with another creator: fine, the lock decides
                 pass
-            created = True
-    if not created and mode != "w":
-        check_format_file(root)
+    # Before anything is written: a directory that is not a store gets no lock file.
+    if not created:
+        _checked_kind(root, mode)
     store = _Store(root, mode, das_compat=das_compat, portable=portable, sync=sync)
     if not store.readonly:
         store.lock = StoreLock(root)
         store.lock.acquire()
         try:
-            if mode == "w" and not created:
+            # again under the lock: what is emptied or marked is what was checked
+            kind = _checked_kind(root, mode)
+            if mode == "w":
                 _empty_directory(root)
-            if not (root / FORMAT_FILE).exists():
-                text = json.dumps({"format": "npydir", "version": FORMAT_VERSION}) + "\n"
-                npyfile.atomic_write(
-                    root / FORMAT_FILE, lambda fp: fp.write(text.encode()), sync=store.sync
-                )
+            if not os.path.lexists(root / FORMAT_FILE):
+                _write_marker(root, kind, sync=store.sync)
         except BaseException:
             store.close()
             raise
@@ -215,6 +267,49 @@ def check_format_file(root: Path) -> None:
             f"{path}: store format version {version!r} is newer than this npydir reads "
             f"(version {FORMAT_VERSION}); upgrade npydir"
         )
+
+
+def _checked_kind(root: Path, mode: str) -> str:
+    """:func:`store_kind` of ``root`` plus what ``mode`` requires of it.
+
+    Mode "w" empties only a directory holding npydir's valid marker or nothing but an interrupted
+    first open's files; everything else is refused, never wiped.
+    """
+    try:
+        kind = store_kind(root)
+    except FormatError as exc:
+        if mode != "w":
+            raise
+        raise AlreadyExistsError(f"refusing to empty for mode 'w': {exc}") from None
+    if mode == "w" and kind == "das":
+        raise AlreadyExistsError(
+            f"refusing to empty {root} for mode 'w': a DAS npy_dir store ({LEGACY_ATTRS}) without "
+            f"npydir's format marker {FORMAT_FILE}; remove it yourself, or open it with mode 'a' "
+            "to keep its data"
+        )
+    if kind == "npydir":
+        try:
+            check_format_file(root)
+        except FormatError as exc:
+            if mode != "w":
+                raise
+            raise AlreadyExistsError(f"refusing to empty for mode 'w': {exc}") from None
+    return kind
+
+
+def _write_marker(root: Path, kind: str, *, sync: bool) -> None:
+    """Write ``.npydir.json`` (atomically; the caller holds the lock).
+
+    A DAS store that cannot get its marker (full disk, quota) still opens: its ``attrs.npy``
+    identifies it, and a full store must open so that something can be deleted.  An empty
+    directory must get the marker before it holds data, so there the error is raised.
+    """
+    text = json.dumps({"format": "npydir", "version": FORMAT_VERSION}) + "\n"
+    try:
+        npyfile.atomic_write(root / FORMAT_FILE, lambda fp: fp.write(text.encode()), sync=sync)
+    except OSError as exc:
+        if kind != "das" or exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
 
 
 def _empty_directory(root: Path) -> None:
