@@ -112,7 +112,8 @@ def _foreign_directory(root: Path, names: list[str]) -> str:
     if zarr_files:
         return (
             f"{root}: a zarr store ({', '.join(zarr_files)}), not an npydir store; read it with "
-            f"npydir.load() or turn it into one with npydir.convert() / 'npydir convert'"
+            "npydir.load() (named *.zarr) or make an npydir store of it with npydir.convert() or "
+            "'npydir convert'"
         )
     shown = ", ".join(repr(n) for n in names[:3]) + (", ..." if len(names) > 3 else "")
     if any(n.endswith(ARRAY_SUFFIX) for n in names) or GROUP_ATTRS in names:
@@ -172,6 +173,8 @@ def open(
     # absolute, so pickled arrays reopen from any working directory
     root = Path(os.path.abspath(os.fspath(path)))
     created = False
+    if mode != "r":
+        _check_path_length(root, os.fspath(path), store=True)
     if mode in ("w-", "x"):
         try:
             os.mkdir(root)
@@ -310,6 +313,47 @@ def _write_marker(root: Path, kind: str, *, sync: bool) -> None:
     except OSError as exc:
         if kind != "das" or exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
             raise
+
+
+def _longest_file(member: Path) -> Path:
+    """The longest path npydir writes for the array or group at ``member``.
+
+    That is the temp file of an attrs write: ``.<name>.attrs.json.<hex>.npydir-tmp`` beside an
+    array, ``.attrs.json.<hex>.npydir-tmp`` inside a group (the same length); the ``.npy`` and
+    its temp files are shorter.
+    """
+    return npyfile.temp_path(member / GROUP_ATTRS)
+
+
+def _check_path_length(member: Path, key: Any, deepest: int = 0, *, store: bool = False) -> None:
+    """Refuse a member whose files' paths would exceed :data:`MAX_PATH_BYTES`.
+
+    ``deepest`` adds the longest path below a group being moved to ``member``; ``store`` checks
+    a store root, whose longest file is the temp file of its ``.npydir.json``.
+    """
+    longest = npyfile.temp_path(member / FORMAT_FILE) if store else _longest_file(member)
+    nbytes = len(os.fsencode(str(longest))) + deepest
+    if nbytes > MAX_PATH_BYTES:
+        shown = str(member)
+        if len(shown) > 160:
+            shown = f"{shown[:70]}...{shown[-70:]}"
+        raise InvalidNameError(
+            f"{'store' if store else 'key'} {str(key)[:80]!r}: the path {shown} is too long: the "
+            f"files npydir writes for it (and their temp files) would need {nbytes} bytes, more "
+            f"than the {MAX_PATH_BYTES} bytes (PATH_MAX) operating systems allow; use shorter "
+            "names or fewer levels"
+        )
+
+
+def _deepest_below(top: Path) -> int:
+    """Bytes of the longest ``/<relative path>`` below the directory ``top`` (links not followed)."""
+    deepest = 0
+    start = len(os.fsencode(str(top)))
+    for dirpath, dirnames, filenames in os.walk(top):
+        here = len(os.fsencode(dirpath)) - start
+        for n in dirnames + filenames:
+            deepest = max(deepest, here + 1 + len(os.fsencode(n)))
+    return deepest
 
 
 def _empty_directory(root: Path) -> None:
@@ -593,12 +637,7 @@ class Group(_Node, MutableMapping):
             raise AlreadyExistsError(f"{key!r} names the group itself ({self._where()})")
         for i, part in enumerate(parts):
             validate_name(part, portable=store.portable, array=array and i == len(parts) - 1)
-        nbytes = len(os.fsencode(str(store.dir_of(parts)))) + len(ATTRS_SUFFIX)
-        if nbytes > MAX_PATH_BYTES:
-            raise InvalidNameError(
-                f"key {str(key)[:100]!r}: its files' paths ({nbytes} bytes) would exceed the "
-                f"{MAX_PATH_BYTES} bytes operating systems allow"
-            )
+        _check_path_length(store.dir_of(parts), key)
         # How many leading components exist as groups already?  One realpath of the deepest
         # one then covers every symbolic link on the way (no per-level realpath: O(depth^2)).
         m = 0
@@ -792,17 +831,53 @@ class Group(_Node, MutableMapping):
     def __setitem__(self, key: str, value: Any) -> None:
         """``g[key] = array_like`` creates an array; ``g[key] = mapping`` creates a group tree."""
         if isinstance(value, (Group, Mapping)) and not isinstance(value, np.ndarray):
+            parts = self._resolve(key)
+            if (
+                isinstance(value, Group)
+                and value._store.real == self._store.real
+                and parts[: len(value._parts)] == value._parts
+            ):
+                raise ValueError(
+                    f"cannot copy group {value.name!r} into itself ({'/' + '/'.join(parts)!r}) "
+                    f"in store {self._store.root}: the copy would contain itself without end"
+                )
+            # the first level create_group makes (missing parents included) is ours to remove
+            m = 0
+            while m < len(parts) - 1 and os.path.isdir(self._store.dir_of(parts[: m + 1])):
+                m += 1
             g = self.create_group(key)
-            for k, v in value.items():
-                g[k] = v
-            src_attrs = getattr(value, "attrs", None)
-            if src_attrs:
-                g.attrs.update(dict(src_attrs))
+            try:
+                g._copy_from(value, [value])
+            except BaseException:  # nothing half-copied is left behind
+                self._forget(parts[: m + 1])
+                _rmtree(self._store.dir_of(parts[: m + 1]))
+                raise
             return
         arr = self.create_dataset(key, data=value)
         src_attrs = getattr(value, "attrs", None)
         if isinstance(value, Array) and src_attrs:
             arr.attrs.update(dict(src_attrs))
+
+    def _copy_from(self, value: Any, path: list[Any]) -> None:
+        """Copy the members and attrs of the mapping ``value`` into this new, empty group.
+
+        ``path`` holds the mappings being copied, outermost first: a mapping that contains
+        itself is refused instead of recursing without end.
+        """
+        for k, v in value.items():
+            if isinstance(v, (Group, Mapping)) and not isinstance(v, np.ndarray):
+                if any(v is p or (isinstance(v, Group) and v == p) for p in path):
+                    raise ValueError(
+                        f"cannot copy {k!r} into group {self._where()}: the mapping contains "
+                        "itself, so the copy would never end"
+                    )
+                g = self.create_group(k)
+                g._copy_from(v, path + [v])
+            else:
+                self[k] = v
+        src_attrs = getattr(value, "attrs", None)
+        if src_attrs:
+            self.attrs.update(dict(src_attrs))
 
     def __delitem__(self, key: str) -> None:
         """Delete an array (and its attrs) or a group with everything below it."""
@@ -851,6 +926,9 @@ class Group(_Node, MutableMapping):
             raise ValueError("cannot move the root group")
         if dst[: len(src)] == src:
             raise ValueError(f"cannot move {source!r} into itself ({dest!r})")
+        if kind == "group":  # everything below must stay within PATH_MAX at its new place
+            deepest = _deepest_below(self._store.dir_of(src))
+            _check_path_length(self._store.dir_of(dst), dest, deepest)
         parent = self._prepare_new(dst, dest, array=kind == "array")
         self._forget(src)
         s = self._store.dir_of(src)
