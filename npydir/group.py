@@ -339,9 +339,9 @@ def _check_path_length(member: Path, key: Any, deepest: int = 0, *, store: bool 
             shown = f"{shown[:70]}...{shown[-70:]}"
         raise InvalidNameError(
             f"{'store' if store else 'key'} {str(key)[:80]!r}: the path {shown} is too long: the "
-            f"files npydir writes for it (and their temp files) would need {nbytes} bytes, more "
-            f"than the {MAX_PATH_BYTES} bytes (PATH_MAX) operating systems allow; use shorter "
-            "names or fewer levels"
+            f"files npydir writes for it (and their temp files) would need {nbytes} bytes, "
+            f"exceeding the {MAX_PATH_BYTES} bytes (PATH_MAX) operating systems allow; use "
+            "shorter names or fewer levels"
         )
 
 
