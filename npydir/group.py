@@ -9,9 +9,12 @@ data opens that one file.  Modes follow h5py:
 ``r``    read only, store must exist (default)
 ``r+``   read/write, store must exist
 ``a``    read/write, create if missing
-``w``    create, or empty an existing store (refuses non-store directories)
+``w``    create, or empty an existing store (one holding ``.npydir.json``, or empty)
 ``w-``   create, fail if the path exists (also ``x``)
 =======  ===============================================================
+
+Every mode refuses a directory that is not a store (see :func:`store_kind`) before writing
+anything into it.
 
 Write modes hold the store's writer lock (:mod:`npydir.lock`) until :meth:`Group.close`.
 Arrays are :class:`npydir.array.Array`; what groups and arrays share (the store's state, the
