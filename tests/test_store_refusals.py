@@ -314,3 +314,20 @@ def test_ints_beyond_the_4300_digit_bound_are_refused_naming_the_key(root):
         with pytest.raises(AttributeEncodingError, match=r"'huge\[0\]'.*4300 decimal digits"):
             root.attrs["huge"] = [value]
     assert "huge" not in root.attrs
+
+
+def test_a_store_path_near_path_max_is_refused_for_writing(tmp_path):
+    from npydir.group import MAX_PATH_BYTES, _rmtree
+
+    base = tmp_path / ("p" * 200)
+    parent = base
+    while len(os.fsencode(str(parent))) < MAX_PATH_BYTES - 240:
+        parent = parent / ("p" * 200)
+    parent.mkdir(parents=True)
+    try:
+        store = parent / ("s" * (MAX_PATH_BYTES - len(os.fsencode(str(parent))) - 20))
+        with pytest.raises(InvalidNameError, match="PATH_MAX") as exc:
+            npydir.open(store, "w")
+        assert "\n" not in str(exc.value) and not store.exists()
+    finally:
+        _rmtree(base)
