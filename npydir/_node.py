@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .attrs import read_attrs_file, read_legacy_attrs, write_attrs_file, write_attrs_pair
 from .errors import (
     AttributeEncodingError,
+    LockError,
     MemberNotFoundError,
     ReadOnlyError,
     StoreClosedError,
@@ -45,6 +46,8 @@ class _Store:
         self.portable = portable
         self.sync = sync
         self.closed = False
+        #: the process that opened the store: only it holds the writer lock (see check_writable)
+        self.pid = os.getpid()
         self.lock: StoreLock | None = None
         self.arrays: weakref.WeakValueDictionary[tuple[str, ...], Array] = (
             weakref.WeakValueDictionary()
@@ -62,6 +65,15 @@ class _Store:
             raise ReadOnlyError(
                 f"store {self.root} is open read-only (mode 'r'): cannot {what}; "
                 "open it with mode 'r+' or 'a' to write"
+            )
+        if os.getpid() != self.pid:
+            # A forked child shares the parent's lock but not its cached shapes: an append here
+            # would be overwritten by the parent's next append (and attrs updates lost).
+            raise LockError(
+                f"store {self.root} was opened for writing by process {self.pid}; this forked "
+                f"child (pid {os.getpid()}) cannot {what} through that handle, since only the "
+                "opening process may write: write from the parent, or open the store in the "
+                "child after the parent closed it"
             )
 
     def close(self) -> None:

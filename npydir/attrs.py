@@ -171,6 +171,13 @@ def _encode_array(arr: np.ndarray, key: str) -> dict:
     return out
 
 
+#: ints must have at most this many decimal digits: Python's default limit for converting an int
+#: from JSON text (sys.int_info.default_max_str_digits), the same in every process
+INT_MAX_DIGITS = 4300
+_INT_BOUND = 10**INT_MAX_DIGITS
+_INT_MAX_BITS = _INT_BOUND.bit_length() - 1  # below this many bits an int has fewer digits
+
+
 def encode_value(value: Any, key: str = "", _depth: int = 0) -> Any:
     """Convert one attribute value to its JSON-compatible form (see the module table).
 
@@ -197,6 +204,12 @@ def encode_value(value: Any, key: str = "", _depth: int = 0) -> Any:
     if value is None or isinstance(value, (bool, str)):
         return str(value) if isinstance(value, str) and type(value) is not str else value
     if isinstance(value, int):
+        if value.bit_length() > _INT_MAX_BITS and abs(value) >= _INT_BOUND:
+            raise AttributeEncodingError(
+                f"attribute {key[:100]!r}: an int of more than {INT_MAX_DIGITS} decimal digits "
+                "(Python's default int/str conversion limit, so any Python process reads it "
+                "back); store it as bytes (value.to_bytes(...)) or as a hex str"
+            )
         return int(value)
     if isinstance(value, float):
         f = float(value)

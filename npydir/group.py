@@ -9,9 +9,12 @@ data opens that one file.  Modes follow h5py:
 ``r``    read only, store must exist (default)
 ``r+``   read/write, store must exist
 ``a``    read/write, create if missing
-``w``    create, or empty an existing store (refuses non-store directories)
+``w``    create, or empty an existing store (one holding ``.npydir.json``, or empty)
 ``w-``   create, fail if the path exists (also ``x``)
 =======  ===============================================================
+
+Every mode refuses a directory that is not a store (see :func:`store_kind`) before writing
+anything into it.
 
 Write modes hold the store's writer lock (:mod:`npydir.lock`) until :meth:`Group.close`.
 Arrays are :class:`npydir.array.Array`; what groups and arrays share (the store's state, the
@@ -20,6 +23,7 @@ Arrays are :class:`npydir.array.Array`; what groups and arrays share (the store'
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -64,8 +68,69 @@ LEGACY_ATTRS = "attrs.npy"
 MAX_PATH_BYTES = 4095
 
 
-def _looks_like_store(path: Path) -> bool:
-    return any((path / n).exists() for n in (FORMAT_FILE, GROUP_ATTRS, LEGACY_ATTRS, LOCK_NAME))
+#: metadata files of zarr stores, to tell a user which tool reads a directory
+_ZARR_FILES = ("zarr.json", ".zgroup", ".zarray", ".zattrs", ".zmetadata")
+#: what a directory npydir opens as a store may be (see store_kind)
+STORE_KINDS = ("npydir", "das", "empty")
+
+
+def _own_entry(name: str) -> bool:
+    """An entry npydir itself may leave in a directory before its format marker is written."""
+    return name == LOCK_NAME or npyfile.is_temp_name(name)
+
+
+def store_kind(root: str | os.PathLike) -> str:
+    """What the existing directory ``root`` is as a store: one of :data:`STORE_KINDS`.
+
+    ``"npydir"``: it holds the format marker ``.npydir.json`` (every store npydir has opened for
+    writing holds it: it is written atomically, under the writer lock, before anything else).
+    ``"das"``: it holds DAS's root ``attrs.npy`` (an ``npy_dir`` store written by DAS, which
+    writes no marker).  ``"empty"``: nothing in it but what an interrupted first open leaves
+    (``.npydir.lock``, temp files).  The marker's contents are checked by
+    :func:`check_format_file`, not here.
+
+    Raises
+    ------
+    FormatError
+        Anything else (a zarr store, a directory of recordings, a store that lost its marker),
+        with a one-line message saying what the directory looks like and what to do.
+    """
+    root = Path(root)
+    if os.path.lexists(root / FORMAT_FILE):
+        return "npydir"
+    try:
+        if stat.S_ISREG(os.lstat(root / LEGACY_ATTRS).st_mode):
+            return "das"
+    except FileNotFoundError:
+        pass
+    names = sorted(n for n in os.listdir(root) if not _own_entry(n))
+    if not names:
+        return "empty"
+    raise FormatError(_foreign_directory(root, names))
+
+
+def _foreign_directory(root: Path, names: list[str]) -> str:
+    """One line saying what the non-store directory ``root`` holding ``names`` looks like."""
+    zarr_files = [n for n in _ZARR_FILES if n in names]
+    if zarr_files:
+        return (
+            f"{root}: a zarr store ({', '.join(zarr_files)}), not an npydir store; read it with "
+            "npydir.load() (named *.zarr) or make an npydir store of it with npydir.convert() or "
+            "'npydir convert'"
+        )
+    shown = ", ".join(repr(n) for n in names[:3]) + (", ..." if len(names) > 3 else "")
+    if any(n.endswith(ARRAY_SUFFIX) for n in names) or GROUP_ATTRS in names:
+        marker = json.dumps({"format": "npydir", "version": FORMAT_VERSION})
+        return (
+            f"{root}: not an npydir store: it holds {len(names)} entries ({shown}) but no format "
+            f"marker {FORMAT_FILE} (nor DAS's {LEGACY_ATTRS}); if it is a store that lost its "
+            f"hidden files, restore the marker by writing {marker} to {root / FORMAT_FILE}"
+        )
+    return (
+        f"{root}: not an npydir store: a directory of {len(names)} entries ({shown}) with no "
+        f"format marker {FORMAT_FILE} (nor DAS's {LEGACY_ATTRS}); stores are new or empty "
+        "directories, or ones npydir or DAS wrote"
+    )
 
 
 def open(
@@ -111,6 +176,8 @@ def open(
     # absolute, so pickled arrays reopen from any working directory
     root = Path(os.path.abspath(os.fspath(path)))
     created = False
+    if mode != "r":
+        _check_path_length(root, os.fspath(path), store=True)
     if mode in ("w-", "x"):
         try:
             os.mkdir(root)
@@ -135,39 +202,30 @@ def open(
         if root.exists():
             if not root.is_dir():
                 raise FormatError(f"{root} exists and is not a directory, so not an npydir store")
-            with os.scandir(root) as entries:
-                nonempty = any(True for _ in entries)
-            if mode == "w" and nonempty and not _looks_like_store(root):
-                raise AlreadyExistsError(
-                    f"refusing to empty {root} for mode 'w': it is a non-empty directory "
-                    f"that is not an npydir store (no {FORMAT_FILE}, attrs.json or "
-                    "attrs.npy); remove it yourself or choose "
-                    "another path"
-                )
         else:
             try:
                 os.mkdir(root)
+                created = True
             except FileNotFoundError:
                 raise StoreNotFoundError(
                     f"cannot create store {root}: parent directory does not exist"
                 ) from None
             except FileExistsError:  # raced with another creator: fine, the lock decides
                 pass
-            created = True
-    if not created and mode != "w":
-        check_format_file(root)
+    # Before anything is written: a directory that is not a store gets no lock file.
+    if not created:
+        _checked_kind(root, mode)
     store = _Store(root, mode, das_compat=das_compat, portable=portable, sync=sync)
     if not store.readonly:
         store.lock = StoreLock(root)
         store.lock.acquire()
         try:
-            if mode == "w" and not created:
+            # again under the lock: what is emptied or marked is what was checked
+            kind = _checked_kind(root, mode)
+            if mode == "w":
                 _empty_directory(root)
-            if not (root / FORMAT_FILE).exists():
-                text = json.dumps({"format": "npydir", "version": FORMAT_VERSION}) + "\n"
-                npyfile.atomic_write(
-                    root / FORMAT_FILE, lambda fp: fp.write(text.encode()), sync=store.sync
-                )
+            if not os.path.lexists(root / FORMAT_FILE):
+                _write_marker(root, kind, sync=store.sync)
         except BaseException:
             store.close()
             raise
@@ -215,6 +273,90 @@ def check_format_file(root: Path) -> None:
             f"{path}: store format version {version!r} is newer than this npydir reads "
             f"(version {FORMAT_VERSION}); upgrade npydir"
         )
+
+
+def _checked_kind(root: Path, mode: str) -> str:
+    """:func:`store_kind` of ``root`` plus what ``mode`` requires of it.
+
+    Mode "w" empties only a directory holding npydir's valid marker or nothing but an interrupted
+    first open's files; everything else is refused, never wiped.
+    """
+    try:
+        kind = store_kind(root)
+    except FormatError as exc:
+        if mode != "w":
+            raise
+        raise AlreadyExistsError(f"refusing to empty for mode 'w': {exc}") from None
+    if mode == "w" and kind == "das":
+        raise AlreadyExistsError(
+            f"refusing to empty {root} for mode 'w': a DAS npy_dir store ({LEGACY_ATTRS}) without "
+            f"npydir's format marker {FORMAT_FILE}; remove it yourself, or open it with mode 'a' "
+            "to keep its data"
+        )
+    if kind == "npydir":
+        try:
+            check_format_file(root)
+        except FormatError as exc:
+            if mode != "w":
+                raise
+            raise AlreadyExistsError(f"refusing to empty for mode 'w': {exc}") from None
+    return kind
+
+
+def _write_marker(root: Path, kind: str, *, sync: bool) -> None:
+    """Write ``.npydir.json`` (atomically; the caller holds the lock).
+
+    A DAS store that cannot get its marker (full disk, quota) still opens: its ``attrs.npy``
+    identifies it, and a full store must open so that something can be deleted.  An empty
+    directory must get the marker before it holds data, so there the error is raised.
+    """
+    text = json.dumps({"format": "npydir", "version": FORMAT_VERSION}) + "\n"
+    try:
+        npyfile.atomic_write(root / FORMAT_FILE, lambda fp: fp.write(text.encode()), sync=sync)
+    except OSError as exc:
+        if kind != "das" or exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
+
+
+def _longest_file(member: Path) -> Path:
+    """The longest path npydir writes for the array or group at ``member``.
+
+    That is the temp file of an attrs write: ``.<name>.attrs.json.<hex>.npydir-tmp`` beside an
+    array, ``.attrs.json.<hex>.npydir-tmp`` inside a group (the same length); the ``.npy`` and
+    its temp files are shorter.
+    """
+    return npyfile.temp_path(member / GROUP_ATTRS)
+
+
+def _check_path_length(member: Path, key: Any, deepest: int = 0, *, store: bool = False) -> None:
+    """Refuse a member whose files' paths would exceed :data:`MAX_PATH_BYTES`.
+
+    ``deepest`` adds the longest path below a group being moved to ``member``; ``store`` checks
+    a store root, whose longest file is the temp file of its ``.npydir.json``.
+    """
+    longest = npyfile.temp_path(member / FORMAT_FILE) if store else _longest_file(member)
+    nbytes = len(os.fsencode(str(longest))) + deepest
+    if nbytes > MAX_PATH_BYTES:
+        shown = str(member)
+        if len(shown) > 160:
+            shown = f"{shown[:70]}...{shown[-70:]}"
+        raise InvalidNameError(
+            f"{'store' if store else 'key'} {str(key)[:80]!r}: the path {shown} is too long: the "
+            f"files npydir writes for it (and their temp files) would need {nbytes} bytes, "
+            f"exceeding the {MAX_PATH_BYTES} bytes (PATH_MAX) operating systems allow; use "
+            "shorter names or fewer levels"
+        )
+
+
+def _deepest_below(top: Path) -> int:
+    """Bytes of the longest ``/<relative path>`` below the directory ``top`` (links not followed)."""
+    deepest = 0
+    start = len(os.fsencode(str(top)))
+    for dirpath, dirnames, filenames in os.walk(top):
+        here = len(os.fsencode(dirpath)) - start
+        for n in dirnames + filenames:
+            deepest = max(deepest, here + 1 + len(os.fsencode(n)))
+    return deepest
 
 
 def _empty_directory(root: Path) -> None:
@@ -498,12 +640,7 @@ class Group(_Node, MutableMapping):
             raise AlreadyExistsError(f"{key!r} names the group itself ({self._where()})")
         for i, part in enumerate(parts):
             validate_name(part, portable=store.portable, array=array and i == len(parts) - 1)
-        nbytes = len(os.fsencode(str(store.dir_of(parts)))) + len(ATTRS_SUFFIX)
-        if nbytes > MAX_PATH_BYTES:
-            raise InvalidNameError(
-                f"key {str(key)[:100]!r}: its files' paths ({nbytes} bytes) would exceed the "
-                f"{MAX_PATH_BYTES} bytes operating systems allow"
-            )
+        _check_path_length(store.dir_of(parts), key)
         # How many leading components exist as groups already?  One realpath of the deepest
         # one then covers every symbolic link on the way (no per-level realpath: O(depth^2)).
         m = 0
@@ -697,17 +834,53 @@ class Group(_Node, MutableMapping):
     def __setitem__(self, key: str, value: Any) -> None:
         """``g[key] = array_like`` creates an array; ``g[key] = mapping`` creates a group tree."""
         if isinstance(value, (Group, Mapping)) and not isinstance(value, np.ndarray):
+            parts = self._resolve(key)
+            if (
+                isinstance(value, Group)
+                and value._store.real == self._store.real
+                and parts[: len(value._parts)] == value._parts
+            ):
+                raise ValueError(
+                    f"cannot copy group {value.name!r} into itself ({'/' + '/'.join(parts)!r}) "
+                    f"in store {self._store.root}: the copy would contain itself without end"
+                )
+            # the first level create_group makes (missing parents included) is ours to remove
+            m = 0
+            while m < len(parts) - 1 and os.path.isdir(self._store.dir_of(parts[: m + 1])):
+                m += 1
             g = self.create_group(key)
-            for k, v in value.items():
-                g[k] = v
-            src_attrs = getattr(value, "attrs", None)
-            if src_attrs:
-                g.attrs.update(dict(src_attrs))
+            try:
+                g._copy_from(value, [value])
+            except BaseException:  # nothing half-copied is left behind
+                self._forget(parts[: m + 1])
+                _rmtree(self._store.dir_of(parts[: m + 1]))
+                raise
             return
         arr = self.create_dataset(key, data=value)
         src_attrs = getattr(value, "attrs", None)
         if isinstance(value, Array) and src_attrs:
             arr.attrs.update(dict(src_attrs))
+
+    def _copy_from(self, value: Any, path: list[Any]) -> None:
+        """Copy the members and attrs of the mapping ``value`` into this new, empty group.
+
+        ``path`` holds the mappings being copied, outermost first: a mapping that contains
+        itself is refused instead of recursing without end.
+        """
+        for k, v in value.items():
+            if isinstance(v, (Group, Mapping)) and not isinstance(v, np.ndarray):
+                if any(v is p or (isinstance(v, Group) and v == p) for p in path):
+                    raise ValueError(
+                        f"cannot copy {k!r} into group {self._where()}: the mapping contains "
+                        "itself, so the copy would never end"
+                    )
+                g = self.create_group(k)
+                g._copy_from(v, path + [v])
+            else:
+                self[k] = v
+        src_attrs = getattr(value, "attrs", None)
+        if src_attrs:
+            self.attrs.update(dict(src_attrs))
 
     def __delitem__(self, key: str) -> None:
         """Delete an array (and its attrs) or a group with everything below it."""
@@ -756,6 +929,9 @@ class Group(_Node, MutableMapping):
             raise ValueError("cannot move the root group")
         if dst[: len(src)] == src:
             raise ValueError(f"cannot move {source!r} into itself ({dest!r})")
+        if kind == "group":  # everything below must stay within PATH_MAX at its new place
+            deepest = _deepest_below(self._store.dir_of(src))
+            _check_path_length(self._store.dir_of(dst), dest, deepest)
         parent = self._prepare_new(dst, dest, array=kind == "array")
         self._forget(src)
         s = self._store.dir_of(src)

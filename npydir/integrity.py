@@ -52,7 +52,7 @@ from .errors import (
     StoreNotFoundError,
     UnsafePickleError,
 )
-from .group import FORMAT_FILE, GROUP_ATTRS, LEGACY_ATTRS, check_format_file
+from .group import FORMAT_FILE, GROUP_ATTRS, LEGACY_ATTRS, check_format_file, store_kind
 from .lock import StoreLock
 from .names import ATTRS_SUFFIX, check_inside
 from .npyfile import is_temp_name, read_header
@@ -182,10 +182,15 @@ def _check_npy(path: Path, report: Report) -> None:
 
 
 def verify(path: str | os.PathLike) -> Report:
-    """Check every file of the store at ``path``; return a :class:`Report` (nothing is changed)."""
+    """Check every file of the store at ``path``; return a :class:`Report` (nothing is changed).
+
+    A directory that is not a store (no ``.npydir.json``, no DAS ``attrs.npy``, not empty) is
+    refused with :class:`~npydir.errors.FormatError` saying what it is.
+    """
     root = Path(path)
     if not root.is_dir():
         raise StoreNotFoundError(f"store {root} does not exist or is not a directory")
+    store_kind(root)  # a directory that is not a store is refused (FormatError), not "OK"
     report = Report(root)
     real_root = os.path.realpath(root)
     if os.path.lexists(root / FORMAT_FILE):
@@ -387,10 +392,13 @@ def repair(path: str | os.PathLike) -> Report:
         attrs); the safe repairs have been done.  ``exc.report`` holds the report.
     LockError
         A writer holds the store.
+    FormatError
+        The directory is not a store (see :func:`npydir.group.store_kind`).
     """
     root = Path(path)
     if not root.is_dir():
         raise StoreNotFoundError(f"store {root} does not exist or is not a directory")
+    store_kind(root)  # before the lock: a directory that is not a store gets no lock file
     real_root = os.path.realpath(root)
     lock = StoreLock(root)
     lock.acquire()
