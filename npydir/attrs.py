@@ -47,11 +47,11 @@ reports those, :func:`npydir.repair` rewrites ``attrs.npy`` from ``attrs.json``)
 from __future__ import annotations
 
 import base64
+import errno
 import io
 import json
 import math
 import os
-import pickle
 import pickletools
 from collections.abc import Mapping
 from pathlib import Path
@@ -60,8 +60,9 @@ from typing import Any
 import numpy as np
 from numpy.lib import format as npformat
 
+from ._attrs_pickle import ObjectArray, Pending, load_plain
 from .errors import AttributeEncodingError, FormatError, UnsafePickleError
-from .npyfile import atomic_write, fsync_dir, read_header, remove_if_present, write_temp
+from .npyfile import MAX_HEADER_SIZE, atomic_write, fsync_dir, read_header, remove_if_present, write_temp
 
 __all__ = [
     "TAG",
@@ -433,44 +434,6 @@ def write_attrs_file(
 
 # ----------------------------------------------------------------------------- legacy attrs.npy
 
-# Globals a pickle may name: what numpy needs to rebuild numeric/str arrays and scalars, and the
-# builtins of plain containers.  Nothing here can run user-chosen code.
-_ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("builtins", "complex"),
-    ("__builtin__", "complex"),
-    ("collections", "OrderedDict"),
-    ("_codecs", "encode"),  # how protocol-2 pickles (Python 2 era) spell bytes
-}
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file: io.BufferedIOBase, name: str) -> None:
-        super().__init__(file, encoding="latin1")
-        self._name = name
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _ALLOWED_GLOBALS:
-            if module == "numpy.core.multiarray":  # numpy 1.x pickles read under numpy 2
-                module = "numpy._core.multiarray" if hasattr(np, "_core") else module
-            return super().find_class(module, name)
-        # numpy's dtype classes (numpy.dtypes.Float64DType, ...) are harmless types
-        if module == "numpy.dtypes" and name.endswith("DType") and name != "ObjectDType":
-            return super().find_class(module, name)
-        raise UnsafePickleError(
-            f"{self._name}: refusing to unpickle global {module}.{name}: legacy attrs.npy may only "
-            "hold dicts, lists, tuples, strings, numbers and numeric/str numpy arrays"
-        )
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise UnsafePickleError(f"{self._name}: persistent ids are not allowed in attrs.npy")
-
-
 #: Largest attrs.npy read (DAS writes a few kB; the whole file is read before unpickling).
 MAX_LEGACY_BYTES = 64 << 20
 #: Most values (array elements count one each) an attrs dict may expand to when walked as a tree:
@@ -530,6 +493,11 @@ def _check_plain(value: Any, name: str) -> Any:
             if v.dtype.hasobject:
                 raise UnsafePickleError(f"{name}: object-dtype array at {where} is not allowed")
             return max(1, v.size)
+        if isinstance(v, ObjectArray):
+            raise UnsafePickleError(f"{name}: object-dtype array at {where} is not allowed")
+        if isinstance(v, Pending):
+            what = "a numpy dtype" if v.kind == "dtype" else "an array without its data"
+            raise UnsafePickleError(f"{name}: {what} at {where} is not an attribute value")
         if isinstance(v, (dict, list, tuple)):
             key = id(v)
             if key in sizes:
@@ -562,46 +530,66 @@ def _check_plain(value: Any, name: str) -> Any:
 
 
 def read_legacy_attrs(path: str | os.PathLike) -> dict[str, Any]:
-    """Read DAS's pickled ``attrs.npy`` safely.
+    """Read DAS's pickled ``attrs.npy`` safely (see :func:`decode_legacy_attrs`)."""
+    raw = read_legacy_bytes(path)
+    if raw is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), os.fspath(path))
+    return decode_legacy_attrs(raw, path)
+
+
+def read_legacy_bytes(path: str | os.PathLike) -> bytes | None:
+    """The bytes of an ``attrs.npy`` (None if there is none), read up to one byte past what
+    :func:`decode_legacy_attrs` accepts, so a huge file is refused without reading it."""
+    try:
+        with open(path, "rb") as fp:
+            return fp.read(MAX_LEGACY_BYTES + MAX_HEADER_SIZE + 64)
+    except FileNotFoundError:
+        return None
+
+
+def decode_legacy_attrs(raw: bytes, name: str | os.PathLike = "<attrs.npy>") -> dict[str, Any]:
+    """The attributes in the bytes of DAS's pickled ``attrs.npy``, as plain values.
+
+    The pickle is never unpickled: :func:`npydir._attrs_pickle.load_plain` interprets its
+    opcodes and builds arrays, scalars and dtypes from validated parts (so a value takes no
+    more memory than its bytes in the file).
 
     Raises
     ------
     UnsafePickleError
-        The pickle names a global outside the allowlist, or holds object arrays; nothing from it
-        is executed.
+        The pickle names a global outside the allowlist, constructs objects, or holds object
+        arrays or sets; nothing from it is executed.
     FormatError
-        Not an ``.npy`` file holding a dict.
+        Not an ``.npy`` file holding a dict, or a malformed pickle; the message names ``name``
+        and says what was expected.
     """
-    name = os.fspath(path)
-    with open(path, "rb") as fp:
-        header = read_header(fp, name, allow_object=True)
-        if not header.dtype.hasobject:
-            # a plain array was saved (not DAS's dict): there are no attributes in it we can use
+    name = os.fspath(name)
+    fp = io.BytesIO(raw)
+    header = read_header(fp, name, allow_object=True)
+    if not header.dtype.hasobject:
+        # a plain array was saved (not DAS's dict): there are no attributes in it we can use
+        raise FormatError(
+            f"{name}: expected a pickled dict (0-d object array), "
+            f"found {header.dtype} {header.shape}"
+        )
+    data = fp.read()
+    if len(data) > MAX_LEGACY_BYTES:
+        raise FormatError(
+            f"{name}: attrs.npy is larger than {MAX_LEGACY_BYTES} bytes; DAS attributes are "
+            "small (refused rather than unpickled)"
+        )
+    _prescan(data, name)
+    obj = load_plain(data, name)  # plain values only: no pickle restore function runs
+    if isinstance(obj, ObjectArray):
+        if obj.shape != ():
             raise FormatError(
-                f"{name}: expected a pickled dict (0-d object array), "
-                f"found {header.dtype} {header.shape}"
+                f"{name}: expected a 0-d object array holding a dict, found object {obj.shape}"
             )
-        data = fp.read(MAX_LEGACY_BYTES + 1)
-        if len(data) > MAX_LEGACY_BYTES:
-            raise FormatError(
-                f"{name}: attrs.npy is larger than {MAX_LEGACY_BYTES} bytes; DAS attributes are "
-                "small (refused rather than unpickled)"
-            )
-        _prescan(data, name)
-        try:
-            obj = _RestrictedUnpickler(io.BytesIO(data), name).load()
-        except UnsafePickleError:
-            raise
-        except Exception as exc:  # any malformed pickle: report, do not crash
-            raise FormatError(
-                f"{name}: attrs.npy pickle does not load ({type(exc).__name__}: {exc})"
-            ) from None
-    if isinstance(obj, np.ndarray):
-        if obj.shape != () or obj.dtype != object:
-            raise FormatError(
-                f"{name}: expected a 0-d object array holding a dict, found {obj.dtype} {obj.shape}"
-            )
-        obj = obj[()]
+        obj = obj.items[0]
+    elif isinstance(obj, np.ndarray):
+        raise FormatError(
+            f"{name}: expected a 0-d object array holding a dict, found {obj.dtype} {obj.shape}"
+        )
     if not isinstance(obj, dict):
         raise FormatError(f"{name}: expected a dict of attributes, found {type(obj).__name__}")
     _check_plain(obj, name)
