@@ -42,8 +42,9 @@ def check_dtype(dtype: np.dtype) -> np.dtype:
         check_dtype(base)
         return dtype
     if dtype.kind not in KINDS:
+        what = {"O": "object", "T": "variable-width string"}.get(dtype.kind, repr(dtype.kind))
         raise DTypeRefused(
-            f"dtype {dtype.str} (kind {dtype.kind!r}) is not one attributes hold "
+            f"dtype {dtype.str} ({what}) is not one attributes hold "
             "(bool, int, uint, float, complex, str, bytes, void, datetime, timedelta)"
         )
     return dtype

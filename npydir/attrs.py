@@ -60,6 +60,7 @@ from typing import Any
 import numpy as np
 from numpy.lib import format as npformat
 
+from ._attrs_dtype import descr_dtype, nbytes
 from ._attrs_pickle import ObjectArray, Pending, load_plain
 from .errors import AttributeEncodingError, FormatError, UnsafePickleError
 from .npyfile import MAX_HEADER_SIZE, atomic_write, fsync_dir, read_header, remove_if_present, write_temp
@@ -111,9 +112,8 @@ def _lists_to_tuples(x: Any) -> Any:
 
 
 def _dtype_from_json(d: Any) -> np.dtype:
-    if isinstance(d, str):
-        return np.dtype(d)
-    return npformat.descr_to_dtype([_lists_to_tuples(f) for f in d])
+    # a plain kind, or fields of plain kinds: never what else numpy would parse from the text
+    return descr_dtype(d)
 
 
 def _readable(dtype: np.dtype) -> bool:
@@ -237,7 +237,15 @@ def encode_value(value: Any, key: str = "", _depth: int = 0) -> Any:
 
 
 def encode_attrs(attrs: Mapping[str, Any], *, indent: int | None = 1) -> str:
-    """Encode a dict of attributes as strict JSON text (see the module table)."""
+    """Encode a dict of attributes as strict JSON text (see the module table).
+
+    Raises
+    ------
+    AttributeEncodingError
+        A value cannot be stored, or the arrays and scalars take more than
+        :func:`decode_limit` of the text's length (the reader would refuse them); the message
+        names the key.
+    """
     out = {}
     for k, v in attrs.items():
         if not isinstance(k, str):
@@ -245,6 +253,12 @@ def encode_attrs(attrs: Mapping[str, Any], *, indent: int | None = 1) -> str:
                 f"attribute names must be str, got {type(k).__name__} {k!r}"
             )
         out[k] = encode_value(v, k)
+    text = _encode_object(out, indent)
+    _check_decodable_size(attrs, text)
+    return text
+
+
+def _encode_object(out: dict[str, Any], indent: int | None) -> str:
     if TAG in out:
         # An attribute named like the tag: the whole object takes the table's tagged "dict"
         # form, or reading it back would take the file's top-level object for a tagged value
@@ -264,6 +278,36 @@ def encode_attrs(attrs: Mapping[str, Any], *, indent: int | None = 1) -> str:
         )
     except (TypeError, ValueError) as exc:  # pragma: no cover - encode_value leaves none
         raise AttributeEncodingError(f"attributes cannot be encoded: {exc}") from None
+
+
+def _value_nbytes(value: Any) -> int:
+    """Bytes the arrays and scalars in ``value`` take once decoded (what the reader charges)."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.nbytes
+    if isinstance(value, (list, tuple)):
+        return sum(_value_nbytes(v) for v in value)
+    if isinstance(value, Mapping):
+        return sum(_value_nbytes(v) for v in value.values())
+    return 0
+
+
+def _check_decodable_size(attrs: Mapping[str, Any], text: str) -> None:
+    """Refuse to write what :func:`decode_attrs` would refuse to read back as too large."""
+    sizes = [(k, _value_nbytes(v)) for k, v in attrs.items()]
+    total = sum(n for _, n in sizes)
+    if total <= DECODE_SLACK_BYTES:
+        return
+    limit = decode_limit(len(text.encode("utf-8", "surrogatepass")))
+    running = 0
+    for key, n in sizes:
+        running += n
+        if running > limit:
+            raise AttributeEncodingError(
+                f"attribute {key[:100]!r}: the arrays of these attributes take {total} bytes, "
+                f"more than the {limit} bytes their {len(text)}-character JSON may decode to "
+                "(string arrays declared much wider than their strings); store large arrays "
+                "as datasets"
+            )
 
 
 def _json_line(k: str, v: Any) -> str:
@@ -298,13 +342,49 @@ def _decode_elements(data: Any, kind: str) -> Any:
     return data
 
 
-def _decode_array(obj: dict) -> np.ndarray:
+class _Budget:
+    """How many bytes the arrays and scalars decoded from one attrs text may still take.
+
+    A value's size is declared by its dtype and shape, not by its data: 72 bytes of JSON can ask
+    for a ``"<U400000000"`` scalar (1.6 GB).  What one text decodes to is bounded by its length
+    (:func:`decode_limit`) and charged before anything is allocated.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.limit = self.left = decode_limit(size)
+
+    def charge(self, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+        need = nbytes(dtype, shape)
+        if need > self.left:
+            raise FormatError(
+                f"a {dtype.str} value of shape {list(shape)} would take {need} bytes; "
+                f"attribute values decoded from {self.size} bytes of JSON may take at most "
+                f"{self.limit} bytes ({DECODE_BYTES_PER_BYTE} per byte + "
+                f"{DECODE_SLACK_BYTES >> 20} MiB)"
+            )
+        self.left -= need
+
+
+#: what the arrays/scalars decoded from an attrs text of n bytes may take: n times this ...
+DECODE_BYTES_PER_BYTE = 64
+#: ... plus this much.  Written values fit well inside (readable numbers take at least 2
+#: characters per element, base64 4 per 3 bytes); a string array declared 16 times wider than
+#: its strings and larger than the slack would not, and is refused when written.
+DECODE_SLACK_BYTES = 16 << 20
+
+
+def decode_limit(size: int) -> int:
+    """Bytes the arrays and scalars decoded from ``size`` bytes of attrs JSON may take."""
+    return DECODE_BYTES_PER_BYTE * size + DECODE_SLACK_BYTES
+
+
+def _decode_array(obj: dict, budget: _Budget) -> np.ndarray:
     dtype = _dtype_from_json(obj["dtype"])
-    if dtype.hasobject:
-        raise TypeError("object dtype")
     shape = tuple(obj["shape"])
-    if not all(type(n) is int and n >= 0 for n in shape):
+    if len(shape) > 64 or not all(type(n) is int and n >= 0 for n in shape):
         raise ValueError(f"bad shape {list(shape)!r}")
+    budget.charge(dtype, shape)
     if "base64" in obj:
         raw = base64.b64decode(obj["base64"])
         return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
@@ -328,7 +408,7 @@ def _decode_array(obj: dict) -> np.ndarray:
     return arr
 
 
-def _hook(obj: dict) -> Any:
+def _decode_tagged(obj: dict, budget: _Budget) -> Any:
     tag = obj.get(TAG)
     if tag is None:
         return obj
@@ -347,11 +427,10 @@ def _hook(obj: dict) -> Any:
                 out[k] = v
             return out
         if tag == "ndarray":
-            return _decode_array(obj)
+            return _decode_array(obj, budget)
         if tag == "scalar":
             dtype = _dtype_from_json(obj["dtype"])
-            if dtype.hasobject:
-                raise TypeError("object dtype")
+            budget.charge(dtype, ())
             if "base64" in obj:
                 if dtype.itemsize == 0:  # np.bytes_(b"") and friends: nothing to decode
                     return dtype.type()
@@ -372,6 +451,14 @@ def _hook(obj: dict) -> Any:
     raise FormatError(f"unknown attribute tag {str(tag)[:50]!r} in {_short(obj)}")
 
 
+def _loads(text: str | bytes, budget: _Budget) -> Any:
+    return json.loads(
+        text,
+        object_hook=lambda obj: _decode_tagged(obj, budget),
+        parse_constant=_refuse_constant,
+    )
+
+
 def _short(obj: Any) -> str:
     text = repr(obj)
     return text if len(text) <= 200 else text[:200] + "..."
@@ -383,24 +470,29 @@ def _refuse_constant(token: str) -> Any:
 
 def decode_value(obj: Any) -> Any:
     """Inverse of :func:`encode_value` for an already JSON-parsed value."""
-    return json.loads(
-        json.dumps(obj, allow_nan=False), object_hook=_hook, parse_constant=_refuse_constant
-    )
+    text = json.dumps(obj, allow_nan=False)
+    return _loads(text, _Budget(len(text)))
 
 
 def decode_attrs(text: str | bytes, name: str | os.PathLike = "<attrs>") -> dict[str, Any]:
     """Decode JSON text written by :func:`encode_attrs` back into a dict of values.
 
+    The arrays and scalars it decodes to may take at most :func:`decode_limit` of the text's
+    length in bytes; a value declaring more is refused before it is allocated.
+
     Raises
     ------
     FormatError
-        The text is not strict JSON, not an object, or holds a malformed tagged value;
-        the message names ``name``.
+        The text is not strict JSON, not an object, or holds a malformed or oversized tagged
+        value; the message names ``name`` and, for a bad value, its attribute.
     """
+    size = len(text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text)
     try:
-        out = json.loads(text, object_hook=_hook, parse_constant=_refuse_constant)
+        out = _loads(text, _Budget(size))
     except FormatError as exc:
-        raise FormatError(f"{name}: {exc}") from None
+        key = _failing_key(text, size)
+        where = f"{name}: attribute {key[:100]!r}" if key is not None else f"{name}"
+        raise FormatError(f"{where}: {exc}") from None
     except RecursionError:
         raise FormatError(f"{name}: attributes are nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -413,6 +505,32 @@ def decode_attrs(text: str | bytes, name: str | os.PathLike = "<attrs>") -> dict
     except (AttributeEncodingError, RecursionError) as exc:
         raise FormatError(f"{name}: attributes cannot be stored back: {exc}") from None
     return out
+
+
+def _failing_key(text: str | bytes, size: int) -> str | None:
+    """The attribute whose value a decode of ``text`` refused (None: not one attribute's).
+
+    Only run after a refusal: the values are decoded again one by one, charged to one budget
+    as in the first pass, so the key found is the one the first pass stopped at.
+    """
+    try:
+        raw = json.loads(text, parse_constant=_refuse_constant)
+    except (FormatError, ValueError, RecursionError, UnicodeDecodeError):
+        return None
+    if not isinstance(raw, dict):
+        return None
+    items = raw.items()
+    if raw.get(TAG) == "dict" and isinstance(raw.get("items"), list):
+        items = [kv for kv in raw["items"] if isinstance(kv, list) and len(kv) == 2]
+    budget = _Budget(size)
+    for key, value in items:
+        try:
+            _loads(json.dumps(value), budget)
+        except FormatError:
+            return str(key)
+        except (ValueError, RecursionError):
+            return None
+    return None
 
 
 def read_attrs_file(path: str | os.PathLike) -> dict[str, Any]:
