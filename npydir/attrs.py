@@ -68,12 +68,15 @@ from .npyfile import MAX_HEADER_SIZE, atomic_write, fsync_dir, read_header, remo
 __all__ = [
     "TAG",
     "decode_attrs",
+    "decode_legacy_attrs",
     "decode_value",
     "encode_attrs",
     "encode_value",
     "legacy_mismatch",
+    "read_attrs_bytes",
     "read_attrs_file",
     "read_legacy_attrs",
+    "read_legacy_bytes",
     "write_attrs_file",
     "write_attrs_pair",
     "write_legacy_attrs",
@@ -535,11 +538,16 @@ def _failing_key(text: str | bytes, size: int) -> str | None:
 
 def read_attrs_file(path: str | os.PathLike) -> dict[str, Any]:
     """Read an attrs JSON file; a missing file is an empty dict."""
+    data = read_attrs_bytes(path)
+    return {} if data is None else decode_attrs(data, path)
+
+
+def read_attrs_bytes(path: str | os.PathLike) -> bytes | None:
+    """The bytes of an attrs JSON file in one read (None if there is none)."""
     try:
-        data = Path(path).read_bytes()
+        return Path(path).read_bytes()
     except FileNotFoundError:
-        return {}
-    return decode_attrs(data, path)
+        return None
 
 
 def write_attrs_file(
