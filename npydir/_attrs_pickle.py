@@ -470,5 +470,6 @@ def _setitems(target: dict, items: list, name: str) -> dict:
         try:
             target[items[i]] = items[i + 1]
         except TypeError:
-            raise _bad(name, f"dict key of type {type(items[i]).__name__} is not hashable") from None
+            what = type(items[i]).__name__
+            raise _bad(name, f"dict key of type {what} is not hashable") from None
     return target

@@ -63,7 +63,14 @@ from numpy.lib import format as npformat
 from ._attrs_dtype import descr_dtype, nbytes
 from ._attrs_pickle import ObjectArray, Pending, load_plain
 from .errors import AttributeEncodingError, FormatError, UnsafePickleError
-from .npyfile import MAX_HEADER_SIZE, atomic_write, fsync_dir, read_header, remove_if_present, write_temp
+from .npyfile import (
+    MAX_HEADER_SIZE,
+    atomic_write,
+    fsync_dir,
+    read_header,
+    remove_if_present,
+    write_temp,
+)
 
 __all__ = [
     "TAG",

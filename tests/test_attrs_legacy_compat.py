@@ -8,11 +8,15 @@ pickle itself; the reference is ``np.load(allow_pickle=True)`` (safe here: our o
 
 from __future__ import annotations
 
-import math
+import io
+import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_attrs import values as attr_values
 
 import npydir
 from npydir.attrs import read_legacy_attrs
@@ -42,8 +46,8 @@ def assert_identical(a, b, where="attrs"):
         assert len(a) == len(b), where
         for i, (x, y) in enumerate(zip(a, b)):
             assert_identical(x, y, f"{where}[{i}]")
-    elif isinstance(a, float) and math.isnan(a):
-        assert math.isnan(b), where
+    elif isinstance(a, (float, complex)):
+        assert np.array_equal(a, b, equal_nan=True) and repr(a) == repr(b), where
     else:
         assert a == b, where
 
@@ -85,3 +89,53 @@ def test_a_das_store_with_the_fixture_opens_and_converts(tmp_path, path):
     das_view = np.load(store / "attrs.npy", allow_pickle=True)[()]
     assert das_view["added"] == 1 and das_view["class_names"] == expected["class_names"]
     assert npydir.verify(store).ok
+
+
+# ------------------------------------------------------------------ any attrs dict, any protocol
+
+extra_arrays = st.sampled_from(
+    [
+        np.array([(1, 2.0)], dtype=[("a", "<i2"), ("b", ">f8")]),
+        np.zeros(2, dtype=[("xy", "<f4", (2,)), ("t", "M8[s]")]),
+        np.array(["2024-01-01", "NaT"], dtype="M8[D]"),
+        np.array([3], dtype="m8[10ms]"),
+        np.zeros(3, dtype="V2"),
+        np.asfortranarray(np.arange(12, dtype=">f4").reshape(3, 4)),
+        np.arange(6, dtype="<u2").reshape(2, 3)[:, ::2],  # not contiguous: pickled as a copy
+        np.longdouble(1) / 3,
+        np.datetime64("2024-05-06T07:08", "m"),
+        np.array([b"ab", b""], dtype="S2")[1],
+    ]
+)
+legacy_values = st.recursive(
+    st.one_of(attr_values, extra_arrays),
+    lambda children: st.one_of(
+        st.lists(children, max_size=3),
+        st.tuples(children, children),
+        st.dictionaries(st.text(max_size=5), children, max_size=3),
+    ),
+    max_leaves=6,
+)
+
+
+def _pickled(payload, protocol: int) -> bytes:
+    buf = io.BytesIO()
+    if protocol == 4:
+        np.save(buf, payload, allow_pickle=True)  # what np.save (and so DAS) writes today
+    else:
+        np.lib.format.write_array_header_1_0(
+            buf, {"descr": "|O", "fortran_order": False, "shape": ()}
+        )
+        buf.write(pickle.dumps(payload, protocol=protocol))
+    return buf.getvalue()
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.text(max_size=8), legacy_values, max_size=5), st.integers(0, 4))
+def test_any_attrs_dict_reads_as_numpy_reads_it(tmp_path_factory, attrs, protocol):
+    payload = np.empty((), dtype=object)
+    payload[()] = attrs
+    path = tmp_path_factory.mktemp("legacy") / "attrs.npy"
+    path.write_bytes(_pickled(payload, protocol))
+    expected = np.load(path, allow_pickle=True)[()]
+    assert_identical(expected, read_legacy_attrs(path))

@@ -80,15 +80,18 @@ LEGACY = {
     "uninitialised-f8": _attrs_npy("leak", _reconstruct((4_000,), F8)),
     # (a) ... of a 2 GB void type
     "void-2GB": _attrs_npy("big", _reconstruct((1,), _dtype("V2000000000"))),
-    "void-2GB-elsize-from-state": _attrs_npy(
-        "big", _reconstruct((1,), _dtype("V8", b"(K\x03X\x01\x00\x00\x00|NNNJ\x00\x94\x35\x77K\x01K\x00t"))
+    "void-2GB-elsize-from-state": _attrs_npy(  # "V8" whose state says 2,000,000,000 bytes
+        "big", _reconstruct((1,), _dtype("V8", b"(K\x03X\x01\x00\x00\x00|NNNJ\x00\x94\x35\x77"
+                                                 b"K\x01K\x00t"))
     ),
     # (b) crafted dtype states numpy accepts and then crashes on
     "void-list-pickle-flag": _attrs_npy("crash", _array((4,), _LIST_PICKLE_VOID, b"](C\x00e")),
     "field-outside-dtype-scalar": _attrs_npy(
         "crash", b"cnumpy.core.multiarray\nscalar\n" + _FIELD_OUTSIDE + _ops(b"\0" * 8) + b"\x86R"
     ),
-    "field-outside-dtype-array": _attrs_npy("crash", _array((2,), _FIELD_OUTSIDE, _ops(b"\0" * 16))),
+    "field-outside-dtype-array": _attrs_npy(
+        "crash", _array((2,), _FIELD_OUTSIDE, _ops(b"\0" * 16))
+    ),
     "f8-with-object-flags": _attrs_npy(
         "crash", _array((2,), _dtype("f8", _ops((3, "<", None, None, None, -1, -1, 0x3F))), b"]")
     ),
@@ -98,7 +101,9 @@ JSON = {
     # 72 bytes asking for 1.6 GB
     "U400000000-scalar": ("s", {"__npydir__": "scalar", "dtype": "<U400000000", "value": "x"}),
     # numpy reads a subarray type from the string: a (20000, 20000) float64 array, 3.2 GB
-    "subarray-string-scalar": ("m", {"__npydir__": "scalar", "dtype": "(20000,20000)<f8", "value": 0}),
+    "subarray-string-scalar": (
+        "m", {"__npydir__": "scalar", "dtype": "(20000,20000)<f8", "value": 0}
+    ),
     "subarray-string-array": (
         "m", {"__npydir__": "ndarray", "dtype": "(20000,20000)<f8", "shape": [], "data": 0}
     ),
