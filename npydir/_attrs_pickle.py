@@ -459,7 +459,8 @@ def load_plain(data: bytes, name: str) -> Any:
 def _target(stack: list, kind: type, name: str) -> Any:
     if not stack or not isinstance(stack[-1], kind):
         found = type(stack[-1]).__name__ if stack else "nothing"
-        raise _bad(name, f"expected a {kind.__name__} on the stack, found {found}")
+        what = "numpy array or dtype awaiting its state" if kind is Pending else kind.__name__
+        raise _bad(name, f"expected a {what} on the stack, found {found}")
     return stack[-1]
 
 
