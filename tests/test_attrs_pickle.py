@@ -54,7 +54,7 @@ def _array(shape, dtype_ops, data_ops, extra=b"") -> bytes:
         (_dict_of("n", _array((3,), DTYPE_F8, _ops(b"\0" * 8))), FormatError,
          r"needs exactly 24 data bytes, found 8"),
         (_dict_of("t", _array((3,), DTYPE_F8, _ops(b"\0" * 24), b"Nb")), FormatError,
-         "awaiting its state, found NoneType"),
+         "awaiting its state on the stack, found ndarray"),
         (_dict_of("s", b"cnumpy.core.multiarray\nscalar\n" + DTYPE_F8 + _ops(b"\0" * 4) + b"\x86R"),
          FormatError, "scalar <f8 needs exactly 8 bytes, found 4"),
         (_dict_of("x", b"cnumpy\ndtype\n" + _ops(("x9", False, True)) + b"R" + _ops(

@@ -10,10 +10,6 @@ left -- never values of two generations, never a ``KeyError`` for a key that was
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-
 import _hostile
 import numpy as np
 import pytest
@@ -33,21 +29,10 @@ def test_attribute_reads_are_never_torn(tmp_path):
         for attrs in (root.attrs, root["x"].attrs):
             attrs.update({"gen": 0, "a": 0, "b": [0, 0], "k0": 0})
     secs = _hostile.CONCURRENCY_SECONDS
-    env = _hostile.child_env()
-    procs = [
-        subprocess.Popen(
-            [sys.executable, CHILD, role, str(store), str(secs)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-        )
-        for role in ["writer"] + ["reader"] * READERS
-    ]
-    outs = []
-    for p in procs:
-        out, err = p.communicate(timeout=secs + 90)
-        assert p.returncode == 0, err.decode()[-3000:]
-        outs.append(json.loads(out.decode().strip().splitlines()[-1]))
+    outs = _hostile.run_json_parallel(
+        [[CHILD, role, str(store), str(secs)] for role in ["writer"] + ["reader"] * READERS],
+        timeout=secs + 90,
+    )
     writer, readers = outs[0], outs[1:]
     problems = [p for r in readers for p in r["problems"]]
     reads = sum(r["reads"] for r in readers)
