@@ -33,10 +33,15 @@ An attrs file is the JSON object of its attributes, one per line.  The "dict wit
 ``"__npydir__"``" rule holds for that object too: a group with an attribute named
 ``__npydir__`` is stored as one ``{"__npydir__": "dict", "items": [...]}`` line.
 
+Decoding is bounded by the text: dtypes are plain kinds or fields of them
+(:mod:`npydir._attrs_dtype`), and the arrays and scalars one text decodes to take at most
+:func:`decode_limit` of its length, charged before they are allocated.
+
 Legacy: DAS's ``npy_dir`` stores root attributes as ``np.save(path, attrs_dict)``, i.e. a
-pickled 0-d object array.  :func:`read_legacy_attrs` reads it with a restricted unpickler that
-can only rebuild plain containers and numeric/str numpy arrays and scalars; any other global
-in the pickle raises :class:`~npydir.errors.UnsafePickleError` before anything runs.
+pickled 0-d object array.  :func:`read_legacy_attrs` never unpickles it: the opcodes are
+interpreted on plain values (:mod:`npydir._attrs_pickle`) and arrays, scalars and dtypes are
+built from validated parts; any other global in the pickle raises
+:class:`~npydir.errors.UnsafePickleError` and nothing runs.
 
 When a store keeps both (``das_compat``), ``attrs.json`` is the source of truth and ``attrs.npy``
 is derived from it: :func:`write_attrs_pair` pickles exactly the values ``attrs.json`` decodes
