@@ -555,11 +555,25 @@ def read_attrs_file(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def read_attrs_bytes(path: str | os.PathLike) -> bytes | None:
-    """The bytes of an attrs JSON file in one read (None if there is none)."""
+    """The bytes of an attrs JSON file, all from the one file opened (None if there is none).
+
+    Unbuffered: ``.attrs`` calls this on every access to compare the bytes with its snapshot.
+    """
     try:
-        return Path(path).read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
+    try:
+        chunks = []
+        size = max(os.fstat(fd).st_size, 0) + 1  # one more: a file that grew, or EOF at once
+        while True:
+            chunk = os.read(fd, size)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            size = 1 << 16
+    finally:
+        os.close(fd)
 
 
 def write_attrs_file(
