@@ -15,6 +15,7 @@ Python 2's) read exactly as ``np.load(allow_pickle=True)`` reads them.
 from __future__ import annotations
 
 import io
+import math
 import pickletools
 import sys
 from typing import Any
@@ -84,6 +85,8 @@ class _ObjectDType:
 
 
 _OBJECT_DTYPE = _ObjectDType()
+#: most elements of an array whose dtype takes 0 bytes (``"U0"``, ``"V0"``)
+MAX_ZERO_WIDTH_ELEMENTS = 1 << 20
 _LITTLE = sys.byteorder == "little"
 _SWAPPED = ">" if _LITTLE else "<"
 
@@ -228,6 +231,10 @@ def _array(dtype: np.dtype, shape: tuple[int, ...], fortran: bool, data: bytes,
         raise _bad(name, f"array {dtype.str} {shape} needs exactly {expected} data bytes, "
                          f"found {len(data)}")
     if dtype.itemsize == 0:
+        # no data bytes bound the element count of a zero-width type: bound it here
+        if math.prod(shape) > MAX_ZERO_WIDTH_ELEMENTS:
+            raise _bad(name, f"array {dtype.str} {shape} of more than "
+                             f"{MAX_ZERO_WIDTH_ELEMENTS} zero-width elements")
         out = np.zeros(shape, dtype=dtype)
     else:
         flat = np.frombuffer(data, dtype=dtype)
@@ -249,7 +256,7 @@ def _build_array(pending: Pending, state: Any, name: str) -> Any:
     if type(fortran) not in (bool, int):
         raise _bad(name, f"array order flag {fortran!r:.40}")
     if dtype is _OBJECT_DTYPE:
-        if not isinstance(data, list) or len(data) != (1 if not shape else int(np.prod(shape))):
+        if not isinstance(data, list) or len(data) != math.prod(shape):
             raise _bad(name, f"object array {shape} with data {type(data).__name__}")
         return ObjectArray(shape, data)
     return _array(dtype, shape, bool(fortran), _data_bytes(data, name, "array data"), name)

@@ -599,12 +599,11 @@ _MEMO_GET = {"GET", "BINGET", "LONG_BINGET"}
 def _prescan(data: bytes, name: str) -> None:
     """Check a pickle's opcodes without executing any (:func:`pickletools.genops`).
 
-    The C unpickler trusts the numbers in the stream: it keeps its memo in an array and grows it
-    to twice the largest index stored (``LONG_BINPUT 1e9`` in a 139-byte file means ~16 GB,
-    zeroed), and it asks the file for as many bytes as a length field declares.  A pickle that
-    is well formed has no memo index beyond its number of opcodes (each one stores at most one
-    entry) and no declared length beyond its end (genops refuses those while reading them from
-    a BytesIO, which never allocates more than it holds).
+    Run before the interpreter, so a stream that does not parse or holds numbers no well formed
+    pickle has is refused as a whole: no memo index beyond its number of opcodes (each one
+    stores at most one entry; the C unpickler grew its memo array to twice such an index, ~16 GB
+    for ``LONG_BINPUT 1e9`` in a 139-byte file) and no declared length beyond its end (genops
+    refuses those while reading them from a BytesIO, which never allocates more than it holds).
     """
     ops = 0
     top = -1
@@ -731,7 +730,14 @@ def decode_legacy_attrs(raw: bytes, name: str | os.PathLike = "<attrs.npy>") -> 
             "small (refused rather than unpickled)"
         )
     _prescan(data, name)
-    obj = load_plain(data, name)  # plain values only: no pickle restore function runs
+    try:
+        obj = load_plain(data, name)  # plain values only: no pickle restore function runs
+    except FormatError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - numbers numpy or Python refuse: a malformed pickle
+        raise FormatError(
+            f"{name}: attrs.npy pickle does not load ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from None
     if isinstance(obj, ObjectArray):
         if obj.shape != ():
             raise FormatError(

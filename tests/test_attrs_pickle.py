@@ -63,6 +63,11 @@ def _array(shape, dtype_ops, data_ops, extra=b"") -> bytes:
         (_dict_of("o", _array((2,), b"cnumpy\ndtype\n" + _ops(("O8", False, True)) + b"R",
                               b"(NNl")), UnsafePickleError, "object-dtype array"),
         (_npy(b"\x80\x02K\x01K\x02."), FormatError, "exactly one value"),
+        (_dict_of("z", _array((2**62, 2**62), b"cnumpy\ndtype\n" + _ops(("V0", False, True))
+                              + b"R" + _ops((3, "|", None, None, None, 0, 1, 0)) + b"b",
+                              _ops(b""))), FormatError, "zero-width elements"),
+        (_dict_of("c", b"c__builtin__\ncomplex\n" + _ops((10**400, 1)) + b"R"), FormatError,
+         "does not load .OverflowError"),
         (_npy(b"\x80\x02]K\x01a"), FormatError, "no STOP|does not load"),
     ],
 )
