@@ -118,10 +118,10 @@ class AttributeManager(MutableMapping):
         self._path = path
         self._owner = owner
         self._legacy = legacy
-        self._cache: dict[str, Any] | None = None
-        self._raw: tuple[bytes | None, bytes | None] | None = None  # what _cache was parsed from
-        #: the snapshot keys() handed to a C-level consumer such as dict(): see _pin
-        self._pinned: tuple | None = None
+        #: (the bytes of attrs.json, of attrs.npy) and what they parse to: replaced as one object
+        self._snap: tuple[tuple[bytes | None, bytes | None], dict[str, Any]] | None = None
+        #: thread id -> the snapshot keys() handed to a C-level consumer such as dict(): see _pin
+        self._pins: dict[int, tuple] = {}
 
     def _load(self) -> dict[str, Any]:
         """The attributes as the file holds them now: one read, parsed only if it changed.
@@ -130,20 +130,22 @@ class AttributeManager(MutableMapping):
         snapshot.
         """
         self._check()
-        self._pinned = None
+        self._pins.pop(threading.get_ident(), None)
         raw = read_attrs_bytes(self._path)
         legacy = None
         if raw is None and self._legacy is not None:
             legacy = read_legacy_bytes(self._legacy)
-        if self._cache is None or self._raw != (raw, legacy):
-            if raw is not None:
-                data = decode_attrs(raw, self._path)
-            elif legacy is not None:
-                data = decode_legacy_attrs(legacy, self._legacy)
-            else:
-                data = {}
-            self._cache, self._raw = data, (raw, legacy)
-        return self._cache
+        snap = self._snap
+        if snap is not None and snap[0] == (raw, legacy):
+            return snap[1]
+        if raw is not None:
+            data = decode_attrs(raw, self._path)
+        elif legacy is not None:
+            data = decode_legacy_attrs(legacy, self._legacy)
+        else:
+            data = {}
+        self._snap = ((raw, legacy), data)
+        return data
 
     def _pin(self, data: dict[str, Any]) -> None:
         """Remember ``data`` for the ``len(data)`` lookups the caller's current instruction
@@ -151,26 +153,22 @@ class AttributeManager(MutableMapping):
         offset of one frame).  Any other access ends the pin, so it never serves a later read.
         """
         frame = sys._getframe(2)  # the code that called keys()
-        self._pinned = (
-            threading.get_ident(), id(frame), frame.f_code, frame.f_lasti, data, [len(data)]
+        self._pins[threading.get_ident()] = (
+            id(frame), frame.f_code, frame.f_lasti, data, [len(data)]
         )
 
     def _from_pin(self) -> dict[str, Any] | None:
-        pinned, self._pinned = self._pinned, None
+        tid = threading.get_ident()
+        pinned = self._pins.pop(tid, None)
         if pinned is None:
             return None
-        tid, fid, code, lasti, data, left = pinned
+        fid, code, lasti, data, left = pinned
         frame = sys._getframe(2)  # the code that called __getitem__
-        if (
-            tid != threading.get_ident()
-            or fid != id(frame)
-            or code is not frame.f_code
-            or lasti != frame.f_lasti
-        ):
+        if fid != id(frame) or code is not frame.f_code or lasti != frame.f_lasti:
             return None
         left[0] -= 1
         if left[0] > 0:
-            self._pinned = pinned
+            self._pins[tid] = pinned
         return data
 
     def _write(self, data: dict[str, Any]) -> None:
@@ -180,7 +178,8 @@ class AttributeManager(MutableMapping):
             write_attrs_pair(self._path, legacy, data, sync=self._store.sync)
         else:
             write_attrs_file(self._path, data, sync=self._store.sync)
-        self._cache = self._pinned = None
+        self._snap = None
+        self._pins.clear()
 
     def __getitem__(self, key: str) -> Any:
         data = self._from_pin()
