@@ -360,107 +360,138 @@ def load_plain(data: bytes, name: str) -> Any:
             raise _bad(name, "stack underflow")
         return stack.pop()
 
-    for opcode, arg, pos in pickletools.genops(io.BytesIO(data)):
-        op = opcode.name
-        if op in _PUSH_ARG:
-            stack.append(arg)
-        elif op in ("PROTO", "FRAME"):
-            pass
-        elif op == "STOP":
-            if len(stack) != 1 or marks:
-                raise _bad(name, "STOP with a stack that does not hold exactly one value")
-            return stack[0]
-        elif op == "MARK":
-            marks.append(stack)
-            stack = []
-        elif op == "POP":
-            pop()
-        elif op == "POP_MARK":
-            pop_mark()
-        elif op == "DUP":
-            stack.append(stack[-1] if stack else pop())
-        elif op == "NONE":
-            stack.append(None)
-        elif op == "NEWTRUE":
-            stack.append(True)
-        elif op == "NEWFALSE":
-            stack.append(False)
-        elif op == "EMPTY_LIST":
-            stack.append([])
-        elif op == "EMPTY_DICT":
-            stack.append({})
-        elif op == "EMPTY_TUPLE":
-            stack.append(())
-        elif op in ("TUPLE1", "TUPLE2", "TUPLE3"):
-            n = int(op[-1])
-            if len(stack) < n:
-                raise _bad(name, "stack underflow")
-            items = tuple(stack[-n:])
-            del stack[-n:]
-            stack.append(items)
-        elif op in ("TUPLE", "LIST"):
-            items = pop_mark()  # first: it rebinds ``stack``
-            stack.append(tuple(items) if op == "TUPLE" else items)
-        elif op == "DICT":
-            items = pop_mark()
-            stack.append(_setitems({}, items, name))
-        elif op == "APPEND":
-            value = pop()
-            _target(stack, list, name).append(value)
-        elif op == "APPENDS":
-            items = pop_mark()
-            _target(stack, list, name).extend(items)
-        elif op == "SETITEM":
-            value, key = pop(), pop()
-            _setitems(_target(stack, dict, name), [key, value], name)
-        elif op == "SETITEMS":
-            items = pop_mark()
-            _setitems(_target(stack, dict, name), items, name)
-        elif op in ("PUT", "BINPUT", "LONG_BINPUT"):
-            put(arg)
-        elif op == "MEMOIZE":
-            put(len(memo))
-        elif op in ("GET", "BINGET", "LONG_BINGET"):
-            try:
-                stack.append(memo[arg])
-            except KeyError:
-                raise _bad(name, f"memo slot {arg} read before it was stored") from None
-        elif op == "GLOBAL":
-            module, _, qualname = arg.partition(" ")
-            stack.append(_global(module, qualname, name))
-        elif op == "STACK_GLOBAL":
-            qualname, module = pop(), pop()
-            stack.append(_global(module, qualname, name))
-        elif op == "REDUCE":
-            args, func = pop(), pop()
-            stack.append(_reduce(func, args, name))
-        elif op == "BUILD":
-            state = pop()
-            target = _target(stack, Pending, name)
-            if target.value is not None:
-                raise _bad(name, "BUILD applied twice")
-            if target.kind == "dtype":
-                target.value = _build_dtype(target.arg, state, name)
+    attrs: dict | None = None  # the first dict made: the attributes (to name them in errors)
+    try:
+        for opcode, arg, pos in pickletools.genops(io.BytesIO(data)):
+            op = opcode.name
+            if op in _PUSH_ARG:
+                stack.append(arg)
+            elif op in ("PROTO", "FRAME"):
+                pass
+            elif op == "STOP":
+                if len(stack) != 1 or marks:
+                    raise _bad(name, "STOP with a stack that does not hold exactly one value")
+                return stack[0]
+            elif op == "MARK":
+                marks.append(stack)
+                stack = []
+            elif op == "POP":
+                pop()
+            elif op == "POP_MARK":
+                pop_mark()
+            elif op == "DUP":
+                stack.append(stack[-1] if stack else pop())
+            elif op == "NONE":
+                stack.append(None)
+            elif op == "NEWTRUE":
+                stack.append(True)
+            elif op == "NEWFALSE":
+                stack.append(False)
+            elif op == "EMPTY_LIST":
+                stack.append([])
+            elif op == "EMPTY_DICT":
+                stack.append({})
+            elif op == "EMPTY_TUPLE":
+                stack.append(())
+            elif op in ("TUPLE1", "TUPLE2", "TUPLE3"):
+                n = int(op[-1])
+                if len(stack) < n:
+                    raise _bad(name, "stack underflow")
+                items = tuple(stack[-n:])
+                del stack[-n:]
+                stack.append(items)
+            elif op in ("TUPLE", "LIST"):
+                items = pop_mark()  # first: it rebinds ``stack``
+                stack.append(tuple(items) if op == "TUPLE" else items)
+            elif op == "DICT":
+                items = pop_mark()
+                stack.append(_setitems({}, items, name))
+            elif op == "APPEND":
+                value = pop()
+                _target(stack, list, name).append(value)
+            elif op == "APPENDS":
+                items = pop_mark()
+                _target(stack, list, name).extend(items)
+            elif op == "SETITEM":
+                value, key = pop(), pop()
+                _setitems(_target(stack, dict, name), [key, value], name)
+            elif op == "SETITEMS":
+                items = pop_mark()
+                _setitems(_target(stack, dict, name), items, name)
+            elif op in ("PUT", "BINPUT", "LONG_BINPUT"):
+                put(arg)
+            elif op == "MEMOIZE":
+                put(len(memo))
+            elif op in ("GET", "BINGET", "LONG_BINGET"):
+                try:
+                    stack.append(memo[arg])
+                except KeyError:
+                    raise _bad(name, f"memo slot {arg} read before it was stored") from None
+            elif op == "GLOBAL":
+                module, _, qualname = arg.partition(" ")
+                stack.append(_global(module, qualname, name))
+            elif op == "STACK_GLOBAL":
+                qualname, module = pop(), pop()
+                stack.append(_global(module, qualname, name))
+            elif op == "REDUCE":
+                args, func = pop(), pop()
+                stack.append(_reduce(func, args, name))
+            elif op == "BUILD":
+                state = pop()
+                target = _target(stack, Pending, name)
+                if target.value is not None:
+                    raise _bad(name, "BUILD applied twice")
+                if target.kind == "dtype":
+                    target.value = _build_dtype(target.arg, state, name)
+                else:
+                    target.value = _build_array(target, state, name)
+                    stack[-1] = target.value  # the array replaces its announcement
+                    for slot in announced.pop(id(target), ()):  # memoised right after REDUCE
+                        if memo[slot] is target:
+                            memo[slot] = target.value
+            elif op in ("EMPTY_SET", "FROZENSET", "ADDITEMS"):
+                raise UnsafePickleError(
+                    f"{name}: a set in attrs.npy is not allowed (attributes hold dicts, lists, "
+                    "tuples, strings, numbers and numpy arrays)"
+                )
+            elif op in _NOT_ALLOWED:
+                if op in ("PERSID", "BINPERSID"):
+                    raise UnsafePickleError(f"{name}: persistent ids are not allowed in attrs.npy")
+                raise UnsafePickleError(
+                    f"{name}: pickle opcode {op} (constructing objects) is not allowed in attrs.npy"
+                )
             else:
-                target.value = _build_array(target, state, name)
-                stack[-1] = target.value  # the array replaces its announcement
-                for slot in announced.pop(id(target), ()):  # memoised right after REDUCE
-                    if memo[slot] is target:
-                        memo[slot] = target.value
-        elif op in ("EMPTY_SET", "FROZENSET", "ADDITEMS"):
-            raise UnsafePickleError(
-                f"{name}: a set in attrs.npy is not allowed (attributes hold dicts, lists, "
-                "tuples, strings, numbers and numpy arrays)"
-            )
-        elif op in _NOT_ALLOWED:
-            if op in ("PERSID", "BINPERSID"):
-                raise UnsafePickleError(f"{name}: persistent ids are not allowed in attrs.npy")
-            raise UnsafePickleError(
-                f"{name}: pickle opcode {op} (constructing objects) is not allowed in attrs.npy"
-            )
-        else:
-            raise _bad(name, f"opcode {op} at byte {pos} is not allowed in attrs.npy")
+                raise _bad(name, f"opcode {op} at byte {pos} is not allowed in attrs.npy")
+            if attrs is None and stack and type(stack[-1]) is dict:
+                attrs = stack[-1]
+    except FormatError as exc:  # UnsafePickleError too
+        key = _key_in_progress(attrs, [*marks, stack])
+        prefix = f"{name}: "
+        text = str(exc)
+        if key is None or not text.startswith(prefix):
+            raise
+        raise type(exc)(f"{prefix}attribute {key[:100]!r}: {text[len(prefix):]}") from None
     raise _bad(name, "no STOP opcode")
+
+
+def _key_in_progress(attrs: dict | None, levels: list[list[Any]]) -> str | None:
+    """The attribute whose value was being built when the pickle was refused, if one shows.
+
+    A dict's items follow it as key, value, key, ... -- on its own stack level (``SETITEM``) or
+    on the level a ``MARK`` opened right after it (``SETITEMS``) -- and whatever builds the
+    value in progress comes after its key, so the key is the last str at an even position.
+    """
+    if attrs is None:
+        return None
+    for i, level in enumerate(levels):
+        for p in range(len(level) - 1, -1, -1):
+            if level[p] is attrs:
+                rest = level[p + 1 :] or (levels[i + 1] if i + 1 < len(levels) else [])
+                for j in range(len(rest) - 1 - (len(rest) - 1) % 2, -1, -2):
+                    if isinstance(rest[j], str):
+                        return rest[j]
+                return None
+    return None
 
 
 def _target(stack: list, kind: type, name: str) -> Any:
