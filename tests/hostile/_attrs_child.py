@@ -71,8 +71,7 @@ def main() -> None:
     store, cap = Path(sys.argv[1]), int(sys.argv[2])
     secret = sys.argv[3].encode() if len(sys.argv) > 3 else b""
     if secret:  # a secret freed just before the read: uninitialised memory would hold it
-        junk = [secret * 64 for _ in range(4000)]
-        del junk
+        [secret * 64 for _ in range(4000)]  # made and freed at once
     _cap(cap)
     legacy = store / "attrs.npy"
     result = {
