@@ -10,12 +10,21 @@ need them and ``group.py`` imports ``array.py``.
 from __future__ import annotations
 
 import os
+import sys
+import threading
 import weakref
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, ItemsView, Iterator, KeysView, MutableMapping, ValuesView
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .attrs import read_attrs_file, read_legacy_attrs, write_attrs_file, write_attrs_pair
+from .attrs import (
+    decode_attrs,
+    decode_legacy_attrs,
+    read_attrs_bytes,
+    read_legacy_bytes,
+    write_attrs_file,
+    write_attrs_pair,
+)
 from .errors import (
     AttributeEncodingError,
     LockError,
@@ -99,8 +108,13 @@ class _Store:
 class AttributeManager(MutableMapping):
     """The attributes of a group or array: a dict persisted as JSON on every change.
 
-    Reading re-reads the file when it changed on disk (one ``stat`` per access), so a reader sees
-    a writer's updates.  Values round-trip as the table in :mod:`npydir.attrs` says.
+    Every read -- ``attrs[k]``, ``get``, ``in``, ``len``, iteration, ``keys()``, ``items()``,
+    ``values()``, ``dict(attrs)``, ``asdict()`` -- comes from one snapshot of the file: it is
+    read once (writers replace it atomically, so that is one complete version) and parsed again
+    only when its bytes changed.  A reader so sees a writer's updates, never a mix of two
+    versions.  ``dict(attrs)`` (and ``{**attrs}``, ``d.update(attrs)``) asks ``keys()`` and then
+    each value: those values come from the snapshot ``keys()`` read.  Values round-trip as the
+    table in :mod:`npydir.attrs` says.
     """
 
     def __init__(
@@ -116,33 +130,58 @@ class AttributeManager(MutableMapping):
         self._path = path
         self._owner = owner
         self._legacy = legacy
-        self._cache: dict[str, Any] | None = None
-        self._stamp: tuple | None = None
-
-    def _stat(self) -> tuple:
-        def stamp(p: Path | None) -> tuple | None:
-            if p is None:
-                return None
-            try:
-                st = os.stat(p)
-            except FileNotFoundError:
-                return None
-            return (st.st_ino, st.st_mtime_ns, st.st_size)
-
-        return (stamp(self._path), stamp(self._legacy))
+        #: (the bytes of attrs.json, of attrs.npy) and what they parse to: replaced as one object
+        self._snap: tuple[tuple[bytes | None, bytes | None], dict[str, Any]] | None = None
+        #: thread id -> the snapshot keys() handed to a C-level consumer such as dict(): see _pin
+        self._pins: dict[int, tuple] = {}
 
     def _load(self) -> dict[str, Any]:
+        """The attributes as the file holds them now: one read, parsed only if it changed.
+
+        The returned dict is never mutated (writes build a new one), so views of it stay one
+        snapshot.
+        """
         self._check()
-        stamp = self._stat()
-        if self._cache is None or stamp != self._stamp:
-            if stamp[0] is not None:
-                data = read_attrs_file(self._path)
-            elif stamp[1] is not None:
-                data = read_legacy_attrs(self._legacy)
-            else:
-                data = {}
-            self._cache, self._stamp = data, stamp
-        return self._cache
+        self._pins.pop(threading.get_ident(), None)
+        raw = read_attrs_bytes(self._path)
+        legacy = None
+        if raw is None and self._legacy is not None:
+            legacy = read_legacy_bytes(self._legacy)
+        snap = self._snap
+        if snap is not None and snap[0] == (raw, legacy):
+            return snap[1]
+        if raw is not None:
+            data = decode_attrs(raw, self._path)
+        elif legacy is not None:
+            data = decode_legacy_attrs(legacy, self._legacy)
+        else:
+            data = {}
+        self._snap = ((raw, legacy), data)
+        return data
+
+    def _pin(self, data: dict[str, Any]) -> None:
+        """Remember ``data`` for the ``len(data)`` lookups the caller's current instruction
+        makes next (``dict(attrs)``: ``keys()``, then each key from C, all at one bytecode
+        offset of one frame).  Any other access ends the pin, so it never serves a later read.
+        """
+        frame = sys._getframe(2)  # the code that called keys()
+        self._pins[threading.get_ident()] = (
+            id(frame), frame.f_code, frame.f_lasti, data, [len(data)]
+        )
+
+    def _from_pin(self) -> dict[str, Any] | None:
+        tid = threading.get_ident()
+        pinned = self._pins.pop(tid, None)
+        if pinned is None:
+            return None
+        fid, code, lasti, data, left = pinned
+        frame = sys._getframe(2)  # the code that called __getitem__
+        if fid != id(frame) or code is not frame.f_code or lasti != frame.f_lasti:
+            return None
+        left[0] -= 1
+        if left[0] > 0:
+            self._pins[tid] = pinned
+        return data
 
     def _write(self, data: dict[str, Any]) -> None:
         legacy = self._legacy
@@ -151,14 +190,31 @@ class AttributeManager(MutableMapping):
             write_attrs_pair(self._path, legacy, data, sync=self._store.sync)
         else:
             write_attrs_file(self._path, data, sync=self._store.sync)
-        self._cache = None
+        self._snap = None
+        self._pins.clear()
 
     def __getitem__(self, key: str) -> Any:
-        data = self._load()
+        data = self._from_pin()
+        if data is None:
+            data = self._load()
         try:
             return data[key]
         except KeyError:
             raise MemberNotFoundError(f"no attribute {key!r} in {self._owner}") from None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._load().get(key, default)
+
+    def keys(self) -> KeysView[str]:
+        data = self._load()
+        self._pin(data)
+        return data.keys()
+
+    def items(self) -> ItemsView[str, Any]:
+        return self._load().items()
+
+    def values(self) -> ValuesView[Any]:
+        return self._load().values()
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.update({key: value})
