@@ -25,6 +25,8 @@ import _hostile
 import numpy as np
 import pytest
 
+import npydir
+
 from npydir import npyfile
 from npydir.attrs import decode_attrs, encode_attrs
 from npydir.errors import AttributeEncodingError, FormatError
@@ -120,9 +122,10 @@ JSON = {
 
 
 def _store(tmp_path, name):
+    """A real store (format marker included) holding train/x; the test then plants a file."""
     store = tmp_path / name
-    (store / "train").mkdir(parents=True)
-    np.save(store / "train" / "x.npy", np.zeros((4, 1), dtype="f4"))
+    with npydir.open(store, "w") as root:
+        root["train/x"] = np.zeros((4, 1), dtype="f4")
     return store
 
 
