@@ -31,11 +31,14 @@ from collections.abc import Iterator
 from .errors import FormatError, PathEscapeError
 
 __all__ = [
+    "DirFd",
     "O_NOFOLLOW",
     "check_fd_inside",
     "directory",
+    "fd_path",
     "name_at",
     "open_dir",
+    "owned",
     "open_file",
     "read_bytes",
     "remove_tree",
@@ -70,7 +73,24 @@ def name_at(path: str | os.PathLike, dir_fd: int | None) -> str:
     return os.path.basename(os.fspath(path)) if dir_fd is not None else os.fspath(path)
 
 
-def _fd_path(fd: int) -> str | None:
+class DirFd(int):
+    """The descriptor of an open directory, with the store it was checked against.
+
+    An ``int`` (``os`` functions take it as ``dir_fd=``) that also carries the store's real path
+    and device, so a read that follows a link in that directory (:func:`open_file` with
+    ``follow=True``) can check where the link led.
+    """
+
+    root: str | None
+    root_dev: int | None
+
+    def __new__(cls, fd: int, root: str | None = None, root_dev: int | None = None) -> DirFd:
+        self = super().__new__(cls, fd)
+        self.root, self.root_dev = root, root_dev
+        return self
+
+
+def fd_path(fd: int) -> str | None:
     """Where the open ``fd`` is now (``/proc/self/fd``), or None where that cannot be known."""
     try:
         return os.readlink(f"/proc/self/fd/{fd}")
@@ -85,7 +105,7 @@ def check_fd_inside(fd: int, root: str, path: str | os.PathLike, root_dev: int |
     ``root_dev`` (the store's ``st_dev``) also refuses another file system mounted inside.
     Without ``/proc`` the path is resolved and must name the same inode as ``fd``.
     """
-    where = _fd_path(fd)
+    where = fd_path(fd)
     st = os.fstat(fd)
     if where is None:  # no /proc: resolve the path and require it to be what we opened
         where = os.path.realpath(path)
@@ -112,8 +132,8 @@ def open_dir(
     follow: bool = True,
     root: str | None = None,
     root_dev: int | None = None,
-) -> int:
-    """Open a directory (``O_DIRECTORY``) and return its descriptor.
+) -> DirFd:
+    """Open a directory (``O_DIRECTORY``) and return its descriptor (a :class:`DirFd`).
 
     Parameters
     ----------
@@ -151,7 +171,7 @@ def open_dir(
     except BaseException:
         os.close(fd)
         raise
-    return fd
+    return DirFd(fd, root, root_dev)
 
 
 def _found(path: str | os.PathLike, dir_fd: int | None) -> str:
@@ -162,9 +182,18 @@ def _found(path: str | os.PathLike, dir_fd: int | None) -> str:
 
 
 @contextlib.contextmanager
-def directory(path: str | os.PathLike, **kwargs) -> Iterator[int]:
+def directory(path: str | os.PathLike, **kwargs) -> Iterator[DirFd]:
     """:func:`open_dir` as a context manager: the descriptor is closed at the end."""
     fd = open_dir(path, **kwargs)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def owned(fd: int) -> Iterator[int]:
+    """Close the already open ``fd`` at the end of the ``with`` block."""
     try:
         yield fd
     finally:
@@ -196,11 +225,12 @@ def open_file(
     dir_fd : int, optional
         An open, checked directory holding ``path``.
     follow : bool
-        Follow a symbolic link as the last component (reads only; then ``root`` checks where
-        it led).  False (the default): ``O_NOFOLLOW``, a link is refused.
+        Follow a symbolic link as the last component (reads only; then ``root``, or the store
+        a :class:`DirFd` was checked against, checks where it led).  False (the default):
+        ``O_NOFOLLOW``, a link is refused.
     root, root_dev : optional
-        Check the file opened lies inside the store (needed when following a link, or when
-        ``dir_fd`` is not given).
+        Check the file opened lies inside the store (default: the ``root`` of a
+        :class:`DirFd` ``dir_fd`` when following links).
     mode : int
         Permissions of a created file.
 
@@ -216,6 +246,8 @@ def open_file(
     """
     if flags & os.O_CREAT:
         flags |= os.O_EXCL
+    if follow and root is None and isinstance(dir_fd, DirFd):
+        root, root_dev = dir_fd.root, dir_fd.root_dev
     full = flags | O_NONBLOCK | O_CLOEXEC | (0 if follow else O_NOFOLLOW)
     try:
         fd = os.open(name_at(path, dir_fd), full, mode, dir_fd=dir_fd)

@@ -9,12 +9,15 @@ need them and ``group.py`` imports ``array.py``.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 import weakref
 from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import _fsutil
 from .attrs import read_attrs_file, read_legacy_attrs, write_attrs_file, write_attrs_pair
 from .errors import (
     AttributeEncodingError,
@@ -39,6 +42,7 @@ class _Store:
     ) -> None:
         self.root = root
         self.real = os.path.realpath(root)
+        self.dev: int | None = None  # st_dev of the store, read on first use
         self.mode = mode
         self.readonly = mode == "r"
         self.das_compat = das_compat
@@ -83,6 +87,36 @@ class _Store:
     def dir_of(self, parts: tuple[str, ...]) -> Path:
         return self.root.joinpath(*parts)
 
+    @contextlib.contextmanager
+    def directory(self, parts: tuple[str, ...], what: str = "") -> Iterator[_fsutil.DirFd]:
+        """The group directory ``parts``, opened and checked to be inside the store.
+
+        Every file of a group or array is then opened relative to this descriptor: a directory
+        swapped for a link after the lookup is either refused here (it leads out of the store)
+        or not seen at all.  ``what`` names the member in the error when the directory is gone.
+
+        Raises
+        ------
+        MemberNotFoundError
+            The directory no longer exists.
+        PathEscapeError
+            It resolves outside the store (or onto another file system).
+        FormatError
+            It is not a directory any more.
+        """
+        path = self.dir_of(parts)
+        if self.dev is None:
+            self.dev = os.stat(self.real).st_dev
+        try:
+            fd = _fsutil.open_dir(path, root=self.real, root_dev=self.dev)
+        except FileNotFoundError:
+            what = what or f"group {'/' + '/'.join(parts)!r} of store {self.root}"
+            raise MemberNotFoundError(f"{what} no longer exists ({path})") from None
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
 
 class AttributeManager(MutableMapping):
     """The attributes of a group or array: a dict persisted as JSON on every change.
@@ -107,38 +141,53 @@ class AttributeManager(MutableMapping):
         self._cache: dict[str, Any] | None = None
         self._stamp: tuple | None = None
 
-    def _stat(self) -> tuple:
+    def _directory(self) -> contextlib.AbstractContextManager[_fsutil.DirFd]:
+        """The directory holding the attrs files, opened and checked (see _Store.directory)."""
+        return self._store.directory(self._dir_parts, self._owner)
+
+    @property
+    def _dir_parts(self) -> tuple[str, ...]:
+        rel = self._path.parent.relative_to(self._store.root)
+        return tuple(rel.parts)
+
+    def _stat(self, dfd: int) -> tuple:
         def stamp(p: Path | None) -> tuple | None:
             if p is None:
                 return None
             try:
-                st = os.stat(p)
+                st = os.stat(p.name, dir_fd=dfd)
             except FileNotFoundError:
                 return None
+            if not stat.S_ISREG(st.st_mode):  # a FIFO/device is refused when it is opened
+                return (st.st_ino, st.st_mode, 0, 0)
             return (st.st_ino, st.st_mtime_ns, st.st_size)
 
         return (stamp(self._path), stamp(self._legacy))
 
     def _load(self) -> dict[str, Any]:
         self._check()
-        stamp = self._stat()
-        if self._cache is None or stamp != self._stamp:
-            if stamp[0] is not None:
-                data = read_attrs_file(self._path)
-            elif stamp[1] is not None:
-                data = read_legacy_attrs(self._legacy)
-            else:
-                data = {}
-            self._cache, self._stamp = data, stamp
+        with self._directory() as dfd:
+            stamp = self._stat(dfd)
+            if self._cache is None or stamp != self._stamp:
+                if stamp[0] is not None:
+                    data = read_attrs_file(self._path, dir_fd=dfd)
+                elif stamp[1] is not None:
+                    data = read_legacy_attrs(self._legacy, dir_fd=dfd)
+                else:
+                    data = {}
+                self._cache, self._stamp = data, stamp
         return self._cache
 
     def _write(self, data: dict[str, Any]) -> None:
         legacy = self._legacy
-        if legacy is not None and (self._store.das_compat or legacy.exists()):
-            # DAS's attrs.npy, derived from attrs.json (see write_attrs_pair for the order)
-            write_attrs_pair(self._path, legacy, data, sync=self._store.sync)
-        else:
-            write_attrs_file(self._path, data, sync=self._store.sync)
+        with self._directory() as dfd:
+            if legacy is not None and (
+                self._store.das_compat or _exists(legacy.name, dfd)
+            ):
+                # DAS's attrs.npy, derived from attrs.json (see write_attrs_pair for the order)
+                write_attrs_pair(self._path, legacy, data, sync=self._store.sync, dir_fd=dfd)
+            else:
+                write_attrs_file(self._path, data, sync=self._store.sync, dir_fd=dfd)
         self._cache = None
 
     def __getitem__(self, key: str) -> Any:
@@ -194,6 +243,14 @@ class AttributeManager(MutableMapping):
 
     def __repr__(self) -> str:
         return f"<Attributes of {self._owner}: {self._load()!r}>"
+
+
+def _exists(name: str, dir_fd: int) -> bool:
+    try:
+        os.lstat(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 class _Node:

@@ -60,8 +60,9 @@ from typing import Any
 import numpy as np
 from numpy.lib import format as npformat
 
+from . import _fsutil
 from .errors import AttributeEncodingError, FormatError, UnsafePickleError
-from .npyfile import atomic_write, fsync_dir, read_header, remove_if_present, write_temp
+from .npyfile import atomic_write, fsync_dir, read_header, remove_if_present, replace, write_temp
 
 __all__ = [
     "TAG",
@@ -414,21 +415,29 @@ def decode_attrs(text: str | bytes, name: str | os.PathLike = "<attrs>") -> dict
     return out
 
 
-def read_attrs_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Read an attrs JSON file; a missing file is an empty dict."""
+def read_attrs_file(path: str | os.PathLike, *, dir_fd: int | None = None) -> dict[str, Any]:
+    """Read an attrs JSON file; a missing file is an empty dict.
+
+    ``dir_fd``: the open directory holding ``path`` (see :mod:`npydir._fsutil`); a FIFO or
+    device in place of the file is a :class:`FormatError`.
+    """
     try:
-        data = Path(path).read_bytes()
+        data = _fsutil.read_bytes(path, dir_fd=dir_fd)
     except FileNotFoundError:
         return {}
     return decode_attrs(data, path)
 
 
 def write_attrs_file(
-    path: str | os.PathLike, attrs: Mapping[str, Any], *, sync: bool = True
+    path: str | os.PathLike,
+    attrs: Mapping[str, Any],
+    *,
+    sync: bool = True,
+    dir_fd: int | None = None,
 ) -> None:
-    """Atomically write ``attrs`` as JSON (temp file + rename)."""
+    """Atomically write ``attrs`` as JSON (temp file + rename; in ``dir_fd`` when given)."""
     text = encode_attrs(attrs).encode("utf-8")
-    atomic_write(path, lambda fp: fp.write(text), sync=sync)
+    atomic_write(path, lambda fp: fp.write(text), sync=sync, dir_fd=dir_fd)
 
 
 # ----------------------------------------------------------------------------- legacy attrs.npy
@@ -561,8 +570,8 @@ def _check_plain(value: Any, name: str) -> Any:
     return value
 
 
-def read_legacy_attrs(path: str | os.PathLike) -> dict[str, Any]:
-    """Read DAS's pickled ``attrs.npy`` safely.
+def read_legacy_attrs(path: str | os.PathLike, *, dir_fd: int | None = None) -> dict[str, Any]:
+    """Read DAS's pickled ``attrs.npy`` safely (in the open directory ``dir_fd``, if given).
 
     Raises
     ------
@@ -573,7 +582,7 @@ def read_legacy_attrs(path: str | os.PathLike) -> dict[str, Any]:
         Not an ``.npy`` file holding a dict.
     """
     name = os.fspath(path)
-    with open(path, "rb") as fp:
+    with open(_fsutil.open_file(path, dir_fd=dir_fd, follow=True), "rb") as fp:
         header = read_header(fp, name, allow_object=True)
         if not header.dtype.hasobject:
             # a plain array was saved (not DAS's dict): there are no attributes in it we can use
@@ -618,14 +627,18 @@ def _legacy_bytes(attrs: Mapping[str, Any]) -> bytes:
 
 
 def write_legacy_attrs(
-    path: str | os.PathLike, attrs: Mapping[str, Any], *, sync: bool = True
+    path: str | os.PathLike,
+    attrs: Mapping[str, Any],
+    *,
+    sync: bool = True,
+    dir_fd: int | None = None,
 ) -> None:
     """Write ``attrs`` as DAS does (``np.save`` of the dict, i.e. a pickled 0-d object array).
 
     DAS reads it with ``np.load(path, allow_pickle=True)[()]``.  Written atomically.
     """
     data = _legacy_bytes(attrs)
-    atomic_write(path, lambda fp: fp.write(data), sync=sync)
+    atomic_write(path, lambda fp: fp.write(data), sync=sync, dir_fd=dir_fd)
 
 
 # ----------------------------------------------------------------------------- attrs.json + .npy
@@ -686,8 +699,11 @@ def write_attrs_pair(
     attrs: Mapping[str, Any],
     *,
     sync: bool = True,
+    dir_fd: int | None = None,
 ) -> None:
     """Write ``attrs.json`` and DAS's ``attrs.npy`` holding the same attributes.
+
+    ``dir_fd``: the open directory holding both files (every step happens in it).
 
     ``attrs.json`` is the source of truth.  ``attrs.npy`` holds exactly what ``attrs.json``
     decodes to (tuples as lists, ``bytearray`` as ``bytes``, ...), so the two always match under
@@ -717,24 +733,25 @@ def write_attrs_pair(
     json_path, legacy_path = Path(json_path), Path(legacy_path)
     text = encode_attrs(attrs).encode("utf-8")
     data = _legacy_bytes(decode_attrs(text, json_path))  # what a reader of attrs.json gets
-    legacy_tmp = write_temp(legacy_path, lambda fp: fp.write(data), sync=sync)
+    at = {"dir_fd": dir_fd}
+    legacy_tmp = write_temp(legacy_path, lambda fp: fp.write(data), sync=sync, **at)
     try:
-        json_tmp = write_temp(json_path, lambda fp: fp.write(text), sync=sync)
+        json_tmp = write_temp(json_path, lambda fp: fp.write(text), sync=sync, **at)
     except BaseException:
-        remove_if_present(legacy_tmp)
+        remove_if_present(legacy_tmp, **at)
         raise
     try:
-        os.replace(legacy_tmp, legacy_path)
+        replace(legacy_tmp, legacy_path, **at)
     except BaseException:
-        remove_if_present(legacy_tmp)
-        remove_if_present(json_tmp)
+        remove_if_present(legacy_tmp, **at)
+        remove_if_present(json_tmp, **at)
         raise
     try:
-        os.replace(json_tmp, json_path)
+        replace(json_tmp, json_path, **at)
     except BaseException:
-        remove_if_present(json_tmp)
+        remove_if_present(json_tmp, **at)
         raise
     if sync:
-        fsync_dir(json_path.parent)
-        if legacy_path.parent != json_path.parent:
+        fsync_dir(json_path.parent, fd=dir_fd)
+        if legacy_path.parent != json_path.parent and dir_fd is None:
             fsync_dir(legacy_path.parent)
