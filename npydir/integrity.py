@@ -19,6 +19,8 @@ kind                meaning
 ``bad-format-file`` ``.npydir.json`` is not what it should be
 ``path-escape``     a file or directory of the store is a symbolic link that resolves outside
                     it: not read, not followed, never written through
+``special-file``    a FIFO, socket or device where a store file (``.npy``, attrs) should be:
+                    never opened (a FIFO would block every reader)
 ==================  ==========================================================================
 
 :func:`repair` takes the store's writer lock, trims torn appends back to their header's shape,
@@ -40,10 +42,12 @@ no ``attrs.npy`` elsewhere.  Nothing is compared when either file is missing, do
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import _fsutil
 from .attrs import legacy_mismatch, read_attrs_file, read_legacy_attrs, write_legacy_attrs
 from .errors import (
     FormatError,
@@ -146,7 +150,7 @@ class Report:
 
 def _check_npy(path: Path, report: Report) -> None:
     try:
-        with open(path, "rb") as fp:
+        with open(_fsutil.open_file(path, follow=True), "rb") as fp:
             header = read_header(fp, path)
             size = os.fstat(fp.fileno()).st_size
     except FormatError as exc:  # includes object dtypes
@@ -209,6 +213,9 @@ def verify(path: str | os.PathLike) -> Report:
             if not name.startswith(".") and _escapes(real_root, p, report):
                 report.checked += 1
                 continue
+            if not name.startswith(".") and _special(p, report):
+                report.checked += 1
+                continue
             if is_temp_name(name):
                 report.checked += 1
                 report.problems.append(
@@ -265,6 +272,26 @@ def _stale_problem(path: Path, mine: dict, legacy: dict, keys: list[str]) -> Pro
     return Problem(path, "stale-attrs-npy", detail=detail, keys=tuple(keys))
 
 
+def _special(p: Path, report: Report) -> bool:
+    """Report ``p`` as ``special-file`` if it is a FIFO, socket or device; True if it is.
+
+    Only the store's own files (``.npy``, ``.json``) are checked; a file swapped for one after
+    this look is still never read (every open refuses it), only reported as unreadable.
+    """
+    if not p.name.endswith((".npy", ".json")):
+        return False
+    try:
+        mode = os.stat(p).st_mode  # links inside the store: what they lead to
+    except OSError:
+        return False
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return False
+    report.problems.append(
+        Problem(p, "special-file", detail=f"is {_fsutil.kind_of(mode)}; expected a regular file")
+    )
+    return True
+
+
 def _escapes(real_root: str, p: Path, report: Report) -> bool:
     """Report ``p`` as ``path-escape`` if it resolves outside the store; True if it does."""
     if not os.path.islink(p):  # the walk follows no links: only a link itself can escape
@@ -289,15 +316,7 @@ def _open_inside(real_root: str, path: Path, flags: int) -> int:
     """
     real = os.path.realpath(path)
     check_inside(real_root, real)
-    fd = os.open(real, flags | getattr(os, "O_NOFOLLOW", 0))
-    try:
-        fd_link = f"/proc/self/fd/{fd}"
-        if os.path.exists(fd_link):
-            check_inside(real_root, os.readlink(fd_link))
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    return _fsutil.open_file(real, flags, root=real_root)
 
 
 def _rewrite_legacy(real_root: str, problem: Problem) -> Problem | None:
