@@ -196,7 +196,7 @@ def check_format_file(root: Path) -> None:
     if not stat.S_ISREG(st.st_mode):  # a directory, or a link that could lead out of the store
         raise FormatError(f"{path}: not a regular file")
     try:
-        raw = path.read_bytes()
+        raw = _fsutil.read_bytes(path, follow=False)  # swapped for a link/FIFO: refused
     except OSError as exc:
         raise FormatError(f"{path}: cannot be read ({exc.strerror})") from None
     try:
@@ -674,9 +674,9 @@ class Group(_Node, MutableMapping):
                     f"create_dataset({name!r}): maxshape {maxshape} unsupported for shape {shape}; "
                     "arrays grow along axis 0 only (use maxshape=(None, ...))"
                 )
-        base = self._store.dir_of(parts)
-        path = base.with_name(parts[-1] + ARRAY_SUFFIX)
         with _fsutil.owned(self._prepare_new(parts, name, array=True)) as parent:
+            base = self._store.dir_of(parts)
+            path = base.with_name(parts[-1] + ARRAY_SUFFIX)
             # stale attrs, left behind by an interrupted delete, are not this array's
             npyfile.remove_if_present(base.with_name(parts[-1] + ATTRS_SUFFIX), dir_fd=parent)
             if arr is not None:

@@ -148,15 +148,18 @@ class Report:
         return "\n".join(lines)
 
 
-def _check_npy(path: Path, report: Report) -> None:
+def _check_npy(path: Path, report: Report, real_root: str) -> None:
     try:
-        with open(_fsutil.open_file(path, follow=True), "rb") as fp:
+        with open(_fsutil.open_file(path, follow=True, root=real_root), "rb") as fp:
             header = read_header(fp, path)
             size = os.fstat(fp.fileno()).st_size
     except FormatError as exc:  # includes object dtypes
         report.problems.append(
             Problem(path, "bad-header", detail=str(exc).removeprefix(f"{path}: "))
         )
+        return
+    except PathEscapeError as exc:  # swapped for a link since the walk looked
+        report.problems.append(Problem(path, "path-escape", detail=str(exc)))
         return
     except OSError as exc:
         report.problems.append(Problem(path, "unreadable", detail=str(exc)))
@@ -231,7 +234,7 @@ def verify(path: str | os.PathLike) -> Report:
                     report.problems.append(Problem(p, "bad-attrs", detail=str(exc)))
             elif name.endswith(".npy"):
                 report.checked += 1
-                _check_npy(p, report)
+                _check_npy(p, report, real_root)
             elif name.endswith(".json"):
                 report.checked += 1
                 decoded[name] = _check_attrs(p, set(filenames), report)
@@ -431,16 +434,20 @@ def repair(path: str | os.PathLike) -> Report:
                         fp.flush()
                         os.fsync(fp.fileno())
                 report.repaired.append(problem)
-            elif problem.kind == "duplicate-attrs":
-                # re-check under the lock: only a second name of a still-linked inode goes
-                if os.lstat(problem.file).st_nlink > 1:
-                    os.unlink(problem.file)
-                report.repaired.append(problem)
-            elif problem.kind == "stray-temp":
+            elif problem.kind in ("duplicate-attrs", "stray-temp"):
+                # unlinked in its directory, opened and checked to be inside the store: a
+                # directory swapped for a link since verify looked leads nowhere
                 try:
-                    os.unlink(problem.file)
+                    with _fsutil.directory(problem.file.parent, root=real_root) as dfd:
+                        name = problem.file.name
+                        # re-check under the lock: only a second name of a still-linked inode
+                        if problem.kind == "stray-temp" or os.lstat(name, dir_fd=dfd).st_nlink > 1:
+                            os.unlink(name, dir_fd=dfd)
                 except FileNotFoundError:
                     pass
+                except PathEscapeError as exc:
+                    report.problems.append(Problem(problem.file, "path-escape", detail=str(exc)))
+                    continue
                 report.repaired.append(problem)
             elif problem.kind == "stale-attrs-npy":
                 left = _rewrite_legacy(real_root, problem)
