@@ -36,6 +36,7 @@ __all__ = [
     "check_fd_inside",
     "directory",
     "fd_path",
+    "lexists",
     "name_at",
     "open_dir",
     "owned",
@@ -69,7 +70,7 @@ def kind_of(mode: int) -> str:
 
 
 def name_at(path: str | os.PathLike, dir_fd: int | None) -> str:
-    """What to pass to ``os`` calls for ``path``: its last component with ``dir_fd``, else itself."""
+    """What ``os`` calls take for ``path``: its last component with ``dir_fd``, else itself."""
     return os.path.basename(os.fspath(path)) if dir_fd is not None else os.fspath(path)
 
 
@@ -98,7 +99,9 @@ def fd_path(fd: int) -> str | None:
         return None
 
 
-def check_fd_inside(fd: int, root: str, path: str | os.PathLike, root_dev: int | None = None) -> None:
+def check_fd_inside(
+    fd: int, root: str, path: str | os.PathLike, root_dev: int | None = None
+) -> None:
     """Raise :class:`PathEscapeError` unless the open ``fd`` lies inside ``root`` (a real path).
 
     Checks the descriptor, not the path: a link swapped in after the open changes nothing.
@@ -117,7 +120,9 @@ def check_fd_inside(fd: int, root: str, path: str | os.PathLike, root_dev: int |
             raise PathEscapeError(f"{path}: changed while it was being opened (a link swapped in?)")
     root = root.rstrip(os.sep) or os.sep
     if where != root and not where.startswith(root + os.sep if root != os.sep else root):
-        raise PathEscapeError(f"{path} resolves to {where}, outside the store {root} (symbolic link?)")
+        raise PathEscapeError(
+            f"{path} resolves to {where}, outside the store {root} (symbolic link?)"
+        )
     if root_dev is not None and st.st_dev != root_dev:
         raise PathEscapeError(
             f"{path} is on another file system than the store {root} (a mount point inside it); "
@@ -364,6 +369,15 @@ def remove_tree(parent_fd: int, name: str, path: str | os.PathLike) -> None:
     finally:
         if cur != parent_fd:
             os.close(cur)
+
+
+def lexists(path: str | os.PathLike, *, dir_fd: int | None = None) -> bool:
+    """Whether ``path`` (in ``dir_fd``, if given) names anything, a dangling link included."""
+    try:
+        os.lstat(name_at(path, dir_fd), dir_fd=dir_fd)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _ident(fd: int) -> tuple[int, int]:

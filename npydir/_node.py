@@ -182,7 +182,7 @@ class AttributeManager(MutableMapping):
         legacy = self._legacy
         with self._directory() as dfd:
             if legacy is not None and (
-                self._store.das_compat or _exists(legacy.name, dfd)
+                self._store.das_compat or _fsutil.lexists(legacy, dir_fd=dfd)
             ):
                 # DAS's attrs.npy, derived from attrs.json (see write_attrs_pair for the order)
                 write_attrs_pair(self._path, legacy, data, sync=self._store.sync, dir_fd=dfd)
@@ -243,14 +243,6 @@ class AttributeManager(MutableMapping):
 
     def __repr__(self) -> str:
         return f"<Attributes of {self._owner}: {self._load()!r}>"
-
-
-def _exists(name: str, dir_fd: int) -> bool:
-    try:
-        os.lstat(name, dir_fd=dir_fd)
-    except FileNotFoundError:
-        return False
-    return True
 
 
 class _Node:

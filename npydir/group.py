@@ -825,8 +825,8 @@ def _move_array_files(s: Path, d: Path, sfd: int, dfd: int) -> None:
     s_attrs, d_attrs = s.name + ATTRS_SUFFIX, d.name + ATTRS_SUFFIX
     src, dst = {"src_dir_fd": sfd, "dst_dir_fd": dfd}, {"dir_fd": dfd}
     linked = False
-    if _lexists(s_attrs, sfd):
-        if _lexists(d_attrs, dfd):  # a stale duplicate from an interrupted move
+    if _fsutil.lexists(s_attrs, dir_fd=sfd):
+        if _fsutil.lexists(d_attrs, dir_fd=dfd):  # a stale duplicate from an interrupted move
             os.unlink(d_attrs, **dst)
         try:
             os.link(s_attrs, d_attrs, follow_symlinks=False, **src)
@@ -836,14 +836,6 @@ def _move_array_files(s: Path, d: Path, sfd: int, dfd: int) -> None:
     os.rename(s_npy, d_npy, **src)
     if linked:
         os.unlink(s_attrs, dir_fd=sfd)
-
-
-def _lexists(name: str, dir_fd: int) -> bool:
-    try:
-        os.lstat(name, dir_fd=dir_fd)
-    except FileNotFoundError:
-        return False
-    return True
 
 
 class Tree(str):

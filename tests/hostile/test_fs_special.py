@@ -43,7 +43,11 @@ def test_special_files_are_refused_never_read(tmp_path, kind):
     results = _hostile.run_json(
         ["tests/hostile/_special_child.py", str(tmp_path), kind], timeout=300
     )
-    what = {"fifo": "a FIFO (named pipe)", "socket": "a socket", "device": "a character device"}[kind]
+    what = {
+        "fifo": "a FIFO (named pipe)",
+        "socket": "a socket",
+        "device": "a character device",
+    }[kind]
     problems = []
     refused = 0
     for r in results:
