@@ -150,13 +150,19 @@ class AttributeManager(MutableMapping):
         rel = self._path.parent.relative_to(self._store.root)
         return tuple(rel.parts)
 
-    def _stat(self, dfd: int) -> tuple:
+    def _stat(self, dfd: int | None = None) -> tuple:
+        """(inode, mtime, size) of the attrs file and of the legacy one (None: missing).
+
+        With ``dfd`` they are looked up in that checked directory; without, by path: only to
+        see whether the cache is still current (nothing is read by path).
+        """
+
         def stamp(p: Path | None) -> tuple | None:
             if p is None:
                 return None
             try:
-                st = os.stat(p.name, dir_fd=dfd)
-            except FileNotFoundError:
+                st = os.stat(p.name, dir_fd=dfd) if dfd is not None else os.stat(p)
+            except (FileNotFoundError, NotADirectoryError):
                 return None
             if not stat.S_ISREG(st.st_mode):  # a FIFO/device is refused when it is opened
                 return (st.st_ino, st.st_mode, 0, 0)
@@ -166,6 +172,8 @@ class AttributeManager(MutableMapping):
 
     def _load(self) -> dict[str, Any]:
         self._check()
+        if self._cache is not None and self._stat() == self._stamp:
+            return self._cache  # unchanged on disk: one stat, no open
         with self._directory() as dfd:
             stamp = self._stat(dfd)
             if self._cache is None or stamp != self._stamp:
