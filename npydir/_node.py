@@ -9,6 +9,7 @@ need them and ``group.py`` imports ``array.py``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
@@ -17,6 +18,7 @@ from collections.abc import Callable, ItemsView, Iterator, KeysView, MutableMapp
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import _fsutil
 from .attrs import (
     decode_attrs,
     decode_legacy_attrs,
@@ -49,6 +51,7 @@ class _Store:
     ) -> None:
         self.root = root
         self.real = os.path.realpath(root)
+        self.dev: int | None = None  # st_dev of the store, read on first use
         self.mode = mode
         self.readonly = mode == "r"
         self.das_compat = das_compat
@@ -104,6 +107,36 @@ class _Store:
     def dir_of(self, parts: tuple[str, ...]) -> Path:
         return self.root.joinpath(*parts)
 
+    @contextlib.contextmanager
+    def directory(self, parts: tuple[str, ...], what: str = "") -> Iterator[_fsutil.DirFd]:
+        """The group directory ``parts``, opened and checked to be inside the store.
+
+        Every file of a group or array is then opened relative to this descriptor: a directory
+        swapped for a link after the lookup is either refused here (it leads out of the store)
+        or not seen at all.  ``what`` names the member in the error when the directory is gone.
+
+        Raises
+        ------
+        MemberNotFoundError
+            The directory no longer exists.
+        PathEscapeError
+            It resolves outside the store (or onto another file system).
+        FormatError
+            It is not a directory any more.
+        """
+        path = self.dir_of(parts)
+        if self.dev is None:
+            self.dev = os.stat(self.real).st_dev
+        try:
+            fd = _fsutil.open_dir(path, root=self.real, root_dev=self.dev)
+        except FileNotFoundError:
+            what = what or f"group {'/' + '/'.join(parts)!r} of store {self.root}"
+            raise MemberNotFoundError(f"{what} no longer exists ({path})") from None
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
 
 class AttributeManager(MutableMapping):
     """The attributes of a group or array: a dict persisted as JSON on every change.
@@ -135,6 +168,15 @@ class AttributeManager(MutableMapping):
         #: thread id -> the snapshot keys() handed to a C-level consumer such as dict(): see _pin
         self._pins: dict[int, tuple] = {}
 
+    def _directory(self) -> contextlib.AbstractContextManager[_fsutil.DirFd]:
+        """The directory holding the attrs files, opened and checked (see _Store.directory)."""
+        return self._store.directory(self._dir_parts, self._owner)
+
+    @property
+    def _dir_parts(self) -> tuple[str, ...]:
+        rel = self._path.parent.relative_to(self._store.root)
+        return tuple(rel.parts)
+
     def _load(self) -> dict[str, Any]:
         """The attributes as the file holds them now: one read, parsed only if it changed.
 
@@ -143,10 +185,11 @@ class AttributeManager(MutableMapping):
         """
         self._check()
         self._pins.pop(threading.get_ident(), None)
-        raw = read_attrs_bytes(self._path)
-        legacy = None
-        if raw is None and self._legacy is not None:
-            legacy = read_legacy_bytes(self._legacy)
+        with self._directory() as dfd:  # files read in the checked directory, never by path
+            raw = read_attrs_bytes(self._path, dir_fd=dfd)
+            legacy = None
+            if raw is None and self._legacy is not None:
+                legacy = read_legacy_bytes(self._legacy, dir_fd=dfd)
         snap = self._snap
         if snap is not None and snap[0] == (raw, legacy):
             return snap[1]
@@ -185,11 +228,14 @@ class AttributeManager(MutableMapping):
 
     def _write(self, data: dict[str, Any]) -> None:
         legacy = self._legacy
-        if legacy is not None and (self._store.das_compat or legacy.exists()):
-            # DAS's attrs.npy, derived from attrs.json (see write_attrs_pair for the order)
-            write_attrs_pair(self._path, legacy, data, sync=self._store.sync)
-        else:
-            write_attrs_file(self._path, data, sync=self._store.sync)
+        with self._directory() as dfd:
+            if legacy is not None and (
+                self._store.das_compat or _fsutil.lexists(legacy, dir_fd=dfd)
+            ):
+                # DAS's attrs.npy, derived from attrs.json (see write_attrs_pair for the order)
+                write_attrs_pair(self._path, legacy, data, sync=self._store.sync, dir_fd=dfd)
+            else:
+                write_attrs_file(self._path, data, sync=self._store.sync, dir_fd=dfd)
         self._snap = None
         self._pins.clear()
 

@@ -65,6 +65,7 @@ from typing import Any
 import numpy as np
 from numpy.lib import format as npformat
 
+from . import _fsutil
 from ._attrs_dtype import descr_dtype, nbytes
 from ._attrs_pickle import ObjectArray, Pending, load_plain
 from .errors import AttributeEncodingError, FormatError, UnsafePickleError
@@ -74,6 +75,7 @@ from .npyfile import (
     fsync_dir,
     read_header,
     remove_if_present,
+    replace,
     write_temp,
 )
 
@@ -561,40 +563,37 @@ def _failing_key(text: str | bytes, size: int) -> str | None:
     return None
 
 
-def read_attrs_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Read an attrs JSON file; a missing file is an empty dict."""
-    data = read_attrs_bytes(path)
+def read_attrs_file(path: str | os.PathLike, *, dir_fd: int | None = None) -> dict[str, Any]:
+    """Read an attrs JSON file; a missing file is an empty dict.
+
+    ``dir_fd``: the open directory holding ``path`` (see :mod:`npydir._fsutil`); a FIFO or
+    device in place of the file is a :class:`FormatError`.
+    """
+    data = read_attrs_bytes(path, dir_fd=dir_fd)
     return {} if data is None else decode_attrs(data, path)
 
 
-def read_attrs_bytes(path: str | os.PathLike) -> bytes | None:
+def read_attrs_bytes(path: str | os.PathLike, *, dir_fd: int | None = None) -> bytes | None:
     """The bytes of an attrs JSON file, all from the one file opened (None if there is none).
 
     Unbuffered: ``.attrs`` calls this on every access to compare the bytes with its snapshot.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        return _fsutil.read_bytes(path, dir_fd=dir_fd)  # a regular file, never a FIFO
     except FileNotFoundError:
         return None
-    try:
-        chunks = []
-        size = max(os.fstat(fd).st_size, 0) + 1  # one more: a file that grew, or EOF at once
-        while True:
-            chunk = os.read(fd, size)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
-            size = 1 << 16
-    finally:
-        os.close(fd)
 
 
 def write_attrs_file(
-    path: str | os.PathLike, attrs: Mapping[str, Any], *, sync: bool = True
+    path: str | os.PathLike,
+    attrs: Mapping[str, Any],
+    *,
+    sync: bool = True,
+    dir_fd: int | None = None,
 ) -> None:
-    """Atomically write ``attrs`` as JSON (temp file + rename)."""
+    """Atomically write ``attrs`` as JSON (temp file + rename; in ``dir_fd`` when given)."""
     text = encode_attrs(attrs).encode("utf-8")
-    atomic_write(path, lambda fp: fp.write(text), sync=sync)
+    atomic_write(path, lambda fp: fp.write(text), sync=sync, dir_fd=dir_fd)
 
 
 # ----------------------------------------------------------------------------- legacy attrs.npy
@@ -693,20 +692,21 @@ def _check_plain(value: Any, name: str) -> Any:
     return value
 
 
-def read_legacy_attrs(path: str | os.PathLike) -> dict[str, Any]:
-    """Read DAS's pickled ``attrs.npy`` safely (see :func:`decode_legacy_attrs`)."""
-    raw = read_legacy_bytes(path)
+def read_legacy_attrs(path: str | os.PathLike, *, dir_fd: int | None = None) -> dict[str, Any]:
+    """Read DAS's pickled ``attrs.npy`` safely (see :func:`decode_legacy_attrs`), in the open
+    directory ``dir_fd`` if given."""
+    raw = read_legacy_bytes(path, dir_fd=dir_fd)
     if raw is None:
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), os.fspath(path))
     return decode_legacy_attrs(raw, path)
 
 
-def read_legacy_bytes(path: str | os.PathLike) -> bytes | None:
+def read_legacy_bytes(path: str | os.PathLike, *, dir_fd: int | None = None) -> bytes | None:
     """The bytes of an ``attrs.npy`` (None if there is none), read up to one byte past what
     :func:`decode_legacy_attrs` accepts, so a huge file is refused without reading it."""
     try:
-        with open(path, "rb") as fp:
-            return fp.read(MAX_LEGACY_BYTES + MAX_HEADER_SIZE + 64)
+        limit = MAX_LEGACY_BYTES + MAX_HEADER_SIZE + 63
+        return _fsutil.read_bytes(path, dir_fd=dir_fd, limit=limit)
     except FileNotFoundError:
         return None
 
@@ -777,14 +777,18 @@ def _legacy_bytes(attrs: Mapping[str, Any]) -> bytes:
 
 
 def write_legacy_attrs(
-    path: str | os.PathLike, attrs: Mapping[str, Any], *, sync: bool = True
+    path: str | os.PathLike,
+    attrs: Mapping[str, Any],
+    *,
+    sync: bool = True,
+    dir_fd: int | None = None,
 ) -> None:
     """Write ``attrs`` as DAS does (``np.save`` of the dict, i.e. a pickled 0-d object array).
 
     DAS reads it with ``np.load(path, allow_pickle=True)[()]``.  Written atomically.
     """
     data = _legacy_bytes(attrs)
-    atomic_write(path, lambda fp: fp.write(data), sync=sync)
+    atomic_write(path, lambda fp: fp.write(data), sync=sync, dir_fd=dir_fd)
 
 
 # ----------------------------------------------------------------------------- attrs.json + .npy
@@ -845,8 +849,11 @@ def write_attrs_pair(
     attrs: Mapping[str, Any],
     *,
     sync: bool = True,
+    dir_fd: int | None = None,
 ) -> None:
     """Write ``attrs.json`` and DAS's ``attrs.npy`` holding the same attributes.
+
+    ``dir_fd``: the open directory holding both files (every step happens in it).
 
     ``attrs.json`` is the source of truth.  ``attrs.npy`` holds exactly what ``attrs.json``
     decodes to (tuples as lists, ``bytearray`` as ``bytes``, ...), so the two always match under
@@ -876,24 +883,25 @@ def write_attrs_pair(
     json_path, legacy_path = Path(json_path), Path(legacy_path)
     text = encode_attrs(attrs).encode("utf-8")
     data = _legacy_bytes(decode_attrs(text, json_path))  # what a reader of attrs.json gets
-    legacy_tmp = write_temp(legacy_path, lambda fp: fp.write(data), sync=sync)
+    at = {"dir_fd": dir_fd}
+    legacy_tmp = write_temp(legacy_path, lambda fp: fp.write(data), sync=sync, **at)
     try:
-        json_tmp = write_temp(json_path, lambda fp: fp.write(text), sync=sync)
+        json_tmp = write_temp(json_path, lambda fp: fp.write(text), sync=sync, **at)
     except BaseException:
-        remove_if_present(legacy_tmp)
+        remove_if_present(legacy_tmp, **at)
         raise
     try:
-        os.replace(legacy_tmp, legacy_path)
+        replace(legacy_tmp, legacy_path, **at)
     except BaseException:
-        remove_if_present(legacy_tmp)
-        remove_if_present(json_tmp)
+        remove_if_present(legacy_tmp, **at)
+        remove_if_present(json_tmp, **at)
         raise
     try:
-        os.replace(json_tmp, json_path)
+        replace(json_tmp, json_path, **at)
     except BaseException:
-        remove_if_present(json_tmp)
+        remove_if_present(json_tmp, **at)
         raise
     if sync:
-        fsync_dir(json_path.parent)
-        if legacy_path.parent != json_path.parent:
+        fsync_dir(json_path.parent, fd=dir_fd)
+        if legacy_path.parent != json_path.parent and dir_fd is None:
             fsync_dir(legacy_path.parent)

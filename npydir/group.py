@@ -23,6 +23,7 @@ Arrays are :class:`npydir.array.Array`; what groups and arrays share (the store'
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -33,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from . import npyfile
+from . import _fsutil, npyfile
 from ._node import AttributeManager, _Node, _Store
 from .array import Array, _as_shape
 from .errors import (
@@ -253,7 +254,7 @@ def check_format_file(root: Path) -> None:
     if not stat.S_ISREG(st.st_mode):  # a directory, or a link that could lead out of the store
         raise FormatError(f"{path}: not a regular file")
     try:
-        raw = path.read_bytes()
+        raw = _fsutil.read_bytes(path, follow=False)  # swapped for a link/FIFO: refused
     except OSError as exc:
         raise FormatError(f"{path}: cannot be read ({exc.strerror})") from None
     try:
@@ -360,33 +361,44 @@ def _deepest_below(top: Path) -> int:
 
 
 def _empty_directory(root: Path) -> None:
-    for entry in os.scandir(root):
-        if entry.name == LOCK_NAME:
-            continue
-        if entry.is_dir(follow_symlinks=False):
-            _rmtree(entry.path)
-        else:
-            os.unlink(entry.path)
+    """Remove everything in the store directory but the lock, through one descriptor of it.
+
+    Subdirectories are removed by :func:`npydir._fsutil.remove_tree`, which opens each level
+    ``O_NOFOLLOW`` relative to its parent: one swapped for a link meanwhile is unlinked as a
+    link, and nothing outside the store is ever listed or deleted.
+    """
+    with _fsutil.directory(root) as fd:
+        with os.scandir(fd) as it:
+            entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+        for name, is_dir in entries:
+            if name == LOCK_NAME:
+                continue
+            if is_dir:
+                _fsutil.remove_tree(fd, name, root / name)
+                continue
+            try:
+                os.unlink(name, dir_fd=fd)
+            except IsADirectoryError:  # became a directory since listed
+                _fsutil.remove_tree(fd, name, root / name)
+            except FileNotFoundError:
+                pass
 
 
 def _rmtree(top: str | os.PathLike) -> None:
-    """Remove a directory tree without recursion (shutil.rmtree recurses once per level and
-    fails on the ~2000-level trees a 4 KiB path allows) and without following symlinks."""
-    stack = [os.fspath(top)]
-    while stack:
-        d = stack[-1]
-        subdirs = []
-        with os.scandir(d) as it:
-            for entry in it:
-                if entry.is_dir(follow_symlinks=False):
-                    subdirs.append(entry.path)
-                else:
-                    os.unlink(entry.path)
-        if subdirs:
-            stack.extend(subdirs)
-        else:
-            os.rmdir(d)
-            stack.pop()
+    """Remove a directory tree without recursion and without following symlinks (see
+    :func:`npydir._fsutil.remove_tree`); a link at ``top`` itself is removed as a link."""
+    top = os.path.abspath(os.fspath(top))
+    with _fsutil.directory(os.path.dirname(top)) as fd:
+        _fsutil.remove_tree(fd, os.path.basename(top), top)
+
+
+def _is_special(entry: os.DirEntry) -> bool:
+    """A FIFO, socket or device (following a link): listed, refused with a clear error on use."""
+    try:
+        mode = entry.stat().st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 class Group(_Node, MutableMapping):
@@ -457,7 +469,8 @@ class Group(_Node, MutableMapping):
             check_inside(store.real, d, str(key))
             return "group"
         f = d.with_name(d.name + ARRAY_SUFFIX)
-        if os.path.isfile(f):
+        if os.path.exists(f) and not os.path.isdir(f):
+            # a FIFO or device is an array too: opening it says what it is
             check_inside(store.real, f, str(key))
             return "array"
         # a dangling or escaping symlink: say so rather than "not found"
@@ -498,28 +511,37 @@ class Group(_Node, MutableMapping):
     # ------------------------------------------------------------------ listing
 
     def _entries(self) -> list[tuple[str, str]]:
-        """Sorted (name, kind) of the members of this group."""
-        self._store.check_open()
+        """Sorted (name, kind) of the members of this group.
+
+        A symbolic link that resolves outside the store is not a member: it is not listed (so
+        ``members``, ``visititems`` and ``tree`` never walk into it), as ``self[name]`` refuses
+        it; :func:`npydir.verify` reports it.  The directory is listed through a descriptor
+        checked to be inside the store.
+        """
+        store = self._store
+        store.check_open()
         found: dict[str, str] = {}
-        try:
-            it = os.scandir(self.filename)
-        except FileNotFoundError:
-            raise MemberNotFoundError(f"group {self._where()} no longer exists") from None
-        with it:
-            for entry in it:
-                n = entry.name
-                if n.startswith("."):
-                    continue
-                try:
-                    if entry.is_dir():
-                        validate_name(n, portable=False)
-                        found.setdefault(n, "group")
-                    elif n.endswith(ARRAY_SUFFIX) and entry.is_file():
-                        stem = n[: -len(ARRAY_SUFFIX)]
-                        validate_name(stem, portable=False)
-                        found[stem] = "array"
-                except ValueError:
-                    continue  # not a member (attrs.npy, foreign files)
+        with store.directory(self._parts, f"group {self._where()}") as dfd:
+            here = _fsutil.fd_path(dfd) or os.fspath(self.filename)
+            with os.scandir(dfd) as it:  # entries stat relative to dfd: classify while open
+                for entry in it:
+                    n = entry.name
+                    if n.startswith("."):
+                        continue
+                    try:
+                        if entry.is_symlink():
+                            check_inside(store.real, os.path.join(here, n), n)
+                        if entry.is_dir():
+                            validate_name(n, portable=False)
+                            found.setdefault(n, "group")
+                        elif n.endswith(ARRAY_SUFFIX) and (
+                            entry.is_file() or _is_special(entry)
+                        ):
+                            stem = n[: -len(ARRAY_SUFFIX)]
+                            validate_name(stem, portable=False)
+                            found[stem] = "array"
+                    except (ValueError, OSError):
+                        continue  # not a member (attrs.npy, foreign files, links leaving it)
         return sorted(found.items())
 
     def __iter__(self) -> Iterator[str]:
@@ -633,8 +655,13 @@ class Group(_Node, MutableMapping):
             names.append(n)
         return names
 
-    def _prepare_new(self, parts: tuple[str, ...], key: Any, *, array: bool) -> Path:
-        """Validate a new member's path, create its parents, refuse clashes; return its dir."""
+    def _prepare_new(self, parts: tuple[str, ...], key: Any, *, array: bool) -> _fsutil.DirFd:
+        """Validate a new member's path, create its parents, refuse clashes.
+
+        Returns the new member's parent directory, open (the caller closes it) and checked to
+        be inside the store: the member is then created relative to it, so a directory swapped
+        for a link after these checks cannot redirect the write.
+        """
         store = self._store
         if not parts:
             raise AlreadyExistsError(f"{key!r} names the group itself ({self._where()})")
@@ -665,19 +692,34 @@ class Group(_Node, MutableMapping):
         parent = store.dir_of(parts[:m])
         if store.portable:  # deeper levels are fresh, empty directories: no siblings to clash
             check_sibling_case(parent, parts[m], self._siblings(parent))
-        for j in range(m + 1, len(parts)):
-            try:
-                os.mkdir(store.dir_of(parts[:j]))
-            except FileExistsError:
-                pass
-        return store.dir_of(parts[:-1])
+        with store.directory(parts[:m]) as top:
+            cur = _fsutil.DirFd(os.dup(top), top.root, top.root_dev)
+        try:
+            # each missing level is made and opened (O_NOFOLLOW) in the one before: one path
+            # resolution in all, and no link swapped in between can be followed
+            for j in range(m + 1, len(parts)):
+                name = parts[j - 1]
+                try:
+                    os.mkdir(name, dir_fd=cur)
+                except FileExistsError:
+                    pass
+                nxt = _fsutil.open_dir(
+                    store.dir_of(parts[:j]), dir_fd=cur, follow=False,
+                    root=store.real, root_dev=store.dev,
+                )
+                os.close(cur)
+                cur = nxt
+        except BaseException:
+            os.close(cur)
+            raise
+        return cur
 
     def create_group(self, name: str) -> Group:
         """Create a group (and missing parents, for ``"a/b"``); AlreadyExistsError if it exists."""
         self._store.check_writable(f"create group {name!r}")
         parts = self._resolve(name)
-        self._prepare_new(parts, name, array=False)
-        os.mkdir(self._store.dir_of(parts))
+        with _fsutil.owned(self._prepare_new(parts, name, array=False)) as parent:
+            os.mkdir(parts[-1], dir_fd=parent)
         return Group(self._store, parts)
 
     def require_group(self, name: str) -> Group:
@@ -769,18 +811,20 @@ class Group(_Node, MutableMapping):
                     f"create_dataset({name!r}): maxshape {maxshape} unsupported for shape {shape}; "
                     "arrays grow along axis 0 only (use maxshape=(None, ...))"
                 )
-        parent = self._prepare_new(parts, name, array=True)
-        path = parent / (parts[-1] + ARRAY_SUFFIX)
-        stale_attrs = parent / (parts[-1] + ATTRS_SUFFIX)
-        if stale_attrs.exists():  # left behind by an interrupted delete: not this array's
-            os.unlink(stale_attrs)
-        if arr is not None:
-            npyfile.save_array(path, arr, sync=self._store.sync)
-        else:
-            try:
-                npyfile.create_array_file(path, shape, dtype, fillvalue, sync=self._store.sync)
-            except (TypeError, ValueError, OverflowError) as exc:
-                raise type(exc)(f"create_dataset({name!r}): {exc}") from None
+        with _fsutil.owned(self._prepare_new(parts, name, array=True)) as parent:
+            base = self._store.dir_of(parts)
+            path = base.with_name(parts[-1] + ARRAY_SUFFIX)
+            # stale attrs, left behind by an interrupted delete, are not this array's
+            npyfile.remove_if_present(base.with_name(parts[-1] + ATTRS_SUFFIX), dir_fd=parent)
+            if arr is not None:
+                npyfile.save_array(path, arr, sync=self._store.sync, dir_fd=parent)
+            else:
+                try:
+                    npyfile.create_array_file(
+                        path, shape, dtype, fillvalue, sync=self._store.sync, dir_fd=parent
+                    )
+                except (TypeError, ValueError, OverflowError) as exc:
+                    raise type(exc)(f"create_dataset({name!r}): {exc}") from None
         return self._node(parts, "array")  # type: ignore[return-value]
 
     create_array = create_dataset
@@ -893,19 +937,17 @@ class Group(_Node, MutableMapping):
             raise MemberNotFoundError(f"no member {key!r} in group {self._where()}")
         self._forget(parts)
         d = self._store.dir_of(parts)
-        if kind == "group":
-            if os.path.islink(d):  # a link inside the store to a group: remove the link only
-                os.unlink(d)
+        # everything relative to the parent's descriptor: what is deleted is what is in the
+        # store now, whatever was swapped in since the lookup (nothing is followed)
+        with self._store.directory(parts[:-1]) as parent:
+            if kind == "group":
+                # a link (inside the store) to a group: only the link is removed
+                _fsutil.remove_tree(parent, parts[-1], d)
             else:
-                _rmtree(d)
-        else:
-            # attrs first: a crash in between leaves an array without attrs (it was being
-            # deleted anyway), never attrs without an array
-            try:
-                os.unlink(d.with_name(d.name + ATTRS_SUFFIX))
-            except FileNotFoundError:
-                pass
-            os.unlink(d.with_name(d.name + ARRAY_SUFFIX))
+                # attrs first: a crash in between leaves an array without attrs (it was being
+                # deleted anyway), never attrs without an array
+                npyfile.remove_if_present(d.name + ATTRS_SUFFIX, dir_fd=parent)
+                os.unlink(d.name + ARRAY_SUFFIX, dir_fd=parent)
 
     def _forget(self, parts: tuple[str, ...]) -> None:
         """Detach cached Array objects at or below ``parts`` (deleted or moved)."""
@@ -932,17 +974,22 @@ class Group(_Node, MutableMapping):
         if kind == "group":  # everything below must stay within PATH_MAX at its new place
             deepest = _deepest_below(self._store.dir_of(src))
             _check_path_length(self._store.dir_of(dst), dest, deepest)
-        parent = self._prepare_new(dst, dest, array=kind == "array")
-        self._forget(src)
-        s = self._store.dir_of(src)
-        d = parent / dst[-1]
-        if kind == "group":
-            os.rename(s, d)  # one rename: atomic
-        else:
-            _move_array_files(s, d)
+        with contextlib.ExitStack() as stack:
+            dfd = stack.enter_context(
+                _fsutil.owned(self._prepare_new(dst, dest, array=kind == "array"))
+            )
+            sfd = stack.enter_context(self._store.directory(src[:-1]))
+            self._forget(src)
+            s = self._store.dir_of(src)
+            d = self._store.dir_of(dst)
+            if kind == "group":
+                # one rename: atomic; between the two checked directories, following nothing
+                os.rename(src[-1], dst[-1], src_dir_fd=sfd, dst_dir_fd=dfd)
+            else:
+                _move_array_files(s, d, sfd, dfd)
 
 
-def _move_array_files(s: Path, d: Path) -> None:
+def _move_array_files(s: Path, d: Path, sfd: int, dfd: int) -> None:
     """Move ``<s>.npy`` and ``<s>.attrs.json`` to ``<d>.*`` so a crash loses nothing.
 
     The attrs file is hard-linked to its new name first, then the array is renamed, then the old
@@ -950,20 +997,21 @@ def _move_array_files(s: Path, d: Path) -> None:
     count 2), which :func:`npydir.repair` removes; repeating the move completes it.  Where hard
     links are not supported, the attrs file is renamed first, and a repeated move still finds it.
     """
-    s_npy, d_npy = s.with_name(s.name + ARRAY_SUFFIX), d.with_name(d.name + ARRAY_SUFFIX)
-    s_attrs, d_attrs = s.with_name(s.name + ATTRS_SUFFIX), d.with_name(d.name + ATTRS_SUFFIX)
+    s_npy, d_npy = s.name + ARRAY_SUFFIX, d.name + ARRAY_SUFFIX
+    s_attrs, d_attrs = s.name + ATTRS_SUFFIX, d.name + ATTRS_SUFFIX
+    src, dst = {"src_dir_fd": sfd, "dst_dir_fd": dfd}, {"dir_fd": dfd}
     linked = False
-    if os.path.exists(s_attrs):
-        if os.path.lexists(d_attrs):  # a stale duplicate from an interrupted move
-            os.unlink(d_attrs)
+    if _fsutil.lexists(s_attrs, dir_fd=sfd):
+        if _fsutil.lexists(d_attrs, dir_fd=dfd):  # a stale duplicate from an interrupted move
+            os.unlink(d_attrs, **dst)
         try:
-            os.link(s_attrs, d_attrs)
+            os.link(s_attrs, d_attrs, follow_symlinks=False, **src)
             linked = True
         except OSError:
-            os.rename(s_attrs, d_attrs)
-    os.rename(s_npy, d_npy)
+            os.rename(s_attrs, d_attrs, **src)
+    os.rename(s_npy, d_npy, **src)
     if linked:
-        os.unlink(s_attrs)
+        os.unlink(s_attrs, dir_fd=sfd)
 
 
 class Tree(str):
