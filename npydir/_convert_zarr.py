@@ -10,39 +10,24 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
+from . import _zarr_compat as _zc
 from ._convert_base import Node, Source, join, read_file_into, select_rows
 from ._convert_values import NUMPY_DTYPE, is_vlen_string, max_string_length, plan_dtype
 from ._optional import require
 from .errors import ConversionError, StoreNotFoundError
 
 
-def _zarr():
-    return require("zarr", "reading and writing zarr stores")
-
-
 def open_zarr_group(path: str | os.PathLike, mode: str = "r"):
     """Open a zarr group (format 2 or 3) in a directory or a ``.zip`` file."""
-    zarr = _zarr()
     path = os.fspath(path)
     if not os.path.exists(path):
         raise StoreNotFoundError(f"zarr store {path!r} does not exist")
-    store: Any = path
-    if os.path.isfile(path):
-        from zarr.storage import ZipStore
-
-        store = ZipStore(path, mode="r")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # zarr warns about v2 stores and unstable specs
-            return zarr.open_group(store, mode=mode)
-    except Exception as exc:  # zarr raises several types for a non-store
-        raise ConversionError(f"{path!r} is not a readable zarr store: {exc}") from exc
+    return _zc.open_group(path, mode)
 
 
 def decode_json_attrs(raw: dict, where: str) -> tuple[dict, dict]:
@@ -94,10 +79,9 @@ class ZarrSource(Source):
     def _walk(self, group, path: str) -> Iterator[Node]:
         attrs, dropped = decode_json_attrs(group.attrs.asdict(), f"{self.path}:/{path}")
         yield Node(path=path, kind="group", attrs=attrs, dropped_attrs=dropped)
-        zarr = _zarr()
-        for name, member in sorted(group.members(), key=lambda kv: kv[0]):
+        for name, member in _zc.members(group):
             child = join(path, name)
-            if isinstance(member, zarr.Group):
+            if _zc.is_group(member):
                 yield from self._walk(member, child)
             else:
                 yield self._array_node(member, child)
@@ -145,12 +129,7 @@ class ZarrSource(Source):
             return False
         if _read_v2_chunks(arr, start, stop, out):
             return True
-        try:
-            from zarr.core.buffer.cpu import NDBuffer
-        except ImportError:  # other zarr versions: the generic path
-            return False
-        arr.get_basic_selection(np.s_[start:stop], out=NDBuffer.from_numpy_array(out))
-        return True
+        return _zc.read_into(arr, start, stop, out)
 
     def close(self) -> None:
         store = getattr(self.root, "store", None)
@@ -167,20 +146,15 @@ def _read_v2_chunks(arr, start: int, stop: int, out: np.ndarray) -> bool:
     one numcodecs compressor, no filters, C order): each chunk file is decompressed straight
     into its rows of ``out`` — one copy, where zarr's own path decodes into a chunk buffer and
     copies that again.  Returns False (nothing done) for anything else."""
-    meta = getattr(arr, "metadata", None)
-    if getattr(meta, "zarr_format", None) != 2 or meta.filters or meta.order != "C":
+    meta = _zc.v2_layout(arr)
+    if meta is None:  # not format 2 in a directory store, or filters / F order
         return False
     codec = meta.compressor
     chunk_rows = int(meta.chunks[0])
     if (tuple(meta.chunks[1:]) != tuple(arr.shape[1:]) or start % chunk_rows
             or codec is None or not hasattr(codec, "decode")):
         return False
-    store_path = getattr(arr, "store_path", None)
-    root = getattr(getattr(store_path, "store", None), "root", None)
-    if root is None:  # not a directory store (zip, memory, remote)
-        return False
-    base = os.path.join(os.fspath(root), store_path.path)
-    sep = meta.dimension_separator or "."
+    base, sep = meta.directory, meta.separator
     tail = sep.join("0" for _ in arr.shape[1:])
     row_bytes = out.nbytes // max(stop - start, 1)
     flat = out.reshape(-1).view(np.uint8)
@@ -204,6 +178,55 @@ def _read_v2_chunks(arr, start: int, stop: int, out: np.ndarray) -> bool:
 
 
 # --------------------------------------------------------------------------- destination
+
+
+#: The layout of the zarr stores DAS's make_dataset writes (zarr 2's defaults: Blosc lz4 with
+#: byte shuffle), used for ``das_compat`` destinations where no chunks/compression are given.
+DAS_CHUNK_ROWS = 1_000_000
+DAS_COMPRESSION = "blosc:lz4:5"
+
+
+def zarr_options(zarr_format: Any, chunks: Any, compression: Any, *, das_compat: bool,
+                 where: str) -> tuple[int, Any, Any]:
+    """``(zarr_format, chunks, compression)`` of a zarr destination, checked before anything
+    is written; ``das_compat`` asks for a store DAS's ``das.io.load`` reads.
+
+    Raises
+    ------
+    ConversionError
+        A bad format, or ``das_compat`` with format 3 (DAS would see an empty store).
+    MissingDependencyError
+        zarr missing or unsupported, or format 3 asked of zarr 2.
+    """
+    if das_compat:
+        if zarr_format == 3:
+            raise ConversionError(
+                f"{where}: das_compat=True (--das) writes zarr format 2, the only format DAS's "
+                f"das.io.load reads (a format 3 store loads there as an empty dataset); drop "
+                f"zarr_format=3 (--zarr-format 3)")
+        chunks = DAS_CHUNK_ROWS if chunks is None else chunks
+        compression = DAS_COMPRESSION if compression is None else compression
+    return _zc.check_format(zarr_format, where), chunks, compression
+
+
+def write_das_zarr(src: str | os.PathLike, dst: Path, *, overwrite: bool,
+                   progress: bool) -> None:
+    """Convert the npydir store ``src`` into ``dst``, zarr format 2 as DAS writes it.
+
+    For builders that make an npydir store first (``make_dataset``): a conversion into
+    ``dst`` left by an earlier, killed run is discarded, never resumed (its source was another
+    build), and this one leaves nothing behind when it fails."""
+    from .convert import _remove, convert, partial_path
+
+    leftovers = partial_path(dst)
+    for p in leftovers:
+        _remove(p)
+    try:
+        convert(src, dst, das_compat=True, overwrite=overwrite, progress=progress)
+    except BaseException:
+        for p in leftovers:
+            _remove(p)
+        raise
 
 
 def zarr_compressors(compression: Any, zarr_format: int):
@@ -266,16 +289,11 @@ class ZarrDest:
     kind = "zarr"
     concurrent_writes = False
 
-    def __init__(self, path: Path, *, zarr_format: int = 3, chunks: Any = None,
+    def __init__(self, path: Path, *, zarr_format: int = 2, chunks: Any = None,
                  compression: Any = None):
-        zarr = _zarr()
-        if zarr_format not in (2, 3):
-            raise ConversionError(f"zarr_format must be 2 or 3, not {zarr_format!r}")
-        self.path, self.zarr_format = Path(path), zarr_format
+        self.path, self.zarr_format = Path(path), _zc.check_format(zarr_format)
         self.chunks, self.compression = chunks, compression
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.root = zarr.open_group(str(self.path), mode="a", zarr_format=zarr_format)
+        self.root = _zc.create_root(self.path, self.zarr_format)
         self._arrays: dict[str, Any] = {}
 
     def check(self, node: Node) -> str | None:
@@ -287,7 +305,6 @@ class ZarrDest:
         g.attrs.update(encode_json_attrs(attrs))
 
     def array(self, path: str, node: Node, attrs: dict, dropped: dict | None = None) -> None:
-        zarr = _zarr()
         chunks = default_chunks(node.shape, node.dtype.itemsize, self.chunks)
         existing = None
         try:
@@ -299,27 +316,14 @@ class ZarrDest:
             del self.root[path]
             existing = None
         if existing is None:
-            kwargs: dict = {}
-            if node.shape:
-                kwargs["chunks"] = chunks
-            if self.zarr_format == 3 and node.dtype.byteorder == ">":
-                from zarr.codecs import BytesCodec
-
-                # keep big-endian data big-endian (zarr would store it little-endian)
-                kwargs["serializer"] = BytesCodec(endian="big")
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                existing = zarr.create_array(
-                    self.root.store, name=path, shape=node.shape, dtype=node.dtype,
-                    compressors=zarr_compressors(self.compression, self.zarr_format),
-                    zarr_format=self.zarr_format, fill_value=None, **kwargs,
-                )
-        # Every chunk written, also into an array a resumed run reopened (zarr opens it with
-        # its global config, write_empty_chunks=False): zarr skips a chunk "equal" to the
-        # fill value, and for complex dtypes it compares with ==, so a chunk of -0j (or
-        # -0+0j, ...) would not be stored and would read back as +0j.  (zarr compares real
-        # floats bitwise, complex ones not.)
-        existing = existing.with_config({"write_empty_chunks": True})
+            existing = _zc.create_array(
+                self.root, path, shape=node.shape, dtype=node.dtype, chunks=chunks,
+                compressors=zarr_compressors(self.compression, self.zarr_format),
+                zarr_format=self.zarr_format, fill_value=None)
+        else:
+            # Every chunk written, also into an array a resumed run reopened (see
+            # writes_every_chunk: zarr compares complex chunks with the fill value by ==).
+            existing = _zc.writes_every_chunk(existing)
         attrs = dict(attrs)
         if self.zarr_format == 3 and node.dtype.byteorder == ">":  # zarr 3 reads it as native
             attrs[NUMPY_DTYPE] = node.dtype.str

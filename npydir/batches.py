@@ -47,6 +47,20 @@ _ADVISE_MAX_SKIP = 31
 _MIN_BYTES_PER_COPIER = 256 * 1024
 
 
+#: batches made ahead (``prefetch``) may hold at most this share of the machine's memory
+_PREFETCH_MEMORY_SHARE = 0.25
+#: bookkeeping bytes per batch made ahead, on top of its arrays (queue slots, tuples, views)
+_PREFETCH_SLOT_BYTES = 4096
+
+
+def _physical_memory() -> int | None:
+    """Bytes of RAM, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
 #: with several copiers, batches are handed over in groups of up to this many bytes ...
 _GROUP_BYTES = 4 << 20
 #: ... and up to this many batches
@@ -486,7 +500,9 @@ class Batches:
         ``prefetch`` copier threads (one per core, one per 256 KiB of a batch, one for
         batches above 2 MiB) each make whole batches, small ones in groups of up to 4 MiB,
         so up to ``prefetch + copiers - 1`` groups are made ahead; their arrays are
-        recycled once you drop them (docs/batches.md, "Prefetching").
+        recycled once you drop them (docs/batches.md, "Prefetching").  A ``prefetch`` whose
+        batches would take more than a quarter of the machine's memory is refused
+        (``ValueError`` naming the largest that fits).
     threads : int, optional
         Threads for :func:`npydir.gather_windows`.
     boundaries : sequence of int, optional
@@ -644,6 +660,38 @@ class Batches:
                 mask[-self.data_padding :] = 0
             self._pad_mask = np.ascontiguousarray(mask[:: self.output_stride])
         self._perm_cache: tuple[int, FeistelPermutation] | None = None
+        self._check_prefetch_memory()
+
+    def _check_prefetch_memory(self) -> None:
+        """Refuse a ``prefetch`` whose batches made ahead could not fit in memory.
+
+        Iteration sets up its hand-over slots and keeps up to about ``prefetch`` batches
+        ahead; an absurd value (``10**9``) would exhaust memory before the first batch.
+        """
+        memory = _physical_memory()
+        if memory is None or self.prefetch == 0:
+            return
+        per_batch = self._all_batch_bytes() + _PREFETCH_SLOT_BYTES
+        most = max(1, int(memory * _PREFETCH_MEMORY_SHARE) // per_batch - _cores() - 2)
+        if self.prefetch > most:
+            raise ValueError(
+                f"Batches: prefetch={self.prefetch} would make up to {self.prefetch} batches "
+                f"of {per_batch:,} bytes ahead, more than a quarter of this machine's "
+                f"{memory / 2**30:.1f} GiB of memory; use prefetch <= {most} (2 to 4 keep "
+                f"the kernel busy)"
+            )
+
+    def _all_batch_bytes(self) -> int:
+        """Bytes of one full batch: x windows, targets and weights."""
+        total = self._batch_bytes()
+        if self._y is not None:
+            ya = self._y.array
+            row = int(np.prod(ya.shape[1:], dtype=np.int64)) * ya.dtype.itemsize
+            rows = -(-self.window // self.output_stride) if self.y_window else 1
+            total += self.batch_size * rows * row
+            if self.returns_weights:
+                total += self.batch_size * rows * 4
+        return total
 
     # ---------------------------------------------------------------- window geometry
 
@@ -938,6 +986,7 @@ class Batches:
         ``copiers``: prefetch threads (default :meth:`_copiers`).
         """
         epoch = self.epoch  # fixed for this pass even if set_epoch() is called meanwhile
+        self._check_prefetch_memory()  # ``prefetch`` may have been set since __init__
         plan = _advising(_flatten(self._plan(indices, epoch)), self._advisor())
         if self.prefetch == 0:
             return _making(self._make, plan)

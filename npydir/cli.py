@@ -170,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true",
                    help="compare every array of the result with the source afterwards")
     p.add_argument("--zarr-format", type=int, choices=(2, 3), default=None,
-                   help="zarr format of a .zarr destination")
+                   help="zarr format of a .zarr destination (default 2, which every zarr and "
+                        "DAS read; 3 needs zarr-python 3)")
     p.add_argument("--chunks", type=_chunks, default=None,
                    help="chunk rows (or ROWS,COLS) of a zarr/HDF5 destination")
     p.add_argument("--compression", default=None,
@@ -184,8 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "block copies over (npydir destinations)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing destination once the new one is complete")
-    p.add_argument("--das-compat", action="store_true",
-                   help="npydir destination: also write DAS's pickled attrs.npy")
+    p.add_argument("--das", "--das-compat", dest="das_compat", action="store_true",
+                   help="write for DAS: an npydir destination also gets DAS's pickled "
+                        "attrs.npy, a zarr destination is zarr format 2 as DAS's make_dataset "
+                        "writes it")
     p.set_defaults(func=_cmd_convert)
 
     p = add("make-dataset", "build a DAS training store from recordings (audio + "
@@ -210,6 +213,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--y-dtype", default=None, help="dtype of y (default float32)")
     p.add_argument("--suffixes", action="store_true",
                    help="also write y_<class> (noise + that class) for every class")
+    p.add_argument("--raw-audio", action="store_true",
+                   help="keep integer PCM wav samples as stored (default: scale them to "
+                        "[-1, 1) as DAS reads wav; needed for an integer --x-dtype)")
+    p.add_argument("--event-width-seconds", type=_positive_float, default=None,
+                   help="width of the box drawn for each event (default 0.006)")
+    p.add_argument("--event-std-seconds", type=_positive_float, default=None,
+                   help="draw events as Gaussians of this standard deviation instead of "
+                        "boxes (DAS's GUI default is 0.0016)")
+    p.add_argument("--event-kernel", choices=("das", "symmetric"), default=None,
+                   help="with --event-std-seconds: DAS's window (default; an even number of "
+                        "taps, half a sample late) or a symmetric Gaussian")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store")
     p.set_defaults(func=_cmd_make_dataset)
 
@@ -396,7 +410,9 @@ def _disk_bytes(kind: str, obj: Any, root_path: Path) -> int | None:
         if kind == "h5":
             return int(obj.id.get_storage_size())
         if kind == "zarr":
-            return int(obj.nbytes_stored())
+            from ._zarr_compat import nbytes_stored
+
+            return nbytes_stored(obj)
     except (OSError, AttributeError, TypeError):
         return None
     return None
@@ -575,7 +591,8 @@ def _cmd_make_dataset(args: argparse.Namespace) -> int:
     *inputs, out = args.inputs
     recordings = _find_recordings([Path(p) for p in inputs])
     kwargs: dict[str, Any] = {"progress": _progress(args)}
-    for name in ("split", "val_fraction", "test_fraction", "seed", "x_dtype", "y_dtype"):
+    for name in ("split", "val_fraction", "test_fraction", "seed", "x_dtype", "y_dtype",
+                 "event_width_seconds", "event_std_seconds", "event_kernel"):
         value = getattr(args, name)
         if value is not None:
             kwargs[name] = value
@@ -583,6 +600,8 @@ def _cmd_make_dataset(args: argparse.Namespace) -> int:
         kwargs["class_names"] = [c.strip() for c in args.class_names.split(",") if c.strip()]
     if args.suffixes:
         kwargs["suffixes"] = True
+    if args.raw_audio:
+        kwargs["audio_scaling"] = "raw"
     if args.overwrite:
         kwargs["overwrite"] = True
     result = das.make_dataset(recordings, out, **kwargs)

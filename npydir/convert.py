@@ -126,7 +126,7 @@ def convert(
     *,
     progress: bool = True,
     memory_budget: int = 256 * 2**20,
-    zarr_format: int = 3,
+    zarr_format: int = 2,
     chunks: int | tuple | None = None,
     compression: Any = None,
     verify: bool = False,
@@ -153,8 +153,9 @@ def convert(
     memory_budget : int
         Upper bound, in bytes, for the blocks in flight (read ahead, being converted, being
         written).  A single source chunk larger than the budget is read in slices.
-    zarr_format : {3, 2}
-        Format of a zarr destination.
+    zarr_format : {2, 3}
+        Format of a zarr destination.  2 (the default) is read by every zarr-python and by
+        DAS; 3 needs zarr-python 3.
     chunks : int or tuple, optional
         zarr/HDF5 destinations: rows per chunk (int) or a full chunk shape (tuple, for arrays
         of that rank).  Default: whole rows, about 8 MiB per chunk (HDF5: contiguous unless a
@@ -175,7 +176,10 @@ def convert(
     strict : bool
         Refuse the whole conversion, before writing anything, if any array would be refused.
     das_compat : bool
-        npydir destination: also write DAS's pickled ``attrs.npy``.
+        Write for DAS.  npydir destination: also write DAS's pickled ``attrs.npy``.  zarr
+        destination: zarr format 2 as DAS's ``make_dataset`` writes it (1,000,000-row chunks,
+        Blosc lz4, unless ``chunks``/``compression`` say otherwise); ``zarr_format=3`` is
+        refused.
     journal_interval : float
         Seconds between journal commits (data flushed, then finished blocks fsynced to the
         journal); 0 commits after every block.
@@ -203,6 +207,12 @@ def convert(
             f"destination {os.fspath(dst)!r}: zip stores can be read, not written; convert to a "
             ".zarr directory and zip it afterwards"
         )
+    if dst_kind == "zarr":
+        from ._convert_zarr import zarr_options
+
+        zarr_format, chunks, compression = zarr_options(
+            zarr_format, chunks, compression, das_compat=das_compat,
+            where=f"destination {os.fspath(dst)!r}")
     if client is not None and dst_kind != "npydir":
         raise ConversionError("client= (Dask) needs an npydir (.npy) destination")
     if memory_budget < 1:

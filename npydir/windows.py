@@ -30,6 +30,7 @@ casting), then ``scale`` multiplies in the output dtype (so ``int16`` to ``float
 
 from __future__ import annotations
 
+import errno
 import mmap
 import operator
 import os
@@ -259,6 +260,31 @@ def _file_mapped(x: Any) -> bool:
     return False
 
 
+def _mapped_file_name(*objs: Any) -> str:
+    """The file behind the first of objs that is (a view of) an np.memmap, else a description."""
+    for obj in objs:
+        for _ in range(8):
+            if obj is None:
+                break
+            name = getattr(obj, "filename", None)
+            if isinstance(obj, np.memmap) and name:
+                return str(name)
+            obj = getattr(obj, "base", None)
+            if isinstance(obj, memoryview):
+                obj = obj.obj
+    return "the file mapped by x"
+
+
+def _raise_mapping_shrank(x: Any, a: np.ndarray) -> None:
+    """The kernel caught a SIGBUS: x's file is now shorter than its mapping."""
+    name = _mapped_file_name(x, a)
+    raise OSError(
+        errno.EIO,
+        f"{name}: the file shrank while windows were being copied out of its memory map "
+        "(truncated or replaced in place by another process?); the batch was not completed",
+    )
+
+
 def _machine_busy_seconds() -> float | None:
     """CPU seconds all processes ran at normal or higher priority, from /proc/stat (Linux)."""
     try:
@@ -384,6 +410,11 @@ def gather_windows(
         A start is out of range (``pad="error"``); the message names it and the valid range.
     ValueError, TypeError
         Bad shapes, dtypes, ``out``, ``step``, ``window``, ``pad`` or ``scale``.
+    OSError
+        ``x`` is a file mapping and the file shrank under it while the windows were copied
+        (another process truncated it); the message names the file.  The copy catches the
+        ``SIGBUS`` this raises instead of letting it kill the interpreter; ``out`` is then
+        partly written.  Plain numpy indexing of such a mapping cannot be protected this way.
     """
     a, st, window, step, res, dt, scale = _prepare(
         x, starts, window, step, out, dtype, scale, pad, threads, check_starts=False
@@ -405,23 +436,24 @@ def gather_windows(
     pad_code = _PAD_CODES[pad]
     src = a.dtype
     if dt == src and scale is None:
-        bad = _windows.gather(a, st, window, step, res, pad_code, -1, False, 1.0, False,
-                              nthreads, lo, hi, sample, nontemporal)
+        bad = _windows.gather(a, st, window, res, step=step, pad=pad_code, threads=nthreads,
+                              lo=lo, hi=hi, cold_sample=sample, stream=nontemporal)
     elif (dt == _F32 or dt == _F64) and src in _SRC_CODES:
-        bad = _windows.gather(
-            a, st, window, step, res, pad_code, _SRC_CODES[src], dt == _F64,
-            1.0 if scale is None else scale, scale is not None, nthreads, lo, hi, sample,
-        )
+        bad = _windows.gather(a, st, window, res, step=step, pad=pad_code, threads=nthreads,
+                              lo=lo, hi=hi, cold_sample=sample, src_code=_SRC_CODES[src],
+                              dst_double=dt == _F64, scale=scale)
     else:
         # A cast the one-pass kernel does not cover (e.g. to int32 or float16, or from a
         # non-native byte order): gather in x's dtype, then convert like astype().
         tmp = np.empty(res.shape, src)
-        bad = _windows.gather(a, st, window, step, tmp, pad_code, -1, False, 1.0, False,
-                              nthreads, lo, hi, sample, nontemporal)
-        if bad < 0:
+        bad = _windows.gather(a, st, window, tmp, step=step, pad=pad_code, threads=nthreads,
+                              lo=lo, hi=hi, cold_sample=sample, stream=nontemporal)
+        if bad == -1:
             np.copyto(res, tmp, casting="unsafe")
             if scale is not None:
                 np.multiply(res, res.dtype.type(scale), out=res)
+    if bad == -2:
+        _raise_mapping_shrank(x, a)
     if bad >= 0:
         _raise_bad_start(st, bad, nrows, window, pad, lo, hi)
     return res

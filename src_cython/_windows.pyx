@@ -15,13 +15,11 @@ Prefetch: small windows are copied in two passes over blocks (every line of the 
 then the copy); long windows prefetch the first and last line a few windows ahead (see the
 comment above BLOCK_BYTES).
 
-Threads are a pool of plain pthreads, not OpenMP: a torch DataLoader forks worker processes,
-and GNU libgomp deadlocks in a forked child whose parent already ran a parallel region.  The
-pool is reset in a forked child by a pthread_atfork handler, and the child starts its own
-helpers on its first threaded call.  Helpers persist between calls (starting a thread per call
-cost ~20 us, more than a small batch), spin briefly after each call so that back-to-back calls
-find them awake, then sleep.  Work is handed out in chunks from an atomic counter, so a helper
-thread that the OS schedules late (a busy machine) never delays the caller.
+The C underneath lives in ``src_cython/c/``: ``npydir_simd.h`` (prefetch, streaming stores),
+``npydir_half.h/.c`` (float16 conversion), ``npydir_pool.h/.c`` (the persistent helper-thread
+pool, fork-safe, tested on its own by ``tests/c/test_pool.c``) and ``npydir_guard.h`` (the
+SIGBUS guard around copies out of file mappings).  This module keeps the copy loops, which
+Cython's fused types specialise per dtype.
 """
 
 from libc.stdint cimport int8_t, uint8_t, int16_t, uint16_t, int32_t, uint32_t, int64_t, uint64_t
@@ -33,421 +31,33 @@ cimport numpy as cnp
 
 cnp.import_array()
 
-cdef extern from *:
-    """
-    #include <stdint.h>
-    #include <string.h>
-    #include <pthread.h>
-    #include <sys/mman.h>
-    #include <unistd.h>
-
-    #define NPYDIR_FETCH_ADD(p, v) __atomic_fetch_add((p), (v), __ATOMIC_ACQ_REL)
-
-    /* Software prefetch as volatile asm: with __builtin_prefetch, GCC 12 at -O2/-O3 emitted
-       no prefetch instruction at all for this kernel (objdump; a reduced case of an inline
-       helper that loads the address and may return early reproduces it).  Volatile asm stays.
-       tests/test_windows.py checks the built module for prefetch instructions. */
-    /* NPYDIR_PREFETCH asks for a line in L1 (long windows, a few lines ahead);
-       NPYDIR_PREFETCH_L2 for a line in L2 (every line of a block of small windows, see
-       prefetch_block).  NPYDIR_PAUSE is the spin-wait hint. */
-    #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
-    #define NPYDIR_PREFETCH(p) __asm__ __volatile__("prefetcht0 %0" :: "m"(*(const char*)(p)))
-    #define NPYDIR_PREFETCH_L2(p) __asm__ __volatile__("prefetcht2 %0" :: "m"(*(const char*)(p)))
-    #define NPYDIR_PAUSE() __asm__ __volatile__("pause")
-    #elif (defined(__GNUC__) || defined(__clang__)) && defined(__aarch64__)
-    #define NPYDIR_PREFETCH(p) __asm__ __volatile__("prfm pldl1keep, %0" :: "Q"(*(const char*)(p)))
-    #define NPYDIR_PREFETCH_L2(p) \
-        __asm__ __volatile__("prfm pldl2keep, %0" :: "Q"(*(const char*)(p)))
-    #define NPYDIR_PAUSE() __asm__ __volatile__("yield")
-    #elif defined(__GNUC__) || defined(__clang__)
-    #define NPYDIR_PREFETCH(p) __builtin_prefetch((const void*)(p), 0, 3)
-    #define NPYDIR_PREFETCH_L2(p) __builtin_prefetch((const void*)(p), 0, 2)
-    #define NPYDIR_PAUSE() ((void)0)
-    #else
-    #define NPYDIR_PREFETCH(p) ((void)0)
-    #define NPYDIR_PREFETCH_L2(p) ((void)0)
-    #define NPYDIR_PAUSE() ((void)0)
-    #endif
-    /* Non-temporal copy (stream=True): stores that go around the caches.  When the output
-       is not in cache already (a loader cycling through several batch buffers), a plain
-       store first reads every destination line from memory (read-for-ownership) and evicts
-       the lines the block prefetch just brought into L2; streaming stores do neither
-       (measured on 256 x 64 windows into rotating buffers: 86 -> 60 us a batch).  Into a
-       buffer that is already in L2 they are slower (51 -> 57 us), hence an option.  The
-       destination must be 16-byte aligned for the SSE2 stores; otherwise memcpy. */
-    #if defined(__SSE2__)
-    #include <emmintrin.h>
-    static inline void npydir_copy_stream(char* dst, const char* src, size_t n) {
-        size_t i = 0;
-        if (((uintptr_t)dst & 15u) != 0) {
-            memcpy(dst, src, n);
-            return;
-        }
-        for (; i + 64 <= n; i += 64) {
-            __m128i a = _mm_loadu_si128((const __m128i*)(src + i));
-            __m128i b = _mm_loadu_si128((const __m128i*)(src + i + 16));
-            __m128i c = _mm_loadu_si128((const __m128i*)(src + i + 32));
-            __m128i d = _mm_loadu_si128((const __m128i*)(src + i + 48));
-            _mm_stream_si128((__m128i*)(dst + i), a);
-            _mm_stream_si128((__m128i*)(dst + i + 16), b);
-            _mm_stream_si128((__m128i*)(dst + i + 32), c);
-            _mm_stream_si128((__m128i*)(dst + i + 48), d);
-        }
-        if (i < n)
-            memcpy(dst + i, src + i, n - i);
-    }
-    /* Streaming stores are weakly ordered: fence before another thread may read them. */
-    static inline void npydir_stream_fence(void) { _mm_sfence(); }
-    #define NPYDIR_HAVE_STREAM 1
-    #else
-    static inline void npydir_copy_stream(char* dst, const char* src, size_t n) {
-        memcpy(dst, src, n);
-    }
-    static inline void npydir_stream_fence(void) {}
-    #define NPYDIR_HAVE_STREAM 0
-    #endif
-    /* IEEE binary16 -> binary32, exact for every input: normals, subnormals, +-0, +-inf and
-       NaN (payload kept, sign kept).  Branch-light variant of F. Giesen's half_to_float_fast. */
-    static inline float npydir_half_to_float(uint16_t h) {
-        const uint32_t shifted_exp = 0x7c00u << 13;      /* exponent mask after shift */
-        uint32_t o = ((uint32_t)(h & 0x7fffu)) << 13;    /* exponent/mantissa bits */
-        uint32_t exp = shifted_exp & o;
-        float f;
-        o += (uint32_t)(127 - 15) << 23;                 /* exponent adjust */
-        if (exp == shifted_exp) {                        /* Inf/NaN */
-            o += (uint32_t)(128 - 16) << 23;
-            memcpy(&f, &o, 4);
-        } else if (exp == 0) {                           /* zero or subnormal */
-            const uint32_t magic_bits = (uint32_t)113 << 23;
-            float magic;
-            o += (uint32_t)1 << 23;
-            memcpy(&f, &o, 4);
-            memcpy(&magic, &magic_bits, 4);
-            f -= magic;                                  /* renormalize, exact */
-            memcpy(&o, &f, 4);
-        } else {
-            memcpy(&f, &o, 4);
-        }
-        memcpy(&o, &f, 4);
-        o |= ((uint32_t)(h & 0x8000u)) << 16;            /* sign */
-        memcpy(&f, &o, 4);
-        return f;
-    }
-
-    /* float16 -> float32 of a unit-stride run with the F16C instruction when the CPU has it
-       (checked once at import), 8 values per instruction; scalar conversion for the tail. */
-    #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-    #include <immintrin.h>
-    /* vcvtph2ps quiets signalling NaNs; numpy keeps their bits.  Blocks of 8 holding one
-       (exponent all ones, quiet bit clear, payload non-zero) take the scalar path instead. */
-    __attribute__((target("avx,f16c")))
-    static void npydir_half_run_f16c(const uint16_t* src, float* dst, Py_ssize_t n,
-                                     float scale, int has_scale) {
-        Py_ssize_t k = 0, i;
-        const __m256 s = _mm256_set1_ps(scale);
-        const __m128i exp_q = _mm_set1_epi16(0x7e00), exp_ones = _mm_set1_epi16(0x7c00);
-        const __m128i payload = _mm_set1_epi16(0x01ff), zero = _mm_setzero_si128();
-        for (; k + 8 <= n; k += 8) {
-            __m128i h = _mm_loadu_si128((const __m128i*)(src + k));
-            __m128i snan = _mm_andnot_si128(
-                _mm_cmpeq_epi16(_mm_and_si128(h, payload), zero),
-                _mm_cmpeq_epi16(_mm_and_si128(h, exp_q), exp_ones));
-            if (_mm_movemask_epi8(snan)) {
-                for (i = k; i < k + 8; i++)
-                    dst[i] = has_scale ? npydir_half_to_float(src[i]) * scale
-                                       : npydir_half_to_float(src[i]);
-                continue;
-            }
-            __m256 f = _mm256_cvtph_ps(h);
-            _mm256_storeu_ps(dst + k, has_scale ? _mm256_mul_ps(f, s) : f);
-        }
-        for (; k < n; k++)
-            dst[k] = has_scale ? npydir_half_to_float(src[k]) * scale
-                               : npydir_half_to_float(src[k]);
-    }
-    static int npydir_have_f16c(void) {
-        __builtin_cpu_init();
-        return __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
-    }
-    #else
-    static void npydir_half_run_f16c(const uint16_t* src, float* dst, Py_ssize_t n,
-                                     float scale, int has_scale) {
-        Py_ssize_t k;
-        for (k = 0; k < n; k++)
-            dst[k] = has_scale ? npydir_half_to_float(src[k]) * scale
-                               : npydir_half_to_float(src[k]);
-    }
-    static int npydir_have_f16c(void) { return 0; }
-    #endif
-
-    /* ---- persistent helper threads ------------------------------------------------------
-       One process-wide pool of detached helper threads, created on first use and grown to the
-       largest number ever asked for (at most NPYDIR_MAX_HELPERS).  One call at a time owns
-       the pool (a try-lock): a call that finds it owned runs on its own thread, so concurrent
-       calls never add up to more threads than were asked for.  The owner publishes a task and
-       a number of open slots; helpers claim a slot, run the task (which claims chunks of
-       windows from the caller's shared counter) and leave.  The caller starts on the task at
-       once and, when no chunk is left, closes the slots and waits only for helpers that
-       joined.  An idle helper spins for npydir_pool.spin_ns (so back-to-back calls do not pay
-       a wake-up), then sleeps on a condition variable: no CPU is used when idle.
-       fork(): the child has none of the parent's threads, so a pthread_atfork handler resets
-       the pool there; the child's first threaded call starts new helpers. */
-    #include <sched.h>
-    #include <signal.h>
-    #include <time.h>
-
-    #define NPYDIR_MAX_HELPERS 63
-
-    typedef void (*npydir_task_fn)(void*);
-
-    static struct {
-        pthread_mutex_t mu;    /* thread creation and sleeping */
-        pthread_cond_t cv;
-        int nhelpers;          /* helpers started (atomic) */
-        int busy;              /* 1 while a call owns the pool (atomic try-lock) */
-        uint64_t state;        /* (helpers inside the task << 32) | open slots (atomic) */
-        unsigned seq;          /* bumped by every publish (atomic) */
-        int sleepers;          /* helpers blocked on cv (atomic) */
-        npydir_task_fn fn;     /* the task: written by the owner before it opens slots */
-        void* arg;
-        long spin_ns;          /* how long an idle helper spins before it sleeps */
-        int owner_cpu;         /* core the last caller started on (-1: unknown) */
-        int wanted;            /* helpers the last call asked for (atomic) */
-        int numbered;          /* helpers that took an index (atomic) */
-    } npydir_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER,
-                     0, 0, 0, 0, 0, NULL, NULL, 100000, -1, 0, 0};
-
-    static pthread_once_t npydir_pool_once = PTHREAD_ONCE_INIT;
-
-    static long npydir_now_ns(void) {
-        struct timespec t;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        return (long)t.tv_sec * 1000000000L + t.tv_nsec;
-    }
-
-    static void npydir_pool_atfork_child(void) {
-        /* Only the forking thread survives: forget the helpers (their stacks leak, a few
-           pages) and any owner.  The mutex may have been held by a thread that is gone. */
-        pthread_mutex_init(&npydir_pool.mu, NULL);
-        pthread_cond_init(&npydir_pool.cv, NULL);
-        npydir_pool.nhelpers = 0;
-        npydir_pool.busy = 0;
-        npydir_pool.state = 0;
-        npydir_pool.sleepers = 0;
-        npydir_pool.fn = NULL;
-        npydir_pool.arg = NULL;
-        npydir_pool.owner_cpu = -1;
-        npydir_pool.wanted = 0;
-        npydir_pool.numbered = 0;
-    }
-
-    static void npydir_pool_init_once(void) {
-        pthread_atfork(NULL, NULL, npydir_pool_atfork_child);
-    }
-
-    /* Is this thread on the core the last caller ran on?  Unknown: no. */
-    static int npydir_on_owner_cpu(void) {
-    #if defined(__linux__)
-        return sched_getcpu() == __atomic_load_n(&npydir_pool.owner_cpu, __ATOMIC_RELAXED);
-    #else
-        return 0;
-    #endif
-    }
-
-    /* A helper that finds itself on the caller's core is useless there and keeps the caller
-       off it.  The scheduler puts a woken helper there whenever no core is idle, and a core
-       running only niced work is not idle: beside a nice-19 process, 2 threads ran no faster
-       than one.  So the helper moves itself to another core it may run on (its affinity
-       without the caller's core, then its affinity back: it stays where it landed).  Returns 0
-       if it could not (one core only, or not Linux); the caller of this then yields instead. */
-    static int npydir_move_off_owner_cpu(void) {
-    #if defined(__linux__)
-        cpu_set_t allowed, others;
-        int cpu = __atomic_load_n(&npydir_pool.owner_cpu, __ATOMIC_RELAXED);
-        if (cpu < 0 || cpu >= CPU_SETSIZE || sched_getaffinity(0, sizeof(allowed), &allowed))
-            return 0;
-        others = allowed;
-        CPU_CLR(cpu, &others);
-        if (CPU_COUNT(&others) == 0 || sched_setaffinity(0, sizeof(others), &others))
-            return 0;
-        sched_setaffinity(0, sizeof(allowed), &allowed);
-        return 1;
-    #else
-        return 0;
-    #endif
-    }
-
-    /* Wait until seq differs from seen: spin until *deadline, then sleep.  On the caller's own
-       core, move off it (or yield it every few hundred nanoseconds): a plain spin there kept
-       the caller off its core until the spin ended (measured: +50 us per call).  On another
-       core, never yield: that hands the core to whatever else is runnable there, niced work
-       included. */
-    static unsigned npydir_pool_wait(unsigned seen, long* deadline) {
-        unsigned s;
-        int k;
-        while (npydir_now_ns() < *deadline) {
-            for (k = 0; k < 16; k++) {
-                s = __atomic_load_n(&npydir_pool.seq, __ATOMIC_ACQUIRE);
-                if (s != seen)
-                    return s;
-                NPYDIR_PAUSE();
-            }
-            if (npydir_on_owner_cpu() && !npydir_move_off_owner_cpu())
-                sched_yield();
-        }
-        pthread_mutex_lock(&npydir_pool.mu);
-        /* seq_cst pairs with the owner's seq bump then sleepers read: one sees the other. */
-        __atomic_fetch_add(&npydir_pool.sleepers, 1, __ATOMIC_SEQ_CST);
-        while ((s = __atomic_load_n(&npydir_pool.seq, __ATOMIC_SEQ_CST)) == seen)
-            pthread_cond_wait(&npydir_pool.cv, &npydir_pool.mu);
-        __atomic_fetch_sub(&npydir_pool.sleepers, 1, __ATOMIC_SEQ_CST);
-        pthread_mutex_unlock(&npydir_pool.mu);
-        return s;
-    }
-
-    static void* npydir_helper_main(void* p) {
-        unsigned seen = (unsigned)(uintptr_t)p;
-        int index = __atomic_fetch_add(&npydir_pool.numbered, 1, __ATOMIC_RELAXED);
-        long deadline = 0;
-        uint64_t st;
-        for (;;) {
-            seen = npydir_pool_wait(seen, &deadline);
-            /* Calls are coming: the helpers the last call asked for stay awake for the next
-               one, even if this one was over before we woke up (else a helper that wakes too
-               late, on a busy machine, would sleep through every call).  Surplus helpers of
-               a larger earlier call keep their old deadline and go back to sleep. */
-            if (index < __atomic_load_n(&npydir_pool.wanted, __ATOMIC_RELAXED))
-                deadline = npydir_now_ns() + __atomic_load_n(&npydir_pool.spin_ns,
-                                                             __ATOMIC_RELAXED);
-            if (npydir_on_owner_cpu())
-                npydir_move_off_owner_cpu();
-            /* Join: take a slot and count ourselves inside in one step, so the owner waits
-               for exactly the helpers that run its task. */
-            st = __atomic_load_n(&npydir_pool.state, __ATOMIC_SEQ_CST);
-            while ((uint32_t)st > 0) {
-                if (__atomic_compare_exchange_n(&npydir_pool.state, &st,
-                                                st - 1 + ((uint64_t)1 << 32), 0,
-                                                __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
-                    npydir_pool.fn(npydir_pool.arg);
-                    __atomic_fetch_sub(&npydir_pool.state, (uint64_t)1 << 32, __ATOMIC_SEQ_CST);
-                    /* Worked: spin a while for the next call. */
-                    deadline = npydir_now_ns() + __atomic_load_n(&npydir_pool.spin_ns,
-                                                                 __ATOMIC_RELAXED);
-                    break;
-                }
-            }
-        }
-        return NULL;
-    }
-
-    static void npydir_pool_grow(int want) {
-        sigset_t all, old;
-        pthread_attr_t attr;
-        pthread_t tid;
-        unsigned seen;
-        pthread_mutex_lock(&npydir_pool.mu);
-        if (pthread_attr_init(&attr) == 0) {
-            pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-            /* Helpers block every signal (they inherit the mask): signals go to the
-               interpreter's threads, never to a helper. */
-            sigfillset(&all);
-            pthread_sigmask(SIG_SETMASK, &all, &old);
-            while (npydir_pool.nhelpers < want) {
-                seen = __atomic_load_n(&npydir_pool.seq, __ATOMIC_SEQ_CST);
-                if (pthread_create(&tid, &attr, npydir_helper_main, (void*)(uintptr_t)seen))
-                    break;  /* no more threads (EAGAIN): work with those we have */
-                __atomic_store_n(&npydir_pool.nhelpers, npydir_pool.nhelpers + 1,
-                                 __ATOMIC_RELEASE);
-            }
-            pthread_sigmask(SIG_SETMASK, &old, NULL);
-            pthread_attr_destroy(&attr);
-        }
-        pthread_mutex_unlock(&npydir_pool.mu);
-    }
-
-    /* Own the pool and open up to want helper slots for fn(arg).  Returns the slots opened;
-       0 (the pool is owned by another call, or no thread could be started) means the caller
-       runs alone and must not call npydir_pool_finish. */
-    static int npydir_pool_start(int want, npydir_task_fn fn, void* arg) {
-        int expected = 0, have, sleepers, k;
-        if (want <= 0)
-            return 0;
-        if (want > NPYDIR_MAX_HELPERS)
-            want = NPYDIR_MAX_HELPERS;
-        if (!__atomic_compare_exchange_n(&npydir_pool.busy, &expected, 1, 0,
-                                         __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
-            return 0;
-        pthread_once(&npydir_pool_once, npydir_pool_init_once);
-        if (__atomic_load_n(&npydir_pool.nhelpers, __ATOMIC_ACQUIRE) < want)
-            npydir_pool_grow(want);
-        have = __atomic_load_n(&npydir_pool.nhelpers, __ATOMIC_ACQUIRE);
-        if (want > have)
-            want = have;
-        if (want == 0) {
-            __atomic_store_n(&npydir_pool.busy, 0, __ATOMIC_RELEASE);
-            return 0;
-        }
-        npydir_pool.fn = fn;
-        npydir_pool.arg = arg;
-    #if defined(__linux__)
-        __atomic_store_n(&npydir_pool.owner_cpu, sched_getcpu(), __ATOMIC_RELAXED);
-    #endif
-        __atomic_store_n(&npydir_pool.wanted, want, __ATOMIC_RELAXED);
-        __atomic_store_n(&npydir_pool.state, (uint64_t)want, __ATOMIC_SEQ_CST);
-        __atomic_fetch_add(&npydir_pool.seq, 1, __ATOMIC_SEQ_CST);
-        sleepers = __atomic_load_n(&npydir_pool.sleepers, __ATOMIC_SEQ_CST);
-        if (sleepers > 0) {
-            pthread_mutex_lock(&npydir_pool.mu);
-            if (want >= sleepers)
-                pthread_cond_broadcast(&npydir_pool.cv);
-            else
-                for (k = 0; k < want; k++)
-                    pthread_cond_signal(&npydir_pool.cv);
-            pthread_mutex_unlock(&npydir_pool.mu);
-        }
-        return want;
-    }
-
-    /* After the caller's own share: close the slots, wait for the helpers that joined. */
-    static void npydir_pool_finish(void) {
-        uint64_t st = __atomic_load_n(&npydir_pool.state, __ATOMIC_SEQ_CST);
-        long spins = 0;
-        while (!__atomic_compare_exchange_n(&npydir_pool.state, &st, st & ~(uint64_t)0xffffffffu,
-                                            0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
-            ;
-        while (__atomic_load_n(&npydir_pool.state, __ATOMIC_SEQ_CST) >> 32) {
-            /* A helper is finishing its last chunk.  It may share this core (then it runs
-               only when we yield) or have been preempted: spin briefly, then yield. */
-            if (++spins < 64)
-                NPYDIR_PAUSE();
-            else
-                sched_yield();
-        }
-        __atomic_store_n(&npydir_pool.busy, 0, __ATOMIC_RELEASE);
-    }
-
-    static void npydir_pool_set_spin(long ns) {
-        __atomic_store_n(&npydir_pool.spin_ns, ns, __ATOMIC_RELAXED);
-    }
-    static long npydir_pool_helpers(void) {
-        return __atomic_load_n(&npydir_pool.nhelpers, __ATOMIC_ACQUIRE);
-    }
-    """
-    void NPYDIR_PREFETCH(const void* p) nogil
-    void NPYDIR_PREFETCH_L2(const void* p) nogil
-    ctypedef void (*npydir_task_fn)(void*) noexcept nogil
-    int npydir_pool_start(int want, npydir_task_fn fn, void* arg) nogil
-    void npydir_pool_finish() nogil
-    void npydir_pool_set_spin(long ns) nogil
-    long npydir_pool_helpers() nogil
-    Py_ssize_t NPYDIR_FETCH_ADD(Py_ssize_t* p, Py_ssize_t v) nogil
-    float npydir_half_to_float(uint16_t h) nogil
-    void npydir_copy_stream(char* dst, const char* src, size_t n) nogil
-    void npydir_stream_fence() nogil
+cdef extern from "npydir_simd.h" nogil:
+    void NPYDIR_PREFETCH(const void* p)
+    void NPYDIR_PREFETCH_L2(const void* p)
+    Py_ssize_t NPYDIR_FETCH_ADD(Py_ssize_t* p, Py_ssize_t v)
+    void npydir_copy_stream(char* dst, const char* src, size_t n)
+    void npydir_stream_fence()
     int NPYDIR_HAVE_STREAM
+
+cdef extern from "npydir_half.h" nogil:
+    float npydir_half_to_float(uint16_t h)
     void npydir_half_run_f16c(const uint16_t* src, float* dst, Py_ssize_t n, float scale,
-                              int has_scale) nogil
+                              int has_scale)
     int npydir_have_f16c()
+
+cdef extern from "npydir_pool.h" nogil:
+    ctypedef void (*npydir_task_fn)(void*) noexcept nogil
+    int npydir_pool_start(int want, npydir_task_fn fn, void* arg)
+    void npydir_pool_finish()
+    void npydir_pool_set_spin(long ns)
+    long npydir_pool_helpers()
+
+cdef extern from "npydir_guard.h" nogil:
+    ctypedef void (*npydir_guarded_fn)(void*) noexcept nogil
+    int npydir_guarded_run(npydir_guarded_fn fn, void* arg)
+    int npydir_guard_ensure()
+    void npydir_guard_own(void* p)
+
 
 cdef extern from "<sys/mman.h>" nogil:
     int madvise(void* addr, size_t length, int advice)
@@ -808,6 +418,7 @@ cdef void cast_windows(const Job* j, src_t* kind, dst_t* dkind) noexcept nogil:
         return
     if contiguous and j.step == 1 and win_bytes <= STAGE_BYTES // 4:
         stage = <char*>malloc(STAGE_BYTES)
+        npydir_guard_own(stage)  # freed by the guard if a SIGBUS cuts the copy short
     for k in range(PREFETCH_AHEAD):
         prefetch_window(j, j.w0 + k)
     w = j.w0
@@ -832,6 +443,7 @@ cdef void cast_windows(const Job* j, src_t* kind, dst_t* dkind) noexcept nogil:
         prefetch_window(j, w + PREFETCH_AHEAD)
         cast_window(j, w, contiguous, scale, has_scale, kind)
         w += 1
+    npydir_guard_own(NULL)
     free(stage)
 
 
@@ -882,6 +494,7 @@ cdef struct Shared:
     Py_ssize_t claimed       # chunks claimed by anyone (atomic)
     Py_ssize_t back          # chunks claimed by helpers, from the end (atomic)
     Py_ssize_t front         # chunks claimed by the caller, from the start (caller only)
+    Py_ssize_t faulted       # threads whose share a SIGBUS cut short (atomic)
 
 
 cdef void run_chunk(Shared* sh, Py_ssize_t c) noexcept nogil:
@@ -893,14 +506,15 @@ cdef void run_chunk(Shared* sh, Py_ssize_t c) noexcept nogil:
     run_job(&job)
 
 
-cdef void work_caller(Shared* sh) noexcept nogil:
+cdef void caller_share(void* arg) noexcept nogil:
     """The caller claims chunks from the start of the batch until none are left."""
-    while NPYDIR_FETCH_ADD(&sh.claimed, 1) < sh.nchunks:
+    cdef Shared* sh = <Shared*>arg
+    while NPYDIR_FETCH_ADD(&sh.faulted, 0) == 0 and NPYDIR_FETCH_ADD(&sh.claimed, 1) < sh.nchunks:
         run_chunk(sh, sh.front)
         sh.front += 1
 
 
-cdef void work_helper(void* arg) noexcept nogil:
+cdef void helper_share(void* arg) noexcept nogil:
     """A helper claims chunks from the end of the batch until none are left.
 
     The caller works from the front and helpers from the back, so from one call to the next
@@ -908,17 +522,35 @@ cdef void work_helper(void* arg) noexcept nogil:
     own cache instead of moving between cores.  ``claimed`` counts both, so they never overlap.
     """
     cdef Shared* sh = <Shared*>arg
-    while NPYDIR_FETCH_ADD(&sh.claimed, 1) < sh.nchunks:
+    while NPYDIR_FETCH_ADD(&sh.faulted, 0) == 0 and NPYDIR_FETCH_ADD(&sh.claimed, 1) < sh.nchunks:
         run_chunk(sh, sh.nchunks - 1 - NPYDIR_FETCH_ADD(&sh.back, 1))
 
 
-cdef void run_threaded(Job* proto, Py_ssize_t nwin, int nthreads) noexcept nogil:
+cdef void work_caller(Shared* sh) noexcept nogil:
+    if npydir_guarded_run(caller_share, sh):
+        NPYDIR_FETCH_ADD(&sh.faulted, 1)
+
+
+cdef void work_helper(void* arg) noexcept nogil:
+    cdef Shared* sh = <Shared*>arg
+    if npydir_guarded_run(helper_share, sh):
+        NPYDIR_FETCH_ADD(&sh.faulted, 1)
+
+
+cdef void whole_job(void* arg) noexcept nogil:
+    run_job(<const Job*>arg)
+
+
+cdef int run_threaded(Job* proto, Py_ssize_t nwin, int nthreads) noexcept nogil:
     """Copy windows [0, nwin) with the caller and up to nthreads - 1 pooled helper threads.
 
     Windows are claimed in chunks from a shared counter, so the caller starts at once and never
     waits for a helper the OS has not scheduled yet (on a busy machine that takes
     milliseconds): it copies whatever is left itself and waits only for chunks a helper has
     already started.  If another call owns the pool, this one runs alone.
+
+    Every thread's share runs under the SIGBUS guard (npydir_guard.h).  Returns 0, or 1 when
+    the source mapping shrank under the copy and some windows were not copied.
     """
     cdef Shared sh
     if nthreads > nwin:
@@ -936,13 +568,14 @@ cdef void run_threaded(Job* proto, Py_ssize_t nwin, int nthreads) noexcept nogil
         sh.claimed = 0
         sh.back = 0
         sh.front = 0
+        sh.faulted = 0
         if npydir_pool_start(nthreads - 1, work_helper, &sh) > 0:
             work_caller(&sh)
             npydir_pool_finish()
-            return
+            return sh.faulted > 0
     proto.w0 = 0
     proto.w1 = nwin
-    run_job(proto)
+    return npydir_guarded_run(whole_job, proto)
 
 
 def first_bad_start(const int64_t[::1] starts, Py_ssize_t nrows, Py_ssize_t window,
@@ -958,24 +591,28 @@ def first_bad_start(const int64_t[::1] starts, Py_ssize_t nrows, Py_ssize_t wind
     return bad
 
 
-def gather(cnp.ndarray x, const int64_t[::1] starts, Py_ssize_t window, Py_ssize_t step,
-           cnp.ndarray out, int pad, int src_code, bint dst_double, double scale,
-           bint has_scale, int threads, int64_t lo=INT64_MIN, int64_t hi=INT64_MAX,
+def gather(cnp.ndarray x, const int64_t[::1] starts, Py_ssize_t window, cnp.ndarray out, *,
+           Py_ssize_t step=1, int pad=PAD_ERROR, int src_code=-1, bint dst_double=False,
+           scale=None, int threads=1, int64_t lo=INT64_MIN, int64_t hi=INT64_MAX,
            int cold_sample=0, bint stream=False):
     """Fill out[w] with the window of x starting at starts[w].  Trusts every argument.
 
-    x is 2-D [rows, channels] with any strides; out is C-contiguous [len(starts), nout, channels].
-    src_code < 0 copies bytes (out.dtype == x.dtype); otherwise casts from the src_code type
-    to float32 (or float64 when dst_double), multiplying by scale when has_scale.
+    x is 2-D [rows, channels] with any strides; out is C-contiguous [len(starts), nout, channels]
+    with nout = ceil(window / step).  pad is a PAD_CODES value.  src_code < 0 copies bytes
+    (out.dtype == x.dtype); otherwise casts from the src_code type to float32 (or float64 when
+    dst_double), multiplying by scale unless it is None.  threads: the caller plus pooled
+    helpers.
 
     Before copying, in the same call (one Python-to-C transition per batch): every start must
     lie in [lo, hi], else nothing is copied and the index of the first bad one is returned;
     then, with cold_sample > 0 (x is a file mapping), mincore() checks that many windows and,
     if a page is missing, madvise(WILLNEED) asks for every window's pages (see advise()).
     stream: plain copies of whole windows use non-temporal stores (see npydir_copy_stream).
-    Returns -1 when the windows were copied.
+    Returns -1 when the windows were copied, and -2 when a SIGBUS cut the copy short: x is a
+    file mapping and the file shrank under it (truncated by another process).
     """
     cdef Job job
+    cdef int faulted = 0
     cdef Py_ssize_t nwin = starts.shape[0]
     cdef Py_ssize_t k, bad = -1, span, low
     if nwin == 0:
@@ -995,9 +632,10 @@ def gather(cnp.ndarray x, const int64_t[::1] starts, Py_ssize_t window, Py_ssize
     job.pad = pad
     job.src_code = src_code
     job.dst_double = dst_double
-    job.scale = scale
-    job.has_scale = has_scale
+    job.scale = 1.0 if scale is None else <double>scale
+    job.has_scale = scale is not None
     job.stream = stream and src_code < 0
+    npydir_guard_ensure()
     with nogil:
         if lo > INT64_MIN or hi < INT64_MAX:
             for k in range(nwin):
@@ -1011,8 +649,8 @@ def gather(cnp.ndarray x, const int64_t[::1] starts, Py_ssize_t window, Py_ssize
                 low = <Py_ssize_t>job.base + (job.cs * (job.nch - 1) if job.cs < 0 else 0)
                 advise_nogil(low, job.nrows, job.rs, job.starts, nwin, window, span, True,
                              cold_sample)
-            run_threaded(&job, nwin, threads)
-    return bad
+            faulted = run_threaded(&job, nwin, threads)
+    return -2 if faulted else bad
 
 
 cdef int cmp_range(const void* a, const void* b) noexcept nogil:

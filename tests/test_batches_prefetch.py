@@ -211,3 +211,53 @@ def test_many_consumers_at_once():
     for t in threads:
         t.join()
     assert not errors, errors
+
+
+def test_prefetch_beyond_memory_is_refused_with_the_bound():
+    x = np.zeros((100_000, 9), np.float32)
+    with pytest.raises(ValueError, match=r"prefetch=1000000000 .* use prefetch <= \d+") as e:
+        Batches(x, window=4096, batch_size=32, prefetch=10**9)
+    most = int(str(e.value).rsplit("prefetch <= ", 1)[1].split()[0])
+    Batches(x, window=4096, batch_size=32, prefetch=most)  # the bound it names is accepted
+    with pytest.raises(ValueError, match="prefetch"):
+        Batches(x, window=4096, batch_size=32, prefetch=most + 1)
+
+
+def _prefetch_bound(*args, **kwargs) -> int:
+    with pytest.raises(ValueError, match="prefetch") as e:
+        Batches(*args, prefetch=10**9, **kwargs)
+    return int(str(e.value).rsplit("prefetch <= ", 1)[1].split()[0])
+
+
+def test_prefetch_bound_counts_targets_and_weights():
+    x = np.zeros((10_000, 1), np.float32)
+    y = np.zeros((10_000, 512), np.float32)  # targets 512x the bytes of x per window
+    alone = _prefetch_bound(x, window=16, batch_size=64)
+    with_y = _prefetch_bound(x, y, window=16, batch_size=64, y_window=True, data_padding=2)
+    assert with_y * 100 < alone
+
+
+def test_prefetch_raised_after_construction_is_refused_before_allocating():
+    """Checked again when iteration starts, in a child whose address space is capped at
+    4 GiB: the refusal must come before the hand-over slots are set up."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import resource
+        import numpy as np
+        from npydir import Batches
+        b = Batches(np.zeros((10_000, 2), np.float32), window=16, batch_size=8, prefetch=2)
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+        b.prefetch = 10**9
+        try:
+            next(iter(b))
+        except ValueError as e:
+            print("ValueError:", e)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.stdout.startswith("ValueError: Batches: prefetch=1000000000"), proc.stderr[-2000:]

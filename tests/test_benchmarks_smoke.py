@@ -16,7 +16,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("suite", ["bench_batches.py", "bench_store.py", "bench_frameworks.py"])
+@pytest.mark.parametrize(
+    "suite", ["bench_batches.py", "bench_store.py", "bench_limit.py", "bench_frameworks.py"]
+)
 def test_benchmark_suite_runs(tmp_path, suite):
     env = dict(
         os.environ,

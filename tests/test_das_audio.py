@@ -9,7 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from npydir.das import load_audio, save_audio, wav_range
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from npydir.das import load_audio, pcm_scale, save_audio, scale_pcm, wav_range
 from npydir.errors import DASFormatError
 
 pytest.importorskip("scipy")
@@ -295,3 +299,84 @@ def test_zip_without_npy_members(tmp_path):
         zf.writestr("readme.txt", "hi")
     with pytest.raises(DASFormatError, match="missing key"):
         load_audio(tmp_path / "z.npz")
+
+
+# --- reading wav as DAS does: integer PCM scaled to [-1, 1) ------------------------------------
+
+# (dtype, samples, DAS's float32 values) - DAS reads wav with librosa.load (libsndfile)
+SCALED = [
+    (
+        "int16",
+        [-32768, -1, 0, 1, 16384, 32767],
+        [-1.0, -1 / 32768, 0.0, 1 / 32768, 0.5, 32767 / 32768],
+    ),
+    (
+        "int32",
+        [-(2**31), -1, 0, 1, 2**30, 2**24 + 1, 2**31 - 1],
+        # float32 has 24 bits: 2**24 + 1 rounds to 2**24, 2**31 - 1 to 2**31 (then 1.0)
+        [-1.0, -(2.0**-31), 0.0, 2.0**-31, 0.5, 2.0**-7, 1.0],
+    ),
+    ("uint8", [0, 1, 127, 128, 129, 255], [-1.0, -127 / 128, -1 / 128, 0.0, 1 / 128, 127 / 128]),
+    ("int64", [-(2**63), 0, 2**62], [-1.0, 0.0, 0.5]),
+    ("float32", [-1.5, -1.0, 0.0, 0.25, 1.0], [-1.5, -1.0, 0.0, 0.25, 1.0]),
+]
+
+
+@pytest.mark.parametrize("dtype, samples, expected", SCALED)
+def test_scale_pcm_exact_values(dtype, samples, expected):
+    out = scale_pcm(np.array(samples, dtype=dtype))
+    assert out.dtype == np.float32
+    assert out.tolist() == np.array(expected, dtype=np.float32).tolist()
+
+
+@pytest.mark.parametrize("dtype, samples, expected", SCALED)
+def test_load_audio_scale_true_reads_wav_as_das(tmp_path, dtype, samples, expected):
+    path = tmp_path / f"{dtype}.wav"
+    save_audio(path, np.array(samples, dtype=dtype), 8000, clip=dtype == "float32")
+    data, rate = load_audio(path, scale=True)
+    assert rate == 8000 and data.shape == (len(samples), 1) and data.dtype == np.float32
+    # clip=True above only for float wav, whose -1..1 range clips -1.5 when writing
+    want = np.clip(expected, -1, 1) if dtype == "float32" else expected
+    assert data[:, 0].tolist() == np.array(want, dtype=np.float32).tolist()
+    raw, _ = load_audio(path)  # the default: samples as stored
+    assert raw.dtype == np.dtype(dtype)
+    assert load_audio(path, mmap=True, scale=True)[0].tolist() == data.tolist()
+
+
+def test_load_audio_scale_true_24_bit(tmp_path):
+    samples = np.array([[-(2**23), 0], [-1, 1], [2**22, 2**23 - 1]], dtype=np.int32)
+    _write_pcm24(tmp_path / "p24.wav", samples, 48000)
+    data, _ = load_audio(tmp_path / "p24.wav", scale=True)
+    np.testing.assert_array_equal(data, (samples / 2**23).astype(np.float32))
+
+
+def test_npz_is_never_scaled(tmp_path):
+    # DAS's .npz loader takes 'data' as it is, integers included
+    data = np.array([[-32768], [32767]], dtype=np.int16)
+    save_audio(tmp_path / "a.npz", data, 1000)
+    for scale in (False, True):
+        back, _ = load_audio(tmp_path / "a.npz", scale=scale)
+        assert back.dtype == np.int16 and back.tolist() == data.tolist()
+
+
+def test_pcm_scale_table_and_refusal():
+    assert pcm_scale("int16") == (0.0, 32768.0)
+    assert pcm_scale("int32") == (0.0, 2.0**31)
+    assert pcm_scale("uint8") == (128.0, 128.0)
+    assert pcm_scale("int64") == (0.0, 2.0**63)
+    assert pcm_scale("float64") == (0.0, 1.0)
+    for bad in ("int8", "uint16", "bool", "complex64"):
+        with pytest.raises(ValueError, match="no wav sample scale"):
+            pcm_scale(bad)
+    with pytest.raises(ValueError, match="float dtype"):
+        scale_pcm(np.zeros(3, np.int16), dtype=np.int32)
+
+
+@given(hnp.arrays(st.sampled_from([np.int16, np.uint8, np.int32]), st.integers(0, 50)))
+def test_scaled_pcm_lies_in_minus_one_to_one_and_round_trips(data):
+    out = scale_pcm(data, np.float64)
+    offset, divisor = pcm_scale(data.dtype)
+    assert np.all(out >= -1) and np.all(out < 1)
+    np.testing.assert_array_equal(out * divisor + offset, data)  # float64: exact
+    if data.dtype != np.int32:  # 16 and 8 bit are exact in float32 too
+        np.testing.assert_array_equal(scale_pcm(data).astype(np.float64), out)

@@ -19,11 +19,13 @@ from npydir.das import (
     load_audio,
     make_dataset,
     make_recordings,
+    make_targets,
     read_annotations,
     save_audio,
     write_annotations,
     write_definitions,
 )
+from npydir.das.dataset import SPLITS
 from npydir.errors import AlreadyExistsError, DASFormatError
 
 SR = 10_000
@@ -44,12 +46,12 @@ def expected_y(ann: Annotations, n: int, sr: float, width: float = WIDTH) -> np.
         if math.isnan(start):
             continue
         if name == "pulse":
-            c = int(np.floor(start * sr + 1e-6))
+            c = int(start * sr)  # DAS's make_annotation_matrix: int(t * sr)
             for i in range(c - w // 2, c - w // 2 + w):
                 if 0 <= i < n:
                     y[i, 1] = 1
         else:
-            for i in range(int(np.floor(start * sr + 1e-6)), int(np.floor(stop * sr + 1e-6)) + 1):
+            for i in range(int(start * sr), int(stop * sr + 1)):
                 if 0 <= i < n:
                     y[i, 2] = 1
     y[:, 0] = 1 - y[:, 1:].sum(axis=1)
@@ -389,8 +391,10 @@ def test_float16_overflow_is_refused(tmp_path):
         match=r"r1\.wav: 600 sample value\(s\) in samples 0\.\.599 exceed the range of float16"
         r".*x_dtype='float32'",
     ):
-        make_dataset(recs, tmp_path / "x.npy", split="fraction")
-    make_dataset(recs, tmp_path / "x.npy", split="fraction", x_dtype="float32")
+        make_dataset(recs, tmp_path / "x.npy", split="fraction", audio_scaling="raw")
+    make_dataset(recs, tmp_path / "x.npy", split="fraction", x_dtype="float32", audio_scaling="raw")
+    # scaled as DAS reads it, 100_000 / 2**31 fits float16 easily
+    make_dataset(recs, tmp_path / "x.npy", split="fraction", overwrite=True)
 
 
 def test_folder_errors(tmp_path):
@@ -448,3 +452,126 @@ def test_npydir_load_and_batches_train_on_it(store):
     x, y = batches[0]
     assert x.shape == (8, 256, 2) and y.shape == (8, 2)
     np.testing.assert_allclose(y.sum(axis=1), 1, atol=1e-6)
+
+
+# --- audio as DAS reads it ----------------------------------------------------------------------
+
+
+def _recording(folder, audio_name):
+    stem = Path(audio_name).stem
+    return Recording.from_files(folder / audio_name, folder / f"{stem}_annotations.csv")
+
+
+def _wav_recordings(tmp_path, dtypes):
+    rng = np.random.default_rng(5)
+    recs, raw = [], []
+    for i, dtype in enumerate(dtypes):
+        info = np.iinfo(dtype) if np.dtype(dtype).kind in "iu" else None
+        if info is None:
+            data = rng.uniform(-1, 1, (3000, 2)).astype(dtype)
+        else:
+            data = rng.integers(info.min, info.max, (3000, 2), endpoint=True).astype(dtype)
+            data[:4, 0] = [info.min, info.max, (info.min + info.max + 1) // 2, 0]
+        save_audio(tmp_path / f"r{i}.wav", data, SR)
+        write_annotations(tmp_path / f"r{i}_annotations.csv", [("sine", 0.01, 0.02)])
+        recs.append(_recording(tmp_path, f"r{i}.wav"))
+        raw.append(data)
+    return recs, raw
+
+
+@pytest.mark.parametrize("x_dtype", ["float16", "float32", "float64"])
+def test_integer_wav_is_scaled_as_das_reads_it_by_default(tmp_path, x_dtype):
+    dtypes = ["int16", "uint8", "int32", "float32"]
+    recs, raw = _wav_recordings(tmp_path, dtypes)
+    out = make_dataset(recs, tmp_path / "d.npy", split="fraction", x_dtype=x_dtype)
+    root = npydir.open(out)
+    attrs = root.attrs
+    assert attrs["audio_scaling"] == "das"
+    pickled = np.load(out / "attrs.npy", allow_pickle=True)[()]  # what DAS's loader reads
+    assert pickled["audio_scaling"] == "das"
+    scale = {"int16": (0, 32768), "uint8": (128, 128), "int32": (0, 2**31), "float32": (0, 1)}
+    for s in SPLITS:
+        x = root[s]["x"][...]
+        assert x.dtype == np.dtype(x_dtype)
+        parts = zip(
+            attrs[f"filename_{s}"],
+            attrs[f"filename_startsample_{s}"],
+            attrs[f"filename_endsample_{s}"],
+            attrs[f"filename_recording_startsample_{s}"],
+            attrs[f"filename_audio_offset_{s}"],
+            attrs[f"filename_audio_divisor_{s}"],
+        )
+        for name, a, b, r0, offset, divisor in parts:
+            i = int(Path(name).stem[1:])
+            assert (offset, divisor) == scale[dtypes[i]]
+            src = raw[i][r0 : r0 + b - a]
+            # DAS reads float32 ((sample - offset) / divisor) and casts that to its float16
+            work = np.float64 if x_dtype == "float64" else np.float32
+            want = ((src.astype(np.float64) - offset) / divisor).astype(work).astype(x_dtype)
+            np.testing.assert_array_equal(x[a:b], want)
+            assert np.all(x[a:b] >= -1) and np.all(x[a:b] <= 1)
+    first = root["train"]["x"][:4, 0]
+    root.close()
+    # r0 is int16 and first in train: -32768 -> -1, 32767 -> 32767/32768, 0 -> 0
+    expected = np.array([-1, 32767 / 32768, 0, 0], np.float32).astype(x_dtype)
+    assert first.tolist() == expected.tolist()
+
+
+def test_raw_audio_scaling_keeps_the_samples(tmp_path):
+    recs, raw = _wav_recordings(tmp_path, ["int16", "int16", "int16"])
+    out = make_dataset(recs, tmp_path / "d.npy", split="fraction", x_dtype="int16",
+                       audio_scaling="raw")
+    with npydir.open(out) as root:
+        assert root.attrs["audio_scaling"] == "raw"
+        assert root.attrs["filename_audio_divisor_train"] == [1.0, 1.0, 1.0]
+        assert root.attrs["filename_audio_offset_train"] == [0.0, 0.0, 0.0]
+        np.testing.assert_array_equal(
+            root["train"]["x"][: len(raw[0]) - 1200], raw[0][: len(raw[0]) - 1200]
+        )
+    out = make_dataset(recs, tmp_path / "f.npy", split="fraction", x_dtype="float32",
+                       audio_scaling="raw")
+    with npydir.open(out) as root:
+        assert root["train"]["x"][:4, 0].tolist() == [-32768, 32767, 0, 0]
+
+
+def test_npz_audio_is_not_scaled_as_das_takes_it(tmp_path):
+    data = np.array([[1000], [-2000]] * 500, dtype=np.int16)
+    recs = []
+    for i in range(3):
+        save_audio(tmp_path / f"r{i}.npz", data, SR)
+        write_annotations(tmp_path / f"r{i}_annotations.csv", [("sine", 0.01, 0.02)])
+        recs.append(_recording(tmp_path, f"r{i}.npz"))
+    out = make_dataset(recs, tmp_path / "d.npy")
+    with npydir.open(out) as root:
+        assert root.attrs["filename_audio_divisor_train"] == [1.0]
+        assert root["train"]["x"][:2, 0].tolist() == [1000, -2000]
+
+
+def test_audio_scaling_arguments_are_checked(tmp_path):
+    recs, _ = _wav_recordings(tmp_path, ["int16", "int16", "int16"])
+    with pytest.raises(ValueError, match="audio_scaling must be one of"):
+        make_dataset(recs, tmp_path / "d.npy", audio_scaling="librosa")
+    with pytest.raises(ValueError, match="x_dtype=int16 cannot hold.*audio_scaling='raw'"):
+        make_dataset(recs, tmp_path / "d.npy", x_dtype="int16")
+    with pytest.raises(ValueError, match="event_kernel must be one of"):
+        make_dataset(recs, tmp_path / "d.npy", event_kernel="box")
+    assert not (tmp_path / "d.npy").exists()
+
+
+def test_gaussian_targets_cross_split_and_block_edges(tmp_path):
+    # y is made per block and per split part, but equals make_targets over the whole recording
+    pulses = [(("pulse", t, t)) for t in np.arange(0.001, 0.3, 0.0123)]
+    recs = []
+    for i in range(3):
+        save_audio(tmp_path / f"r{i}.npz", np.zeros((3000, 1), np.float32), SR)
+        write_annotations(tmp_path / f"r{i}_annotations.csv", pulses)
+        recs.append(_recording(tmp_path, f"r{i}.npz"))
+    out = make_dataset(recs, tmp_path / "d.npy", split="fraction", block_samples=377,
+                       event_std_seconds=0.0016, y_dtype="float64")
+    ann = read_annotations(tmp_path / "r0_annotations.csv")
+    whole = make_targets(ann, 3000, SR, ["noise", "pulse"], ["segment", "event"],
+                         event_std_seconds=0.0016, dtype=np.float64)
+    with npydir.open(out) as root:
+        got = np.concatenate([root[s]["y"][:1800 if s == "train" else 600] for s in SPLITS])
+        assert root.attrs["make_dataset"]["event_kernel"] == "das"
+    np.testing.assert_array_equal(got, whole)

@@ -3,6 +3,7 @@
 See ``docs/das.md`` and the DAS data-format page. Public functions::
 
     load_audio, save_audio                      # .npz / .wav
+    pcm_scale, scale_pcm                        # wav samples to [-1, 1) as DAS reads them
     read_annotations, write_annotations         # *_annotations.csv  -> Annotations
     read_definitions, write_definitions         # *_definitions.csv  -> {name: category}
     check_definitions                           # conflicts between the two
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from . import synthetic
 from .annotations import Annotations, read_annotations, write_annotations
-from .audio import load_audio, save_audio, wav_range
+from .audio import load_audio, pcm_scale, save_audio, scale_pcm, wav_range
 from .dataset import Recording, find_recordings, make_dataset
 from .definitions import (
     DefinitionConflictError,
@@ -46,9 +47,11 @@ __all__ = [
     "make_recordings",
     "make_targets",
     "normalize_targets",
+    "pcm_scale",
     "read_annotations",
     "read_definitions",
     "save_audio",
+    "scale_pcm",
     "seconds_to_samples",
     "single_class_targets",
     "synthetic",

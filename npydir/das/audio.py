@@ -1,13 +1,18 @@
 """Audio files as DAS exports them: ``.npz`` (keys ``data`` and ``samplerate``) and ``.wav``.
 
-``load_audio`` always returns ``[samples, channels]`` plus the sample rate as a float.
+``load_audio`` returns ``[samples, channels]`` plus the sample rate as a float. By default it
+returns the samples as stored; ``scale=True`` reads integer PCM wav the way DAS does
+(``librosa.load``, which ``das predict`` and DAS's dataset maker use): float32 in [-1, 1),
+``int16 / 32768``, ``int32 / 2**31`` (24-bit PCM too), ``(uint8 - 128) / 128``. Float wav and
+``.npz`` data are never scaled (DAS's ``.npz`` loader takes ``data`` as it is).
+
 ``save_audio`` writes both formats; for wav it refuses to clip silently: a value outside the
 range of the target sample type is an error that counts the offending values, unless the
 caller asks for ``clip=True`` or ``rescale=True``.
 
 Ranges used for wav (scipy.io.wavfile's table): integer PCM types use their full integer range
-(8-bit PCM is unsigned, 0..255); float types use the wav convention -1.0..+1.0. Values are
-never scaled implicitly: an int16 wav stores the numbers you give it, rounded to integers.
+(8-bit PCM is unsigned, 0..255); float types use the wav convention -1.0..+1.0. Writing never
+scales implicitly: an int16 wav stores the numbers you give it, rounded to integers.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from .._optional import require
 from ..errors import DASFormatError
 from ..npyfile import atomic_write
 
-__all__ = ["AUDIO_SUFFIXES", "load_audio", "save_audio", "wav_range"]
+__all__ = ["AUDIO_SUFFIXES", "load_audio", "pcm_scale", "save_audio", "scale_pcm", "wav_range"]
 
 #: File suffixes load_audio understands, in the order a folder search prefers them.
 AUDIO_SUFFIXES = (".npz", ".wav")
@@ -60,7 +65,69 @@ def _check_samplerate(samplerate: Any, path: Path) -> float:
     return value
 
 
-def load_audio(path: str | os.PathLike, *, mmap: bool = False) -> tuple[np.ndarray, float]:
+def pcm_scale(dtype: Any) -> tuple[float, float]:
+    """``(offset, divisor)`` that turn wav samples of this dtype into DAS's float audio.
+
+    ``float = (sample - offset) / divisor``, as DAS's wav loader (``librosa.load``, through
+    libsndfile) computes it: int16 ``(0, 32768)``, int32 ``(0, 2**31)`` (scipy returns 24-bit
+    PCM left-justified in int32, so it gets the same), uint8 ``(128, 128)`` (8-bit wav is
+    unsigned, centred on 128), int64 ``(0, 2**63)`` (DAS cannot read 64-bit PCM at all);
+    float ``(0, 1)``: float wav is read unchanged.
+
+    Raises
+    ------
+    ValueError
+        A dtype that a wav file cannot hold (int8, uint16, bool, complex, ...).
+    """
+    dt = np.dtype(dtype)
+    if dt.kind == "f":
+        return 0.0, 1.0
+    if dt == np.dtype("uint8"):
+        return 128.0, 128.0
+    if dt.kind == "i" and dt.itemsize in (2, 4, 8):
+        return 0.0, float(2 ** (8 * dt.itemsize - 1))
+    raise ValueError(
+        f"no wav sample scale for dtype {dt}; wav samples are uint8, int16, int32, int64 "
+        f"or float"
+    )
+
+
+def scale_pcm(data: np.ndarray, dtype: Any = np.float32) -> np.ndarray:
+    """wav samples as DAS's loader returns them: integer PCM to floats in [-1, 1).
+
+    Parameters
+    ----------
+    data : numpy.ndarray
+        Samples of a wav file (uint8, int16, int32, int64 or float); see :func:`pcm_scale`.
+    dtype : dtype, default float32
+        Float type of the result. float32 gives DAS's numbers exactly (it reads float32).
+        Float input is only cast.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(data - offset) / divisor`` in ``dtype``. float32 rounds int32 values near full
+        scale up to 1.0, as DAS's float32 audio does.
+    """
+    out_dtype = np.dtype(dtype)
+    if out_dtype.kind != "f":
+        raise ValueError(f"scale_pcm: dtype must be a float dtype, found {out_dtype}")
+    offset, divisor = pcm_scale(data.dtype)
+    if data.dtype.kind == "f":
+        return np.asarray(data).astype(out_dtype, copy=False)
+    # int16 and uint8 are exact in float32; for wider integers DAS rounds each sample to
+    # float32 and then scales by a power of two, which float32 arithmetic here repeats
+    work = np.float64 if out_dtype.itemsize > 4 else np.float32
+    out = np.asarray(data).astype(work)
+    if offset:
+        out -= work(offset)
+    out *= work(1.0 / divisor)  # a power of two: exact
+    return out.astype(out_dtype, copy=False)
+
+
+def load_audio(
+    path: str | os.PathLike, *, mmap: bool = False, scale: bool = False
+) -> tuple[np.ndarray, float]:
     """Read a DAS audio file.
 
     Parameters
@@ -71,12 +138,19 @@ def load_audio(path: str | os.PathLike, *, mmap: bool = False) -> tuple[np.ndarr
         scipy.io.wavfile reads; 24-bit PCM comes back as int32, as scipy returns it).
     mmap : bool, default False
         For wav files, memory-map the samples instead of reading them (scipy's ``mmap``;
-        not possible for 24-bit PCM, which is then read normally). Ignored for ``.npz``.
+        not possible for 24-bit PCM, which is then read normally). Ignored for ``.npz``
+        and with ``scale=True`` (scaling makes a new array).
+    scale : bool, default False
+        ``False``: the samples as stored (int16 wav gives int16 values up to 32767).
+        ``True``: integer PCM wav as DAS reads it, float32 in [-1, 1) (see
+        :func:`pcm_scale`): what a DAS model sees at prediction time. Float wav and ``.npz``
+        data are returned unchanged either way, as DAS reads them.
 
     Returns
     -------
     data : numpy.ndarray
-        ``[samples, channels]`` in the file's own dtype; mono files become ``[samples, 1]``.
+        ``[samples, channels]``; mono files become ``[samples, 1]``. The file's own dtype,
+        or float32 for integer wav with ``scale=True``.
     samplerate : float
         Sample rate in Hz.
 
@@ -95,7 +169,10 @@ def load_audio(path: str | os.PathLike, *, mmap: bool = False) -> tuple[np.ndarr
     if suffix == ".npz":
         return _load_npz(path)
     if suffix == ".wav":
-        return _load_wav(path, mmap=mmap)
+        data, rate = _load_wav(path, mmap=mmap and not scale)
+        if scale and data.dtype.kind != "f":
+            data = scale_pcm(data)
+        return data, rate
     raise DASFormatError(
         f"{path}: unsupported audio file type {path.suffix!r}; expected one of {AUDIO_SUFFIXES}"
     )

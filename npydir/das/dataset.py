@@ -6,7 +6,8 @@ The store (DESIGN.md section 5)::
       attrs.json, attrs.npy   samplerate_x_Hz, samplerate_y_Hz, class_names, class_types,
                               class_names_<suffix>, class_types_<suffix>,
                               filename_<split>, filename_startsample_<split>, ...
-      train/x.npy             [samples, channels]  (float16 by default, as DAS)
+      train/x.npy             [samples, channels]  (float16 by default, as DAS; integer
+                              PCM wav scaled to [-1, 1) as DAS reads it)
       train/y.npy             [samples, nb_classes], class 0 is "noise", rows sum to 1
       train/y_<suffix>.npy    [samples, 2] noise + one class (optional)
       val/...  test/...
@@ -34,19 +35,23 @@ import numpy as np
 from .._optional import require
 from ..errors import AlreadyExistsError, DASFormatError
 from .annotations import Annotations, read_annotations
-from .audio import AUDIO_SUFFIXES, load_audio
+from .audio import AUDIO_SUFFIXES, load_audio, pcm_scale, scale_pcm
 from .definitions import check_definitions, read_definitions
 from .targets import (
     DEFAULT_EVENT_WIDTH_SECONDS,
+    EVENT_KERNELS,
     class_activations,
     normalize_targets,
     single_class_targets,
 )
 
-__all__ = ["SPLITS", "Recording", "find_recordings", "make_dataset"]
+__all__ = ["AUDIO_SCALINGS", "SPLITS", "Recording", "find_recordings", "make_dataset"]
 
 #: The splits of a DAS training store, in the order they are written.
 SPLITS = ("train", "val", "test")
+
+#: How ``make_dataset`` turns audio samples into ``x``: as DAS reads them, or as stored.
+AUDIO_SCALINGS = ("das", "raw")
 
 _ANN_SUFFIX = "_annotations.csv"
 _DEF_SUFFIX = "_definitions.csv"
@@ -196,6 +201,16 @@ def _cast_block(block: np.ndarray, dtype: np.dtype, path: Path, first: int) -> n
     return block.astype(dtype)
 
 
+def _audio_scale(path: Path, dtype: np.dtype, scaling: str) -> tuple[float, float]:
+    """``(offset, divisor)`` of a recording's samples: ``x = (sample - offset) / divisor``.
+
+    DAS reads wav with librosa (integer PCM scaled to [-1, 1)) and ``.npz`` data as it is.
+    """
+    if scaling == "das" and path.suffix.lower() == ".wav" and dtype.kind in "iu":
+        return pcm_scale(dtype)
+    return 0.0, 1.0
+
+
 def _class_info(
     recs: list[Recording],
     anns: list[Annotations],
@@ -324,7 +339,8 @@ def _remove_stale_builds(out: Path) -> None:
 
 
 def _safe_to_replace(out: Path) -> bool:
-    return out.is_dir() and ((out / "attrs.json").is_file() or (out / ".npydir.json").is_file())
+    return out.is_dir() and any((out / f).is_file() for f in ("attrs.json", ".npydir.json",
+                                                               ".zgroup"))
 
 
 def make_dataset(
@@ -339,9 +355,12 @@ def make_dataset(
     class_types: Sequence[str] | None = None,
     x_dtype: Any = "float16",
     y_dtype: Any = "float32",
+    audio_scaling: str = "das",
     event_width_seconds: float = DEFAULT_EVENT_WIDTH_SECONDS,
     event_std_seconds: float | None = None,
+    event_kernel: str = "das",
     segment_gap_seconds: float = 0.0,
+    sample_tolerance: float = 0.0,
     suffixes: bool | Sequence[str] = False,
     block_samples: int = 1_000_000,
     overwrite: bool = False,
@@ -356,7 +375,9 @@ def make_dataset(
         ``(audio, annotations, definitions)`` pairs or :class:`Recording` objects. Without an
         explicit definitions file, ``<stem>_definitions.csv`` beside the annotations is used.
     out : str or path-like
-        The store to create (by DAS convention a directory ending in ``.npy``).
+        The store to create: by DAS convention a directory ending in ``.npy``, or ``.zarr``
+        for zarr format 2 as DAS's own dataset maker writes it (what ``das.io.load`` reads;
+        built as an npydir store first, then converted).
     split : {"recording", "fraction"}
         ``"recording"``: whole recordings go to train, val or test (drawn with ``seed``;
         at least one to val, and one to test if ``test_fraction > 0``). ``"fraction"``: every
@@ -372,11 +393,21 @@ def make_dataset(
         every definitions and annotations file, sorted by name; types from the definitions,
         else inferred from the annotations (start == stop: event).
     x_dtype : dtype, default "float16"
-        dtype of ``x``; the audio values are cast, not scaled (as DAS does). Values that
-        overflow it are an error.
+        dtype of ``x`` (DAS's dataset maker stores float16). Values that overflow it are an
+        error.
     y_dtype : dtype, default "float32"
-    event_width_seconds, event_std_seconds, segment_gap_seconds : float
-        How annotations become targets, see :func:`npydir.das.make_targets`.
+    audio_scaling : {"das", "raw"}, default "das"
+        ``"das"``: integer PCM wav becomes float in [-1, 1) exactly as DAS reads wav for
+        training and prediction (``int16 / 32768``, ``int32 / 2**31``, ``(uint8 - 128) /
+        128``, see :func:`npydir.das.pcm_scale`); float wav and ``.npz`` data are stored as
+        they are, as DAS's loader takes them. ``"raw"``: every recording's samples as stored,
+        cast to ``x_dtype`` (needed for an integer ``x_dtype``). The root attributes
+        ``audio_scaling`` and ``filename_audio_offset_<split>`` /
+        ``filename_audio_divisor_<split>`` record it: ``x = (sample - offset) / divisor``.
+    event_width_seconds, event_std_seconds, event_kernel, segment_gap_seconds, sample_tolerance
+        How annotations become targets, see :func:`npydir.das.make_targets`; with
+        ``event_std_seconds`` and the defaults ``y`` equals DAS's (DAS's dataset maker
+        offers ``event_std_seconds=0.0016``).
     suffixes : bool or sequence of str, default False
         ``True``: also write ``y_<name>`` (noise + one class) for every class; a sequence:
         for those classes. Their names and types go to ``class_names_<name>`` and
@@ -385,7 +416,7 @@ def make_dataset(
         Samples converted and appended per step (bounds memory).
     overwrite : bool, default False
         Replace an existing store at ``out`` (only if it is a store: a directory with
-        ``attrs.json`` or ``.npydir.json``).
+        ``attrs.json`` or ``.npydir.json``, or a zarr group).
     progress : bool, default False
         Show a tqdm progress bar over samples.
 
@@ -415,6 +446,11 @@ def make_dataset(
         )
     if block_samples < 1:
         raise ValueError(f"block_samples must be >= 1, found {block_samples}")
+    as_zarr = out.name.lower().endswith(".zarr")
+    if as_zarr:  # before the work: zarr is installed and writes format 2
+        from .._zarr_compat import check_format
+
+        check_format(2, f"make_dataset({str(out)!r})")
     x_dtype = np.dtype(x_dtype)
     y_dtype = np.dtype(y_dtype)
     if x_dtype.kind not in "fiu":
@@ -422,6 +458,19 @@ def make_dataset(
     if y_dtype.kind != "f":
         raise ValueError(
             f"y_dtype must be a float dtype (targets are probabilities), found {y_dtype}"
+        )
+    if audio_scaling not in AUDIO_SCALINGS:
+        raise ValueError(
+            f"make_dataset: audio_scaling must be one of {AUDIO_SCALINGS}, found {audio_scaling!r}"
+        )
+    if audio_scaling == "das" and x_dtype.kind != "f":
+        raise ValueError(
+            f"make_dataset: x_dtype={x_dtype} cannot hold audio scaled to [-1, 1); "
+            f"pass audio_scaling='raw' to store the samples as they are"
+        )
+    if event_kernel not in EVENT_KERNELS:
+        raise ValueError(
+            f"make_dataset: event_kernel must be one of {EVENT_KERNELS}, found {event_kernel!r}"
         )
 
     recs = _as_recordings(recordings)
@@ -485,13 +534,21 @@ def make_dataset(
             "samplerate_y_Hz": samplerate,
             "class_names": names,
             "class_types": types,
+            "audio_scaling": audio_scaling,
         }
         for s in suffix_classes:
             k = names.index(s)
             attrs[f"class_names_{s}"] = [names[0], s]
             attrs[f"class_types_{s}"] = [types[0], types[k]]
         files: dict[str, dict[str, list]] = {
-            s: {"filename": [], "startsample": [], "endsample": [], "recording_startsample": []}
+            s: {
+                "filename": [],
+                "startsample": [],
+                "endsample": [],
+                "recording_startsample": [],
+                "audio_offset": [],
+                "audio_divisor": [],
+            }
             for s in SPLITS
         }
         with _group.open(tmp, mode="w", das_compat=True) as root:
@@ -502,16 +559,23 @@ def make_dataset(
                 arrays[s, "y"] = g.create_dataset("y", shape=(0, len(names)), dtype=y_dtype)
                 for c in suffix_classes:
                     arrays[s, f"y_{c}"] = g.create_dataset(f"y_{c}", shape=(0, 2), dtype=y_dtype)
-            for rec, ann, parts in zip(recs, anns, plan):
+            for rec, ann, parts, info in zip(recs, anns, plan, infos):
                 data, _ = load_audio(rec.audio, mmap=True)
+                offset_divisor = _audio_scale(rec.audio, data.dtype, audio_scaling)
+                scaled = offset_divisor != (0.0, 1.0)
+                # float32 is what DAS reads; a wider x_dtype keeps the wider precision
+                work = np.float64 if x_dtype.itemsize > 4 else np.float32
                 for s, a, b in parts:
                     offset = len(arrays[s, "x"])
                     for i in range(a, b, block_samples):
                         j = min(b, i + block_samples)
                         # The store is built in a temp dir and renamed into place once closed;
                         # close() fsyncs every array, so per-append fsyncs would only cost time.
+                        block = np.asarray(data[i:j])
+                        if scaled:
+                            block = scale_pcm(block, work)
                         arrays[s, "x"].append(
-                            _cast_block(np.asarray(data[i:j]), x_dtype, rec.audio, i), sync=False
+                            _cast_block(block, x_dtype, rec.audio, i), sync=False
                         )
                         act = class_activations(
                             ann,
@@ -521,8 +585,11 @@ def make_dataset(
                             types,
                             event_width_seconds=event_width_seconds,
                             event_std_seconds=event_std_seconds,
+                            event_kernel=event_kernel,
                             segment_gap_seconds=segment_gap_seconds,
+                            sample_tolerance=sample_tolerance,
                             first_sample=i,
+                            recording_samples=info[0],
                         )
                         arrays[s, "y"].append(normalize_targets(act, y_dtype), sync=False)
                         if suffix_classes:
@@ -537,12 +604,16 @@ def make_dataset(
                     files[s]["startsample"].append(offset)
                     files[s]["endsample"].append(offset + (b - a))
                     files[s]["recording_startsample"].append(a)
+                    files[s]["audio_offset"].append(offset_divisor[0])
+                    files[s]["audio_divisor"].append(offset_divisor[1])
                 del data  # drop the mapping before the next recording
             for s in SPLITS:
                 attrs[f"filename_{s}"] = files[s]["filename"]
                 attrs[f"filename_startsample_{s}"] = files[s]["startsample"]
                 attrs[f"filename_endsample_{s}"] = files[s]["endsample"]
                 attrs[f"filename_recording_startsample_{s}"] = files[s]["recording_startsample"]
+                attrs[f"filename_audio_offset_{s}"] = files[s]["audio_offset"]
+                attrs[f"filename_audio_divisor_{s}"] = files[s]["audio_divisor"]
             # how the targets were made, for provenance (None values are left out: DAS's
             # attrs.npy readers and npydir's restricted unpickler expect plain data)
             settings = {
@@ -552,11 +623,18 @@ def make_dataset(
                 "seed": seed,
                 "event_width_seconds": float(event_width_seconds),
                 "event_std_seconds": event_std_seconds,
+                "event_kernel": event_kernel if event_std_seconds is not None else None,
                 "segment_gap_seconds": float(segment_gap_seconds),
+                "sample_tolerance": float(sample_tolerance),
             }
             attrs["make_dataset"] = {k: v for k, v in settings.items() if v is not None}
             root.attrs.update(attrs)
-        if out.exists():  # checked above: overwrite=True and out is a store
+        if as_zarr:
+            from .._convert_zarr import write_das_zarr
+
+            write_das_zarr(tmp, out, overwrite=overwrite, progress=progress)
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif out.exists():  # checked above: overwrite=True and out is a store
             # move the old store aside first, so `out` is missing only between two renames
             old = out.parent / f".{out.name}{_OLD_TAG}{os.getpid()}"
             os.replace(out, old)
