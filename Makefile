@@ -14,12 +14,14 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # Build tools first, then the package without build isolation so the extension is compiled
-# against the numpy that runs it. torch, atheris (coverage-guided fuzzing in tests/hostile) and
-# tensorstore (one row of `npydir bench`) are optional: where one cannot be installed, its tests
-# are skipped with a reason. torch is the CPU wheel of 2.13.0 this machine kind ships.
+# against the numpy that runs it. torch, keras (tested on its torch backend), atheris
+# (coverage-guided fuzzing in tests/hostile) and tensorstore (one row of `npydir bench`) are
+# optional: where one cannot be installed, its tests are skipped with a reason. torch is the CPU
+# wheel of 2.13.0 this machine kind ships.
 $(STAMP): $(BIN)/python pyproject.toml setup.py
 	$(BIN)/python -m pip install --quiet --upgrade pip "setuptools>=77" wheel "Cython>=3.0" "numpy>=1.24"
 	$(BIN)/python -m pip install --quiet "torch==2.13.0" || echo "npydir: torch not installable here; torch tests will be skipped"
+	$(BIN)/python -m pip install --quiet "keras>=3" || echo "npydir: keras not installable here; keras tests will be skipped"
 	$(BIN)/python -m pip install --quiet "atheris>=2.3" || echo "npydir: atheris not installable here; its fuzz runs will be skipped"
 	$(BIN)/python -m pip install --quiet "tensorstore>=0.1.60" || echo "npydir: tensorstore not installable here; its bench row will be skipped"
 	$(BIN)/python -m pip install --quiet --no-build-isolation -e ".[all,test]"
