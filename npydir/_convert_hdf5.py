@@ -13,6 +13,7 @@ strings of 4 bytes per character, with the numpy dtype in :data:`NUMPY_DTYPE`.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -47,7 +48,11 @@ def open_hdf5(path: str | os.PathLike, mode: str = "r"):
     try:
         return h5py.File(path, mode)
     except OSError as exc:
-        raise ConversionError(f"{path!r} is not a readable HDF5 file: {exc}") from exc
+        named = _named(exc, Path(path), "opening" if mode in ("r", "r+") else "creating")
+        if named.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO):
+            raise named from exc  # the disk, not the file: a retry may succeed
+        raise ConversionError(f"{path!r} is not a readable HDF5 file: "
+                              f"{' '.join(str(exc).split())}") from exc
 
 
 # --------------------------------------------------------------------------- attrs
