@@ -15,6 +15,8 @@ How it works
    ``dst``; ``dst`` itself appears (one rename) only when everything is written, so nothing
    half-written ever looks complete.  A reader opening ``dst`` meanwhile gets "not found"
    (``npydir.load`` says that an interrupted conversion exists and how to finish it).
+   Nothing planted under the hidden names is trusted (:mod:`npydir._convert_files`), and an
+   existing ``dst`` is replaced (``overwrite=True``) by swapping the two names in one step.
 3. **Stream.** Arrays are preallocated at their full size and filled in blocks of whole source
    chunks (and whole destination chunks): a small thread pool reads and decompresses the next
    blocks while earlier ones are written.  In-flight blocks are bounded by ``memory_budget``,
@@ -22,7 +24,8 @@ How it works
    writes the rows into the preallocated ``.npy`` file with ``pwrite``.
 4. **Journal.** Finished blocks are recorded in ``.<dst name>.partial.journal`` after the data
    is flushed (see :mod:`npydir._convert_journal`).  Running the same conversion again after
-   Ctrl-C, ``kill -9`` or a crash skips the finished blocks.
+   Ctrl-C (acted on between blocks, :mod:`npydir._convert_interrupt`), ``kill -9`` or a crash
+   skips the finished blocks.
 5. **Verify** (optional). blake2b checksums of every array, source against destination.
 
 With ``client=`` (a ``dask.distributed.Client``) the block copies of an npydir destination run

@@ -31,22 +31,26 @@ h5py = pytest.importorskip("h5py")
 ROWS, CHUNK = 6_000, 100  # 60 chunks, 60 blocks with threads=1
 BUDGET = 4 * CHUNK * 4 * 4  # 2 * (threads + 1) chunks of 4 float32 channels: 1 chunk per block
 
-CHILD = textwrap.dedent(
+# child scripts' helper: a source class whose reads sleep (and skip the decode-into path)
+SLOW_READS = """
+import time
+
+def slow(cls, seconds=0.03):
+    real = cls.read
+    def read(self, *args):
+        time.sleep(seconds)
+        return real(self, *args)
+    cls.read = read
+    cls.read_into = lambda self, *a: False
+"""
+
+CHILD = SLOW_READS + textwrap.dedent(
     """
-    import sys, time, warnings
+    import sys, warnings
     warnings.simplefilter("ignore")
     import npydir
-    from npydir._convert_base import Source
     from npydir._convert_zarr import ZarrSource
     from npydir._convert_hdf5 import Hdf5Source
-
-    def slow(cls):
-        real = cls.read
-        def read(self, *args):
-            time.sleep(0.03)
-            return real(self, *args)
-        cls.read = read
-        cls.read_into = lambda self, *a: False
 
     slow(ZarrSource); slow(Hdf5Source)
     npydir.convert(sys.argv[1], sys.argv[2], progress=False, memory_budget=int(sys.argv[3]),
@@ -474,21 +478,16 @@ def test_overwrite_killed_while_publishing(tmp_path, kind, swap, point):
     assert sorted(os.listdir(tmp_path)) == sorted(["src.h5", "new.h5", dst.name, script.name])
 
 
-SIGINT_CHILD = textwrap.dedent(
+SIGINT_CHILD = SLOW_READS + textwrap.dedent(
     """
-    import functools, sys, time, warnings
+    import functools, sys, warnings
     warnings.simplefilter("ignore")
     import npydir, npydir.cli
     from npydir._convert_npydir import NpydirSource
 
     mode, src, dst = sys.argv[1], sys.argv[2], sys.argv[3]
     if dst.endswith(".npy"):  # nothing slow to write: make the reads slow (in Python)
-        real = NpydirSource.read
-        def read(self, *args):
-            time.sleep(0.1)
-            return real(self, *args)
-        NpydirSource.read = read
-        NpydirSource.read_into = lambda self, *a: False
+        slow(NpydirSource, 0.1)
     # HDF5 and zarr destinations: one chunk (9 MiB) larger than HDF5's chunk cache, written
     # in 2 MiB blocks, so each block's write decompresses, changes and recompresses the whole
     # chunk inside h5py's (and zarr's) C code: a SIGINT nearly always arrives in there

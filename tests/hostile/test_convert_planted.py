@@ -71,13 +71,18 @@ def _names(tmp_path: Path) -> set[str]:
 # ------------------------------------------------------------------ names beside the destination
 
 
-@pytest.mark.parametrize("name", KINDS)
-def test_journal_link_to_a_user_file_is_refused(tmp_path, name):
-    src = _source(tmp_path)
+def _journal_to_victim(tmp_path: Path, name: str, make_link) -> tuple[Path, Path, Path]:
+    """A source, a user's file, and the journal's name made a link to it by ``make_link``."""
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
     journal = tmp_path / f".{name}.partial.journal"
-    os.symlink(victim, journal)
+    make_link(victim, journal)
+    return _source(tmp_path), victim, journal
+
+
+@pytest.mark.parametrize("name", KINDS)
+def test_journal_link_to_a_user_file_is_refused(tmp_path, name):
+    src, victim, journal = _journal_to_victim(tmp_path, name, os.symlink)
     with pytest.raises(ConversionError) as err:
         _convert(src, tmp_path / name)
     assert str(journal) in _one_line(err.value) and "symbolic link" in str(err.value)
@@ -89,11 +94,7 @@ def test_journal_link_to_a_user_file_is_refused(tmp_path, name):
 
 @pytest.mark.parametrize("name", KINDS)
 def test_journal_hard_link_or_fifo_is_refused(tmp_path, name):
-    src = _source(tmp_path)
-    victim = tmp_path / "victim.txt"
-    victim.write_text("precious")
-    journal = tmp_path / f".{name}.partial.journal"
-    os.link(victim, journal)
+    src, victim, journal = _journal_to_victim(tmp_path, name, os.link)
     with pytest.raises(ConversionError, match="hard links") as err:
         _convert(src, tmp_path / name)
     assert str(journal) in _one_line(err.value)
@@ -309,7 +310,8 @@ def _check_refused(tmp_path: Path, src: Path, dst_name: str, reason: str) -> Non
 
 def _check_allowed(tmp_path: Path, src: Path, dst_name: str) -> None:
     dst = tmp_path / ("allowed-" + dst_name)
-    report = _convert(src, dst, allow_external=True, verify=True, memory_budget=100 * 16 * 4, threads=1)
+    report = _convert(src, dst, allow_external=True, verify=True, memory_budget=100 * 16 * 4,
+                      threads=1)
     assert not report.refused
     x = _read_x(dst)
     np.testing.assert_array_equal(x[100:200], SECRET)  # the user asked for it explicitly
