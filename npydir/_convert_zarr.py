@@ -8,8 +8,10 @@ the same Python/numpy values.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -56,20 +58,76 @@ def encode_json_attrs(attrs: dict) -> dict:
     return json.loads(encode_attrs(dict(attrs)))
 
 
+#: metadata files of a zarr group (format 3, format 2, consolidated)
+_GROUP_METADATA = ("zarr.json", ".zgroup", ".zattrs", ".zmetadata")
+
+
+def foreign_entries(root: str) -> dict[str, str]:
+    """Entries of the directory store ``root`` that are not its own plain files: symbolic
+    links (to files or directories, never followed) and special files, by relative path
+    (``/`` separators), each with what it is."""
+    found: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        rel = "" if rel == "." else rel.replace(os.sep, "/")
+        for name in dirnames + filenames:
+            full = os.path.join(dirpath, name)
+            try:
+                st = os.lstat(full)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                try:
+                    target = os.readlink(full)
+                except OSError:
+                    target = "?"
+                what = f"a symbolic link to {target!r}"
+            elif stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
+                continue
+            else:
+                what = "not a regular file (a FIFO, socket or device)"
+            found[f"{rel}/{name}" if rel else name] = what
+    return found
+
+
 class ZarrSource(Source):
-    """Walks and reads a zarr store; arrays stay lazy until read."""
+    """Walks and reads a zarr store; arrays stay lazy until read.
+
+    In a directory store, an array whose files include a symbolic link (a chunk file, its
+    directory or a group directory above it) or a special file is refused unless
+    ``allow_external``: a link would copy whatever local file it names into the output, a
+    FIFO would hang the read.  A group whose metadata file is a link keeps no attributes."""
 
     kind = "zarr"
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, *, allow_external: bool = False):
         self.path = os.fspath(path)
-        self.spec = ("zarr", self.path)
+        self.allow_external = allow_external
+        self.spec = ("zarr", self.path, allow_external)
         self.root = open_zarr_group(self.path)
         self._arrays: dict[str, Any] = {}
+        self._foreign = ({} if allow_external or not os.path.isdir(self.path)
+                         else foreign_entries(self.path))
+
+    def _outside(self, path: str, *, group: bool = False) -> str | None:
+        """Why member ``path`` reaches outside the store (None when it does not)."""
+        for rel, what in self._foreign.items():
+            if group:
+                hit = rel == path or (rel.rpartition("/")[0] == path
+                                      and rel.rpartition("/")[2] in _GROUP_METADATA)
+            else:
+                hit = rel == path or rel.startswith(path + "/") or path.startswith(rel + "/")
+            if hit:
+                return (f"{rel!r} in the store is {what}; expected the store's own files "
+                        "(allow_external=True, or --allow-external, follows links)")
+        return None
 
     def _array(self, path: str):
         arr = self._arrays.get(path)
         if arr is None:
+            reason = self._outside(path)
+            if reason:  # not planned by nodes() (a Dask worker): refuse here too
+                raise ConversionError(f"{self.path}:/{path}: {reason}")
             arr = self._arrays[path] = self.root[path]
         return arr
 
@@ -77,7 +135,11 @@ class ZarrSource(Source):
         yield from self._walk(self.root, "")
 
     def _walk(self, group, path: str) -> Iterator[Node]:
-        attrs, dropped = decode_json_attrs(group.attrs.asdict(), f"{self.path}:/{path}")
+        outside = self._outside(path, group=True)
+        if outside:
+            attrs, dropped = {}, {"*": f"{self.path}:/{path}: attributes not read: {outside}"}
+        else:
+            attrs, dropped = decode_json_attrs(group.attrs.asdict(), f"{self.path}:/{path}")
         yield Node(path=path, kind="group", attrs=attrs, dropped_attrs=dropped)
         for name, member in _zc.members(group):
             child = join(path, name)
@@ -88,6 +150,9 @@ class ZarrSource(Source):
 
     def _array_node(self, arr, path: str) -> Node:
         where = f"{self.path}:/{path}"
+        outside = self._outside(path)
+        if outside:  # before reading anything of it, attributes included
+            return Node(path=path, kind="refused", src_dtype=str(arr.dtype), reason=outside)
         attrs, dropped = decode_json_attrs(arr.attrs.asdict(), where)
         self._arrays[path] = arr
         shape = tuple(int(s) for s in arr.shape)
@@ -127,7 +192,7 @@ class ZarrSource(Source):
         if (not arr.shape or np.dtype(arr.dtype) != out.dtype or not out.flags.c_contiguous
                 or out.dtype.kind in "OTV" or out.dtype.byteorder == ">"):
             return False
-        if _read_v2_chunks(arr, start, stop, out):
+        if _read_v2_chunks(arr, start, stop, out, self.allow_external):
             return True
         return _zc.read_into(arr, start, stop, out)
 
@@ -141,7 +206,8 @@ class ZarrSource(Source):
                 pass
 
 
-def _read_v2_chunks(arr, start: int, stop: int, out: np.ndarray) -> bool:
+def _read_v2_chunks(arr, start: int, stop: int, out: np.ndarray,
+                    follow: bool = False) -> bool:
     """Fast path for zarr format 2 directory stores as DAS writes them (whole rows per chunk,
     one numcodecs compressor, no filters, C order): each chunk file is decompressed straight
     into its rows of ``out`` — one copy, where zarr's own path decodes into a chunk buffer and
@@ -162,11 +228,18 @@ def _read_v2_chunks(arr, start: int, stop: int, out: np.ndarray) -> bool:
         rows = min(chunk_rows, stop - first, arr.shape[0] - first)
         key = str(first // chunk_rows) + (sep + tail if tail else "")
         dest = out[first - start:first - start + rows]
+        chunk_file = os.path.join(base, key)
         try:
-            raw = read_file_into(os.path.join(base, key))
+            raw = read_file_into(chunk_file, follow=follow)
         except FileNotFoundError:  # missing chunk: zarr knows its fill value semantics
             dest[...] = arr[first:first + rows]
             continue
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # became a link after the store was checked
+                raise ConversionError(f"{chunk_file}: is a symbolic link; expected a chunk "
+                                      "file of the store (allow_external=True follows "
+                                      "links)") from None
+            raise
         if rows == chunk_rows:
             lo = (first - start) * row_bytes
             codec.decode(raw, out=flat[lo:lo + rows * row_bytes])
@@ -293,18 +366,35 @@ class ZarrDest:
                  compression: Any = None):
         self.path, self.zarr_format = Path(path), _zc.check_format(zarr_format)
         self.chunks, self.compression = chunks, compression
-        self.root = _zc.create_root(self.path, self.zarr_format)
+        try:
+            self.root = _zc.create_root(self.path, self.zarr_format)
+        except OSError as exc:
+            raise self._named(exc, "", "creating the root group") from exc
         self._arrays: dict[str, Any] = {}
 
     def check(self, node: Node) -> str | None:
         _, reason = plan_dtype(node.dtype, dest="zarr")
         return reason
 
+    def _named(self, exc: OSError, path: str, doing: str) -> OSError:
+        """``exc`` naming the member's files (zarr's own message often names none)."""
+        where = os.path.join(os.fspath(self.path), *[p for p in path.split("/") if p])
+        return OSError(exc.errno, f"{exc.strerror or exc} ({doing})", exc.filename or where)
+
     def group(self, path: str, attrs: dict, dropped: dict | None = None) -> None:
-        g = self.root.require_group(path) if path else self.root
-        g.attrs.update(encode_json_attrs(attrs))
+        try:
+            g = self.root.require_group(path) if path else self.root
+            g.attrs.update(encode_json_attrs(attrs))
+        except OSError as exc:
+            raise self._named(exc, path, f"creating group /{path}") from exc
 
     def array(self, path: str, node: Node, attrs: dict, dropped: dict | None = None) -> None:
+        try:
+            self._array(path, node, attrs)
+        except OSError as exc:
+            raise self._named(exc, path, f"creating array /{path}") from exc
+
+    def _array(self, path: str, node: Node, attrs: dict) -> None:
         chunks = default_chunks(node.shape, node.dtype.itemsize, self.chunks)
         existing = None
         try:
@@ -336,10 +426,13 @@ class ZarrDest:
 
     def write(self, path: str, start: int, stop: int, block: np.ndarray) -> None:
         arr = self._arrays[path]
-        if arr.shape:
-            arr[start:stop] = block
-        else:
-            arr[()] = block
+        try:
+            if arr.shape:
+                arr[start:stop] = block
+            else:
+                arr[()] = block
+        except OSError as exc:
+            raise self._named(exc, path, f"writing rows {start}:{stop} of /{path}") from exc
 
     def flush(self, durable: bool = True) -> None:
         # every chunk is its own file, written before write() returns; chunk files are not

@@ -189,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write for DAS: an npydir destination also gets DAS's pickled "
                         "attrs.npy, a zarr destination is zarr format 2 as DAS's make_dataset "
                         "writes it")
+    p.add_argument("--allow-external", action="store_true",
+                   help="also copy arrays whose data lies outside the source (zarr chunk "
+                        "files that are links, HDF5 external storage and virtual datasets); "
+                        "refused by default")
     p.set_defaults(func=_cmd_convert)
 
     p = add("make-dataset", "build a DAS training store from recordings (audio + "
@@ -561,7 +565,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     for name, kw in (("verify", "verify"), ("zarr_format", "zarr_format"), ("chunks", "chunks"),
                      ("compression", "compression"), ("budget", "memory_budget"),
                      ("threads", "threads"), ("overwrite", "overwrite"),
-                     ("das_compat", "das_compat")):
+                     ("das_compat", "das_compat"), ("allow_external", "allow_external")):
         value = getattr(args, name)
         if value not in (None, False):
             kwargs[kw] = value
