@@ -25,6 +25,7 @@ import time
 import weakref
 from pathlib import Path
 
+from ._fsutil import O_CLOEXEC, O_DIRECTORY, O_NOFOLLOW, O_NONBLOCK, kind_of
 from .errors import FormatError, LockError, ReadOnlyError
 from .npyfile import named_oserror
 
@@ -39,10 +40,6 @@ except ImportError:  # pragma: no cover - Windows: no advisory locking
     fcntl = None
 
 
-_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 #: how often a lock file replaced while being locked is tried again
 _RETRIES = 100
 #: errnos of a file system that has no (working) flock
@@ -52,20 +49,6 @@ _NO_LOCKING = frozenset(
 )
 #: errnos of a full disk, quota or file-size limit
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
-
-
-def _kind_words(mode: int) -> str:
-    for test, words in (
-        (stat.S_ISLNK, "a symbolic link"),
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO (named pipe)"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-    ):
-        if test(mode):
-            return words
-    return f"a special file (mode {oct(mode)})"
 
 
 #: locks held by this process; a forked child must not keep them (see _drop_in_child)
@@ -193,7 +176,7 @@ class StoreLock:
         if fcntl is None:
             return None
         try:
-            dir_fd = os.open(self.root, os.O_RDONLY | _O_DIRECTORY | _O_CLOEXEC)
+            dir_fd = os.open(self.root, os.O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         except OSError as exc:
             raise self._cannot_open(exc, self.root) from None
         try:
@@ -216,7 +199,7 @@ class StoreLock:
     def _open_existing_quietly(self) -> int | None:
         """The lock file, for reading the holder's pid; None if it is not a plain file."""
         try:
-            fd = os.open(self.path, os.O_RDONLY | _O_NOFOLLOW | _O_NONBLOCK | _O_CLOEXEC)
+            fd = os.open(self.path, os.O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)
         except OSError:
             return None
         if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -225,7 +208,7 @@ class StoreLock:
         return fd
 
     def _refuse_kind(self, st: os.stat_result) -> FormatError:
-        what = _kind_words(st.st_mode)
+        what = kind_of(st.st_mode)
         extra = ""
         if stat.S_ISLNK(st.st_mode):
             try:
@@ -239,7 +222,7 @@ class StoreLock:
 
     def _open_lock_file(self) -> int:
         """Open (or create) the lock file: never through a link, never a special file."""
-        flags = os.O_RDWR | _O_NOFOLLOW | _O_NONBLOCK | _O_CLOEXEC
+        flags = os.O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC
         for _ in range(_RETRIES):
             try:
                 st = os.lstat(self.path)

@@ -279,14 +279,7 @@ print(json.dumps(out))
 """
 
 
-_STORE_OPEN_LEAK = pytest.mark.xfail(
-    reason="npydir.open(path, 'a') on a full disk keeps its lock after the ENOSPC, so the "
-           "retry into the same partial store gets LockError: fixed in the store's open, not "
-           "in convert", strict=False)
-
-
-@pytest.mark.parametrize("dst_name", [pytest.param("d.npy", marks=_STORE_OPEN_LEAK),
-                                      "d.zarr", "d.h5"])
+@pytest.mark.parametrize("dst_name", ["d.npy", "d.zarr", "d.h5"])
 def test_conversion_on_a_full_disk_names_the_file_and_the_retry_resumes(tmp_path, dst_name):
     """convert onto a full disk, at several levels of fullness (nothing left, a few KiB, a few
     blocks' worth): ENOSPC as one line naming the file it could not write (the journal, the
