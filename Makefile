@@ -8,18 +8,20 @@ STAMP  := $(VENV)/.npydir-installed
 BUILT  := $(VENV)/.npydir-built
 PYTEST_ARGS ?=
 
-.PHONY: setup build test demo bench hostile clean
+.PHONY: setup build test demo bench limit hostile clean interop interop-run
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # Build tools first, then the package without build isolation so the extension is compiled
-# against the numpy that runs it. torch, atheris (coverage-guided fuzzing in tests/hostile) and
-# tensorstore (one row of `npydir bench`) are optional: where one cannot be installed, its tests
-# are skipped with a reason. torch is the CPU wheel of 2.13.0 this machine kind ships.
+# against the numpy that runs it. torch, keras (tested on its torch backend), atheris
+# (coverage-guided fuzzing in tests/hostile) and tensorstore (one row of `npydir bench`) are
+# optional: where one cannot be installed, its tests are skipped with a reason. torch is the CPU
+# wheel of 2.13.0 this machine kind ships.
 $(STAMP): $(BIN)/python pyproject.toml setup.py
 	$(BIN)/python -m pip install --quiet --upgrade pip "setuptools>=77" wheel "Cython>=3.0" "numpy>=1.24"
 	$(BIN)/python -m pip install --quiet "torch==2.13.0" || echo "npydir: torch not installable here; torch tests will be skipped"
+	$(BIN)/python -m pip install --quiet "keras>=3" || echo "npydir: keras not installable here; keras tests will be skipped"
 	$(BIN)/python -m pip install --quiet "atheris>=2.3" || echo "npydir: atheris not installable here; its fuzz runs will be skipped"
 	$(BIN)/python -m pip install --quiet "tensorstore>=0.1.60" || echo "npydir: tensorstore not installable here; its bench row will be skipped"
 	$(BIN)/python -m pip install --quiet "obstore>=0.6" "moto[server]>=5" "s3fs" || echo "npydir: obstore/moto not installable here; remote tests will be skipped"
@@ -32,12 +34,24 @@ $(BUILT): $(STAMP) $(wildcard src_cython/*.pyx src_cython/c/*.h src_cython/c/*.c
 	$(BIN)/python setup.py --quiet build_ext --inplace
 	touch $(BUILT)
 
+# zarr-python 2.18, what an environment with DAS has, for a second run of the zarr tests
+# (`-m zarr`, this directory first on the path; `-p no:zarr` drops zarr 3's pytest plugin;
+# tests/_zarr.py fails the run if NPYDIR_TEST_ZARR is not the zarr it finds).
+# --no-deps keeps the venv's numpy; the rest are zarr 2's own dependencies.
+ZARR2 := .zarr2-site
+$(ZARR2)/.installed: $(STAMP)
+	rm -rf $(ZARR2)
+	$(BIN)/python -m pip install --quiet --no-deps --target $(ZARR2) "zarr>=2.18,<3" \
+		"numcodecs>=0.10,<0.16,!=0.14.0,!=0.14.1" asciitree fasteners deprecated wrapt
+	touch $@
+
 setup: $(BUILT)
 
 build: $(BUILT)
 
-test: setup
+test: setup $(ZARR2)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	NPYDIR_TEST_ZARR=2 PYTHONPATH=$(ZARR2):. $(BIN)/python -m pytest -p no:zarr -m zarr $(PYTEST_ARGS)
 
 demo: setup
 	$(BIN)/python -m npydir demo
@@ -45,8 +59,55 @@ demo: setup
 bench: setup
 	$(BIN)/python -m pytest benchmarks --benchmark-enable --benchmark-only
 
+# The kernel against the plain-C gather of benchmarks/c/gather_limit.c, same run, ratio table.
+limit: setup
+	$(BIN)/python -m pytest benchmarks/bench_limit.py --benchmark-enable -s -p no:cacheprovider
+
 hostile: setup
 	$(BIN)/python -m pytest -m hostile -s
 
+# `make interop` checks npydir against the real DAS package, which needs Python >= 3.12: it
+# builds .venv-das with the first Python >= 3.12 that tests/interop/find-python finds (or
+# INTEROP_PYTHON), installs das without its declared dependencies (torch with CUDA and the GUI
+# stack) plus the data-side packages its modules import (tests/interop/requirements.txt), and
+# runs tests/interop. Without such a Python it says so in one line and succeeds.
+DAS_VERSION ?= 0.33.2
+DAS_VENV    ?= .venv-das
+DAS_BIN     := $(DAS_VENV)/bin
+DAS_STAMP   := $(DAS_VENV)/.npydir-installed
+DAS_BUILT   := $(DAS_VENV)/.npydir-built
+
+interop:
+	@py="$$(sh tests/interop/find-python)" || exit 1; \
+	if [ -z "$$py" ]; then \
+		echo "npydir: interop suite skipped: no Python >= 3.12 found (das $(DAS_VERSION) requires it; set INTEROP_PYTHON=/path/to/python3.12)"; \
+	else \
+		$(MAKE) --no-print-directory interop-run INTEROP_PYTHON="$$py"; \
+	fi
+
+$(DAS_BIN)/python:
+	$(INTEROP_PYTHON) -m venv $(DAS_VENV)
+
+$(DAS_STAMP): $(DAS_BIN)/python tests/interop/requirements.txt pyproject.toml setup.py
+	$(DAS_BIN)/python -m pip install --quiet --upgrade pip "setuptools>=77" wheel
+	$(DAS_BIN)/python -m pip install --quiet -r tests/interop/requirements.txt
+	$(DAS_BIN)/python -m pip install --quiet --no-deps "das==$(DAS_VERSION)"
+	rm -f src_cython/*.c
+	$(DAS_BIN)/python -m pip install --quiet --no-build-isolation --no-deps -e .
+	rm -f src_cython/*.c
+	touch $(DAS_STAMP)
+
+# The C that Cython generates from src_cython/*.pyx depends on the numpy it was generated with
+# (numpy's .pxd), and this venv's numpy may differ from .venv's: each build here generates it
+# afresh and removes it, so neither venv compiles the other's.
+$(DAS_BUILT): $(DAS_STAMP) $(wildcard src_cython/*.pyx src_cython/c/*.h src_cython/c/*.c)
+	rm -f src_cython/*.c
+	$(DAS_BIN)/python setup.py --quiet build_ext --inplace
+	rm -f src_cython/*.c
+	touch $(DAS_BUILT)
+
+interop-run: $(DAS_BUILT)
+	KERAS_BACKEND=jax $(DAS_BIN)/python -m pytest tests/interop $(PYTEST_ARGS)
+
 clean:
-	rm -rf build *.egg-info npydir/*.so src_cython/*.c demo-output
+	rm -rf build *.egg-info npydir/*.so src_cython/*.c demo-output $(ZARR2)

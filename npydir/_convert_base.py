@@ -118,20 +118,22 @@ class Source:
 
 
 def open_source(spec: tuple) -> Source:
-    """Open a source from its picklable ``spec`` (used locally and on Dask workers)."""
+    """Open a source from its picklable ``spec`` (used locally and on Dask workers):
+    ``(kind, path)``, ``(kind, path, allow_external)`` or, for a remote source,
+    ``(kind, url, allow_external, storage_options)`` (see :func:`npydir.convert`)."""
     kind, path = spec[0], spec[1]
-    options = spec[2] if len(spec) > 2 else None  # storage_options of a remote source
+    allow_external = bool(spec[2]) if len(spec) > 2 else False
+    options = spec[3] if len(spec) > 3 else None  # storage_options of a remote source
     if kind == "zarr":
         from ._convert_zarr import ZarrSource
 
-        return ZarrSource(path, options)
+        return ZarrSource(path, allow_external=allow_external, storage_options=options)
     if kind == "hdf5":
         from ._convert_hdf5 import Hdf5Source
 
         if options is not None:
             raise ConversionError(f"{path}: HDF5 sources are read from local files only")
-
-        return Hdf5Source(path)
+        return Hdf5Source(path, allow_external=allow_external)
     if kind == "npydir":
         from ._convert_npydir import NpydirSource
 
@@ -163,9 +165,12 @@ def scratch(nbytes: int) -> memoryview:
     return memoryview(buf)[:nbytes]
 
 
-def read_file_into(path: str) -> memoryview:
-    """The whole file at ``path``, read into this thread's :func:`scratch` buffer."""
-    with open(path, "rb", buffering=0) as fh:
+def read_file_into(path: str, *, follow: bool = True) -> memoryview:
+    """The whole file at ``path``, read into this thread's :func:`scratch` buffer.
+
+    With ``follow=False`` a symbolic link is refused (``OSError`` ELOOP) instead of read."""
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | (0 if follow else os.O_NOFOLLOW)
+    with open(os.open(path, flags), "rb", buffering=0) as fh:
         size = os.fstat(fh.fileno()).st_size
         view = scratch(size)
         done = 0

@@ -13,6 +13,7 @@ strings of 4 bytes per character, with the numpy dtype in :data:`NUMPY_DTYPE`.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -47,7 +48,11 @@ def open_hdf5(path: str | os.PathLike, mode: str = "r"):
     try:
         return h5py.File(path, mode)
     except OSError as exc:
-        raise ConversionError(f"{path!r} is not a readable HDF5 file: {exc}") from exc
+        named = _named(exc, Path(path), "opening" if mode in ("r", "r+") else "creating")
+        if named.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO):
+            raise named from exc  # the disk, not the file: a retry may succeed
+        raise ConversionError(f"{path!r} is not a readable HDF5 file: "
+                              f"{' '.join(str(exc).split())}") from exc
 
 
 # --------------------------------------------------------------------------- attrs
@@ -141,13 +146,18 @@ def write_attrs(obj, attrs: dict) -> None:
 
 
 class Hdf5Source(Source):
-    """Walks and reads an HDF5 file; links other than hard links are reported, not followed."""
+    """Walks and reads an HDF5 file; links other than hard links are reported, not followed.
+
+    Datasets whose data lies in other files (external storage, virtual datasets mapping
+    other files) are refused unless ``allow_external``: reading them would copy whatever
+    local file they name into the output."""
 
     kind = "hdf5"
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, *, allow_external: bool = False):
         self.path = os.fspath(path)
-        self.spec = ("hdf5", self.path)
+        self.allow_external = allow_external
+        self.spec = ("hdf5", self.path, allow_external)
         self.file = open_hdf5(self.path)
         self._dsets: dict[str, Any] = {}
         self._transforms: dict[str, tuple | None] = {}
@@ -206,6 +216,12 @@ class Hdf5Source(Source):
             return node
         node.shape = tuple(int(s) for s in dset.shape)
         dtype = dset.dtype
+        outside = None if self.allow_external else _outside_files(dset)
+        if outside:
+            node.kind, node.reason = "refused", (
+                f"its data lies outside the file ({outside}); expected data stored in the "
+                "file itself (allow_external=True, or --allow-external, copies it)")
+            return node
         self._dsets[path] = dset
         if node.shape:
             if dset.chunks:
@@ -251,7 +267,12 @@ class Hdf5Source(Source):
     def _dset(self, path: str):
         dset = self._dsets.get(path)
         if dset is None:
-            dset = self._dsets[path] = self.file[path]
+            dset = self.file[path]
+            outside = None if self.allow_external else _outside_files(dset)
+            if outside:  # not planned by nodes() (a Dask worker): refuse here too
+                raise ConversionError(f"{self.path}:/{path}: its data lies outside the file "
+                                      f"({outside}); pass allow_external=True to copy it")
+            self._dsets[path] = dset
         return dset
 
     def read(self, path: str, start: int, stop: int) -> np.ndarray:
@@ -337,6 +358,26 @@ class Hdf5Source(Source):
             self._fd = None
 
 
+def _outside_files(dset) -> str | None:
+    """Where ``dset``'s data lies if not in its own file: a description of the external
+    storage files or the other files a virtual dataset maps, else None."""
+    try:
+        external = dset.external
+    except Exception:
+        external = None
+    if external:
+        names = sorted({os.fsdecode(e[0]) for e in external})
+        return "external storage in " + ", ".join(repr(n) for n in names)
+    if getattr(dset, "is_virtual", False):
+        try:
+            files = sorted({m.file_name for m in dset.virtual_sources()} - {"."})
+        except Exception as exc:  # cannot tell: treat as outside
+            return f"a virtual dataset whose sources cannot be listed ({exc})"
+        if files:
+            return "a virtual dataset mapping " + ", ".join(repr(f) for f in files)
+    return None
+
+
 # --------------------------------------------------------------------------- destination
 
 
@@ -346,11 +387,13 @@ class Hdf5Dest:
     kind = "hdf5"
     concurrent_writes = False
 
-    def __init__(self, path: Path, *, chunks: Any = None, compression: Any = None):
+    def __init__(self, path: Path, *, chunks: Any = None, compression: Any = None,
+                 create: bool = False):
         self.path = Path(path)
         self.chunks = chunks
         self.compression, self.compression_opts = _h5_compression(compression)
-        self.file = open_hdf5(self.path, "a")
+        # create: the (empty) file the conversion just made is formatted; else reopened
+        self.file = open_hdf5(self.path, "w" if create else "r+")
         self._dsets: dict[str, Any] = {}
         self._encode: dict[str, bool] = {}
 
@@ -359,8 +402,11 @@ class Hdf5Dest:
         return reason
 
     def group(self, path: str, attrs: dict, dropped: dict | None = None) -> None:
-        g = self.file.require_group(path) if path else self.file
-        write_attrs(g, attrs)
+        try:
+            g = self.file.require_group(path) if path else self.file
+            write_attrs(g, attrs)
+        except OSError as exc:
+            raise _named(exc, self.path, f"creating group /{path}") from exc
 
     def _stored_dtype(self, dtype: np.dtype):
         if dtype.kind == "U":  # no HDF5 type for UCS-4: fixed-length UTF-8, 4 bytes a char
@@ -368,6 +414,12 @@ class Hdf5Dest:
         return dtype, False
 
     def array(self, path: str, node: Node, attrs: dict, dropped: dict | None = None) -> None:
+        try:
+            self._array(path, node, attrs)
+        except OSError as exc:
+            raise _named(exc, self.path, f"creating dataset /{path}") from exc
+
+    def _array(self, path: str, node: Node, attrs: dict) -> None:
         from ._convert_zarr import default_chunks
 
         stored, encode = self._stored_dtype(node.dtype)
@@ -395,19 +447,32 @@ class Hdf5Dest:
         dset = self._dsets[path]
         return int(dset.chunks[0]) if dset.chunks else 1
 
+    def opened_stat(self) -> os.stat_result | None:
+        """``fstat`` of the file h5py actually opened (None where the driver hides it)."""
+        try:
+            return os.fstat(self.file.id.get_vfd_handle())
+        except Exception:
+            return None
+
     def write(self, path: str, start: int, stop: int, block: np.ndarray) -> None:
         dset = self._dsets[path]
         if self._encode[path]:
             block = np.char.encode(np.asarray(block), "utf-8").astype(dset.dtype)
-        if dset.shape:
-            dset[start:stop] = block
-        else:
-            dset[()] = block
+        try:
+            if dset.shape:
+                dset[start:stop] = block
+            else:
+                dset[()] = block
+        except OSError as exc:  # h5py's message spans lines and names no dataset
+            raise _named(exc, self.path, f"writing rows {start}:{stop} of /{path}") from exc
 
     def flush(self, durable: bool = True) -> None:
         """Out of HDF5's caches into the file — always, a killed process would lose them —
         and to the disk when ``durable``."""
-        self.file.flush()
+        try:
+            self.file.flush()
+        except OSError as exc:
+            raise _named(exc, self.path, "flushing") from exc
         if durable:
             fd = os.open(self.path, os.O_RDONLY)
             try:
@@ -421,6 +486,18 @@ class Hdf5Dest:
             self.file.close()
         except Exception:
             pass
+
+
+def _named(exc: OSError, path: Path, doing: str) -> OSError:
+    """``exc`` as one line naming the file (errno kept: ENOSPC stays ENOSPC)."""
+    err = exc.errno
+    if err is None:  # h5py puts the C library's errno in its text only
+        import re
+
+        found = re.search(r"errno = (\d+)", str(exc))
+        err = int(found.group(1)) if found else None
+    text = os.strerror(err) if err else " ".join(str(exc).split())
+    return OSError(err, f"{text} ({doing})", os.fspath(path))
 
 
 def _h5_compression(spec: Any) -> tuple[Any, Any]:

@@ -10,6 +10,13 @@ ignored.  With ``durable=False`` nothing is fsynced: the order (data, then its j
 still holds for a killed process, whose writes the page cache keeps, but not for a power
 cut.  The journal is locked (``flock``) for the duration of a conversion, so two
 conversions into the same destination cannot interleave.
+
+The journal is opened without following a link and must be a regular file with one name
+(:func:`npydir._convert_files.open_regular`).  Besides the plan and the blocks it records the
+identity of the partial result (``{"partial": [dev, ino]}``, written before anything is
+written into it) and, while ``overwrite=True`` replaces an existing destination, the identity
+of the old one (``{"replace": [dev, ino]}``): a rerun only reuses or removes what carries a
+recorded identity, and it can tell a published result from an unpublished one.
 """
 
 from __future__ import annotations
@@ -22,7 +29,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .errors import LockError
+from ._convert_files import open_regular
+from .errors import ConversionError, LockError
 
 
 class Journal:
@@ -36,42 +44,78 @@ class Journal:
         self.done: dict[str, list[tuple[int, int]]] = {}
         self.complete = False
         self.matched = False  # True when an existing journal had the same plan
+        self.owner: list[int] | None = None  # identity of the partial result it describes
+        self.replacing: list[int] | None = None  # identity of a destination being replaced
         self._pending: list[str] = []
         self._last = time.monotonic()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        self._fd = open_regular(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND,
+                                what="the conversion journal")
         try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                raise LockError(
+                    f"another conversion into {self.path.name[1:-len('.partial.journal')]!r} "
+                    f"is running (journal {self.path} is locked)"
+                ) from exc
+            self._load()
+        except BaseException:  # also ENOSPC: a retry in this process must get the lock
             os.close(self._fd)
-            raise LockError(
-                f"another conversion into {self.path.name[1:-len('.partial.journal')]!r} is "
-                f"running (journal {self.path} is locked)"
-            ) from exc
-        self._load()
+            self._fd = -1
+            raise
 
     def _load(self) -> None:
-        with open(self.path, encoding="utf-8", errors="replace") as fh:
-            lines = fh.read().split("\n")
+        """Read the journal's state; an empty one gets its plan line (a foreign one is
+        refused: it is not ours to truncate)."""
+        with open(self._fd, "rb", closefd=False) as fh:
+            raw = fh.read()
+        if not raw:
+            self.reset()
+            return
+        if not raw.startswith(b'{"plan": '):
+            raise ConversionError(f"{self.path}: is not a conversion journal (expected a JSON "
+                                  "plan on its first line); remove it or move it away")
         records = []
-        for line in lines:
+        for line in raw.decode("utf-8", errors="replace").split("\n"):
             if not line.strip():
                 continue
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError:
                 break  # torn tail: everything after it is unreliable
-        if records and records[0].get("plan") == self.plan:
-            self.matched = True
-            for rec in records[1:]:
-                if "a" in rec:
-                    self.done.setdefault(rec["a"], []).append(tuple(rec["r"]))
-                elif rec.get("done"):
-                    self.complete = True
-        else:
-            os.ftruncate(self._fd, 0)
-            self._write_now([json.dumps({"plan": self.plan}, sort_keys=True)])
+        matched = bool(records) and records[0].get("plan") == self.plan
+        for rec in records[1:]:
+            if not isinstance(rec, dict):
+                break
+            if "partial" in rec:
+                self.owner = _identity(rec["partial"])
+            elif "replace" in rec:
+                self.replacing = _identity(rec["replace"])
+            elif "a" in rec and matched:
+                self.done.setdefault(rec["a"], []).append(tuple(rec["r"]))
+            elif rec.get("done"):
+                self.complete = True
+        self.matched = matched
+
+    def reset(self) -> None:
+        """Start the journal over: only the plan, nothing done, no partial result recorded."""
+        os.ftruncate(self._fd, 0)
+        self.done, self._pending = {}, []
+        self.complete = self.matched = False
+        self.owner = self.replacing = None
+        self._write_now([json.dumps({"plan": self.plan}, sort_keys=True)])
+
+    def record_owner(self, ident: list[int]) -> None:
+        """Record (durably) that the partial result is the file or directory ``ident``."""
+        self.owner = list(ident)
+        self._write_now([json.dumps({"partial": self.owner})], sync=True)
+
+    def record_replacing(self, ident: list[int]) -> None:
+        """Record (durably) the identity of the destination about to be replaced."""
+        self.replacing = list(ident)
+        self._write_now([json.dumps({"replace": self.replacing})], sync=True)
 
     @property
     def had_previous(self) -> bool:
@@ -141,11 +185,16 @@ class Journal:
         self._write_now([json.dumps({"done": True})])
         self.complete = True
 
-    def _write_now(self, lines: list[str]) -> None:
+    def _write_now(self, lines: list[str], *, sync: bool = False) -> None:
         data = ("\n".join(lines) + "\n").encode("utf-8")
-        os.write(self._fd, data)
-        if self.durable:
-            os.fsync(self._fd)
+        try:
+            while data:
+                data = data[os.write(self._fd, data):]
+            if self.durable or sync:
+                os.fsync(self._fd)
+        except OSError as exc:  # e.g. a full disk: say which file
+            raise OSError(exc.errno, f"{exc.strerror} (writing the conversion journal)",
+                          str(self.path)) from exc
 
     def close(self, *, remove: bool = False) -> None:
         if self._thread is not None:
@@ -159,3 +208,10 @@ class Journal:
                     pass
             os.close(self._fd)  # releases the lock
             self._fd = -1
+
+
+def _identity(value) -> list[int] | None:
+    if (isinstance(value, list) and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        return value
+    return None

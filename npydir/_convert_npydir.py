@@ -219,7 +219,13 @@ class NpydirDest:
         from .group import open as open_store
 
         self.path = Path(path)
-        self.root = open_store(self.path, "a", das_compat=das_compat)
+        try:
+            self.root = open_store(self.path, "a", das_compat=das_compat)
+        except OSError as exc:
+            if exc.filename is not None:
+                raise
+            raise OSError(exc.errno, f"{exc.strerror or exc} (creating the store)",
+                          str(self.path)) from exc
         self._rows: dict[str, RowsFile] = {}
         self._names: dict[str, set[str]] = {}
 

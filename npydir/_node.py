@@ -9,15 +9,27 @@ need them and ``group.py`` imports ``array.py``.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import threading
 import weakref
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, ItemsView, Iterator, KeysView, MutableMapping, ValuesView
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .attrs import read_attrs_file, read_legacy_attrs, write_attrs_file, write_attrs_pair
+from . import _fsutil
+from .attrs import (
+    decode_attrs,
+    decode_legacy_attrs,
+    read_attrs_bytes,
+    read_legacy_bytes,
+    write_attrs_file,
+    write_attrs_pair,
+)
 from .errors import (
     AttributeEncodingError,
+    LockError,
     MemberNotFoundError,
     ReadOnlyError,
     StoreClosedError,
@@ -39,12 +51,15 @@ class _Store:
     ) -> None:
         self.root = root
         self.real = os.path.realpath(root)
+        self.dev: int | None = None  # st_dev of the store, read on first use
         self.mode = mode
         self.readonly = mode == "r"
         self.das_compat = das_compat
         self.portable = portable
         self.sync = sync
         self.closed = False
+        #: the process that opened the store: only it holds the writer lock (see check_writable)
+        self.pid = os.getpid()
         self.lock: StoreLock | None = None
         self.arrays: weakref.WeakValueDictionary[tuple[str, ...], Array] = (
             weakref.WeakValueDictionary()
@@ -62,6 +77,15 @@ class _Store:
             raise ReadOnlyError(
                 f"store {self.root} is open read-only (mode 'r'): cannot {what}; "
                 "open it with mode 'r+' or 'a' to write"
+            )
+        if os.getpid() != self.pid:
+            # A forked child shares the parent's lock but not its cached shapes: an append here
+            # would be overwritten by the parent's next append (and attrs updates lost).
+            raise LockError(
+                f"store {self.root} was opened for writing by process {self.pid}; this forked "
+                f"child (pid {os.getpid()}) cannot {what} through that handle, since only the "
+                "opening process may write: write from the parent, or open the store in the "
+                "child after the parent closed it"
             )
 
     def close(self) -> None:
@@ -83,12 +107,47 @@ class _Store:
     def dir_of(self, parts: tuple[str, ...]) -> Path:
         return self.root.joinpath(*parts)
 
+    @contextlib.contextmanager
+    def directory(self, parts: tuple[str, ...], what: str = "") -> Iterator[_fsutil.DirFd]:
+        """The group directory ``parts``, opened and checked to be inside the store.
+
+        Every file of a group or array is then opened relative to this descriptor: a directory
+        swapped for a link after the lookup is either refused here (it leads out of the store)
+        or not seen at all.  ``what`` names the member in the error when the directory is gone.
+
+        Raises
+        ------
+        MemberNotFoundError
+            The directory no longer exists.
+        PathEscapeError
+            It resolves outside the store (or onto another file system).
+        FormatError
+            It is not a directory any more.
+        """
+        path = self.dir_of(parts)
+        if self.dev is None:
+            self.dev = os.stat(self.real).st_dev
+        try:
+            fd = _fsutil.open_dir(path, root=self.real, root_dev=self.dev)
+        except FileNotFoundError:
+            what = what or f"group {'/' + '/'.join(parts)!r} of store {self.root}"
+            raise MemberNotFoundError(f"{what} no longer exists ({path})") from None
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
 
 class AttributeManager(MutableMapping):
     """The attributes of a group or array: a dict persisted as JSON on every change.
 
-    Reading re-reads the file when it changed on disk (one ``stat`` per access), so a reader sees
-    a writer's updates.  Values round-trip as the table in :mod:`npydir.attrs` says.
+    Every read -- ``attrs[k]``, ``get``, ``in``, ``len``, iteration, ``keys()``, ``items()``,
+    ``values()``, ``dict(attrs)``, ``asdict()`` -- comes from one snapshot of the file: it is
+    read once (writers replace it atomically, so that is one complete version) and parsed again
+    only when its bytes changed.  A reader so sees a writer's updates, never a mix of two
+    versions.  ``dict(attrs)`` (and ``{**attrs}``, ``d.update(attrs)``) asks ``keys()`` and then
+    each value: those values come from the snapshot ``keys()`` read.  Values round-trip as the
+    table in :mod:`npydir.attrs` says.
     """
 
     def __init__(
@@ -104,49 +163,104 @@ class AttributeManager(MutableMapping):
         self._path = path
         self._owner = owner
         self._legacy = legacy
-        self._cache: dict[str, Any] | None = None
-        self._stamp: tuple | None = None
+        #: (the bytes of attrs.json, of attrs.npy) and what they parse to: replaced as one object
+        self._snap: tuple[tuple[bytes | None, bytes | None], dict[str, Any]] | None = None
+        #: thread id -> the snapshot keys() handed to a C-level consumer such as dict(): see _pin
+        self._pins: dict[int, tuple] = {}
 
-    def _stat(self) -> tuple:
-        def stamp(p: Path | None) -> tuple | None:
-            if p is None:
-                return None
-            try:
-                st = os.stat(p)
-            except FileNotFoundError:
-                return None
-            return (st.st_ino, st.st_mtime_ns, st.st_size)
+    def _directory(self) -> contextlib.AbstractContextManager[_fsutil.DirFd]:
+        """The directory holding the attrs files, opened and checked (see _Store.directory)."""
+        return self._store.directory(self._dir_parts, self._owner)
 
-        return (stamp(self._path), stamp(self._legacy))
+    @property
+    def _dir_parts(self) -> tuple[str, ...]:
+        rel = self._path.parent.relative_to(self._store.root)
+        return tuple(rel.parts)
 
     def _load(self) -> dict[str, Any]:
+        """The attributes as the file holds them now: one read, parsed only if it changed.
+
+        The returned dict is never mutated (writes build a new one), so views of it stay one
+        snapshot.
+        """
         self._check()
-        stamp = self._stat()
-        if self._cache is None or stamp != self._stamp:
-            if stamp[0] is not None:
-                data = read_attrs_file(self._path)
-            elif stamp[1] is not None:
-                data = read_legacy_attrs(self._legacy)
-            else:
-                data = {}
-            self._cache, self._stamp = data, stamp
-        return self._cache
+        self._pins.pop(threading.get_ident(), None)
+        with self._directory() as dfd:  # files read in the checked directory, never by path
+            raw = read_attrs_bytes(self._path, dir_fd=dfd)
+            legacy = None
+            if raw is None and self._legacy is not None:
+                legacy = read_legacy_bytes(self._legacy, dir_fd=dfd)
+        snap = self._snap
+        if snap is not None and snap[0] == (raw, legacy):
+            return snap[1]
+        if raw is not None:
+            data = decode_attrs(raw, self._path)
+        elif legacy is not None:
+            data = decode_legacy_attrs(legacy, self._legacy)
+        else:
+            data = {}
+        self._snap = ((raw, legacy), data)
+        return data
+
+    def _pin(self, data: dict[str, Any]) -> None:
+        """Remember ``data`` for the ``len(data)`` lookups the caller's current instruction
+        makes next (``dict(attrs)``: ``keys()``, then each key from C, all at one bytecode
+        offset of one frame).  Any other access ends the pin, so it never serves a later read.
+        """
+        frame = sys._getframe(2)  # the code that called keys()
+        self._pins[threading.get_ident()] = (
+            id(frame), frame.f_code, frame.f_lasti, data, [len(data)]
+        )
+
+    def _from_pin(self) -> dict[str, Any] | None:
+        tid = threading.get_ident()
+        pinned = self._pins.pop(tid, None)
+        if pinned is None:
+            return None
+        fid, code, lasti, data, left = pinned
+        frame = sys._getframe(2)  # the code that called __getitem__
+        if fid != id(frame) or code is not frame.f_code or lasti != frame.f_lasti:
+            return None
+        left[0] -= 1
+        if left[0] > 0:
+            self._pins[tid] = pinned
+        return data
 
     def _write(self, data: dict[str, Any]) -> None:
         legacy = self._legacy
-        if legacy is not None and (self._store.das_compat or legacy.exists()):
-            # DAS's attrs.npy, derived from attrs.json (see write_attrs_pair for the order)
-            write_attrs_pair(self._path, legacy, data, sync=self._store.sync)
-        else:
-            write_attrs_file(self._path, data, sync=self._store.sync)
-        self._cache = None
+        with self._directory() as dfd:
+            if legacy is not None and (
+                self._store.das_compat or _fsutil.lexists(legacy, dir_fd=dfd)
+            ):
+                # DAS's attrs.npy, derived from attrs.json (see write_attrs_pair for the order)
+                write_attrs_pair(self._path, legacy, data, sync=self._store.sync, dir_fd=dfd)
+            else:
+                write_attrs_file(self._path, data, sync=self._store.sync, dir_fd=dfd)
+        self._snap = None
+        self._pins.clear()
 
     def __getitem__(self, key: str) -> Any:
-        data = self._load()
+        data = self._from_pin()
+        if data is None:
+            data = self._load()
         try:
             return data[key]
         except KeyError:
             raise MemberNotFoundError(f"no attribute {key!r} in {self._owner}") from None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._load().get(key, default)
+
+    def keys(self) -> KeysView[str]:
+        data = self._load()
+        self._pin(data)
+        return data.keys()
+
+    def items(self) -> ItemsView[str, Any]:
+        return self._load().items()
+
+    def values(self) -> ValuesView[Any]:
+        return self._load().values()
 
     def __setitem__(self, key: str, value: Any) -> None:
         self.update({key: value})

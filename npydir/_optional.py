@@ -18,6 +18,7 @@ EXTRAS = {
     "matplotlib": "plot",
     "matplotlib.pyplot": "plot",
     "torch": "torch",
+    "keras": "keras",
     "dask": "dask",
     "dask.distributed": "dask",
     "distributed": "dask",

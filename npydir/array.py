@@ -8,6 +8,7 @@ a valid ``.npy`` at every moment (DESIGN.md section 2).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -52,11 +53,22 @@ class Array(_Node):
         if self._detached:
             raise MemberNotFoundError(f"array {self._where()} was deleted or moved")
 
+    def _directory(self) -> contextlib.AbstractContextManager[int]:
+        """This array's group directory, opened and checked to be inside the store.
+
+        Every open of the ``.npy`` file goes through it (``dir_fd``), so a file or directory
+        swapped for a link after the lookup can never lead a read or write out of the store.
+        """
+        return self._store.directory(self._parts[:-1], f"array {self._where()}")
+
     def _hdr(self) -> npyfile.Header:
         if self._header is None:
             self._check()
             try:
-                self._header = self._retry(lambda: npyfile.read_header_path(self._file))
+                with self._directory() as dfd:
+                    self._header = self._retry(
+                        lambda: npyfile.read_header_path(self._file, dir_fd=dfd)
+                    )
             except FileNotFoundError:
                 raise MemberNotFoundError(
                     f"array {self._where()} no longer exists ({self._file})"
@@ -84,15 +96,18 @@ class Array(_Node):
             self._check()
             mode = "r" if self._store.readonly else "r+"
             try:
-                try:
-                    self._mm, self._header = npyfile.open_memmap(self._file, mode, self._header)
-                except FormatError:
-                    if not self._store.readonly or self._header is None:
-                        raise
-                    self._header = None  # maybe read mid-append: read the header afresh
-                    self._mm, self._header = self._retry(
-                        lambda: npyfile.open_memmap(self._file, mode)
-                    )
+                with self._directory() as dfd:
+                    try:
+                        self._mm, self._header = npyfile.open_memmap(
+                            self._file, mode, self._header, dir_fd=dfd
+                        )
+                    except FormatError:
+                        if not self._store.readonly or self._header is None:
+                            raise
+                        self._header = None  # maybe read mid-append: read the header afresh
+                        self._mm, self._header = self._retry(
+                            lambda: npyfile.open_memmap(self._file, mode, dir_fd=dfd)
+                        )
             except FileNotFoundError:
                 raise MemberNotFoundError(
                     f"array {self._where()} no longer exists ({self._file})"
@@ -197,7 +212,8 @@ class Array(_Node):
         if self._mm is not None and isinstance(self._mm, np.memmap):
             self._mm.flush()
         if self._dirty:
-            npyfile.fsync_file(self._file)
+            with self._directory() as dfd:
+                npyfile.fsync_file(self._file, dir_fd=dfd)
             self._dirty = False
         self._store.dirty.discard(self)
 
@@ -253,7 +269,10 @@ class Array(_Node):
         synced = sync and self._store.sync
         self._mm = None  # the map of the old length must not be written past its end
         # we hold the writer lock, so the header we know is the file's header
-        self._header = npyfile.append_rows(self._file, block, sync=synced, header=header)
+        with self._directory() as dfd:
+            self._header = npyfile.append_rows(
+                self._file, block, sync=synced, header=header, dir_fd=dfd
+            )
         if not synced:
             self._dirty = True
             self._store.dirty.add(self)
@@ -280,7 +299,8 @@ class Array(_Node):
         if n < 0:
             raise ValueError(f"resize {self.name!r}: negative length {n}")
         self._mm = None
-        self._header = npyfile.resize_rows(self._file, n, sync=self._store.sync)
+        with self._directory() as dfd:
+            self._header = npyfile.resize_rows(self._file, n, sync=self._store.sync, dir_fd=dfd)
         if not self._store.sync:
             self._dirty = True
             self._store.dirty.add(self)

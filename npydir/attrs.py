@@ -33,10 +33,15 @@ An attrs file is the JSON object of its attributes, one per line.  The "dict wit
 ``"__npydir__"``" rule holds for that object too: a group with an attribute named
 ``__npydir__`` is stored as one ``{"__npydir__": "dict", "items": [...]}`` line.
 
+Decoding is bounded by the text: dtypes are plain kinds or fields of them
+(:mod:`npydir._attrs_dtype`), and the arrays and scalars one text decodes to take at most
+:func:`decode_limit` of its length, charged before they are allocated.
+
 Legacy: DAS's ``npy_dir`` stores root attributes as ``np.save(path, attrs_dict)``, i.e. a
-pickled 0-d object array.  :func:`read_legacy_attrs` reads it with a restricted unpickler that
-can only rebuild plain containers and numeric/str numpy arrays and scalars; any other global
-in the pickle raises :class:`~npydir.errors.UnsafePickleError` before anything runs.
+pickled 0-d object array.  :func:`read_legacy_attrs` never unpickles it: the opcodes are
+interpreted on plain values (:mod:`npydir._attrs_pickle`) and arrays, scalars and dtypes are
+built from validated parts; any other global in the pickle raises
+:class:`~npydir.errors.UnsafePickleError` and nothing runs.
 
 When a store keeps both (``das_compat``), ``attrs.json`` is the source of truth and ``attrs.npy``
 is derived from it: :func:`write_attrs_pair` pickles exactly the values ``attrs.json`` decodes
@@ -47,11 +52,11 @@ reports those, :func:`npydir.repair` rewrites ``attrs.npy`` from ``attrs.json``)
 from __future__ import annotations
 
 import base64
+import errno
 import io
 import json
 import math
 import os
-import pickle
 import pickletools
 from collections.abc import Mapping
 from pathlib import Path
@@ -60,18 +65,32 @@ from typing import Any
 import numpy as np
 from numpy.lib import format as npformat
 
+from . import _fsutil
+from ._attrs_dtype import descr_dtype, nbytes
+from ._attrs_pickle import ObjectArray, Pending, load_plain
 from .errors import AttributeEncodingError, FormatError, UnsafePickleError
-from .npyfile import atomic_write, fsync_dir, read_header, remove_if_present, write_temp
+from .npyfile import (
+    MAX_HEADER_SIZE,
+    atomic_write,
+    fsync_dir,
+    read_header,
+    remove_if_present,
+    replace,
+    write_temp,
+)
 
 __all__ = [
     "TAG",
     "decode_attrs",
+    "decode_legacy_attrs",
     "decode_value",
     "encode_attrs",
     "encode_value",
     "legacy_mismatch",
+    "read_attrs_bytes",
     "read_attrs_file",
     "read_legacy_attrs",
+    "read_legacy_bytes",
     "write_attrs_file",
     "write_attrs_pair",
     "write_legacy_attrs",
@@ -110,9 +129,8 @@ def _lists_to_tuples(x: Any) -> Any:
 
 
 def _dtype_from_json(d: Any) -> np.dtype:
-    if isinstance(d, str):
-        return np.dtype(d)
-    return npformat.descr_to_dtype([_lists_to_tuples(f) for f in d])
+    # a plain kind, or fields of plain kinds: never what else numpy would parse from the text
+    return descr_dtype(d)
 
 
 def _readable(dtype: np.dtype) -> bool:
@@ -171,6 +189,13 @@ def _encode_array(arr: np.ndarray, key: str) -> dict:
     return out
 
 
+#: ints must have at most this many decimal digits: Python's default limit for converting an int
+#: from JSON text (sys.int_info.default_max_str_digits), the same in every process
+INT_MAX_DIGITS = 4300
+_INT_BOUND = 10**INT_MAX_DIGITS
+_INT_MAX_BITS = _INT_BOUND.bit_length() - 1  # below this many bits an int has fewer digits
+
+
 def encode_value(value: Any, key: str = "", _depth: int = 0) -> Any:
     """Convert one attribute value to its JSON-compatible form (see the module table).
 
@@ -197,6 +222,12 @@ def encode_value(value: Any, key: str = "", _depth: int = 0) -> Any:
     if value is None or isinstance(value, (bool, str)):
         return str(value) if isinstance(value, str) and type(value) is not str else value
     if isinstance(value, int):
+        if value.bit_length() > _INT_MAX_BITS and abs(value) >= _INT_BOUND:
+            raise AttributeEncodingError(
+                f"attribute {key[:100]!r}: an int of more than {INT_MAX_DIGITS} decimal digits "
+                "(Python's default int/str conversion limit, so any Python process reads it "
+                "back); store it as bytes (value.to_bytes(...)) or as a hex str"
+            )
         return int(value)
     if isinstance(value, float):
         f = float(value)
@@ -236,7 +267,15 @@ def encode_value(value: Any, key: str = "", _depth: int = 0) -> Any:
 
 
 def encode_attrs(attrs: Mapping[str, Any], *, indent: int | None = 1) -> str:
-    """Encode a dict of attributes as strict JSON text (see the module table)."""
+    """Encode a dict of attributes as strict JSON text (see the module table).
+
+    Raises
+    ------
+    AttributeEncodingError
+        A value cannot be stored, or the arrays and scalars take more than
+        :func:`decode_limit` of the text's length (the reader would refuse them); the message
+        names the key.
+    """
     out = {}
     for k, v in attrs.items():
         if not isinstance(k, str):
@@ -244,6 +283,12 @@ def encode_attrs(attrs: Mapping[str, Any], *, indent: int | None = 1) -> str:
                 f"attribute names must be str, got {type(k).__name__} {k!r}"
             )
         out[k] = encode_value(v, k)
+    text = _encode_object(out, indent)
+    _check_decodable_size(attrs, text)
+    return text
+
+
+def _encode_object(out: dict[str, Any], indent: int | None) -> str:
     if TAG in out:
         # An attribute named like the tag: the whole object takes the table's tagged "dict"
         # form, or reading it back would take the file's top-level object for a tagged value
@@ -263,6 +308,36 @@ def encode_attrs(attrs: Mapping[str, Any], *, indent: int | None = 1) -> str:
         )
     except (TypeError, ValueError) as exc:  # pragma: no cover - encode_value leaves none
         raise AttributeEncodingError(f"attributes cannot be encoded: {exc}") from None
+
+
+def _value_nbytes(value: Any) -> int:
+    """Bytes the arrays and scalars in ``value`` take once decoded (what the reader charges)."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.nbytes
+    if isinstance(value, (list, tuple)):
+        return sum(_value_nbytes(v) for v in value)
+    if isinstance(value, Mapping):
+        return sum(_value_nbytes(v) for v in value.values())
+    return 0
+
+
+def _check_decodable_size(attrs: Mapping[str, Any], text: str) -> None:
+    """Refuse to write what :func:`decode_attrs` would refuse to read back as too large."""
+    sizes = [(k, _value_nbytes(v)) for k, v in attrs.items()]
+    total = sum(n for _, n in sizes)
+    if total <= DECODE_SLACK_BYTES:
+        return
+    limit = decode_limit(len(text.encode("utf-8", "surrogatepass")))
+    running = 0
+    for key, n in sizes:
+        running += n
+        if running > limit:
+            raise AttributeEncodingError(
+                f"attribute {key[:100]!r}: the arrays of these attributes take {total} bytes, "
+                f"more than the {limit} bytes their {len(text)}-character JSON may decode to "
+                "(string arrays declared much wider than their strings); store large arrays "
+                "as datasets"
+            )
 
 
 def _json_line(k: str, v: Any) -> str:
@@ -297,13 +372,49 @@ def _decode_elements(data: Any, kind: str) -> Any:
     return data
 
 
-def _decode_array(obj: dict) -> np.ndarray:
+class _Budget:
+    """How many bytes the arrays and scalars decoded from one attrs text may still take.
+
+    A value's size is declared by its dtype and shape, not by its data: 72 bytes of JSON can ask
+    for a ``"<U400000000"`` scalar (1.6 GB).  What one text decodes to is bounded by its length
+    (:func:`decode_limit`) and charged before anything is allocated.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.limit = self.left = decode_limit(size)
+
+    def charge(self, dtype: np.dtype, shape: tuple[int, ...]) -> None:
+        need = nbytes(dtype, shape)
+        if need > self.left:
+            raise FormatError(
+                f"a {dtype.str} value of shape {list(shape)} would take {need} bytes; "
+                f"attribute values decoded from {self.size} bytes of JSON may take at most "
+                f"{self.limit} bytes ({DECODE_BYTES_PER_BYTE} per byte + "
+                f"{DECODE_SLACK_BYTES >> 20} MiB)"
+            )
+        self.left -= need
+
+
+#: what the arrays/scalars decoded from an attrs text of n bytes may take: n times this ...
+DECODE_BYTES_PER_BYTE = 64
+#: ... plus this much.  Written values fit well inside (readable numbers take at least 2
+#: characters per element, base64 4 per 3 bytes); a string array declared 16 times wider than
+#: its strings and larger than the slack would not, and is refused when written.
+DECODE_SLACK_BYTES = 16 << 20
+
+
+def decode_limit(size: int) -> int:
+    """Bytes the arrays and scalars decoded from ``size`` bytes of attrs JSON may take."""
+    return DECODE_BYTES_PER_BYTE * size + DECODE_SLACK_BYTES
+
+
+def _decode_array(obj: dict, budget: _Budget) -> np.ndarray:
     dtype = _dtype_from_json(obj["dtype"])
-    if dtype.hasobject:
-        raise TypeError("object dtype")
     shape = tuple(obj["shape"])
-    if not all(type(n) is int and n >= 0 for n in shape):
+    if len(shape) > 64 or not all(type(n) is int and n >= 0 for n in shape):
         raise ValueError(f"bad shape {list(shape)!r}")
+    budget.charge(dtype, shape)
     if "base64" in obj:
         raw = base64.b64decode(obj["base64"])
         return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
@@ -327,7 +438,7 @@ def _decode_array(obj: dict) -> np.ndarray:
     return arr
 
 
-def _hook(obj: dict) -> Any:
+def _decode_tagged(obj: dict, budget: _Budget) -> Any:
     tag = obj.get(TAG)
     if tag is None:
         return obj
@@ -346,11 +457,10 @@ def _hook(obj: dict) -> Any:
                 out[k] = v
             return out
         if tag == "ndarray":
-            return _decode_array(obj)
+            return _decode_array(obj, budget)
         if tag == "scalar":
             dtype = _dtype_from_json(obj["dtype"])
-            if dtype.hasobject:
-                raise TypeError("object dtype")
+            budget.charge(dtype, ())
             if "base64" in obj:
                 if dtype.itemsize == 0:  # np.bytes_(b"") and friends: nothing to decode
                     return dtype.type()
@@ -371,6 +481,14 @@ def _hook(obj: dict) -> Any:
     raise FormatError(f"unknown attribute tag {str(tag)[:50]!r} in {_short(obj)}")
 
 
+def _loads(text: str | bytes, budget: _Budget) -> Any:
+    return json.loads(
+        text,
+        object_hook=lambda obj: _decode_tagged(obj, budget),
+        parse_constant=_refuse_constant,
+    )
+
+
 def _short(obj: Any) -> str:
     text = repr(obj)
     return text if len(text) <= 200 else text[:200] + "..."
@@ -382,24 +500,29 @@ def _refuse_constant(token: str) -> Any:
 
 def decode_value(obj: Any) -> Any:
     """Inverse of :func:`encode_value` for an already JSON-parsed value."""
-    return json.loads(
-        json.dumps(obj, allow_nan=False), object_hook=_hook, parse_constant=_refuse_constant
-    )
+    text = json.dumps(obj, allow_nan=False)
+    return _loads(text, _Budget(len(text)))
 
 
 def decode_attrs(text: str | bytes, name: str | os.PathLike = "<attrs>") -> dict[str, Any]:
     """Decode JSON text written by :func:`encode_attrs` back into a dict of values.
 
+    The arrays and scalars it decodes to may take at most :func:`decode_limit` of the text's
+    length in bytes; a value declaring more is refused before it is allocated.
+
     Raises
     ------
     FormatError
-        The text is not strict JSON, not an object, or holds a malformed tagged value;
-        the message names ``name``.
+        The text is not strict JSON, not an object, or holds a malformed or oversized tagged
+        value; the message names ``name`` and, for a bad value, its attribute.
     """
+    size = len(text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text)
     try:
-        out = json.loads(text, object_hook=_hook, parse_constant=_refuse_constant)
+        out = _loads(text, _Budget(size))
     except FormatError as exc:
-        raise FormatError(f"{name}: {exc}") from None
+        key = _failing_key(text, size)
+        where = f"{name}: attribute {key[:100]!r}" if key is not None else f"{name}"
+        raise FormatError(f"{where}: {exc}") from None
     except RecursionError:
         raise FormatError(f"{name}: attributes are nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -414,62 +537,66 @@ def decode_attrs(text: str | bytes, name: str | os.PathLike = "<attrs>") -> dict
     return out
 
 
-def read_attrs_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Read an attrs JSON file; a missing file is an empty dict."""
+def _failing_key(text: str | bytes, size: int) -> str | None:
+    """The attribute whose value a decode of ``text`` refused (None: not one attribute's).
+
+    Only run after a refusal: the values are decoded again one by one, charged to one budget
+    as in the first pass, so the key found is the one the first pass stopped at.
+    """
     try:
-        data = Path(path).read_bytes()
+        raw = json.loads(text, parse_constant=_refuse_constant)
+    except (FormatError, ValueError, RecursionError, UnicodeDecodeError):
+        return None
+    if not isinstance(raw, dict):
+        return None
+    items = raw.items()
+    if raw.get(TAG) == "dict" and isinstance(raw.get("items"), list):
+        items = [kv for kv in raw["items"] if isinstance(kv, list) and len(kv) == 2]
+    budget = _Budget(size)
+    for key, value in items:
+        try:
+            _loads(json.dumps(value), budget)
+        except FormatError:
+            return str(key)
+        except (ValueError, RecursionError):
+            return None
+    return None
+
+
+def read_attrs_file(path: str | os.PathLike, *, dir_fd: int | None = None) -> dict[str, Any]:
+    """Read an attrs JSON file; a missing file is an empty dict.
+
+    ``dir_fd``: the open directory holding ``path`` (see :mod:`npydir._fsutil`); a FIFO or
+    device in place of the file is a :class:`FormatError`.
+    """
+    data = read_attrs_bytes(path, dir_fd=dir_fd)
+    return {} if data is None else decode_attrs(data, path)
+
+
+def read_attrs_bytes(path: str | os.PathLike, *, dir_fd: int | None = None) -> bytes | None:
+    """The bytes of an attrs JSON file, all from the one file opened (None if there is none).
+
+    Unbuffered: ``.attrs`` calls this on every access to compare the bytes with its snapshot.
+    """
+    try:
+        return _fsutil.read_bytes(path, dir_fd=dir_fd)  # a regular file, never a FIFO
     except FileNotFoundError:
-        return {}
-    return decode_attrs(data, path)
+        return None
 
 
 def write_attrs_file(
-    path: str | os.PathLike, attrs: Mapping[str, Any], *, sync: bool = True
+    path: str | os.PathLike,
+    attrs: Mapping[str, Any],
+    *,
+    sync: bool = True,
+    dir_fd: int | None = None,
 ) -> None:
-    """Atomically write ``attrs`` as JSON (temp file + rename)."""
+    """Atomically write ``attrs`` as JSON (temp file + rename; in ``dir_fd`` when given)."""
     text = encode_attrs(attrs).encode("utf-8")
-    atomic_write(path, lambda fp: fp.write(text), sync=sync)
+    atomic_write(path, lambda fp: fp.write(text), sync=sync, dir_fd=dir_fd)
 
 
 # ----------------------------------------------------------------------------- legacy attrs.npy
-
-# Globals a pickle may name: what numpy needs to rebuild numeric/str arrays and scalars, and the
-# builtins of plain containers.  Nothing here can run user-chosen code.
-_ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"),
-    ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"),
-    ("numpy", "dtype"),
-    ("builtins", "complex"),
-    ("__builtin__", "complex"),
-    ("collections", "OrderedDict"),
-    ("_codecs", "encode"),  # how protocol-2 pickles (Python 2 era) spell bytes
-}
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    def __init__(self, file: io.BufferedIOBase, name: str) -> None:
-        super().__init__(file, encoding="latin1")
-        self._name = name
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _ALLOWED_GLOBALS:
-            if module == "numpy.core.multiarray":  # numpy 1.x pickles read under numpy 2
-                module = "numpy._core.multiarray" if hasattr(np, "_core") else module
-            return super().find_class(module, name)
-        # numpy's dtype classes (numpy.dtypes.Float64DType, ...) are harmless types
-        if module == "numpy.dtypes" and name.endswith("DType") and name != "ObjectDType":
-            return super().find_class(module, name)
-        raise UnsafePickleError(
-            f"{self._name}: refusing to unpickle global {module}.{name}: legacy attrs.npy may only "
-            "hold dicts, lists, tuples, strings, numbers and numeric/str numpy arrays"
-        )
-
-    def persistent_load(self, pid: Any) -> Any:
-        raise UnsafePickleError(f"{self._name}: persistent ids are not allowed in attrs.npy")
-
 
 #: Largest attrs.npy read (DAS writes a few kB; the whole file is read before unpickling).
 MAX_LEGACY_BYTES = 64 << 20
@@ -484,12 +611,11 @@ _MEMO_GET = {"GET", "BINGET", "LONG_BINGET"}
 def _prescan(data: bytes, name: str) -> None:
     """Check a pickle's opcodes without executing any (:func:`pickletools.genops`).
 
-    The C unpickler trusts the numbers in the stream: it keeps its memo in an array and grows it
-    to twice the largest index stored (``LONG_BINPUT 1e9`` in a 139-byte file means ~16 GB,
-    zeroed), and it asks the file for as many bytes as a length field declares.  A pickle that
-    is well formed has no memo index beyond its number of opcodes (each one stores at most one
-    entry) and no declared length beyond its end (genops refuses those while reading them from
-    a BytesIO, which never allocates more than it holds).
+    Run before the interpreter, so a stream that does not parse or holds numbers no well formed
+    pickle has is refused as a whole: no memo index beyond its number of opcodes (each one
+    stores at most one entry; the C unpickler grew its memo array to twice such an index, ~16 GB
+    for ``LONG_BINPUT 1e9`` in a 139-byte file) and no declared length beyond its end (genops
+    refuses those while reading them from a BytesIO, which never allocates more than it holds).
     """
     ops = 0
     top = -1
@@ -530,6 +656,11 @@ def _check_plain(value: Any, name: str) -> Any:
             if v.dtype.hasobject:
                 raise UnsafePickleError(f"{name}: object-dtype array at {where} is not allowed")
             return max(1, v.size)
+        if isinstance(v, ObjectArray):
+            raise UnsafePickleError(f"{name}: object-dtype array at {where} is not allowed")
+        if isinstance(v, Pending):
+            what = "a numpy dtype" if v.kind == "dtype" else "an array without its data"
+            raise UnsafePickleError(f"{name}: {what} at {where} is not an attribute value")
         if isinstance(v, (dict, list, tuple)):
             key = id(v)
             if key in sizes:
@@ -561,47 +692,75 @@ def _check_plain(value: Any, name: str) -> Any:
     return value
 
 
-def read_legacy_attrs(path: str | os.PathLike) -> dict[str, Any]:
-    """Read DAS's pickled ``attrs.npy`` safely.
+def read_legacy_attrs(path: str | os.PathLike, *, dir_fd: int | None = None) -> dict[str, Any]:
+    """Read DAS's pickled ``attrs.npy`` safely (see :func:`decode_legacy_attrs`), in the open
+    directory ``dir_fd`` if given."""
+    raw = read_legacy_bytes(path, dir_fd=dir_fd)
+    if raw is None:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), os.fspath(path))
+    return decode_legacy_attrs(raw, path)
+
+
+def read_legacy_bytes(path: str | os.PathLike, *, dir_fd: int | None = None) -> bytes | None:
+    """The bytes of an ``attrs.npy`` (None if there is none), read up to one byte past what
+    :func:`decode_legacy_attrs` accepts, so a huge file is refused without reading it."""
+    try:
+        limit = MAX_LEGACY_BYTES + MAX_HEADER_SIZE + 63
+        return _fsutil.read_bytes(path, dir_fd=dir_fd, limit=limit)
+    except FileNotFoundError:
+        return None
+
+
+def decode_legacy_attrs(raw: bytes, name: str | os.PathLike = "<attrs.npy>") -> dict[str, Any]:
+    """The attributes in the bytes of DAS's pickled ``attrs.npy``, as plain values.
+
+    The pickle is never unpickled: :func:`npydir._attrs_pickle.load_plain` interprets its
+    opcodes and builds arrays, scalars and dtypes from validated parts (so a value takes no
+    more memory than its bytes in the file).
 
     Raises
     ------
     UnsafePickleError
-        The pickle names a global outside the allowlist, or holds object arrays; nothing from it
-        is executed.
+        The pickle names a global outside the allowlist, constructs objects, or holds object
+        arrays or sets; nothing from it is executed.
     FormatError
-        Not an ``.npy`` file holding a dict.
+        Not an ``.npy`` file holding a dict, or a malformed pickle; the message names ``name``
+        and says what was expected.
     """
-    name = os.fspath(path)
-    with open(path, "rb") as fp:
-        header = read_header(fp, name, allow_object=True)
-        if not header.dtype.hasobject:
-            # a plain array was saved (not DAS's dict): there are no attributes in it we can use
+    name = os.fspath(name)
+    fp = io.BytesIO(raw)
+    header = read_header(fp, name, allow_object=True)
+    if not header.dtype.hasobject:
+        # a plain array was saved (not DAS's dict): there are no attributes in it we can use
+        raise FormatError(
+            f"{name}: expected a pickled dict (0-d object array), "
+            f"found {header.dtype} {header.shape}"
+        )
+    data = fp.read()
+    if len(data) > MAX_LEGACY_BYTES:
+        raise FormatError(
+            f"{name}: attrs.npy is larger than {MAX_LEGACY_BYTES} bytes; DAS attributes are "
+            "small (refused rather than unpickled)"
+        )
+    _prescan(data, name)
+    try:
+        obj = load_plain(data, name)  # plain values only: no pickle restore function runs
+    except FormatError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - numbers numpy or Python refuse: a malformed pickle
+        raise FormatError(
+            f"{name}: attrs.npy pickle does not load ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from None
+    if isinstance(obj, ObjectArray):
+        if obj.shape != ():
             raise FormatError(
-                f"{name}: expected a pickled dict (0-d object array), "
-                f"found {header.dtype} {header.shape}"
+                f"{name}: expected a 0-d object array holding a dict, found object {obj.shape}"
             )
-        data = fp.read(MAX_LEGACY_BYTES + 1)
-        if len(data) > MAX_LEGACY_BYTES:
-            raise FormatError(
-                f"{name}: attrs.npy is larger than {MAX_LEGACY_BYTES} bytes; DAS attributes are "
-                "small (refused rather than unpickled)"
-            )
-        _prescan(data, name)
-        try:
-            obj = _RestrictedUnpickler(io.BytesIO(data), name).load()
-        except UnsafePickleError:
-            raise
-        except Exception as exc:  # any malformed pickle: report, do not crash
-            raise FormatError(
-                f"{name}: attrs.npy pickle does not load ({type(exc).__name__}: {exc})"
-            ) from None
-    if isinstance(obj, np.ndarray):
-        if obj.shape != () or obj.dtype != object:
-            raise FormatError(
-                f"{name}: expected a 0-d object array holding a dict, found {obj.dtype} {obj.shape}"
-            )
-        obj = obj[()]
+        obj = obj.items[0]
+    elif isinstance(obj, np.ndarray):
+        raise FormatError(
+            f"{name}: expected a 0-d object array holding a dict, found {obj.dtype} {obj.shape}"
+        )
     if not isinstance(obj, dict):
         raise FormatError(f"{name}: expected a dict of attributes, found {type(obj).__name__}")
     _check_plain(obj, name)
@@ -618,14 +777,18 @@ def _legacy_bytes(attrs: Mapping[str, Any]) -> bytes:
 
 
 def write_legacy_attrs(
-    path: str | os.PathLike, attrs: Mapping[str, Any], *, sync: bool = True
+    path: str | os.PathLike,
+    attrs: Mapping[str, Any],
+    *,
+    sync: bool = True,
+    dir_fd: int | None = None,
 ) -> None:
     """Write ``attrs`` as DAS does (``np.save`` of the dict, i.e. a pickled 0-d object array).
 
     DAS reads it with ``np.load(path, allow_pickle=True)[()]``.  Written atomically.
     """
     data = _legacy_bytes(attrs)
-    atomic_write(path, lambda fp: fp.write(data), sync=sync)
+    atomic_write(path, lambda fp: fp.write(data), sync=sync, dir_fd=dir_fd)
 
 
 # ----------------------------------------------------------------------------- attrs.json + .npy
@@ -686,8 +849,11 @@ def write_attrs_pair(
     attrs: Mapping[str, Any],
     *,
     sync: bool = True,
+    dir_fd: int | None = None,
 ) -> None:
     """Write ``attrs.json`` and DAS's ``attrs.npy`` holding the same attributes.
+
+    ``dir_fd``: the open directory holding both files (every step happens in it).
 
     ``attrs.json`` is the source of truth.  ``attrs.npy`` holds exactly what ``attrs.json``
     decodes to (tuples as lists, ``bytearray`` as ``bytes``, ...), so the two always match under
@@ -717,24 +883,25 @@ def write_attrs_pair(
     json_path, legacy_path = Path(json_path), Path(legacy_path)
     text = encode_attrs(attrs).encode("utf-8")
     data = _legacy_bytes(decode_attrs(text, json_path))  # what a reader of attrs.json gets
-    legacy_tmp = write_temp(legacy_path, lambda fp: fp.write(data), sync=sync)
+    at = {"dir_fd": dir_fd}
+    legacy_tmp = write_temp(legacy_path, lambda fp: fp.write(data), sync=sync, **at)
     try:
-        json_tmp = write_temp(json_path, lambda fp: fp.write(text), sync=sync)
+        json_tmp = write_temp(json_path, lambda fp: fp.write(text), sync=sync, **at)
     except BaseException:
-        remove_if_present(legacy_tmp)
+        remove_if_present(legacy_tmp, **at)
         raise
     try:
-        os.replace(legacy_tmp, legacy_path)
+        replace(legacy_tmp, legacy_path, **at)
     except BaseException:
-        remove_if_present(legacy_tmp)
-        remove_if_present(json_tmp)
+        remove_if_present(legacy_tmp, **at)
+        remove_if_present(json_tmp, **at)
         raise
     try:
-        os.replace(json_tmp, json_path)
+        replace(json_tmp, json_path, **at)
     except BaseException:
-        remove_if_present(json_tmp)
+        remove_if_present(json_tmp, **at)
         raise
     if sync:
-        fsync_dir(json_path.parent)
-        if legacy_path.parent != json_path.parent:
+        fsync_dir(json_path.parent, fd=dir_fd)
+        if legacy_path.parent != json_path.parent and dir_fd is None:
             fsync_dir(legacy_path.parent)

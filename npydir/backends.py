@@ -164,17 +164,16 @@ def _load_npydir(path: str, storage_options: dict | None = None) -> Dataset:
 
 
 def _load_zarr(path: str, storage_options: dict | None = None) -> Dataset:
-    from ._convert_zarr import _zarr, decode_json_attrs, open_zarr_group
+    from . import _zarr_compat as zc
+    from ._convert_zarr import decode_json_attrs, open_zarr_group
 
-    zarr = _zarr()
     root = open_zarr_group(path, storage_options=storage_options)
 
     def walk(group, where: str) -> Dataset:
         attrs, _ = decode_json_attrs(group.attrs.asdict(), f"{path}:/{where}")
         out = Dataset(attrs=attrs)
-        for name, member in sorted(group.members(), key=lambda kv: kv[0]):
-            is_group = isinstance(member, zarr.Group)
-            out[name] = walk(member, f"{where}/{name}") if is_group else member
+        for name, member in zc.members(group):
+            out[name] = walk(member, f"{where}/{name}") if zc.is_group(member) else member
         return out
 
     data = walk(root, "")
@@ -243,7 +242,7 @@ def save(
     das_compat: bool = False,
     *,
     overwrite: bool = False,
-    zarr_format: int = 3,
+    zarr_format: int = 2,
     chunks: int | tuple | None = None,
     compression: Any = None,
     memory_budget: int = 256 * 2**20,
@@ -259,7 +258,9 @@ def save(
         h5py, npydir), which are copied block by block within ``memory_budget``.  Sub-mappings
         become groups; ``.attrs`` of the mapping and its sub-mappings become attributes.
     das_compat : bool
-        npydir: also write the pickled ``attrs.npy`` DAS's own loader reads.
+        Write for DAS: an npydir store also gets the pickled ``attrs.npy`` DAS's own loader
+        reads; a zarr store is zarr format 2 as DAS's ``make_dataset`` writes it
+        (``zarr_format=3`` is refused).
     overwrite : bool
         Replace an existing dataset at ``path`` (after the new one is complete).  By default
         an existing path is an error, so stored data is never lost by accident.
@@ -289,6 +290,12 @@ def save(
     dst = Path(os.path.abspath(os.path.normpath(os.fspath(path))))
     if kind == "zarr" and dst.name.lower().endswith(".zip"):
         raise ConversionError(f"{os.fspath(path)!r}: zip stores can be read, not written")
+    if kind == "zarr":
+        from ._convert_zarr import zarr_options
+
+        zarr_format, chunks, compression = zarr_options(
+            zarr_format, chunks, compression, das_compat=das_compat,
+            where=f"save({os.fspath(path)!r})")
     if dst.exists() and not overwrite:
         raise AlreadyExistsError(
             f"{os.fspath(path)!r} already exists (pass overwrite=True to replace it)")

@@ -443,26 +443,25 @@ def _copy_rows(src, dst, rows: int, step: int, bar, row_bytes: int,
 
 
 def _write_zarr(x: np.ndarray, path: Path, key: str, *, das: bool, bar) -> dict:
-    zarr = require("zarr", "the zarr benchmark")
-    rows, channels = x.shape[0], int(np.prod(x.shape[1:]))
-    if das:
-        from numcodecs import Blosc
+    from . import _zarr_compat as zc
+    from ._convert_zarr import DAS_CHUNK_ROWS, DAS_COMPRESSION, zarr_compressors
 
-        root = zarr.open_group(str(path), mode="w", zarr_format=2)
-        z = root.create_array(key, shape=x.shape, dtype="float16",
-                              chunks=(1_000_000,) + tuple(x.shape[1:]),
-                              compressors=Blosc(cname="lz4", clevel=5, shuffle=Blosc.SHUFFLE))
-        dtype = np.dtype("float16")
-    else:
-        root = zarr.open_group(str(path), mode="w")
-        z = root.create_array(key, shape=x.shape, dtype=x.dtype)
-        dtype = None
+    zc.zarr_module("the zarr benchmark")
+    rows, channels = x.shape[0], int(np.prod(x.shape[1:]))
+    if das:  # as DAS's make_dataset writes it: format 2, float16, 1M-row chunks, Blosc lz4
+        zarr_format, dtype = 2, np.dtype("float16")
+        chunks = (DAS_CHUNK_ROWS,) + tuple(x.shape[1:])
+        compressors = zarr_compressors(DAS_COMPRESSION, 2)
+    else:  # zarr's own defaults (format, chunks, compressor)
+        zarr_format, dtype, chunks, compressors = zc.default_format(), None, None, "auto"
+    root = zc.create_root(path, zarr_format, mode="w")
+    z = zc.create_array(root, key, shape=x.shape, dtype=dtype or x.dtype, chunks=chunks,
+                        compressors=compressors, zarr_format=zarr_format)
     step = z.chunks[0] * max(1, (32 << 20) // max(1, z.chunks[0] * channels * x.itemsize))
     _copy_rows(x, z, rows, step, bar, channels * x.itemsize, dtype)
-    info = {"chunks": list(z.chunks), "dtype": str(z.dtype),
-            "zarr_format": root.metadata.zarr_format}
+    info = {"chunks": list(z.chunks), "dtype": str(z.dtype), "zarr_format": zarr_format}
     with contextlib.suppress(Exception):
-        info["compressors"] = [str(c) for c in z.compressors]
+        info["compressors"] = zc.compressor_names(z)
     return info
 
 
@@ -911,10 +910,11 @@ def _classify_stored(stored: Sequence[Path], key: str) -> dict[str, tuple[Path, 
             info: dict[str, Any] = {"dtype": str(x.dtype), "stored": True}
             if kind == "zarr":
                 info["chunks"] = list(x.chunks)
+                from . import _zarr_compat as zc
+
+                info["zarr_format"] = zc.array_format(x)
                 with contextlib.suppress(Exception):
-                    info["zarr_format"] = x.metadata.zarr_format
-                with contextlib.suppress(Exception):
-                    info["compressors"] = [str(c) for c in x.compressors]
+                    info["compressors"] = zc.compressor_names(x)
                 slot = "zarr"
             elif kind == "h5":
                 info["chunks"] = list(x.chunks) if x.chunks else None

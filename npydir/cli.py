@@ -170,7 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify", action="store_true",
                    help="compare every array of the result with the source afterwards")
     p.add_argument("--zarr-format", type=int, choices=(2, 3), default=None,
-                   help="zarr format of a .zarr destination")
+                   help="zarr format of a .zarr destination (default 2, which every zarr and "
+                        "DAS read; 3 needs zarr-python 3)")
     p.add_argument("--chunks", type=_chunks, default=None,
                    help="chunk rows (or ROWS,COLS) of a zarr/HDF5 destination")
     p.add_argument("--compression", default=None,
@@ -184,8 +185,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "block copies over (npydir destinations)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing destination once the new one is complete")
-    p.add_argument("--das-compat", action="store_true",
-                   help="npydir destination: also write DAS's pickled attrs.npy")
+    p.add_argument("--das", "--das-compat", dest="das_compat", action="store_true",
+                   help="write for DAS: an npydir destination also gets DAS's pickled "
+                        "attrs.npy, a zarr destination is zarr format 2 as DAS's make_dataset "
+                        "writes it")
+    p.add_argument("--allow-external", action="store_true",
+                   help="also copy arrays whose data lies outside the source (zarr chunk "
+                        "files that are links, HDF5 external storage and virtual datasets); "
+                        "refused by default")
     p.set_defaults(func=_cmd_convert)
 
     p = add("make-dataset", "build a DAS training store from recordings (audio + "
@@ -407,7 +414,9 @@ def _disk_bytes(kind: str, obj: Any, root_path: Path) -> int | None:
         if kind == "h5":
             return int(obj.id.get_storage_size())
         if kind == "zarr":
-            return int(obj.nbytes_stored())
+            from ._zarr_compat import nbytes_stored
+
+            return nbytes_stored(obj)
     except (OSError, AttributeError, TypeError):
         return None
     return None
@@ -556,7 +565,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     for name, kw in (("verify", "verify"), ("zarr_format", "zarr_format"), ("chunks", "chunks"),
                      ("compression", "compression"), ("budget", "memory_budget"),
                      ("threads", "threads"), ("overwrite", "overwrite"),
-                     ("das_compat", "das_compat")):
+                     ("das_compat", "das_compat"), ("allow_external", "allow_external")):
         value = getattr(args, name)
         if value not in (None, False):
             kwargs[kw] = value

@@ -15,6 +15,8 @@ How it works
    ``dst``; ``dst`` itself appears (one rename) only when everything is written, so nothing
    half-written ever looks complete.  A reader opening ``dst`` meanwhile gets "not found"
    (``npydir.load`` says that an interrupted conversion exists and how to finish it).
+   Nothing planted under the hidden names is trusted (:mod:`npydir._convert_files`), and an
+   existing ``dst`` is replaced (``overwrite=True``) by swapping the two names in one step.
 3. **Stream.** Arrays are preallocated at their full size and filled in blocks of whole source
    chunks (and whole destination chunks): a small thread pool reads and decompresses the next
    blocks while earlier ones are written.  In-flight blocks are bounded by ``memory_budget``,
@@ -22,7 +24,8 @@ How it works
    writes the rows into the preallocated ``.npy`` file with ``pwrite``.
 4. **Journal.** Finished blocks are recorded in ``.<dst name>.partial.journal`` after the data
    is flushed (see :mod:`npydir._convert_journal`).  Running the same conversion again after
-   Ctrl-C, ``kill -9`` or a crash skips the finished blocks.
+   Ctrl-C (acted on between blocks, :mod:`npydir._convert_interrupt`), ``kill -9`` or a crash
+   skips the finished blocks.
 5. **Verify** (optional). blake2b checksums of every array, source against destination.
 
 With ``client=`` (a ``dask.distributed.Client``) the block copies of an npydir destination run
@@ -35,7 +38,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import shutil
+import stat
 import threading
 import time
 import uuid
@@ -49,6 +52,18 @@ from typing import Any
 import numpy as np
 
 from ._convert_base import Node, backend_of, join, open_source
+from ._convert_files import (
+    exchange,
+    fsync_dir,
+    identity,
+    is_empty,
+    lstat,
+    open_directory,
+    open_regular,
+    remove,
+    rename_new,
+)
+from ._convert_interrupt import DeferredInterrupt
 from ._convert_journal import Journal
 from ._convert_values import LINKS, ORIGINAL_NAME, REFUSED, apply_transform
 from .errors import AlreadyExistsError, ConversionError, IntegrityError, StoreNotFoundError
@@ -126,7 +141,7 @@ def convert(
     *,
     progress: bool = True,
     memory_budget: int = 256 * 2**20,
-    zarr_format: int = 3,
+    zarr_format: int = 2,
     chunks: int | tuple | None = None,
     compression: Any = None,
     verify: bool = False,
@@ -137,6 +152,7 @@ def convert(
     das_compat: bool = False,
     journal_interval: float = 2.0,
     durable: bool = True,
+    allow_external: bool = False,
     storage_options: dict | None = None,
 ) -> ConversionReport:
     """Convert the dataset at ``src`` into ``dst``; backends are chosen by extension.
@@ -154,8 +170,9 @@ def convert(
     memory_budget : int
         Upper bound, in bytes, for the blocks in flight (read ahead, being converted, being
         written).  A single source chunk larger than the budget is read in slices.
-    zarr_format : {3, 2}
-        Format of a zarr destination.
+    zarr_format : {2, 3}
+        Format of a zarr destination.  2 (the default) is read by every zarr-python and by
+        DAS; 3 needs zarr-python 3.
     chunks : int or tuple, optional
         zarr/HDF5 destinations: rows per chunk (int) or a full chunk shape (tuple, for arrays
         of that rank).  Default: whole rows, about 8 MiB per chunk (HDF5: contiguous unless a
@@ -172,11 +189,16 @@ def convert(
     threads : int, optional
         Reader threads (default: number of CPUs, at most 4).
     overwrite : bool
-        Replace an existing ``dst`` (only once the new one is complete).
+        Replace an existing ``dst`` once the new one is complete, in one step where the
+        system can swap two names (Linux ``renameat2``): at every instant the old or the new
+        ``dst`` is there, and a rerun after a crash finishes the replacement.
     strict : bool
         Refuse the whole conversion, before writing anything, if any array would be refused.
     das_compat : bool
-        npydir destination: also write DAS's pickled ``attrs.npy``.
+        Write for DAS.  npydir destination: also write DAS's pickled ``attrs.npy``.  zarr
+        destination: zarr format 2 as DAS's ``make_dataset`` writes it (1,000,000-row chunks,
+        Blosc lz4, unless ``chunks``/``compression`` say otherwise); ``zarr_format=3`` is
+        refused.
     journal_interval : float
         Seconds between journal commits (data flushed, then finished blocks fsynced to the
         journal); 0 commits after every block.
@@ -185,6 +207,14 @@ def convert(
         conversion and every journalled block survive a power cut.  ``False`` skips every
         fsync: resuming after Ctrl-C or a killed process still works (the page cache keeps
         the writes), and the kernel writes the data back in its own time.
+    allow_external : bool
+        Also copy arrays whose data lies outside the source: zarr chunk files (or array
+        directories) that are symbolic links, HDF5 datasets with external storage
+        (``external=``) or virtual datasets.  By default they are refused per array (any
+        local file the user can read would otherwise end up in the output).
+
+    Ctrl-C (SIGINT) stops a conversion between two blocks with ``KeyboardInterrupt``, its
+    journal saved, so running it again resumes.
 
     Returns
     -------
@@ -211,16 +241,18 @@ def convert(
             f"destination {os.fspath(dst)!r}: zip stores can be read, not written; convert to a "
             ".zarr directory and zip it afterwards"
         )
+    if dst_kind == "zarr":
+        from ._convert_zarr import zarr_options
+
+        zarr_format, chunks, compression = zarr_options(
+            zarr_format, chunks, compression, das_compat=das_compat,
+            where=f"destination {os.fspath(dst)!r}")
     if client is not None and dst_kind != "npydir":
         raise ConversionError("client= (Dask) needs an npydir (.npy) destination")
     if memory_budget < 1:
         raise ValueError(f"memory_budget must be positive, got {memory_budget}")
     partial, jpath = partial_path(dst_path)
-    if dst_path.exists() and not overwrite:
-        if jpath.exists() and not partial.exists() and _journal_done(jpath):
-            # the previous run finished but died between publishing and removing its journal
-            jpath.unlink()
-            return ConversionReport(src=os.fspath(src), dst=os.fspath(dst), resumed=True)
+    if lstat(dst_path) is not None and not overwrite and lstat(jpath) is None:
         raise AlreadyExistsError(
             f"destination {os.fspath(dst)!r} already exists "
             "(overwrite=True, or --overwrite, replaces it)"
@@ -228,49 +260,65 @@ def convert(
 
     report = ConversionReport(src=os.fspath(src), dst=os.fspath(dst))
     threads = max(1, threads or min(4, os.cpu_count() or 1))
-    spec = (src_kind, str(src), storage_options or {}) if remote else (src_kind, str(src_path))
-    source = open_source(spec)
-    try:
-        nodes = list(source.nodes())
-        plan, options = _plan_json(
-            nodes, src if remote else src_path, dst_kind, zarr_format, chunks, compression
-        )
-        refused = {n.path: n.reason for n in nodes if n.kind == "refused"}
-        if strict and refused:
-            raise ConversionError(
-                f"{os.fspath(src)}: {len(refused)} arrays cannot be converted: "
-                + "; ".join(f"/{k}: {v}" for k, v in refused.items())
-            )
-        journal = Journal(jpath, plan, interval=journal_interval, durable=durable)
+    with DeferredInterrupt() as interrupt:
+        if remote:
+            spec = (src_kind, str(src), allow_external, storage_options or {})
+        else:
+            spec = (src_kind, str(src_path), allow_external)
+        source = open_source(spec)
         try:
-            if not journal.matched or not partial.exists():
-                _remove(partial)
-                if journal.matched:  # journal without data: start over
-                    journal.close(remove=True)
-                    journal = Journal(jpath, plan, interval=journal_interval, durable=durable)
-            report.resumed = journal.matched and any(journal.done.values())
-            if journal.matched:
-                _remove_temp_files(partial)
-            dest = _open_dest(dst_kind, partial, options, das_compat)
-            if getattr(dest, "restarted", False) and journal.matched:
-                # the partial file was unreadable and is built anew: forget its blocks
-                journal.close(remove=True)
-                journal = Journal(jpath, plan, interval=journal_interval, durable=durable)
-                report.resumed = False
+            nodes = []
+            for node in source.nodes():
+                nodes.append(node)
+                interrupt.check()
+            plan, options = _plan_json(nodes, src if remote else src_path, dst_kind,
+                                       zarr_format, chunks, compression)
+            refused = {n.path: n.reason for n in nodes if n.kind == "refused"}
+            if strict and refused:
+                raise ConversionError(
+                    f"{os.fspath(src)}: {len(refused)} arrays cannot be converted: "
+                    + "; ".join(f"/{k}: {v}" for k, v in refused.items())
+                )
+            journal = Journal(jpath, plan, interval=journal_interval, durable=durable)
             try:
-                copy_tree(source, nodes, dest, journal, report, memory_budget=memory_budget,
-                          threads=threads, client=client, progress=progress,
-                          name=src_path.name, durable=durable)
-                # everything written (and on disk when durable) before it appears by name
-                dest.flush(durable)
+                if _finish_published(journal, partial, dst_path):
+                    if journal.matched:  # published by an earlier run that died after it
+                        report.resumed = True
+                        journal.complete = True
+                        return report
+                    journal.reset()
+                if lstat(dst_path) is not None and not overwrite:
+                    raise AlreadyExistsError(
+                        f"destination {os.fspath(dst)!r} already exists "
+                        "(overwrite=True, or --overwrite, replaces it)"
+                    )
+                ours = _claim_partial(journal, partial, dst_path)
+                if not journal.matched or not ours:
+                    if ours:  # an earlier conversion into dst, of another plan
+                        remove(partial)
+                    journal.reset()
+                report.resumed = journal.matched and any(journal.done.values())
+                if journal.matched:
+                    _remove_temp_files(partial)
+                dest = _open_dest(dst_kind, partial, options, das_compat, journal)
+                if getattr(dest, "restarted", False):
+                    report.resumed = False  # the partial file was unreadable: built anew
+                try:
+                    copy_tree(source, nodes, dest, journal, report,
+                              memory_budget=memory_budget, threads=threads, client=client,
+                              progress=progress, name=src_path.name, durable=durable,
+                              interrupt=interrupt)
+                    # everything written (and on disk when durable) before it appears by name
+                    dest.flush(durable)
+                finally:
+                    dest.close()
+                interrupt.check()
+                journal.finish()
+                _publish(partial, dst_path, overwrite, journal)
             finally:
-                dest.close()
-            journal.finish()
-            _publish(partial, dst_path, overwrite)
+                journal.close(remove=journal.complete and lstat(partial) is None)
         finally:
-            journal.close(remove=journal.complete and not partial.exists())
-    finally:
-        source.close()
+            source.close()
     report.seconds = time.perf_counter() - t0
     for key, reason in report.refused.items():
         warnings.warn(f"{os.fspath(src)}:/{key} not converted: {reason}", stacklevel=2)
@@ -278,7 +326,8 @@ def convert(
         warnings.warn(f"{os.fspath(src)}:/{key} is a link to {target}; recorded in attrs, not "
                       "followed", stacklevel=2)
     if verify:
-        report.checksums = verify_conversion(src_path, dst_path, report, memory_budget)
+        report.checksums = verify_conversion(src_path, dst_path, report, memory_budget,
+                                             allow_external=allow_external)
     return report
 
 
@@ -287,10 +336,14 @@ def convert(
 
 def copy_tree(source, nodes, dest, journal, report: ConversionReport, *, memory_budget: int,
               threads: int, client: Any = None, progress: bool = False, name: str = "",
-              durable: bool = True) -> None:
-    """Create ``nodes`` at ``dest`` and copy every block the journal does not list as done."""
+              durable: bool = True, interrupt: DeferredInterrupt | None = None) -> None:
+    """Create ``nodes`` at ``dest`` and copy every block the journal does not list as done.
+
+    ``interrupt.check()`` runs between blocks (Ctrl-C stops the copy there)."""
     def flush() -> None:
         dest.flush(durable)
+
+    check = interrupt.check if interrupt is not None else (lambda: None)
 
     blocks, mapping = _prepare(nodes, dest, report, memory_budget, threads)
     todo = [b for b in blocks if not journal.is_done(*b[:3])]
@@ -300,9 +353,10 @@ def copy_tree(source, nodes, dest, journal, report: ConversionReport, *, memory_
     bar = _progress_bar(progress, report.nbytes, done_bytes, name)
     try:
         if client is not None:
-            _run_dask(client, source, dest, mapping, todo, journal, bar, report, durable)
+            _run_dask(client, source, dest, mapping, todo, journal, bar, report, durable, check)
         else:
-            _run_threads(source, dest, mapping, todo, journal, bar, report, threads, flush)
+            _run_threads(source, dest, mapping, todo, journal, bar, report, threads, flush,
+                         check)
     finally:
         if bar is not None:
             bar.close()
@@ -353,25 +407,121 @@ def _plan_json(nodes, src_path, dst_kind, zarr_format, chunks, compression):
     return plan, options
 
 
-def _open_dest(kind: str, partial: Path, options: dict, das_compat: bool):
+def _open_dest(kind: str, partial: Path, options: dict, das_compat: bool, journal=None):
+    """Open the partial result, creating it (and recording its identity in ``journal``)
+    when it does not exist yet; check that what was opened is the recorded one."""
+    created = _create_partial(kind, partial, journal)
     if kind == "npydir":
         from ._convert_npydir import NpydirDest
 
-        return NpydirDest(partial, das_compat=das_compat)
-    if kind == "zarr":
+        dest: Any = NpydirDest(partial, das_compat=das_compat)
+    elif kind == "zarr":
         from ._convert_zarr import ZarrDest
 
-        return ZarrDest(partial, zarr_format=options["zarr_format"], chunks=options["chunks"],
+        dest = ZarrDest(partial, zarr_format=options["zarr_format"], chunks=options["chunks"],
                         compression=options["compression"])
-    from ._convert_hdf5 import Hdf5Dest
+    else:
+        from ._convert_hdf5 import Hdf5Dest
 
+        kwargs = {"chunks": options["chunks"], "compression": options["compression"]}
+        try:
+            dest = Hdf5Dest(partial, create=created, **kwargs)
+        except ConversionError:
+            if created:
+                raise
+            # a partial HDF5 file killed mid-write may be unreadable: start it over
+            remove(partial)
+            if journal is not None:
+                journal.reset()
+            _create_partial(kind, partial, journal)
+            dest = Hdf5Dest(partial, create=True, **kwargs)
+            dest.restarted = True
+    if journal is not None:
+        st = dest.opened_stat() if kind == "hdf5" else lstat(partial)
+        if st is None or identity(st) != journal.owner:
+            dest.close()
+            raise ConversionError(f"{partial}: was replaced while the conversion opened it; "
+                                  "expected the partial result it created")
+    return dest
+
+
+def _create_partial(kind: str, partial: Path, journal) -> bool:
+    """Create the partial result if it is missing: a new directory (npydir, zarr) or an
+    empty file (HDF5), never through a link; record its identity before anything is written
+    into it.  True when it was created."""
+    if lstat(partial) is not None:
+        return False
+    if kind == "hdf5":
+        fd = open_regular(partial, os.O_RDWR | os.O_CREAT | os.O_EXCL,
+                          what="the partial result of the conversion")
+    else:
+        try:
+            os.mkdir(partial)
+        except FileExistsError:
+            raise ConversionError(f"{partial}: appeared while the conversion created it") \
+                from None
+        fd = open_directory(partial, what="the partial result of the conversion")
     try:
-        return Hdf5Dest(partial, chunks=options["chunks"], compression=options["compression"])
-    except ConversionError:  # a partial HDF5 file killed mid-write may be unreadable: restart
-        _remove(partial)
-        dest = Hdf5Dest(partial, chunks=options["chunks"], compression=options["compression"])
-        dest.restarted = True
-        return dest
+        if journal is not None:
+            journal.record_owner(identity(os.fstat(fd)))
+    finally:
+        os.close(fd)
+    return True
+
+
+def _claim_partial(journal, partial: Path, dst: Path) -> bool:
+    """True when ``partial`` exists and is the one ``journal`` records; False when there is
+    nothing there (an empty foreign directory or file holds nothing and is removed).
+    Anything else (a link, a foreign tree) is refused: it is never trusted nor deleted."""
+    st = lstat(partial)
+    if st is None:
+        return False
+    if stat.S_ISLNK(st.st_mode):
+        raise ConversionError(f"{partial}: is a symbolic link; expected the partial result of "
+                              f"a conversion into {dst.name} (never followed); remove the link")
+    if journal.owner is not None and identity(st) == journal.owner:
+        return True
+    if is_empty(partial, st):
+        remove(partial)
+        return False
+    raise ConversionError(
+        f"{partial}: is not the partial result of a conversion into {dst.name} (its journal "
+        f"{journal.path.name} does not record it); move it away or delete it")
+
+
+def _same(st: os.stat_result | None, ident: list[int] | None) -> bool:
+    return (st is not None and ident is not None and not stat.S_ISLNK(st.st_mode)
+            and identity(st) == ident)
+
+
+def _replaced_path(dst: Path) -> Path:
+    return dst.parent / f".{dst.name}.replaced"
+
+
+def _finish_published(journal, partial: Path, dst: Path) -> bool:
+    """Finish what an earlier, complete conversion into ``dst`` left undone when it died
+    while publishing; True when its result is (now) at ``dst``.
+
+    Only names whose identity the journal recorded are touched: ``dst`` holding the recorded
+    partial result means it was published, and the old destination it replaced (at
+    ``.DST.partial`` after a swap, at ``.DST.replaced`` after a rename aside) is removed."""
+    if not journal.complete or journal.owner is None:
+        return False
+    replaced = _replaced_path(dst)
+    d, p, r = lstat(dst), lstat(partial), lstat(replaced)
+    if _same(d, journal.owner):
+        for path, st in ((partial, p), (replaced, r)):
+            if _same(st, journal.replacing):
+                remove(path)
+        fsync_dir(dst.parent)
+        return True
+    if d is None and _same(p, journal.owner) and _same(r, journal.replacing):
+        rename_new(partial, dst)  # died between the two renames of the fallback
+        fsync_dir(dst.parent)
+        remove(replaced)
+        fsync_dir(dst.parent)
+        return True
+    return False
 
 
 def _prepare(nodes: list[Node], dest, report: ConversionReport, budget: int, threads: int):
@@ -525,7 +675,7 @@ def _copy_block(source, dest, mapping, path: str, start: int, stop: int):
 
 
 def _run_threads(source, dest, mapping, todo, journal, bar, report, threads: int,
-                 flush) -> None:
+                 flush, check=lambda: None) -> None:
     """Read ahead with ``threads`` workers, in order, at most ``threads`` blocks in flight."""
     pending: deque = deque()
     it = iter(todo)
@@ -549,6 +699,7 @@ def _run_threads(source, dest, mapping, todo, journal, bar, report, threads: int
                     bar.update(nbytes)
                 if journal.due():
                     journal.commit_in_background(flush)
+                check()
                 blk = next(it, None)
                 if blk is not None:
                     pending.append((blk, pool.submit(_copy_block, source, dest, mapping,
@@ -630,7 +781,7 @@ def _dask_release(token: str) -> int:
 
 
 def _run_dask(client, source, dest, mapping, todo, journal, bar, report,
-              durable: bool = True) -> None:
+              durable: bool = True, check=lambda: None) -> None:
     from ._optional import require
 
     distributed = require("dask.distributed", "converting on a Dask cluster")
@@ -653,6 +804,7 @@ def _run_dask(client, source, dest, mapping, todo, journal, bar, report,
                 bar.update(by_key[fut.key])
             if journal.due():
                 journal.commit(lambda: None)  # workers flushed their rows already
+            check()
     except BaseException:
         client.cancel(futures)
         journal.commit(lambda: None)
@@ -667,18 +819,8 @@ def _run_dask(client, source, dest, mapping, todo, journal, bar, report,
 # --------------------------------------------------------------------------- finishing
 
 
-def _journal_done(jpath: Path) -> bool:
-    try:
-        return '"done": true' in jpath.read_text(encoding="utf-8", errors="replace")[-64:]
-    except OSError:
-        return False
-
-
 def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
+    remove(path)
 
 
 def _remove_temp_files(partial: Path) -> None:
@@ -701,46 +843,68 @@ def _remove_temp_files(partial: Path) -> None:
                 os.unlink(os.path.join(dirpath, name))
                 removed = True
         if removed:
-            _fsync_dir(Path(dirpath))
+            fsync_dir(Path(dirpath))
             removed = False
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
+def _publish(partial: Path, dst: Path, overwrite: bool, journal=None) -> None:
+    """Move the finished result into place (replacing ``dst`` if asked).
+
+    A new ``dst`` appears with one rename that never replaces anything.  An existing one is
+    swapped with the result in one step (``renameat2(RENAME_EXCHANGE)``; for a file, a plain
+    rename replaces it atomically) and the old one, now under the partial name, removed.
+    Where the file system cannot swap, the old one is renamed aside to ``.DST.replaced``
+    first: a crash between the two renames leaves the old copy there and the complete result
+    under the partial name, and the rerun finishes (:func:`_finish_published`).  With a
+    ``journal``, the old destination's identity is recorded first, so only it is removed."""
+    old = lstat(dst)
+    if old is None:
+        try:
+            rename_new(partial, dst)
+        except FileExistsError:
+            raise AlreadyExistsError(f"destination {dst} appeared while converting") from None
+        fsync_dir(dst.parent)
         return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _publish(partial: Path, dst: Path, overwrite: bool) -> None:
-    """Move the finished result into place with one rename (replacing ``dst`` if asked)."""
-    old = None
-    if dst.exists():
-        if not overwrite:
-            raise AlreadyExistsError(f"destination {dst} appeared while converting")
-        old = dst.parent / f".{dst.name}.replaced"
-        _remove(old)
-        os.replace(dst, old)
-    os.replace(partial, dst)
-    _fsync_dir(dst.parent)
-    if old is not None:
-        _remove(old)
+    if not overwrite:
+        raise AlreadyExistsError(f"destination {dst} appeared while converting")
+    if journal is not None:
+        journal.record_replacing(identity(old))
+    new = lstat(partial)
+    if stat.S_ISREG(old.st_mode) and new is not None and stat.S_ISREG(new.st_mode):
+        os.replace(partial, dst)
+        fsync_dir(dst.parent)
+        return
+    if exchange(partial, dst):
+        fsync_dir(dst.parent)
+        if _same(lstat(partial), identity(old)):
+            remove(partial)
+            fsync_dir(dst.parent)
+        return
+    replaced = _replaced_path(dst)
+    if lstat(replaced) is not None:
+        raise ConversionError(f"{replaced}: exists; expected no file there (it is where the "
+                              f"old {dst.name} is moved while it is replaced); move it away "
+                              "or delete it")
+    rename_new(dst, replaced)
+    fsync_dir(dst.parent)
+    rename_new(partial, dst)
+    fsync_dir(dst.parent)
+    remove(replaced)
+    fsync_dir(dst.parent)
 
 
 # --------------------------------------------------------------------------- verify
 
 
-def checksums(path: str | os.PathLike, memory_budget: int = 64 * 2**20) -> dict[str, str]:
+def checksums(path: str | os.PathLike, memory_budget: int = 64 * 2**20, *,
+              allow_external: bool = False) -> dict[str, str]:
     """blake2b digest of every array of a store (any backend), over C-order bytes, streamed.
 
     Arrays stored in a converted form (variable-length strings, UTF-8 strings in HDF5) are
-    hashed in the form a conversion to npydir would store them.
+    hashed in the form a conversion to npydir would store them.  Arrays with data outside
+    the store are left out unless ``allow_external`` (see :func:`convert`).
     """
-    source = open_source((backend_of(path, role="store"), os.fspath(path)))
+    source = open_source((backend_of(path, role="store"), os.fspath(path), allow_external))
     try:
         out = {}
         for node in source.nodes():
@@ -764,9 +928,10 @@ def _digest(source, node: Node, budget: int) -> str:
     return h.hexdigest()
 
 
-def verify_conversion(src: Path, dst: Path, report: ConversionReport, budget: int) -> dict:
+def verify_conversion(src: Path, dst: Path, report: ConversionReport, budget: int, *,
+                      allow_external: bool = False) -> dict:
     """Compare checksums of every converted array; raise IntegrityError on a mismatch."""
-    a = checksums(src, budget)
+    a = checksums(src, budget, allow_external=allow_external)
     b = checksums(dst, budget)
     bad = [f"/{s} -> /{d}" for s, d in report.arrays.items() if a.get(s) != b.get(d)]
     if bad:

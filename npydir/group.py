@@ -9,9 +9,12 @@ data opens that one file.  Modes follow h5py:
 ``r``    read only, store must exist (default)
 ``r+``   read/write, store must exist
 ``a``    read/write, create if missing
-``w``    create, or empty an existing store (refuses non-store directories)
+``w``    create, or empty an existing store (one holding ``.npydir.json``, or empty)
 ``w-``   create, fail if the path exists (also ``x``)
 =======  ===============================================================
+
+Every mode refuses a directory that is not a store (see :func:`store_kind`) before writing
+anything into it.
 
 Write modes hold the store's writer lock (:mod:`npydir.lock`) until :meth:`Group.close`.
 Arrays are :class:`npydir.array.Array`; what groups and arrays share (the store's state, the
@@ -20,6 +23,8 @@ Arrays are :class:`npydir.array.Array`; what groups and arrays share (the store'
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import stat
@@ -29,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from . import npyfile
+from . import _fsutil, npyfile
 from ._node import AttributeManager, _Node, _Store
 from .array import Array, _as_shape
 from .errors import (
@@ -64,8 +69,69 @@ LEGACY_ATTRS = "attrs.npy"
 MAX_PATH_BYTES = 4095
 
 
-def _looks_like_store(path: Path) -> bool:
-    return any((path / n).exists() for n in (FORMAT_FILE, GROUP_ATTRS, LEGACY_ATTRS, LOCK_NAME))
+#: metadata files of zarr stores, to tell a user which tool reads a directory
+_ZARR_FILES = ("zarr.json", ".zgroup", ".zarray", ".zattrs", ".zmetadata")
+#: what a directory npydir opens as a store may be (see store_kind)
+STORE_KINDS = ("npydir", "das", "empty")
+
+
+def _own_entry(name: str) -> bool:
+    """An entry npydir itself may leave in a directory before its format marker is written."""
+    return name == LOCK_NAME or npyfile.is_temp_name(name)
+
+
+def store_kind(root: str | os.PathLike) -> str:
+    """What the existing directory ``root`` is as a store: one of :data:`STORE_KINDS`.
+
+    ``"npydir"``: it holds the format marker ``.npydir.json`` (every store npydir has opened for
+    writing holds it: it is written atomically, under the writer lock, before anything else).
+    ``"das"``: it holds DAS's root ``attrs.npy`` (an ``npy_dir`` store written by DAS, which
+    writes no marker).  ``"empty"``: nothing in it but what an interrupted first open leaves
+    (``.npydir.lock``, temp files).  The marker's contents are checked by
+    :func:`check_format_file`, not here.
+
+    Raises
+    ------
+    FormatError
+        Anything else (a zarr store, a directory of recordings, a store that lost its marker),
+        with a one-line message saying what the directory looks like and what to do.
+    """
+    root = Path(root)
+    if os.path.lexists(root / FORMAT_FILE):
+        return "npydir"
+    try:
+        if stat.S_ISREG(os.lstat(root / LEGACY_ATTRS).st_mode):
+            return "das"
+    except FileNotFoundError:
+        pass
+    names = sorted(n for n in os.listdir(root) if not _own_entry(n))
+    if not names:
+        return "empty"
+    raise FormatError(_foreign_directory(root, names))
+
+
+def _foreign_directory(root: Path, names: list[str]) -> str:
+    """One line saying what the non-store directory ``root`` holding ``names`` looks like."""
+    zarr_files = [n for n in _ZARR_FILES if n in names]
+    if zarr_files:
+        return (
+            f"{root}: a zarr store ({', '.join(zarr_files)}), not an npydir store; read it with "
+            "npydir.load() (named *.zarr) or make an npydir store of it with npydir.convert() or "
+            "'npydir convert'"
+        )
+    shown = ", ".join(repr(n) for n in names[:3]) + (", ..." if len(names) > 3 else "")
+    if any(n.endswith(ARRAY_SUFFIX) for n in names) or GROUP_ATTRS in names:
+        marker = json.dumps({"format": "npydir", "version": FORMAT_VERSION})
+        return (
+            f"{root}: not an npydir store: it holds {len(names)} entries ({shown}) but no format "
+            f"marker {FORMAT_FILE} (nor DAS's {LEGACY_ATTRS}); if it is a store that lost its "
+            f"hidden files, restore the marker by writing {marker} to {root / FORMAT_FILE}"
+        )
+    return (
+        f"{root}: not an npydir store: a directory of {len(names)} entries ({shown}) with no "
+        f"format marker {FORMAT_FILE} (nor DAS's {LEGACY_ATTRS}); stores are new or empty "
+        "directories, or ones npydir or DAS wrote"
+    )
 
 
 def open(
@@ -122,6 +188,8 @@ def open(
     # absolute, so pickled arrays reopen from any working directory
     root = Path(os.path.abspath(os.fspath(path)))
     created = False
+    if mode != "r":
+        _check_path_length(root, os.fspath(path), store=True)
     if mode in ("w-", "x"):
         try:
             os.mkdir(root)
@@ -146,39 +214,30 @@ def open(
         if root.exists():
             if not root.is_dir():
                 raise FormatError(f"{root} exists and is not a directory, so not an npydir store")
-            with os.scandir(root) as entries:
-                nonempty = any(True for _ in entries)
-            if mode == "w" and nonempty and not _looks_like_store(root):
-                raise AlreadyExistsError(
-                    f"refusing to empty {root} for mode 'w': it is a non-empty directory "
-                    f"that is not an npydir store (no {FORMAT_FILE}, attrs.json or "
-                    "attrs.npy); remove it yourself or choose "
-                    "another path"
-                )
         else:
             try:
                 os.mkdir(root)
+                created = True
             except FileNotFoundError:
                 raise StoreNotFoundError(
                     f"cannot create store {root}: parent directory does not exist"
                 ) from None
             except FileExistsError:  # raced with another creator: fine, the lock decides
                 pass
-            created = True
-    if not created and mode != "w":
-        check_format_file(root)
+    # Before anything is written: a directory that is not a store gets no lock file.
+    if not created:
+        _checked_kind(root, mode)
     store = _Store(root, mode, das_compat=das_compat, portable=portable, sync=sync)
     if not store.readonly:
         store.lock = StoreLock(root)
         store.lock.acquire()
         try:
-            if mode == "w" and not created:
+            # again under the lock: what is emptied or marked is what was checked
+            kind = _checked_kind(root, mode)
+            if mode == "w":
                 _empty_directory(root)
-            if not (root / FORMAT_FILE).exists():
-                text = json.dumps({"format": "npydir", "version": FORMAT_VERSION}) + "\n"
-                npyfile.atomic_write(
-                    root / FORMAT_FILE, lambda fp: fp.write(text.encode()), sync=store.sync
-                )
+            if not os.path.lexists(root / FORMAT_FILE):
+                _write_marker(root, kind, sync=store.sync)
         except BaseException:
             store.close()
             raise
@@ -206,7 +265,7 @@ def check_format_file(root: Path) -> None:
     if not stat.S_ISREG(st.st_mode):  # a directory, or a link that could lead out of the store
         raise FormatError(f"{path}: not a regular file")
     try:
-        raw = path.read_bytes()
+        raw = _fsutil.read_bytes(path, follow=False)  # swapped for a link/FIFO: refused
     except OSError as exc:
         raise FormatError(f"{path}: cannot be read ({exc.strerror})") from None
     try:
@@ -228,34 +287,129 @@ def check_format_file(root: Path) -> None:
         )
 
 
+def _checked_kind(root: Path, mode: str) -> str:
+    """:func:`store_kind` of ``root`` plus what ``mode`` requires of it.
+
+    Mode "w" empties only a directory holding npydir's valid marker or nothing but an interrupted
+    first open's files; everything else is refused, never wiped.
+    """
+    try:
+        kind = store_kind(root)
+    except FormatError as exc:
+        if mode != "w":
+            raise
+        raise AlreadyExistsError(f"refusing to empty for mode 'w': {exc}") from None
+    if mode == "w" and kind == "das":
+        raise AlreadyExistsError(
+            f"refusing to empty {root} for mode 'w': a DAS npy_dir store ({LEGACY_ATTRS}) without "
+            f"npydir's format marker {FORMAT_FILE}; remove it yourself, or open it with mode 'a' "
+            "to keep its data"
+        )
+    if kind == "npydir":
+        try:
+            check_format_file(root)
+        except FormatError as exc:
+            if mode != "w":
+                raise
+            raise AlreadyExistsError(f"refusing to empty for mode 'w': {exc}") from None
+    return kind
+
+
+def _write_marker(root: Path, kind: str, *, sync: bool) -> None:
+    """Write ``.npydir.json`` (atomically; the caller holds the lock).
+
+    A DAS store that cannot get its marker (full disk, quota) still opens: its ``attrs.npy``
+    identifies it, and a full store must open so that something can be deleted.  An empty
+    directory must get the marker before it holds data, so there the error is raised.
+    """
+    text = json.dumps({"format": "npydir", "version": FORMAT_VERSION}) + "\n"
+    try:
+        npyfile.atomic_write(root / FORMAT_FILE, lambda fp: fp.write(text.encode()), sync=sync)
+    except OSError as exc:
+        if kind != "das" or exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
+
+
+def _longest_file(member: Path) -> Path:
+    """The longest path npydir writes for the array or group at ``member``.
+
+    That is the temp file of an attrs write: ``.<name>.attrs.json.<hex>.npydir-tmp`` beside an
+    array, ``.attrs.json.<hex>.npydir-tmp`` inside a group (the same length); the ``.npy`` and
+    its temp files are shorter.
+    """
+    return npyfile.temp_path(member / GROUP_ATTRS)
+
+
+def _check_path_length(member: Path, key: Any, deepest: int = 0, *, store: bool = False) -> None:
+    """Refuse a member whose files' paths would exceed :data:`MAX_PATH_BYTES`.
+
+    ``deepest`` adds the longest path below a group being moved to ``member``; ``store`` checks
+    a store root, whose longest file is the temp file of its ``.npydir.json``.
+    """
+    longest = npyfile.temp_path(member / FORMAT_FILE) if store else _longest_file(member)
+    nbytes = len(os.fsencode(str(longest))) + deepest
+    if nbytes > MAX_PATH_BYTES:
+        shown = str(member)
+        if len(shown) > 160:
+            shown = f"{shown[:70]}...{shown[-70:]}"
+        raise InvalidNameError(
+            f"{'store' if store else 'key'} {str(key)[:80]!r}: the path {shown} is too long: the "
+            f"files npydir writes for it (and their temp files) would need {nbytes} bytes, "
+            f"exceeding the {MAX_PATH_BYTES} bytes (PATH_MAX) operating systems allow; use "
+            "shorter names or fewer levels"
+        )
+
+
+def _deepest_below(top: Path) -> int:
+    """Bytes of the longest ``/<relative path>`` below the directory ``top`` (links not followed)."""
+    deepest = 0
+    start = len(os.fsencode(str(top)))
+    for dirpath, dirnames, filenames in os.walk(top):
+        here = len(os.fsencode(dirpath)) - start
+        for n in dirnames + filenames:
+            deepest = max(deepest, here + 1 + len(os.fsencode(n)))
+    return deepest
+
+
 def _empty_directory(root: Path) -> None:
-    for entry in os.scandir(root):
-        if entry.name == LOCK_NAME:
-            continue
-        if entry.is_dir(follow_symlinks=False):
-            _rmtree(entry.path)
-        else:
-            os.unlink(entry.path)
+    """Remove everything in the store directory but the lock, through one descriptor of it.
+
+    Subdirectories are removed by :func:`npydir._fsutil.remove_tree`, which opens each level
+    ``O_NOFOLLOW`` relative to its parent: one swapped for a link meanwhile is unlinked as a
+    link, and nothing outside the store is ever listed or deleted.
+    """
+    with _fsutil.directory(root) as fd:
+        with os.scandir(fd) as it:
+            entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in it]
+        for name, is_dir in entries:
+            if name == LOCK_NAME:
+                continue
+            if is_dir:
+                _fsutil.remove_tree(fd, name, root / name)
+                continue
+            try:
+                os.unlink(name, dir_fd=fd)
+            except IsADirectoryError:  # became a directory since listed
+                _fsutil.remove_tree(fd, name, root / name)
+            except FileNotFoundError:
+                pass
 
 
 def _rmtree(top: str | os.PathLike) -> None:
-    """Remove a directory tree without recursion (shutil.rmtree recurses once per level and
-    fails on the ~2000-level trees a 4 KiB path allows) and without following symlinks."""
-    stack = [os.fspath(top)]
-    while stack:
-        d = stack[-1]
-        subdirs = []
-        with os.scandir(d) as it:
-            for entry in it:
-                if entry.is_dir(follow_symlinks=False):
-                    subdirs.append(entry.path)
-                else:
-                    os.unlink(entry.path)
-        if subdirs:
-            stack.extend(subdirs)
-        else:
-            os.rmdir(d)
-            stack.pop()
+    """Remove a directory tree without recursion and without following symlinks (see
+    :func:`npydir._fsutil.remove_tree`); a link at ``top`` itself is removed as a link."""
+    top = os.path.abspath(os.fspath(top))
+    with _fsutil.directory(os.path.dirname(top)) as fd:
+        _fsutil.remove_tree(fd, os.path.basename(top), top)
+
+
+def _is_special(entry: os.DirEntry) -> bool:
+    """A FIFO, socket or device (following a link): listed, refused with a clear error on use."""
+    try:
+        mode = entry.stat().st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 class Group(_Node, MutableMapping):
@@ -326,7 +480,8 @@ class Group(_Node, MutableMapping):
             check_inside(store.real, d, str(key))
             return "group"
         f = d.with_name(d.name + ARRAY_SUFFIX)
-        if os.path.isfile(f):
+        if os.path.exists(f) and not os.path.isdir(f):
+            # a FIFO or device is an array too: opening it says what it is
             check_inside(store.real, f, str(key))
             return "array"
         # a dangling or escaping symlink: say so rather than "not found"
@@ -367,28 +522,37 @@ class Group(_Node, MutableMapping):
     # ------------------------------------------------------------------ listing
 
     def _entries(self) -> list[tuple[str, str]]:
-        """Sorted (name, kind) of the members of this group."""
-        self._store.check_open()
+        """Sorted (name, kind) of the members of this group.
+
+        A symbolic link that resolves outside the store is not a member: it is not listed (so
+        ``members``, ``visititems`` and ``tree`` never walk into it), as ``self[name]`` refuses
+        it; :func:`npydir.verify` reports it.  The directory is listed through a descriptor
+        checked to be inside the store.
+        """
+        store = self._store
+        store.check_open()
         found: dict[str, str] = {}
-        try:
-            it = os.scandir(self.filename)
-        except FileNotFoundError:
-            raise MemberNotFoundError(f"group {self._where()} no longer exists") from None
-        with it:
-            for entry in it:
-                n = entry.name
-                if n.startswith("."):
-                    continue
-                try:
-                    if entry.is_dir():
-                        validate_name(n, portable=False)
-                        found.setdefault(n, "group")
-                    elif n.endswith(ARRAY_SUFFIX) and entry.is_file():
-                        stem = n[: -len(ARRAY_SUFFIX)]
-                        validate_name(stem, portable=False)
-                        found[stem] = "array"
-                except ValueError:
-                    continue  # not a member (attrs.npy, foreign files)
+        with store.directory(self._parts, f"group {self._where()}") as dfd:
+            here = _fsutil.fd_path(dfd) or os.fspath(self.filename)
+            with os.scandir(dfd) as it:  # entries stat relative to dfd: classify while open
+                for entry in it:
+                    n = entry.name
+                    if n.startswith("."):
+                        continue
+                    try:
+                        if entry.is_symlink():
+                            check_inside(store.real, os.path.join(here, n), n)
+                        if entry.is_dir():
+                            validate_name(n, portable=False)
+                            found.setdefault(n, "group")
+                        elif n.endswith(ARRAY_SUFFIX) and (
+                            entry.is_file() or _is_special(entry)
+                        ):
+                            stem = n[: -len(ARRAY_SUFFIX)]
+                            validate_name(stem, portable=False)
+                            found[stem] = "array"
+                    except (ValueError, OSError):
+                        continue  # not a member (attrs.npy, foreign files, links leaving it)
         return sorted(found.items())
 
     def __iter__(self) -> Iterator[str]:
@@ -502,19 +666,19 @@ class Group(_Node, MutableMapping):
             names.append(n)
         return names
 
-    def _prepare_new(self, parts: tuple[str, ...], key: Any, *, array: bool) -> Path:
-        """Validate a new member's path, create its parents, refuse clashes; return its dir."""
+    def _prepare_new(self, parts: tuple[str, ...], key: Any, *, array: bool) -> _fsutil.DirFd:
+        """Validate a new member's path, create its parents, refuse clashes.
+
+        Returns the new member's parent directory, open (the caller closes it) and checked to
+        be inside the store: the member is then created relative to it, so a directory swapped
+        for a link after these checks cannot redirect the write.
+        """
         store = self._store
         if not parts:
             raise AlreadyExistsError(f"{key!r} names the group itself ({self._where()})")
         for i, part in enumerate(parts):
             validate_name(part, portable=store.portable, array=array and i == len(parts) - 1)
-        nbytes = len(os.fsencode(str(store.dir_of(parts)))) + len(ATTRS_SUFFIX)
-        if nbytes > MAX_PATH_BYTES:
-            raise InvalidNameError(
-                f"key {str(key)[:100]!r}: its files' paths ({nbytes} bytes) would exceed the "
-                f"{MAX_PATH_BYTES} bytes operating systems allow"
-            )
+        _check_path_length(store.dir_of(parts), key)
         # How many leading components exist as groups already?  One realpath of the deepest
         # one then covers every symbolic link on the way (no per-level realpath: O(depth^2)).
         m = 0
@@ -539,19 +703,34 @@ class Group(_Node, MutableMapping):
         parent = store.dir_of(parts[:m])
         if store.portable:  # deeper levels are fresh, empty directories: no siblings to clash
             check_sibling_case(parent, parts[m], self._siblings(parent))
-        for j in range(m + 1, len(parts)):
-            try:
-                os.mkdir(store.dir_of(parts[:j]))
-            except FileExistsError:
-                pass
-        return store.dir_of(parts[:-1])
+        with store.directory(parts[:m]) as top:
+            cur = _fsutil.DirFd(os.dup(top), top.root, top.root_dev)
+        try:
+            # each missing level is made and opened (O_NOFOLLOW) in the one before: one path
+            # resolution in all, and no link swapped in between can be followed
+            for j in range(m + 1, len(parts)):
+                name = parts[j - 1]
+                try:
+                    os.mkdir(name, dir_fd=cur)
+                except FileExistsError:
+                    pass
+                nxt = _fsutil.open_dir(
+                    store.dir_of(parts[:j]), dir_fd=cur, follow=False,
+                    root=store.real, root_dev=store.dev,
+                )
+                os.close(cur)
+                cur = nxt
+        except BaseException:
+            os.close(cur)
+            raise
+        return cur
 
     def create_group(self, name: str) -> Group:
         """Create a group (and missing parents, for ``"a/b"``); AlreadyExistsError if it exists."""
         self._store.check_writable(f"create group {name!r}")
         parts = self._resolve(name)
-        self._prepare_new(parts, name, array=False)
-        os.mkdir(self._store.dir_of(parts))
+        with _fsutil.owned(self._prepare_new(parts, name, array=False)) as parent:
+            os.mkdir(parts[-1], dir_fd=parent)
         return Group(self._store, parts)
 
     def require_group(self, name: str) -> Group:
@@ -643,18 +822,20 @@ class Group(_Node, MutableMapping):
                     f"create_dataset({name!r}): maxshape {maxshape} unsupported for shape {shape}; "
                     "arrays grow along axis 0 only (use maxshape=(None, ...))"
                 )
-        parent = self._prepare_new(parts, name, array=True)
-        path = parent / (parts[-1] + ARRAY_SUFFIX)
-        stale_attrs = parent / (parts[-1] + ATTRS_SUFFIX)
-        if stale_attrs.exists():  # left behind by an interrupted delete: not this array's
-            os.unlink(stale_attrs)
-        if arr is not None:
-            npyfile.save_array(path, arr, sync=self._store.sync)
-        else:
-            try:
-                npyfile.create_array_file(path, shape, dtype, fillvalue, sync=self._store.sync)
-            except (TypeError, ValueError, OverflowError) as exc:
-                raise type(exc)(f"create_dataset({name!r}): {exc}") from None
+        with _fsutil.owned(self._prepare_new(parts, name, array=True)) as parent:
+            base = self._store.dir_of(parts)
+            path = base.with_name(parts[-1] + ARRAY_SUFFIX)
+            # stale attrs, left behind by an interrupted delete, are not this array's
+            npyfile.remove_if_present(base.with_name(parts[-1] + ATTRS_SUFFIX), dir_fd=parent)
+            if arr is not None:
+                npyfile.save_array(path, arr, sync=self._store.sync, dir_fd=parent)
+            else:
+                try:
+                    npyfile.create_array_file(
+                        path, shape, dtype, fillvalue, sync=self._store.sync, dir_fd=parent
+                    )
+                except (TypeError, ValueError, OverflowError) as exc:
+                    raise type(exc)(f"create_dataset({name!r}): {exc}") from None
         return self._node(parts, "array")  # type: ignore[return-value]
 
     create_array = create_dataset
@@ -708,17 +889,53 @@ class Group(_Node, MutableMapping):
     def __setitem__(self, key: str, value: Any) -> None:
         """``g[key] = array_like`` creates an array; ``g[key] = mapping`` creates a group tree."""
         if isinstance(value, (Group, Mapping)) and not isinstance(value, np.ndarray):
+            parts = self._resolve(key)
+            if (
+                isinstance(value, Group)
+                and value._store.real == self._store.real
+                and parts[: len(value._parts)] == value._parts
+            ):
+                raise ValueError(
+                    f"cannot copy group {value.name!r} into itself ({'/' + '/'.join(parts)!r}) "
+                    f"in store {self._store.root}: the copy would contain itself without end"
+                )
+            # the first level create_group makes (missing parents included) is ours to remove
+            m = 0
+            while m < len(parts) - 1 and os.path.isdir(self._store.dir_of(parts[: m + 1])):
+                m += 1
             g = self.create_group(key)
-            for k, v in value.items():
-                g[k] = v
-            src_attrs = getattr(value, "attrs", None)
-            if src_attrs:
-                g.attrs.update(dict(src_attrs))
+            try:
+                g._copy_from(value, [value])
+            except BaseException:  # nothing half-copied is left behind
+                self._forget(parts[: m + 1])
+                _rmtree(self._store.dir_of(parts[: m + 1]))
+                raise
             return
         arr = self.create_dataset(key, data=value)
         src_attrs = getattr(value, "attrs", None)
         if isinstance(value, Array) and src_attrs:
             arr.attrs.update(dict(src_attrs))
+
+    def _copy_from(self, value: Any, path: list[Any]) -> None:
+        """Copy the members and attrs of the mapping ``value`` into this new, empty group.
+
+        ``path`` holds the mappings being copied, outermost first: a mapping that contains
+        itself is refused instead of recursing without end.
+        """
+        for k, v in value.items():
+            if isinstance(v, (Group, Mapping)) and not isinstance(v, np.ndarray):
+                if any(v is p or (isinstance(v, Group) and v == p) for p in path):
+                    raise ValueError(
+                        f"cannot copy {k!r} into group {self._where()}: the mapping contains "
+                        "itself, so the copy would never end"
+                    )
+                g = self.create_group(k)
+                g._copy_from(v, path + [v])
+            else:
+                self[k] = v
+        src_attrs = getattr(value, "attrs", None)
+        if src_attrs:
+            self.attrs.update(dict(src_attrs))
 
     def __delitem__(self, key: str) -> None:
         """Delete an array (and its attrs) or a group with everything below it."""
@@ -731,19 +948,17 @@ class Group(_Node, MutableMapping):
             raise MemberNotFoundError(f"no member {key!r} in group {self._where()}")
         self._forget(parts)
         d = self._store.dir_of(parts)
-        if kind == "group":
-            if os.path.islink(d):  # a link inside the store to a group: remove the link only
-                os.unlink(d)
+        # everything relative to the parent's descriptor: what is deleted is what is in the
+        # store now, whatever was swapped in since the lookup (nothing is followed)
+        with self._store.directory(parts[:-1]) as parent:
+            if kind == "group":
+                # a link (inside the store) to a group: only the link is removed
+                _fsutil.remove_tree(parent, parts[-1], d)
             else:
-                _rmtree(d)
-        else:
-            # attrs first: a crash in between leaves an array without attrs (it was being
-            # deleted anyway), never attrs without an array
-            try:
-                os.unlink(d.with_name(d.name + ATTRS_SUFFIX))
-            except FileNotFoundError:
-                pass
-            os.unlink(d.with_name(d.name + ARRAY_SUFFIX))
+                # attrs first: a crash in between leaves an array without attrs (it was being
+                # deleted anyway), never attrs without an array
+                npyfile.remove_if_present(d.name + ATTRS_SUFFIX, dir_fd=parent)
+                os.unlink(d.name + ARRAY_SUFFIX, dir_fd=parent)
 
     def _forget(self, parts: tuple[str, ...]) -> None:
         """Detach cached Array objects at or below ``parts`` (deleted or moved)."""
@@ -767,17 +982,25 @@ class Group(_Node, MutableMapping):
             raise ValueError("cannot move the root group")
         if dst[: len(src)] == src:
             raise ValueError(f"cannot move {source!r} into itself ({dest!r})")
-        parent = self._prepare_new(dst, dest, array=kind == "array")
-        self._forget(src)
-        s = self._store.dir_of(src)
-        d = parent / dst[-1]
-        if kind == "group":
-            os.rename(s, d)  # one rename: atomic
-        else:
-            _move_array_files(s, d)
+        if kind == "group":  # everything below must stay within PATH_MAX at its new place
+            deepest = _deepest_below(self._store.dir_of(src))
+            _check_path_length(self._store.dir_of(dst), dest, deepest)
+        with contextlib.ExitStack() as stack:
+            dfd = stack.enter_context(
+                _fsutil.owned(self._prepare_new(dst, dest, array=kind == "array"))
+            )
+            sfd = stack.enter_context(self._store.directory(src[:-1]))
+            self._forget(src)
+            s = self._store.dir_of(src)
+            d = self._store.dir_of(dst)
+            if kind == "group":
+                # one rename: atomic; between the two checked directories, following nothing
+                os.rename(src[-1], dst[-1], src_dir_fd=sfd, dst_dir_fd=dfd)
+            else:
+                _move_array_files(s, d, sfd, dfd)
 
 
-def _move_array_files(s: Path, d: Path) -> None:
+def _move_array_files(s: Path, d: Path, sfd: int, dfd: int) -> None:
     """Move ``<s>.npy`` and ``<s>.attrs.json`` to ``<d>.*`` so a crash loses nothing.
 
     The attrs file is hard-linked to its new name first, then the array is renamed, then the old
@@ -785,20 +1008,21 @@ def _move_array_files(s: Path, d: Path) -> None:
     count 2), which :func:`npydir.repair` removes; repeating the move completes it.  Where hard
     links are not supported, the attrs file is renamed first, and a repeated move still finds it.
     """
-    s_npy, d_npy = s.with_name(s.name + ARRAY_SUFFIX), d.with_name(d.name + ARRAY_SUFFIX)
-    s_attrs, d_attrs = s.with_name(s.name + ATTRS_SUFFIX), d.with_name(d.name + ATTRS_SUFFIX)
+    s_npy, d_npy = s.name + ARRAY_SUFFIX, d.name + ARRAY_SUFFIX
+    s_attrs, d_attrs = s.name + ATTRS_SUFFIX, d.name + ATTRS_SUFFIX
+    src, dst = {"src_dir_fd": sfd, "dst_dir_fd": dfd}, {"dir_fd": dfd}
     linked = False
-    if os.path.exists(s_attrs):
-        if os.path.lexists(d_attrs):  # a stale duplicate from an interrupted move
-            os.unlink(d_attrs)
+    if _fsutil.lexists(s_attrs, dir_fd=sfd):
+        if _fsutil.lexists(d_attrs, dir_fd=dfd):  # a stale duplicate from an interrupted move
+            os.unlink(d_attrs, **dst)
         try:
-            os.link(s_attrs, d_attrs)
+            os.link(s_attrs, d_attrs, follow_symlinks=False, **src)
             linked = True
         except OSError:
-            os.rename(s_attrs, d_attrs)
-    os.rename(s_npy, d_npy)
+            os.rename(s_attrs, d_attrs, **src)
+    os.rename(s_npy, d_npy, **src)
     if linked:
-        os.unlink(s_attrs)
+        os.unlink(s_attrs, dir_fd=sfd)
 
 
 class Tree(str):

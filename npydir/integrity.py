@@ -19,6 +19,8 @@ kind                meaning
 ``bad-format-file`` ``.npydir.json`` is not what it should be
 ``path-escape``     a file or directory of the store is a symbolic link that resolves outside
                     it: not read, not followed, never written through
+``special-file``    a FIFO, socket or device where a store file (``.npy``, attrs) should be:
+                    never opened (a FIFO would block every reader)
 ==================  ==========================================================================
 
 :func:`repair` takes the store's writer lock, trims torn appends back to their header's shape,
@@ -40,10 +42,12 @@ no ``attrs.npy`` elsewhere.  Nothing is compared when either file is missing, do
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import _fsutil
 from .attrs import legacy_mismatch, read_attrs_file, read_legacy_attrs, write_legacy_attrs
 from .errors import (
     FormatError,
@@ -52,7 +56,7 @@ from .errors import (
     StoreNotFoundError,
     UnsafePickleError,
 )
-from .group import FORMAT_FILE, GROUP_ATTRS, LEGACY_ATTRS, check_format_file
+from .group import FORMAT_FILE, GROUP_ATTRS, LEGACY_ATTRS, check_format_file, store_kind
 from .lock import StoreLock
 from .names import ATTRS_SUFFIX, check_inside
 from .npyfile import is_temp_name, read_header
@@ -144,15 +148,18 @@ class Report:
         return "\n".join(lines)
 
 
-def _check_npy(path: Path, report: Report) -> None:
+def _check_npy(path: Path, report: Report, real_root: str) -> None:
     try:
-        with open(path, "rb") as fp:
+        with open(_fsutil.open_file(path, follow=True, root=real_root), "rb") as fp:
             header = read_header(fp, path)
             size = os.fstat(fp.fileno()).st_size
     except FormatError as exc:  # includes object dtypes
         report.problems.append(
             Problem(path, "bad-header", detail=str(exc).removeprefix(f"{path}: "))
         )
+        return
+    except PathEscapeError as exc:  # swapped for a link since the walk looked
+        report.problems.append(Problem(path, "path-escape", detail=str(exc)))
         return
     except OSError as exc:
         report.problems.append(Problem(path, "unreadable", detail=str(exc)))
@@ -182,10 +189,15 @@ def _check_npy(path: Path, report: Report) -> None:
 
 
 def verify(path: str | os.PathLike) -> Report:
-    """Check every file of the store at ``path``; return a :class:`Report` (nothing is changed)."""
+    """Check every file of the store at ``path``; return a :class:`Report` (nothing is changed).
+
+    A directory that is not a store (no ``.npydir.json``, no DAS ``attrs.npy``, not empty) is
+    refused with :class:`~npydir.errors.FormatError` saying what it is.
+    """
     root = Path(path)
     if not root.is_dir():
         raise StoreNotFoundError(f"store {root} does not exist or is not a directory")
+    store_kind(root)  # a directory that is not a store is refused (FormatError), not "OK"
     report = Report(root)
     real_root = os.path.realpath(root)
     if os.path.lexists(root / FORMAT_FILE):
@@ -209,6 +221,9 @@ def verify(path: str | os.PathLike) -> Report:
             if not name.startswith(".") and _escapes(real_root, p, report):
                 report.checked += 1
                 continue
+            if not name.startswith(".") and _special(p, report):
+                report.checked += 1
+                continue
             if is_temp_name(name):
                 report.checked += 1
                 report.problems.append(
@@ -224,7 +239,7 @@ def verify(path: str | os.PathLike) -> Report:
                     report.problems.append(Problem(p, "bad-attrs", detail=str(exc)))
             elif name.endswith(".npy"):
                 report.checked += 1
-                _check_npy(p, report)
+                _check_npy(p, report, real_root)
             elif name.endswith(".json"):
                 report.checked += 1
                 decoded[name] = _check_attrs(p, set(filenames), report)
@@ -265,6 +280,26 @@ def _stale_problem(path: Path, mine: dict, legacy: dict, keys: list[str]) -> Pro
     return Problem(path, "stale-attrs-npy", detail=detail, keys=tuple(keys))
 
 
+def _special(p: Path, report: Report) -> bool:
+    """Report ``p`` as ``special-file`` if it is a FIFO, socket or device; True if it is.
+
+    Only the store's own files (``.npy``, ``.json``) are checked; a file swapped for one after
+    this look is still never read (every open refuses it), only reported as unreadable.
+    """
+    if not p.name.endswith((".npy", ".json")):
+        return False
+    try:
+        mode = os.stat(p).st_mode  # links inside the store: what they lead to
+    except OSError:
+        return False
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return False
+    report.problems.append(
+        Problem(p, "special-file", detail=f"is {_fsutil.kind_of(mode)}; expected a regular file")
+    )
+    return True
+
+
 def _escapes(real_root: str, p: Path, report: Report) -> bool:
     """Report ``p`` as ``path-escape`` if it resolves outside the store; True if it does."""
     if not os.path.islink(p):  # the walk follows no links: only a link itself can escape
@@ -289,15 +324,7 @@ def _open_inside(real_root: str, path: Path, flags: int) -> int:
     """
     real = os.path.realpath(path)
     check_inside(real_root, real)
-    fd = os.open(real, flags | getattr(os, "O_NOFOLLOW", 0))
-    try:
-        fd_link = f"/proc/self/fd/{fd}"
-        if os.path.exists(fd_link):
-            check_inside(real_root, os.readlink(fd_link))
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    return _fsutil.open_file(real, flags, root=real_root)
 
 
 def _rewrite_legacy(real_root: str, problem: Problem) -> Problem | None:
@@ -387,10 +414,13 @@ def repair(path: str | os.PathLike) -> Report:
         attrs); the safe repairs have been done.  ``exc.report`` holds the report.
     LockError
         A writer holds the store.
+    FormatError
+        The directory is not a store (see :func:`npydir.group.store_kind`).
     """
     root = Path(path)
     if not root.is_dir():
         raise StoreNotFoundError(f"store {root} does not exist or is not a directory")
+    store_kind(root)  # before the lock: a directory that is not a store gets no lock file
     real_root = os.path.realpath(root)
     lock = StoreLock(root)
     lock.acquire()
@@ -412,16 +442,20 @@ def repair(path: str | os.PathLike) -> Report:
                         fp.flush()
                         os.fsync(fp.fileno())
                 report.repaired.append(problem)
-            elif problem.kind == "duplicate-attrs":
-                # re-check under the lock: only a second name of a still-linked inode goes
-                if os.lstat(problem.file).st_nlink > 1:
-                    os.unlink(problem.file)
-                report.repaired.append(problem)
-            elif problem.kind == "stray-temp":
+            elif problem.kind in ("duplicate-attrs", "stray-temp"):
+                # unlinked in its directory, opened and checked to be inside the store: a
+                # directory swapped for a link since verify looked leads nowhere
                 try:
-                    os.unlink(problem.file)
+                    with _fsutil.directory(problem.file.parent, root=real_root) as dfd:
+                        name = problem.file.name
+                        # re-check under the lock: only a second name of a still-linked inode
+                        if problem.kind == "stray-temp" or os.lstat(name, dir_fd=dfd).st_nlink > 1:
+                            os.unlink(name, dir_fd=dfd)
                 except FileNotFoundError:
                     pass
+                except PathEscapeError as exc:
+                    report.problems.append(Problem(problem.file, "path-escape", detail=str(exc)))
+                    continue
                 report.repaired.append(problem)
             elif problem.kind == "stale-attrs-npy":
                 left = _rewrite_legacy(real_root, problem)

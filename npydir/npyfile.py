@@ -41,6 +41,7 @@ from typing import BinaryIO
 import numpy as np
 from numpy.lib import format as npformat
 
+from . import _fsutil
 from .errors import FormatError, UnsupportedDTypeError
 
 __all__ = [
@@ -218,10 +219,28 @@ def _read_header_v3(fp: BinaryIO) -> tuple:
     return tuple(d["shape"]), bool(d["fortran_order"]), npformat.descr_to_dtype(d["descr"])
 
 
-def read_header_path(path: str | os.PathLike, *, allow_object: bool = False) -> Header:
-    """Read the header of the file at ``path`` (see :func:`read_header`)."""
-    with open(path, "rb") as fp:
+def read_header_path(
+    path: str | os.PathLike, *, allow_object: bool = False, dir_fd: int | None = None
+) -> Header:
+    """Read the header of the file at ``path`` (see :func:`read_header`).
+
+    ``dir_fd``: the open directory holding ``path`` (see :mod:`npydir._fsutil`); a FIFO or
+    device in place of the file is a :class:`FormatError`, never a hang.
+    """
+    with _open_fp(path, os.O_RDONLY, dir_fd) as fp:
         return read_header(fp, path, allow_object=allow_object)
+
+
+def _open_fp(path: str | os.PathLike, flags: int, dir_fd: int | None) -> BinaryIO:
+    """A store file opened as :func:`npydir._fsutil.open_file` does, as a binary file object.
+
+    Reads (``O_RDONLY``) may follow a link (:class:`Array` lookups already refused links that
+    leave the store); writes never do.
+    """
+    fd = _fsutil.open_file(path, flags, dir_fd=dir_fd, follow=flags == os.O_RDONLY)
+    fp = open(fd, "rb" if flags == os.O_RDONLY else "r+b")
+    fp.raw.name = os.fspath(path)  # np.memmap takes its .filename from here
+    return fp
 
 
 # ----------------------------------------------------------------------------- header writing
@@ -313,8 +332,17 @@ def is_temp_name(name: str) -> bool:
     return name.startswith(".") and name.endswith(TEMP_SUFFIX)
 
 
-def fsync_dir(directory: str | os.PathLike) -> None:
-    """fsync a directory so a rename or creation in it is durable (no-op where unsupported)."""
+def fsync_dir(directory: str | os.PathLike, *, fd: int | None = None) -> None:
+    """fsync a directory so a rename or creation in it is durable (no-op where unsupported).
+
+    ``fd``: the directory already open (then ``directory`` is not opened again).
+    """
+    if fd is not None:
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        return
     try:
         fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError:
@@ -342,24 +370,31 @@ def named_oserror(exc: OSError, path: str | os.PathLike) -> OSError:
 
 
 def write_temp(
-    path: str | os.PathLike, write: Callable[[BinaryIO], None], *, sync: bool = True
+    path: str | os.PathLike,
+    write: Callable[[BinaryIO], None],
+    *,
+    sync: bool = True,
+    dir_fd: int | None = None,
 ) -> Path:
     """``write(fp)`` into a fresh temp file beside ``path`` (fsynced) and return the temp's path.
 
     The first half of :func:`atomic_write`, for callers that stage several files before they
-    rename any.  On any error the temp file is removed; an ``OSError`` that names no file (a
-    full disk, a file-size limit) is re-raised with ``path`` as its filename.
+    rename any.  The temp file is created with ``O_CREAT | O_EXCL | O_NOFOLLOW`` (in ``dir_fd``,
+    the open directory holding ``path``, when given).  On any error the temp file is removed; an
+    ``OSError`` that names no file (a full disk, a file-size limit) is re-raised with ``path``
+    as its filename.
     """
     path = Path(path)
     tmp = temp_path(path)
     try:
-        with open(tmp, "xb") as fp:
+        fd = _fsutil.open_file(tmp, os.O_WRONLY | os.O_CREAT, dir_fd=dir_fd, mode=0o644)
+        with open(fd, "wb") as fp:
             write(fp)
             fp.flush()
             if sync:
                 os.fsync(fp.fileno())
     except BaseException as exc:
-        remove_if_present(tmp)
+        remove_if_present(tmp, dir_fd=dir_fd)
         if isinstance(exc, OSError) and exc.filename is None:
             raise named_oserror(exc, path) from exc
         raise
@@ -382,33 +417,52 @@ def pread_full(fd: int, view: memoryview, offset: int) -> int:
     return done
 
 
-def remove_if_present(path: str | os.PathLike) -> None:
-    """Unlink ``path``; a file that is already gone is fine."""
+def remove_if_present(path: str | os.PathLike, *, dir_fd: int | None = None) -> None:
+    """Unlink ``path`` (in the open directory ``dir_fd``, if given); already gone is fine."""
     try:
-        os.unlink(path)
+        os.unlink(_fsutil.name_at(path, dir_fd), dir_fd=dir_fd)
     except FileNotFoundError:
         pass
 
 
+def replace(src: str | os.PathLike, dst: str | os.PathLike, *, dir_fd: int | None = None) -> None:
+    """``os.replace(src, dst)``, both in the open directory ``dir_fd`` when given.
+
+    Renaming replaces a link at ``dst``; it never writes through one.
+    """
+    os.replace(
+        _fsutil.name_at(src, dir_fd),
+        _fsutil.name_at(dst, dir_fd),
+        src_dir_fd=dir_fd,
+        dst_dir_fd=dir_fd,
+    )
+
+
 def atomic_write(
-    path: str | os.PathLike, write: Callable[[BinaryIO], None], *, sync: bool = True
+    path: str | os.PathLike,
+    write: Callable[[BinaryIO], None],
+    *,
+    sync: bool = True,
+    dir_fd: int | None = None,
 ) -> None:
     """Write a whole file atomically: ``write(fp)`` into a temp file, fsync, rename, fsync dir.
 
-    On any error the temp file is removed and the target is left as it was.  An ``OSError`` that
-    names no file (a full disk, a file-size limit) is re-raised with ``path`` as its filename.
+    With ``dir_fd`` (the open directory holding ``path``, see :mod:`npydir._fsutil`) every step
+    happens in that directory, whatever its path leads to by then.  On any error the temp file
+    is removed and the target is left as it was.  An ``OSError`` that names no file (a full
+    disk, a file-size limit) is re-raised with ``path`` as its filename.
     """
     path = Path(path)
-    tmp = write_temp(path, write, sync=sync)
+    tmp = write_temp(path, write, sync=sync, dir_fd=dir_fd)
     try:
-        os.replace(tmp, path)
+        replace(tmp, path, dir_fd=dir_fd)
     except BaseException as exc:
-        remove_if_present(tmp)
+        remove_if_present(tmp, dir_fd=dir_fd)
         if isinstance(exc, OSError) and exc.filename is None:
             raise named_oserror(exc, path) from exc
         raise
     if sync:
-        fsync_dir(path.parent)
+        fsync_dir(path.parent, fd=dir_fd)
 
 
 def _bytes_of(arr: np.ndarray) -> memoryview:
@@ -439,22 +493,28 @@ def _write_array_data(fp: BinaryIO, arr: np.ndarray) -> None:
 
 
 def _copy_bytes(
-    path: str | os.PathLike, offset: int, nbytes: int, fp: BinaryIO, doing: str
+    path: str | os.PathLike, offset: int, nbytes: int, fp: BinaryIO, doing: str, src_fd: int
 ) -> None:
-    """Copy ``nbytes`` of ``path`` from ``offset`` into ``fp`` in blocks (never all at once)."""
-    with open(path, "rb") as src:
-        src.seek(offset)
-        remaining = nbytes
-        while remaining:
-            chunk = src.read(min(_BLOCK, remaining))
-            if not chunk:
-                raise FormatError(f"{path}: file is truncated {doing}")
-            fp.write(chunk)
-            remaining -= len(chunk)
+    """Copy ``nbytes`` of the open file ``src_fd`` (``path``) from ``offset`` into ``fp`` in
+    blocks (never all at once)."""
+    remaining = nbytes
+    pos = offset
+    while remaining:
+        chunk = os.pread(src_fd, min(_BLOCK, remaining), pos)
+        if not chunk:
+            raise FormatError(f"{path}: file is truncated {doing}")
+        fp.write(chunk)
+        remaining -= len(chunk)
+        pos += len(chunk)
 
 
-def save_array(path: str | os.PathLike, arr: np.ndarray, *, sync: bool = True) -> Header:
-    """Atomically write ``arr`` as an ``.npy`` file with a growable header (C order)."""
+def save_array(
+    path: str | os.PathLike, arr: np.ndarray, *, sync: bool = True, dir_fd: int | None = None
+) -> Header:
+    """Atomically write ``arr`` as an ``.npy`` file with a growable header (C order).
+
+    ``dir_fd``: the open directory holding ``path`` (see :func:`atomic_write`).
+    """
     arr = np.asanyarray(arr)
     if type(arr) is not np.ndarray and not isinstance(arr, np.memmap):
         arr = np.asarray(arr)
@@ -465,7 +525,7 @@ def save_array(path: str | os.PathLike, arr: np.ndarray, *, sync: bool = True) -
         fp.write(header)
         _write_array_data(fp, arr)
 
-    atomic_write(path, write, sync=sync)
+    atomic_write(path, write, sync=sync, dir_fd=dir_fd)
     return Header(tuple(arr.shape), dtype, False, _version_of(header), len(header))
 
 
@@ -476,6 +536,7 @@ def create_array_file(
     fillvalue=None,
     *,
     sync: bool = True,
+    dir_fd: int | None = None,
 ) -> Header:
     """Atomically create an ``.npy`` file of ``shape`` filled with ``fillvalue`` (default zeros).
 
@@ -483,7 +544,7 @@ def create_array_file(
     btrfs and tmpfs allocate unwritten extents), so a full disk or quota is an ``OSError``
     (``ENOSPC``) here and not a ``SIGBUS`` later, when rows are written through a memory map.
     Where the file system cannot reserve blocks the file is extended sparsely (see
-    :func:`reserve`).
+    :func:`reserve`).  ``dir_fd``: the open directory holding ``path``.
     """
     dtype = check_dtype(dtype, str(path))
     shape = tuple(int(n) for n in shape)
@@ -515,7 +576,7 @@ def create_array_file(
             fp.write(_bytes_of(block[:n]))
             remaining -= n
 
-    atomic_write(path, write, sync=sync)
+    atomic_write(path, write, sync=sync, dir_fd=dir_fd)
     return Header(shape, dtype, False, _version_of(header), len(header))
 
 
@@ -550,7 +611,11 @@ def _version_of(header: bytes) -> tuple[int, int]:
 
 
 def open_memmap(
-    path: str | os.PathLike, mode: str = "r", header: Header | None = None
+    path: str | os.PathLike,
+    mode: str = "r",
+    header: Header | None = None,
+    *,
+    dir_fd: int | None = None,
 ) -> tuple[np.ndarray, Header]:
     """Map the data of an ``.npy`` file.
 
@@ -562,6 +627,9 @@ def open_memmap(
         Read-only or read-write mapping.
     header : Header, optional
         Already parsed header (saves a read).
+    dir_fd : int, optional
+        The open directory holding ``path`` (see :mod:`npydir._fsutil`).  Mode ``"r+"`` never
+        follows a link in place of the file; neither mode opens a FIFO or device.
 
     Returns
     -------
@@ -577,7 +645,7 @@ def open_memmap(
     if mode not in ("r", "r+"):
         raise ValueError(f"mode must be 'r' or 'r+', got {mode!r}")
     path = os.fspath(path)
-    with open(path, "rb" if mode == "r" else "r+b") as fp:
+    with _open_fp(path, os.O_RDONLY if mode == "r" else os.O_RDWR, dir_fd) as fp:
         if header is None:
             header = read_header(fp, path)
         size = os.fstat(fp.fileno()).st_size
@@ -633,18 +701,33 @@ def rewrite_shape(
     return True
 
 
-def regrow_file(path: str | os.PathLike, old: Header, *, sync: bool = True) -> Header:
+def regrow_file(
+    path: str | os.PathLike,
+    old: Header,
+    *,
+    sync: bool = True,
+    dir_fd: int | None = None,
+    src_fd: int | None = None,
+) -> Header:
     """Rewrite ``path`` atomically with a header that has room to grow; data unchanged.
 
     Only needed for files written without growth padding (numpy < 1.24 or other tools).
+    ``dir_fd``: the open directory holding ``path``; ``src_fd``: ``path`` already open.
     """
     header = build_header(old.shape, old.dtype, old.fortran_order)
+    own = src_fd is None
+    if own:
+        src_fd = _fsutil.open_file(path, os.O_RDONLY, dir_fd=dir_fd)
 
     def write(fp: BinaryIO) -> None:
         fp.write(header)
-        _copy_bytes(path, old.offset, old.nbytes, fp, "while rewriting its header")
+        _copy_bytes(path, old.offset, old.nbytes, fp, "while rewriting its header", src_fd)
 
-    atomic_write(path, write, sync=sync)
+    try:
+        atomic_write(path, write, sync=sync, dir_fd=dir_fd)
+    finally:
+        if own:
+            os.close(src_fd)
     return Header(old.shape, old.dtype, old.fortran_order, _version_of(header), len(header))
 
 
@@ -653,7 +736,12 @@ def _sync(fd: int) -> None:
 
 
 def append_rows(
-    path: str | os.PathLike, block: np.ndarray, *, sync: bool = True, header: Header | None = None
+    path: str | os.PathLike,
+    block: np.ndarray,
+    *,
+    sync: bool = True,
+    header: Header | None = None,
+    dir_fd: int | None = None,
 ) -> Header:
     """Append ``block`` (C-ordered rows of the file's dtype) along axis 0, in place.
 
@@ -671,6 +759,9 @@ def append_rows(
     header : Header, optional
         The file's current header, when the caller knows it (a writer holding the store's lock);
         saves reading it again.
+    dir_fd : int, optional
+        The open directory holding ``path`` (see :mod:`npydir._fsutil`).  The file is opened
+        ``O_NOFOLLOW``: a link in its place is refused, never written through.
 
     Returns
     -------
@@ -679,17 +770,19 @@ def append_rows(
     """
     path = os.fspath(path)
     try:
-        return _append_rows(path, block, sync, header)
+        return _append_rows(path, block, sync, header, dir_fd)
     except OSError as exc:
         if exc.filename is None:
             raise named_oserror(exc, path) from exc
         raise
 
 
-def _append_rows(path: str, block: np.ndarray, sync: bool, header: Header | None) -> Header:
+def _append_rows(
+    path: str, block: np.ndarray, sync: bool, header: Header | None, dir_fd: int | None
+) -> Header:
     # Data is written with pwrite, not through a memory map, so a full disk is an ENOSPC from
     # pwrite here: no block reservation needed (unlike create_array_file / resize_rows).
-    fd = os.open(path, os.O_RDWR)
+    fd = _fsutil.open_file(path, os.O_RDWR, dir_fd=dir_fd)
     try:
         if header is None:
             with open(fd, "rb", closefd=False) as fp:
@@ -717,13 +810,13 @@ def _append_rows(path: str, block: np.ndarray, sync: bool, header: Header | None
                 new_shape, header.dtype, False, length=header.offset, version=header.version
             )
         except ValueError:  # no room to grow (a foreign file): rewrite it once with room
+            header = regrow_file(path, header, sync=sync, dir_fd=dir_fd, src_fd=fd)
             os.close(fd)
             fd = -1
-            header = regrow_file(path, header, sync=sync)
             new_header = build_header(
                 new_shape, header.dtype, False, length=header.offset, version=header.version
             )
-            fd = os.open(path, os.O_RDWR)
+            fd = _fsutil.open_file(path, os.O_RDWR, dir_fd=dir_fd)
             size = os.fstat(fd).st_size
         end = header.expected_size
         if size > end:
@@ -744,25 +837,36 @@ def _append_rows(path: str, block: np.ndarray, sync: bool, header: Header | None
     return Header(new_shape, header.dtype, False, header.version, header.offset)
 
 
-def fsync_file(path: str | os.PathLike) -> None:
-    """fsync a file by path (after writes made without ``sync``)."""
-    fd = os.open(path, os.O_RDONLY)
+def fsync_file(path: str | os.PathLike, *, dir_fd: int | None = None) -> None:
+    """fsync a file by path (after writes made without ``sync``); never opens a FIFO."""
+    fd = _fsutil.open_file(path, os.O_RDONLY, dir_fd=dir_fd, follow=True)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
 
 
-def resize_rows(path: str | os.PathLike, n: int, *, sync: bool = True) -> Header:
+def resize_rows(
+    path: str | os.PathLike, n: int, *, sync: bool = True, dir_fd: int | None = None
+) -> Header:
     """Set ``shape[0]`` of ``path`` to ``n`` (grow with zeros, or shrink).
 
     Growing is in place: the file is extended with zeros (blocks reserved, see :func:`reserve`)
     before the header is rewritten, so a crash leaves the old, valid shape.  Shrinking rewrites
     the kept rows into a new file that replaces the old one atomically: truncating in place would
     pull pages out from under live memory maps (SIGBUS in any process still reading the old rows).
+    ``dir_fd``: the open directory holding ``path``; the file is opened ``O_NOFOLLOW``.
     """
     path = os.fspath(path)
-    with open(path, "rb") as fp:
+    fd = _fsutil.open_file(path, os.O_RDWR, dir_fd=dir_fd)
+    try:
+        return _resize_rows(path, n, sync, dir_fd, fd)
+    finally:
+        os.close(fd)
+
+
+def _resize_rows(path: str, n: int, sync: bool, dir_fd: int | None, fd: int) -> Header:
+    with open(fd, "rb", closefd=False) as fp:
         header = read_header(fp, path)
     if header.fortran_order or not header.shape:
         raise FormatError(f"{path}: only C-order arrays with at least one axis can be resized")
@@ -776,16 +880,18 @@ def resize_rows(path: str | os.PathLike, n: int, *, sync: bool = True) -> Header
 
         def write(fp: BinaryIO) -> None:
             fp.write(new_header)
-            _copy_bytes(path, header.offset, keep, fp, "while shrinking it")
+            _copy_bytes(path, header.offset, keep, fp, "while shrinking it", fd)
 
-        atomic_write(path, write, sync=sync)
+        atomic_write(path, write, sync=sync, dir_fd=dir_fd)
         return Header(new_shape, header.dtype, False, _version_of(new_header), len(new_header))
     try:
         build_header(new_shape, header.dtype, False, length=header.offset, version=header.version)
     except ValueError:
-        header = regrow_file(path, header, sync=sync)
+        header = regrow_file(path, header, sync=sync, dir_fd=dir_fd, src_fd=fd)
+        fd = _fsutil.open_file(path, os.O_RDWR, dir_fd=dir_fd)  # the new file
+    else:
+        fd = os.dup(fd)
     new = Header(new_shape, header.dtype, False, header.version, header.offset)
-    fd = os.open(path, os.O_RDWR)
     try:
         os.ftruncate(
             fd, header.expected_size

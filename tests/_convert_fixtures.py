@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,21 +30,21 @@ DAS_ATTRS = {
 }
 
 
-def make_zarr(path: Path, *, zarr_format: int = 3, chunk_rows: int = 500, seed: int = 0) -> dict:
-    """A DAS-like zarr store (as DAS's make_dataset writes them); returns the arrays."""
-    import zarr
+def make_zarr(path: Path, *, zarr_format: int | None = None, chunk_rows: int = 500,
+              seed: int = 0) -> dict:
+    """A DAS-like zarr store (as DAS's make_dataset writes them) in ``zarr_format`` (zarr's
+    own default when None); returns the arrays."""
+    from _zarr import create_array, open_group
 
     arrays = das_arrays(seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        root = zarr.open_group(str(path), mode="w", zarr_format=zarr_format)
-        root.attrs.update(DAS_ATTRS)
-        for split, members in arrays.items():
-            g = root.create_group(split)
-            for name, value in members.items():
-                a = g.create_array(name, shape=value.shape, dtype=value.dtype,
-                                   chunks=(chunk_rows,) + value.shape[1:])
-                a[:] = value
+    root = open_group(path, zarr_format)
+    root.attrs.update(DAS_ATTRS)
+    for split, members in arrays.items():
+        g = root.create_group(split)
+        for name, value in members.items():
+            a = create_array(g, name, shape=value.shape, dtype=value.dtype,
+                             chunks=(chunk_rows,) + value.shape[1:])
+            a[:] = value
     return arrays
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 
@@ -15,7 +13,10 @@ from _convert_fixtures import DAS_ATTRS, make_hdf5, make_npydir, make_zarr
 
 zarr = pytest.importorskip("zarr")
 h5py = pytest.importorskip("h5py")
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
+from _zarr import create_array, needs_zarr3, open_group  # noqa: E402
+
+pytestmark = [pytest.mark.zarr,
+              pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")]
 
 
 def _zip(tmp_path):
@@ -23,16 +24,14 @@ def _zip(tmp_path):
 
     make_zarr(tmp_path / "dir.zarr", zarr_format=2)
     store = ZipStore(tmp_path / "d.zarr.zip", mode="w")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        src = zarr.open_group(str(tmp_path / "dir.zarr"), mode="r")
-        dst = zarr.open_group(store, mode="w", zarr_format=2)
-        dst.attrs.update(src.attrs.asdict())
-        for split in ("train", "val"):
-            g = dst.create_group(split)
-            for name, arr in src[split].arrays():
-                out = g.create_array(name, shape=arr.shape, dtype=arr.dtype, chunks=arr.chunks)
-                out[:] = arr[:]
+    src = open_group(tmp_path / "dir.zarr", mode="r")
+    dst = open_group(store, 2)
+    dst.attrs.update(src.attrs.asdict())
+    for split in ("train", "val"):
+        g = dst.create_group(split)
+        for name, arr in src[split].arrays():
+            out = create_array(g, name, shape=arr.shape, dtype=arr.dtype, chunks=arr.chunks)
+            out[:] = arr[:]
     store.close()
     return tmp_path / "d.zarr.zip"
 
@@ -44,9 +43,11 @@ MAKERS = {
     "d.zarr.zip": _zip,
     "d.h5": lambda p: make_hdf5(p / "d.h5") and p / "d.h5",
 }
+#: the makers' names; the format 3 store is skipped under zarr 2
+NAMES = [pytest.param(n, marks=needs_zarr3) if n == "d.zarr" else n for n in MAKERS]
 
 
-@pytest.mark.parametrize("name", list(MAKERS))
+@pytest.mark.parametrize("name", NAMES)
 def test_load_every_backend_same_structure(tmp_path, name):
     path = MAKERS[name](tmp_path)
     with npydir.load(path) as data:
@@ -84,7 +85,7 @@ def test_hdf5_dataset_close(tmp_path):
         x[0]
 
 
-@pytest.mark.parametrize("name", ["d.npy", "d.zarr", "d.h5"])
+@pytest.mark.parametrize("name", ["d.npy", "d2.zarr", "d.h5"])
 def test_suffix_selection_as_das(tmp_path, name):
     path = MAKERS[name](tmp_path)
     data = npydir.load(path, y_suffix="pulse")

@@ -16,7 +16,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("suite", ["bench_batches.py", "bench_store.py"])
+@pytest.mark.parametrize(
+    "suite", ["bench_batches.py", "bench_store.py", "bench_limit.py", "bench_frameworks.py"]
+)
 def test_benchmark_suite_runs(tmp_path, suite):
     env = dict(
         os.environ,
@@ -25,6 +27,7 @@ def test_benchmark_suite_runs(tmp_path, suite):
         NPYDIR_BENCH_BATCHES="5",
         NPYDIR_BENCH_COLD_BATCHES="2",
         NPYDIR_BENCH_APPENDS="5",
+        NPYDIR_BENCH_FIT_STEPS="2",
         NPYDIR_BENCH_DIR=str(tmp_path),
     )
     proc = subprocess.run(

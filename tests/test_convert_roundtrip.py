@@ -18,6 +18,8 @@ from _convert_fixtures import assert_same_tree, tree_of
 
 pytest.importorskip("zarr")
 pytest.importorskip("h5py")
+from _zarr import needs_zarr3  # noqa: E402
+
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning")
 
 DTYPES = st.sampled_from(["<f2", "<f4", ">f8", "<i1", "<u2", ">i4", "<i8", "?", "<c8",
@@ -76,7 +78,8 @@ NEGATIVE_ZEROS = {
 }
 
 
-@pytest.mark.parametrize("via", ["b.zarr", "b2.zarr", "b.h5"])
+@pytest.mark.parametrize("via", [pytest.param("b.zarr", marks=[pytest.mark.zarr, needs_zarr3]),
+                                 pytest.param("b2.zarr", marks=pytest.mark.zarr), "b.h5"])
 @settings(max_examples=15)
 @given(tree=trees())
 @example(tree=NEGATIVE_ZEROS)

@@ -40,7 +40,8 @@ def _check(loaded):
     assert labels == ["noise", "pulse"]
 
 
-@pytest.mark.parametrize("name", ["d.npy", "d.zarr", "d.h5"])
+@pytest.mark.parametrize("name", ["d.npy", pytest.param("d.zarr", marks=pytest.mark.zarr),
+                                  "d.h5"])
 def test_save_nested_any_depth_with_attrs(tmp_path, name):
     pytest.importorskip("zarr")
     pytest.importorskip("h5py")
@@ -64,6 +65,7 @@ def test_save_das_compat_writes_attrs_npy(tmp_path):
     assert not (tmp_path / "plain.npy" / "attrs.npy").exists()
 
 
+@pytest.mark.zarr
 def test_save_streams_lazy_arrays(tmp_path):
     pytest.importorskip("zarr")
     arrays = make_zarr(tmp_path / "d.zarr", chunk_rows=100)

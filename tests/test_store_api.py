@@ -410,7 +410,7 @@ def test_unsynced_appends_are_fsynced_on_flush_and_close(store, monkeypatch):
     from npydir import npyfile
 
     synced = []
-    monkeypatch.setattr(npyfile, "fsync_file", lambda p: synced.append(p))
+    monkeypatch.setattr(npyfile, "fsync_file", lambda p, **kw: synced.append(p))
     root = npydir.open(store, "w")
     x = root.create_dataset("x", shape=(0, 2), dtype="i4")
     y = root.create_dataset("y", shape=(0,), dtype="i4")

@@ -218,7 +218,7 @@ def test_full_disk_during_atomic_write(tmp_path, monkeypatch):
 
         real_write = npyfile.atomic_write
 
-        def failing(path, write, sync=True):
+        def failing(path, write, sync=True, **kwargs):
             def half(fp):
                 fp.write(b"partial")
                 raise OSError(errno.ENOSPC, "No space left on device")
@@ -283,7 +283,7 @@ def test_interrupted_move_of_an_array_loses_nothing(tmp_path, monkeypatch, crash
         r["a/x"].attrs["unit"] = "V"
         real_rename, real_unlink = os.rename, os.unlink
 
-        def crash(*args):
+        def crash(*args, **kwargs):
             raise KeyboardInterrupt("killed")
 
         # the move: link attrs, rename array, unlink old attrs name

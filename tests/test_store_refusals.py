@@ -223,3 +223,111 @@ def test_deep_and_long_keys(root):
     finally:  # never leave a tree pytest's own (recursive) cleanup cannot remove
         if (root.filename / "d").exists():
             _rmtree(root.filename / "d")
+
+
+def _key_of_length(root, total: int) -> str:
+    """A group key whose directory path is ``total`` bytes long (components of 200 bytes)."""
+    base = len(os.fsencode(str(root.filename)))
+    n = (total - base) // 200
+    key = "/".join(["g" * 199] * n)
+    rest = total - base - n * 200 - 1
+    return key + "/" + "h" * rest if rest > 0 else key
+
+
+def test_paths_near_path_max_work_or_are_refused_up_front(root):
+    """Every group path is either refused by the name rules, naming the path and the limit, or
+    every file npydir writes for it (attrs, arrays, their temp files) can be written."""
+    from npydir.group import MAX_PATH_BYTES, _rmtree
+
+    worked = refused = 0
+    try:
+        for total in range(MAX_PATH_BYTES - 60, MAX_PATH_BYTES + 1):
+            key = _key_of_length(root, total)
+            try:
+                g = root.create_group(key)
+            except InvalidNameError as exc:
+                msg = str(exc)
+                assert "PATH_MAX" in msg and str(MAX_PATH_BYTES) in msg and "\n" not in msg
+                assert str(root.filename) in msg  # names the path
+                refused += 1
+                continue
+            g.attrs["a"] = 1
+            try:
+                x = g.create_dataset("x", data=np.arange(3))
+            except InvalidNameError as exc:
+                assert "PATH_MAX" in str(exc)
+            else:
+                x.attrs["unit"] = "V"
+                x.append([3])
+                x.resize(2)
+                assert root[key + "/x"][:].tolist() == [0, 1]
+            assert root[key].attrs["a"] == 1
+            worked += 1
+            del root[key.split("/")[0]]
+    finally:
+        for n in os.listdir(root.filename):
+            if n.startswith("g"):
+                _rmtree(root.filename / n)
+    assert worked and refused
+
+
+def test_moving_a_group_below_path_max_is_checked_for_everything_inside(root):
+    from npydir.group import _rmtree
+
+    root.create_group("a/" + "b" * 200 + "/" + "c" * 200).attrs["deep"] = 1
+    far = _key_of_length(root, 3800)
+    root.create_group(far)
+    try:
+        with pytest.raises(InvalidNameError, match="PATH_MAX"):
+            root.move("a", far + "/a")
+        assert root["a/" + "b" * 200 + "/" + "c" * 200].attrs["deep"] == 1
+    finally:
+        _rmtree(root.filename / far.split("/")[0])
+
+
+def test_copying_a_group_into_itself_is_refused_and_leaves_nothing(root):
+    root["g/x"] = np.arange(3)
+    root["g"].attrs["a"] = 1
+    for key in ("g/inner", "g/a/b/c", "/g/inner"):
+        with pytest.raises(ValueError, match="into itself"):
+            root[key] = root["g"]
+    with pytest.raises(ValueError, match="into itself"):
+        root["g"]["inner"] = root  # the root holds every group
+    assert root.tree() == "/\n└── g\n    └── x (3,) int64"
+    root["copy"] = root["g"]  # a copy beside it is fine
+    assert root["copy/x"][:].tolist() == [0, 1, 2] and root["copy"].attrs["a"] == 1
+    loop: dict = {"x": np.arange(2)}
+    loop["self"] = loop
+    with pytest.raises(ValueError, match="contains itself"):
+        root["loop"] = loop
+    with pytest.raises(UnsupportedDTypeError):  # fails half-way: the partial copy is removed
+        root["new/deep/half"] = {"a": np.arange(2), "b": {"c": np.array([object()])}}
+    assert sorted(root) == ["copy", "g"]
+
+
+def test_ints_beyond_the_4300_digit_bound_are_refused_naming_the_key(root):
+    INT_MAX_DIGITS = 4300  # the README's bound: Python's default int/str conversion limit
+    biggest = 10**INT_MAX_DIGITS - 1
+    root.attrs.update(big=biggest, small=-biggest)
+    assert root.attrs["big"] == biggest and root.attrs["small"] == -biggest
+    for value in (10**INT_MAX_DIGITS, -(10**INT_MAX_DIGITS), 1 << 100_000):
+        with pytest.raises(AttributeEncodingError, match=r"'huge\[0\]'.*4300 decimal digits"):
+            root.attrs["huge"] = [value]
+    assert "huge" not in root.attrs
+
+
+def test_a_store_path_near_path_max_is_refused_for_writing(tmp_path):
+    from npydir.group import MAX_PATH_BYTES, _rmtree
+
+    base = tmp_path / ("p" * 200)
+    parent = base
+    while len(os.fsencode(str(parent))) < MAX_PATH_BYTES - 240:
+        parent = parent / ("p" * 200)
+    parent.mkdir(parents=True)
+    try:
+        store = parent / ("s" * (MAX_PATH_BYTES - len(os.fsencode(str(parent))) - 20))
+        with pytest.raises(InvalidNameError, match="PATH_MAX") as exc:
+            npydir.open(store, "w")
+        assert "\n" not in str(exc.value) and not store.exists()
+    finally:
+        _rmtree(base)

@@ -19,7 +19,7 @@ torch = pytest.importorskip(
 )
 from torch.utils.data import DataLoader
 
-from npydir.torch import WindowDataset
+from npydir.torch import WORKERS_WARNING, WindowDataset
 
 
 @pytest.fixture(params=["memmap", "npydir"])
@@ -86,7 +86,6 @@ def test_ranks_and_workers_shard_disjointly(stored):
             seed=4,
             rank=rank,
             world_size=2,
-            as_tensors=False,
         )
         for (xb,) in DataLoader(ds, batch_size=None, num_workers=2):
             # random data: a window is identified by its first value
@@ -98,12 +97,12 @@ def test_ranks_and_workers_shard_disjointly(stored):
 
 def test_set_epoch_reaches_the_workers_and_idle_workers_are_fine(stored):
     x, _ = stored
-    ds = WindowDataset(x, window=500, batch_size=1000, seed=3, as_tensors=False)
+    ds = WindowDataset(x, window=500, batch_size=1000, seed=3)
     assert len(ds) == 5
     loader = DataLoader(ds, batch_size=None, num_workers=2)
-    first = [b[0] for b in loader]
+    first = [b[0].numpy() for b in loader]
     ds.set_epoch(1)
-    second = [b[0] for b in loader]
+    second = [b[0].numpy() for b in loader]
     assert len(first) == len(second) == 5
     assert not np.array_equal(first[0], second[0])
     ref = Batches(x, window=500, batch_size=1000, seed=3, prefetch=0)
@@ -111,7 +110,7 @@ def test_set_epoch_reaches_the_workers_and_idle_workers_are_fine(stored):
     for got, want in zip(second, ref):
         np.testing.assert_array_equal(got, want[0])
     # more workers than batches: the idle ones end at once
-    small = WindowDataset(x, window=10, batch_size=8000, shuffle=False, as_tensors=False)
+    small = WindowDataset(x, window=10, batch_size=8000, shuffle=False)
     assert len(small) == 1
     got = list(DataLoader(small, batch_size=None, num_workers=2))
     assert [len(b[0]) for b in got] == [4991]
@@ -123,8 +122,12 @@ def test_single_process_and_batches_argument(stored):
     ds = WindowDataset(b)
     got = next(iter(ds))
     np.testing.assert_array_equal(got[0].numpy(), b[0][0])
-    with pytest.raises(TypeError, match="takes no other Batches arguments"):
+    with pytest.raises(TypeError, match="takes no other Batches arguments, got window"):
         WindowDataset(b, window=3)
+    with pytest.raises(TypeError, match="got y, seed"):
+        WindowDataset(b, y, seed=1)
+    with pytest.raises(TypeError, match="window is required"):
+        WindowDataset(x, y)
 
 
 def test_import_npydir_does_not_import_torch():
@@ -155,3 +158,141 @@ def test_tensors_kept_from_recycled_batches_are_never_overwritten():
     assert len(kept) > 3
     for i, t in kept:
         np.testing.assert_array_equal(t.numpy(), want[i])
+
+
+# ------------------------------------------------------------------ the documented default
+
+
+def test_in_process_dataloader_yields_the_batches_without_warning(stored):
+    """The documented loop: DataLoader(ds, batch_size=None), no worker processes."""
+    x, y = stored
+    kw = {"window": 50, "batch_size": 24, "seed": 5, "y_window": True, "class_weights": [1, 2, 3]}
+    ds = WindowDataset(x, y, dtype="float32", **kw)
+    ds.set_epoch(2)
+    want = Batches(x, y, prefetch=0, **kw)
+    want.set_epoch(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = list(DataLoader(ds, batch_size=None))
+    assert len(got) == len(want) == len(ds)
+    for g, w in zip(got, want):
+        assert [t.dtype for t in g] == [torch.float32] * 3
+        for gt, wa in zip(g, w):
+            np.testing.assert_array_equal(gt.numpy(), wa)
+    # the same batches from the dataset itself, and numpy arrays with as_tensors=False
+    direct = WindowDataset(x, y, as_tensors=False, **kw)
+    direct.set_epoch(2)
+    for g, w in zip(direct, want):
+        assert all(type(a) is np.ndarray for a in g)
+        for ga, wa in zip(g, w):
+            np.testing.assert_array_equal(ga, wa)
+
+
+def test_signature_shows_every_batches_parameter():
+    """IDEs and type checkers see Batches' parameters, not **kwargs."""
+    import inspect
+
+    own = inspect.signature(WindowDataset).parameters
+    assert not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in own.values())
+    for name, p in inspect.signature(Batches).parameters.items():
+        assert name in own, name
+        if name in ("window", "rank", "world_size"):  # window: optional with a Batches as x
+            assert own[name].default is None  # rank/world_size: from torch.distributed
+        else:
+            assert own[name].default == p.default, name
+            assert own[name].annotation == p.annotation, name
+
+
+# ------------------------------------------------------------------ traps
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_dataloader_that_batches_again_is_refused(stored, workers):
+    """DataLoader(ds) (batch_size=1 by default) would stack each batch into [1, ...]."""
+    x, y = stored
+    ds = WindowDataset(x, y, window=16, batch_size=8, seed=0)
+    for loader in (DataLoader(ds, num_workers=workers), DataLoader(ds, batch_size=4)):
+        with pytest.raises(ValueError, match=r"DataLoader\(ds, batch_size=None\)"):
+            next(iter(loader))
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_numpy_batches_through_the_default_collate_are_refused(stored, workers):
+    """as_tensors=False, but DataLoader's default_convert turns them into tensors."""
+    x, y = stored
+    ds = WindowDataset(x, y, window=16, batch_size=8, seed=0, as_tensors=False)
+    with pytest.raises(ValueError, match=r"as_tensors=False.*for x, y in ds"):
+        next(iter(DataLoader(ds, batch_size=None, num_workers=workers)))
+    # what the message offers instead: an identity collate_fn keeps numpy arrays
+    got = next(iter(DataLoader(ds, batch_size=None, collate_fn=lambda b: b)))
+    assert all(type(a) is np.ndarray for a in got)
+    np.testing.assert_array_equal(got[0], Batches(x, y, window=16, batch_size=8, seed=0)[0][0])
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_persistent_workers_follow_set_epoch(stored, context):
+    """Workers that outlive an epoch read the epoch from shared memory: no silent repeat
+    of epoch 0."""
+    x, y = stored
+    kw = {"window": 40, "batch_size": 300, "seed": 9}
+    ds = WindowDataset(x, y, **kw)
+    loader = DataLoader(
+        ds, batch_size=None, num_workers=2, persistent_workers=True,
+        multiprocessing_context=context,
+    )  # fmt: skip
+    ref = Batches(x, y, prefetch=0, **kw)
+    for epoch in (0, 1, 2):
+        ds.set_epoch(epoch)
+        got = list(loader)
+        ref.set_epoch(epoch)
+        assert len(got) == len(ref)
+        for g, w in zip(got, ref):
+            np.testing.assert_array_equal(g[0].numpy(), w[0])
+            np.testing.assert_array_equal(g[1].numpy(), w[1])
+    assert not np.array_equal(got[0][0].numpy(), Batches(x, y, **kw)[0][0])
+
+
+def test_worker_processes_warn_with_the_cost(tmp_path):
+    """The first worker warns (in the worker, so a subprocess reads its stderr)."""
+    np.save(tmp_path / "x.npy", np.arange(3000, dtype="f4").reshape(-1, 3))
+    code = f"""
+import numpy as np
+from torch.utils.data import DataLoader
+from npydir.torch import WindowDataset
+if __name__ == "__main__":
+    x = np.load({str(tmp_path / "x.npy")!r}, mmap_mode="r")
+    ds = WindowDataset(x, window=10, batch_size=50, seed=0)
+    for context in ("fork", "spawn"):
+        n = sum(1 for _ in DataLoader(ds, batch_size=None, num_workers=2,
+                                       multiprocessing_context=context))
+        assert n == len(ds), n
+    n = sum(1 for _ in DataLoader(ds, batch_size=None))
+    print("in-process done")
+"""
+    script = tmp_path / "run.py"
+    script.write_text(code)
+    proc = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    warned = proc.stderr.count("in DataLoader worker processes")
+    assert warned == 2, proc.stderr  # worker 0 of each of the two loaders, not worker 1
+    assert " ".join(WORKERS_WARNING.split()) in " ".join(proc.stderr.split())
+    assert proc.stdout.strip() == "in-process done"
+
+
+def test_the_readme_torch_loop_runs(tmp_path, monkeypatch):
+    from _readme import python_block, small_das_store
+
+    code = python_block("### PyTorch")
+    assert "range(10)" in code
+    small_das_store(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        exec(compile(code.replace("range(10)", "range(2)"), "README.md", "exec"), namespace)
+    x, y = namespace["x"], namespace["y"]
+    assert x.dtype == y.dtype == torch.float32
+    assert x.shape == (32, 2, 4096) and y.shape == (32, 3, 4096)
+    assert namespace["loss"].requires_grad

@@ -339,7 +339,8 @@ def _remove_stale_builds(out: Path) -> None:
 
 
 def _safe_to_replace(out: Path) -> bool:
-    return out.is_dir() and ((out / "attrs.json").is_file() or (out / ".npydir.json").is_file())
+    return out.is_dir() and any((out / f).is_file() for f in ("attrs.json", ".npydir.json",
+                                                               ".zgroup"))
 
 
 def make_dataset(
@@ -374,7 +375,9 @@ def make_dataset(
         ``(audio, annotations, definitions)`` pairs or :class:`Recording` objects. Without an
         explicit definitions file, ``<stem>_definitions.csv`` beside the annotations is used.
     out : str or path-like
-        The store to create (by DAS convention a directory ending in ``.npy``).
+        The store to create: by DAS convention a directory ending in ``.npy``, or ``.zarr``
+        for zarr format 2 as DAS's own dataset maker writes it (what ``das.io.load`` reads;
+        built as an npydir store first, then converted).
     split : {"recording", "fraction"}
         ``"recording"``: whole recordings go to train, val or test (drawn with ``seed``;
         at least one to val, and one to test if ``test_fraction > 0``). ``"fraction"``: every
@@ -413,7 +416,7 @@ def make_dataset(
         Samples converted and appended per step (bounds memory).
     overwrite : bool, default False
         Replace an existing store at ``out`` (only if it is a store: a directory with
-        ``attrs.json`` or ``.npydir.json``).
+        ``attrs.json`` or ``.npydir.json``, or a zarr group).
     progress : bool, default False
         Show a tqdm progress bar over samples.
 
@@ -443,6 +446,11 @@ def make_dataset(
         )
     if block_samples < 1:
         raise ValueError(f"block_samples must be >= 1, found {block_samples}")
+    as_zarr = out.name.lower().endswith(".zarr")
+    if as_zarr:  # before the work: zarr is installed and writes format 2
+        from .._zarr_compat import check_format
+
+        check_format(2, f"make_dataset({str(out)!r})")
     x_dtype = np.dtype(x_dtype)
     y_dtype = np.dtype(y_dtype)
     if x_dtype.kind not in "fiu":
@@ -621,7 +629,12 @@ def make_dataset(
             }
             attrs["make_dataset"] = {k: v for k, v in settings.items() if v is not None}
             root.attrs.update(attrs)
-        if out.exists():  # checked above: overwrite=True and out is a store
+        if as_zarr:
+            from .._convert_zarr import write_das_zarr
+
+            write_das_zarr(tmp, out, overwrite=overwrite, progress=progress)
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif out.exists():  # checked above: overwrite=True and out is a store
             # move the old store aside first, so `out` is missing only between two renames
             old = out.parent / f".{out.name}{_OLD_TAG}{os.getpid()}"
             os.replace(out, old)

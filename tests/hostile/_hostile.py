@@ -26,6 +26,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -87,24 +88,51 @@ def run_json(args: list[str], *, timeout: float, env: dict | None = None) -> Any
     A crash (signal), a hang (timeout) or a non-zero exit is an AssertionError carrying the
     child's stderr (faulthandler prints the Python stack of a segfault there).
     """
-    cmd = [sys.executable, "-X", "faulthandler", *args]
+    return run_json_parallel([args], timeout=timeout, env=env)[0]
+
+
+def run_json_parallel(
+    arg_lists: list[list[str]], *, timeout: float, env: dict | None = None
+) -> list[Any]:
+    """Run several children as :func:`run_json` does, all at once (racing each other); return
+    their JSON results in order.  ``timeout`` is for all of them together."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-X", "faulthandler", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env or child_env(),
+            cwd=str(REPO),
+        )
+        for args in arg_lists
+    ]
+    deadline = time.monotonic() + timeout
+    results = []
     try:
-        proc = subprocess.run(
-            cmd, capture_output=True, timeout=timeout, env=env or child_env(), cwd=str(REPO)
-        )
-    except subprocess.TimeoutExpired as exc:
-        err = (exc.stderr or b"").decode(errors="replace")[-4000:]
-        raise AssertionError(
-            f"child hung for more than {timeout} s: {' '.join(args)}\n{err}"
-        ) from None
-    out = proc.stdout.decode(errors="replace")
-    err = proc.stderr.decode(errors="replace")
-    if proc.returncode != 0:
-        how = (
-            f"killed by signal {-proc.returncode}"
-            if proc.returncode < 0
-            else f"exit {proc.returncode}"
-        )
+        for args, proc in zip(arg_lists, procs):
+            try:
+                out, err = proc.communicate(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                _, err = proc.communicate()
+                raise AssertionError(
+                    f"child hung for more than {timeout} s: {' '.join(args)}\n"
+                    + err.decode(errors="replace")[-4000:]
+                ) from None
+            results.append(_json_result(args, proc.returncode, out, err))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return results
+
+
+def _json_result(args: list[str], returncode: int, out_b: bytes, err_b: bytes) -> Any:
+    out = out_b.decode(errors="replace")
+    err = err_b.decode(errors="replace")
+    if returncode != 0:
+        how = f"killed by signal {-returncode}" if returncode < 0 else f"exit {returncode}"
         raise AssertionError(
             f"child {how}: {' '.join(args)}\nstdout:\n{out[-2000:]}\nstderr:\n{err[-6000:]}"
         )

@@ -17,6 +17,7 @@ writes again once there is room.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import subprocess
 import sys
@@ -133,10 +134,15 @@ def test_full_disk(small_tmpfs):
 
 def _run_python(code: str) -> subprocess.CompletedProcess:
     """Run ``code`` in a child interpreter (faulthandler on), so a crash kills only the child."""
+    return _run_python_args(code)
+
+
+def _run_python_args(code: str, *args: str) -> subprocess.CompletedProcess:
+    """:func:`_run_python` with ``sys.argv[1:]`` set to ``args``."""
     return subprocess.run(
-        [sys.executable, "-X", "faulthandler", "-c", code],
+        [sys.executable, "-X", "faulthandler", "-c", code, *args],
         capture_output=True,
-        timeout=120,
+        timeout=240,
         env=_hostile.child_env(),
     )
 
@@ -212,3 +218,94 @@ def test_disk_errors_name_the_file(tmp_path):
     assert failed
     unnamed = [f"{r['step']}: {r['message']}" for r in failed if str(store) not in r["message"]]
     assert not unnamed, "errors that do not name the store file:\n" + "\n".join(unnamed)
+
+
+CONVERT_ON_A_FULL_DISK = """
+import json, os, shutil, sys, warnings
+warnings.simplefilter("ignore")
+import numpy as np, npydir
+
+src, mnt, name, sizes = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+dst = os.path.join(mnt, name)
+journal = os.path.join(mnt, f".{name}.partial.journal")
+options = dict(progress=False, threads=1, journal_interval=0, memory_budget=4 * 160_000)
+
+
+def blocks():
+    try:
+        with open(journal) as fh:
+            return sum('"a":' in line for line in fh)
+    except FileNotFoundError:
+        return 0
+
+
+def fill(free_kib):
+    with open(os.path.join(mnt, "filler"), "wb") as fh:
+        try:
+            while True:
+                fh.write(b"x" * 65536)
+                fh.flush()
+        except OSError:
+            pass
+    size = os.path.getsize(os.path.join(mnt, "filler"))
+    os.truncate(os.path.join(mnt, "filler"), max(0, size - free_kib * 1024))
+
+
+expected = npydir.load(src)["train"]["x"][...]
+out = []
+for free in [int(s) for s in sys.argv[4].split(",")]:
+    for entry in os.listdir(mnt):
+        path = os.path.join(mnt, entry)
+        shutil.rmtree(path) if os.path.isdir(path) else os.unlink(path)
+    fill(free)
+    r = {"free_kib": free}
+    try:
+        npydir.convert(src, dst, **options)
+        r["first"] = "ok"
+    except Exception as exc:
+        r.update(first=type(exc).__name__, errno=getattr(exc, "errno", None),
+                 message=str(exc), journalled=blocks())
+    os.unlink(os.path.join(mnt, "filler"))  # room again
+    try:
+        report = npydir.convert(src, dst, **options)
+        with npydir.load(dst) as data:
+            same = np.asarray(data["train"]["x"][...]).tobytes() == expected.tobytes()
+        r.update(retry="ok", skipped=report.blocks_skipped, same=same)
+    except Exception as exc:
+        r["retry"] = f"{type(exc).__name__}: {exc}"
+    r["left"] = sorted(os.listdir(mnt))
+    out.append(r)
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("dst_name", ["d.npy", "d.zarr", "d.h5"])
+def test_conversion_on_a_full_disk_names_the_file_and_the_retry_resumes(tmp_path, dst_name):
+    """convert onto a full disk, at several levels of fullness (nothing left, a few KiB, a few
+    blocks' worth): ENOSPC as one line naming the file it could not write (the journal, the
+    partial result, a file inside it), no lock or descriptor kept, so once there is room the
+    same call in the same process goes on -- skipping every block journalled before -- and
+    the result has the source's bytes.  Nothing else is left on the disk."""
+    h5py = pytest.importorskip("h5py")
+    if dst_name.endswith(".zarr"):
+        pytest.importorskip("zarr")
+    src = tmp_path / "src.h5"
+    data = np.random.default_rng(5).standard_normal((100_000, 4)).astype("f4")
+    with h5py.File(src, "w") as f:
+        f.create_dataset("train/x", data=data, chunks=(10_000, 4))
+    sizes = "0,1,2,4,8,16,64,512"
+    with _mounts.tmpfs(tmp_path / "mnt", "4m") as mnt:
+        out = _run_python_args(CONVERT_ON_A_FULL_DISK, str(src), str(mnt), dst_name, sizes)
+    assert out.returncode == 0, out.stderr.decode()[-3000:]
+    results = json.loads(out.stdout.decode().strip().splitlines()[-1])
+    for r in results:
+        assert r["first"] == "OSError" and r["errno"] == errno.ENOSPC, r
+        assert str(mnt) in r["message"] and "\n" not in r["message"], r
+        assert r["retry"] == "ok" and r["same"], r
+        assert r["skipped"] == r["journalled"], r  # resumed from what was journalled
+        assert r["left"] == [dst_name], r
+    resumed = sum(r["journalled"] > 0 for r in results)
+    _hostile.record("disk/convert", f"full-disk levels / resumed after freeing ({dst_name})",
+                    f"{len(results)} / {resumed}")
+    if not dst_name.endswith(".npy"):  # npydir reserves every array's blocks up front
+        assert resumed > 0
