@@ -93,3 +93,22 @@ def _read_in_child(x) -> str:
     except ConnectionError as exc:
         return str(exc)
     return "no error"
+
+
+def test_keras_window_dataset(remote, local_store):
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    pytest.importorskip("keras", reason="keras (with a backend) is not installed")
+    from npydir.keras import WindowDataset
+
+    r, loc = _pairs(remote, local_store)
+    kw = dict(window=64, batch_size=128, seed=2, first=0, last=3000)
+    got = WindowDataset(r["train/x"], r["train/y"], **kw)
+    want = WindowDataset(loc["train/x"], loc["train/y"], **kw)
+    assert len(got) == len(want)
+    for i in range(len(want)):  # in order: the prefetching path
+        for a, b in zip(got[i], want[i]):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    for a, b in zip(got[3], want[3]):  # out of order: a direct read
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
