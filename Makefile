@@ -24,6 +24,7 @@ $(STAMP): $(BIN)/python pyproject.toml setup.py
 	$(BIN)/python -m pip install --quiet "keras>=3" || echo "npydir: keras not installable here; keras tests will be skipped"
 	$(BIN)/python -m pip install --quiet "atheris>=2.3" || echo "npydir: atheris not installable here; its fuzz runs will be skipped"
 	$(BIN)/python -m pip install --quiet "tensorstore>=0.1.60" || echo "npydir: tensorstore not installable here; its bench row will be skipped"
+	$(BIN)/python -m pip install --quiet "obstore>=0.6" "moto[server]>=5" "s3fs" || echo "npydir: obstore/moto not installable here; remote tests will be skipped"
 	$(BIN)/python -m pip install --quiet --no-build-isolation -e ".[all,test]"
 	touch $(STAMP)
 

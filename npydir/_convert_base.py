@@ -119,21 +119,25 @@ class Source:
 
 def open_source(spec: tuple) -> Source:
     """Open a source from its picklable ``spec`` (used locally and on Dask workers):
-    ``(kind, path)`` or ``(kind, path, allow_external)`` (see :func:`npydir.convert`)."""
+    ``(kind, path)``, ``(kind, path, allow_external)`` or, for a remote source,
+    ``(kind, url, allow_external, storage_options)`` (see :func:`npydir.convert`)."""
     kind, path = spec[0], spec[1]
     allow_external = bool(spec[2]) if len(spec) > 2 else False
+    options = spec[3] if len(spec) > 3 else None  # storage_options of a remote source
     if kind == "zarr":
         from ._convert_zarr import ZarrSource
 
-        return ZarrSource(path, allow_external=allow_external)
+        return ZarrSource(path, allow_external=allow_external, storage_options=options)
     if kind == "hdf5":
         from ._convert_hdf5 import Hdf5Source
 
+        if options is not None:
+            raise ConversionError(f"{path}: HDF5 sources are read from local files only")
         return Hdf5Source(path, allow_external=allow_external)
     if kind == "npydir":
         from ._convert_npydir import NpydirSource
 
-        return NpydirSource(path)
+        return NpydirSource(path, options)
     raise ConversionError(f"unknown source kind {kind!r}")
 
 

@@ -24,7 +24,7 @@ from .errors import InvalidNameError
 def _is_group(obj) -> bool:
     from .group import Group
 
-    return isinstance(obj, Group)
+    return isinstance(obj, Group) or type(obj).__name__ == "RemoteGroup"
 
 
 class NpydirSource(Source):
@@ -32,12 +32,14 @@ class NpydirSource(Source):
 
     kind = "npydir"
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, storage_options: dict | None = None):
         from .group import open as open_store
 
         self.path = os.fspath(path)
         self.spec = ("npydir", self.path)
-        self.root = open_store(self.path, "r")
+        if storage_options is not None:  # a remote store: workers open it with the same options
+            self.spec += (storage_options,)
+        self.root = open_store(self.path, "r", storage_options=storage_options)
         self._arrays: dict[str, Any] = {}
 
     def nodes(self) -> Iterator[Node]:

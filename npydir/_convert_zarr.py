@@ -24,9 +24,21 @@ from ._optional import require
 from .errors import ConversionError, StoreNotFoundError
 
 
-def open_zarr_group(path: str | os.PathLike, mode: str = "r"):
-    """Open a zarr group (format 2 or 3) in a directory or a ``.zip`` file."""
+def open_zarr_group(path: str | os.PathLike, mode: str = "r", storage_options: dict | None = None):
+    """Open a zarr group (format 2 or 3) in a directory or a ``.zip`` file, or read-only at an
+    ``s3://``/``http(s)://`` URL (through fsspec, with fsspec's ``storage_options``)."""
     path = os.fspath(path)
+    from .remote._url import fsspec_options, is_remote_url
+
+    if is_remote_url(path):
+        try:
+            return _zc.zarr_module().open_group(
+                path, mode="r", storage_options=fsspec_options(storage_options)
+            )
+        except FileNotFoundError:
+            raise StoreNotFoundError(f"zarr store {path!r} does not exist") from None
+        except Exception as exc:  # zarr and fsspec raise several types for a non-store
+            raise ConversionError(f"{path!r} is not a readable zarr store: {exc}") from exc
     if not os.path.exists(path):
         raise StoreNotFoundError(f"zarr store {path!r} does not exist")
     return _zc.open_group(path, mode)
@@ -100,11 +112,14 @@ class ZarrSource(Source):
 
     kind = "zarr"
 
-    def __init__(self, path: str | os.PathLike, *, allow_external: bool = False):
+    def __init__(self, path: str | os.PathLike, *, allow_external: bool = False,
+                 storage_options: dict | None = None):
         self.path = os.fspath(path)
         self.allow_external = allow_external
         self.spec = ("zarr", self.path, allow_external)
-        self.root = open_zarr_group(self.path)
+        if storage_options is not None:  # a remote store: workers open it with the same options
+            self.spec += (storage_options,)
+        self.root = open_zarr_group(self.path, storage_options=storage_options)
         self._arrays: dict[str, Any] = {}
         self._foreign = ({} if allow_external or not os.path.isdir(self.path)
                          else foreign_entries(self.path))

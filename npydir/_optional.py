@@ -22,6 +22,9 @@ EXTRAS = {
     "dask": "dask",
     "dask.distributed": "dask",
     "distributed": "dask",
+    "obstore": "remote",
+    "obstore.store": "remote",
+    "obstore.exceptions": "remote",
 }
 
 

@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from ._convert_base import EXTENSIONS, backend_of
-from .errors import AlreadyExistsError, ConversionError, MemberNotFoundError, StoreNotFoundError
+from .errors import (
+    AlreadyExistsError,
+    ConversionError,
+    MemberNotFoundError,
+    StoreNotFoundError,
+    UnknownBackendError,
+)
 
 __all__ = ["Dataset", "load", "save"]
 
@@ -64,7 +70,13 @@ def _missing(path: str) -> StoreNotFoundError:
     return StoreNotFoundError(f"dataset {path!r} does not exist{hint}")
 
 
-def load(path: str | os.PathLike, x_suffix: str = "", y_suffix: str = "") -> Dataset:
+def load(
+    path: str | os.PathLike,
+    x_suffix: str = "",
+    y_suffix: str = "",
+    *,
+    storage_options: dict | None = None,
+) -> Dataset:
     """Open a dataset for training: a ``.npy`` store, a ``.zarr`` store or an ``.h5`` file.
 
     Parameters
@@ -78,6 +90,9 @@ def load(path: str | os.PathLike, x_suffix: str = "", y_suffix: str = "") -> Dat
         ``x_<x_suffix>`` as ``x``; the attrs ``class_names_<y_suffix>``/``class_types_<y_suffix>``
         (when both exist) become ``class_names``/``class_types`` and
         ``samplerate_x_<x_suffix>_Hz`` becomes ``samplerate_x_Hz``.
+    storage_options : dict, optional
+        For a ``s3://`` or ``http(s)://`` URL (an npydir store, read by byte ranges, or a
+        zarr store, through fsspec): credentials and endpoint in fsspec/s3fs's names.
 
     Returns
     -------
@@ -93,6 +108,12 @@ def load(path: str | os.PathLike, x_suffix: str = "", y_suffix: str = "") -> Dat
     MemberNotFoundError
         A non-empty suffix was asked for but no split has ``x_<suffix>``/``y_<suffix>``.
     """
+    from .remote._url import is_remote_url
+
+    if is_remote_url(path):
+        return _load_remote(str(path), x_suffix, y_suffix, storage_options)
+    if storage_options is not None:
+        raise ValueError(f"storage_options is for s3:// and http(s):// URLs, not {path!r}")
     path = os.path.normpath(os.fspath(path))
     kind = backend_of(path, role="dataset")
     if not os.path.exists(path):
@@ -108,10 +129,27 @@ def load(path: str | os.PathLike, x_suffix: str = "", y_suffix: str = "") -> Dat
     return data
 
 
-def _load_npydir(path: str) -> Dataset:
+def _load_remote(url: str, x_suffix: str, y_suffix: str, options: dict | None) -> Dataset:
+    """:func:`load` of a store at a URL: npydir stores natively, zarr through fsspec."""
+    kind = backend_of(url.rstrip("/"), role="dataset")
+    if kind == "npydir":
+        data = _load_npydir(url, options)
+    elif kind == "zarr":
+        data = _load_zarr(url, options)
+    else:
+        raise UnknownBackendError(
+            f"dataset {url!r}: HDF5 files are read from local paths only; copy it first or "
+            f"convert it to an npydir store"
+        )
+    if x_suffix or y_suffix:
+        _select(data, x_suffix, y_suffix, url)
+    return data
+
+
+def _load_npydir(path: str, storage_options: dict | None = None) -> Dataset:
     from .group import open as open_store
 
-    root = open_store(path, "r")
+    root = open_store(path, "r", storage_options=storage_options)
 
     def walk(group) -> Dataset:
         out = Dataset(attrs=dict(group.attrs))
@@ -125,11 +163,11 @@ def _load_npydir(path: str) -> Dataset:
     return data
 
 
-def _load_zarr(path: str) -> Dataset:
+def _load_zarr(path: str, storage_options: dict | None = None) -> Dataset:
     from . import _zarr_compat as zc
     from ._convert_zarr import decode_json_attrs, open_zarr_group
 
-    root = open_zarr_group(path)
+    root = open_zarr_group(path, storage_options=storage_options)
 
     def walk(group, where: str) -> Dataset:
         attrs, _ = decode_json_attrs(group.attrs.asdict(), f"{path}:/{where}")

@@ -145,9 +145,15 @@ class _Source:
         return f"{self.name} ({where})" if where else self.name
 
     @property
+    def remote(self) -> bool:
+        """Whether the data is in object storage (:mod:`npydir.remote`)."""
+        return getattr(self.obj, "_npydir_remote", False)
+
+    @property
     def array(self) -> np.ndarray:
         if self._array is None:
-            arr = np.asarray(self.obj)
+            # a remote array stays itself: windows and target rows come by byte ranges
+            arr = self.obj if self.remote else np.asarray(self.obj)
             if arr.ndim == 0:
                 raise ValueError(f"Batches: {self.name} must have a samples axis, got a scalar")
             self._array = arr
@@ -942,7 +948,7 @@ class Batches:
         itself always issues the ``madvise`` calls, which costs more than a small window's
         copy on the warm path, so it is used only with ``advise=True``.
         """
-        if self.advise is False:
+        if self.advise is False or self._x.remote:
             return _no_advice
         flat = self._flat(self._x.array)
         window = self.window
@@ -966,6 +972,8 @@ class Batches:
         batches above ``_GROUP_BYTES // 2``."""
         if self.prefetch <= 1:
             return max(1, self.prefetch)
+        if self._x.remote:
+            return self.prefetch  # waiting on the network, not copying: fetch batches at once
         nbytes = self._batch_bytes()
         if nbytes > _GROUP_BYTES // 2:
             # Too big to travel in groups: one copier, and the kernel's own thread pool

@@ -153,6 +153,7 @@ def convert(
     journal_interval: float = 2.0,
     durable: bool = True,
     allow_external: bool = False,
+    storage_options: dict | None = None,
 ) -> ConversionReport:
     """Convert the dataset at ``src`` into ``dst``; backends are chosen by extension.
 
@@ -222,9 +223,16 @@ def convert(
     t0 = time.perf_counter()
     src_kind = backend_of(src, role="source")
     dst_kind = backend_of(dst, role="destination")
-    src_path = Path(os.path.abspath(os.fspath(src)))
+    from .remote._url import is_remote_url
+
+    remote = is_remote_url(src)  # s3:// or http(s):// source, read where it lies
+    if storage_options is not None and not remote:
+        raise ValueError(f"storage_options is for s3:// and http(s):// sources, not {src!r}")
+    if remote and verify:
+        raise ConversionError(f"verify=True re-reads the source; not supported for {src}")
+    src_path = Path(os.path.abspath(os.fspath(src))) if not remote else Path(str(src).rstrip("/"))
     dst_path = Path(os.path.abspath(os.path.normpath(os.fspath(dst))))
-    if not src_path.exists():
+    if not remote and not src_path.exists():
         raise StoreNotFoundError(f"source {os.fspath(src)!r} does not exist")
     if src_path == dst_path:
         raise ConversionError(f"source and destination are the same path {os.fspath(src)!r}")
@@ -253,14 +261,18 @@ def convert(
     report = ConversionReport(src=os.fspath(src), dst=os.fspath(dst))
     threads = max(1, threads or min(4, os.cpu_count() or 1))
     with DeferredInterrupt() as interrupt:
-        source = open_source((src_kind, str(src_path), allow_external))
+        if remote:
+            spec = (src_kind, str(src), allow_external, storage_options or {})
+        else:
+            spec = (src_kind, str(src_path), allow_external)
+        source = open_source(spec)
         try:
             nodes = []
             for node in source.nodes():
                 nodes.append(node)
                 interrupt.check()
-            plan, options = _plan_json(nodes, src_path, dst_kind, zarr_format, chunks,
-                                       compression)
+            plan, options = _plan_json(nodes, src if remote else src_path, dst_kind,
+                                       zarr_format, chunks, compression)
             refused = {n.path: n.reason for n in nodes if n.kind == "refused"}
             if strict and refused:
                 raise ConversionError(

@@ -87,3 +87,15 @@ class IncompatibleError(NpydirError, TypeError):
 
 class UnknownBackendError(NpydirError, ValueError):
     """A path's extension names no backend npydir reads or writes (the message lists them)."""
+
+
+class RemotePermissionError(NpydirError, PermissionError):
+    """The object store refused a read (HTTP 401/403): credentials or bucket policy."""
+
+
+class RemoteChangedError(NpydirError, OSError):
+    """A remote object changed (ETag or size) between reading its header and its data."""
+
+
+class RemoteUnavailableError(NpydirError, ConnectionError):
+    """A remote store did not answer, or answered with errors, after every retry."""

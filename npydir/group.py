@@ -141,6 +141,7 @@ def open(
     das_compat: bool = False,
     portable: bool = True,
     sync: bool = True,
+    storage_options: dict | None = None,
 ) -> Group:
     """Open a store and return its root :class:`Group`.
 
@@ -160,6 +161,9 @@ def open(
         fsync every write (the default).  ``False`` keeps the order of writes and the atomic
         renames -- a killed process still leaves a consistent store -- but not durability across
         a power loss; an fsync costs milliseconds on many disks (README.md, "Crash safety", has numbers).
+    storage_options : dict, optional
+        For ``s3://`` and ``http(s)://`` URLs only (read-only stores in object storage,
+        :mod:`npydir.remote`): credentials and endpoint in fsspec/s3fs's names.
 
     Returns
     -------
@@ -174,6 +178,13 @@ def open(
     """
     if mode not in MODES:
         raise ValueError(f"invalid mode {mode!r}; expected one of {', '.join(MODES)}")
+    if isinstance(path, str) and "://" in path:
+        from .remote import is_remote_url, open_remote
+
+        if is_remote_url(path):
+            return open_remote(path, mode, storage_options)  # type: ignore[return-value]
+    if storage_options is not None:
+        raise ValueError(f"storage_options is for s3:// and http(s):// URLs, not {path!r}")
     # absolute, so pickled arrays reopen from any working directory
     root = Path(os.path.abspath(os.fspath(path)))
     created = False

@@ -416,6 +416,13 @@ def gather_windows(
         ``SIGBUS`` this raises instead of letting it kill the interpreter; ``out`` is then
         partly written.  Plain numpy indexing of such a mapping cannot be protected this way.
     """
+    tx = type(x)
+    if tx is not np.memmap and tx is not np.ndarray and getattr(tx, "_npydir_remote", False):
+        # an array in object storage: byte-range requests instead of the kernel
+        from .remote import gather_remote
+
+        return gather_remote(x, starts, window, step=step, out=out, dtype=dtype, scale=scale,
+                             pad=pad, threads=threads)
     a, st, window, step, res, dt, scale = _prepare(
         x, starts, window, step, out, dtype, scale, pad, threads, check_starts=False
     )
@@ -505,10 +512,9 @@ def _gather_numpy(a, st, window, step, res, dt, scale, pad) -> np.ndarray:
     return res
 
 
-def _gather_indexed(a, st, window, step, res, dt, scale, pad) -> np.ndarray:
-    """NumPy fancy indexing with the kernel's row mapping: O(output), no padded copy of x."""
-    n = a.shape[0]
-    idx = st[:, None] + np.arange(0, window, step)
+def _map_rows(idx: np.ndarray, n: int, pad: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Rows of ``x`` (``n`` rows) that padded row indices ``idx`` read, as the kernel maps
+    them, and for ``pad="zero"`` the mask of indices outside (which read zeros)."""
     outside = None
     if pad == "zero":
         outside = (idx < 0) | (idx >= n)
@@ -522,6 +528,13 @@ def _gather_indexed(a, st, window, step, res, dt, scale, pad) -> np.ndarray:
             period = 2 * (n - 1)
             idx = np.mod(idx, period)
             idx = np.where(idx >= n, period - idx, idx)
+    return idx, outside
+
+
+def _gather_indexed(a, st, window, step, res, dt, scale, pad) -> np.ndarray:
+    """NumPy fancy indexing with the kernel's row mapping: O(output), no padded copy of x."""
+    n = a.shape[0]
+    idx, outside = _map_rows(st[:, None] + np.arange(0, window, step), n, pad)
     if n == 0:  # pad="zero" on an empty x
         windows = np.zeros(res.shape, dt)
     else:

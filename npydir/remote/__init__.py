@@ -1,0 +1,97 @@
+"""Read-only npydir stores in object storage (``s3://``) and on web servers (``http(s)://``).
+
+``npydir.open(url, storage_options=...)`` returns a :class:`RemoteGroup`; its arrays
+(:class:`RemoteArray`) have the read API of local ones, and :func:`npydir.gather_windows`,
+:class:`npydir.Batches` and the torch/keras adapters read their windows by byte ranges: one
+request per run of touching windows, dozens in flight.  docs/remote.md is the user guide.
+
+Needs the ``remote`` extra (obstore): ``pip install "npydir[remote]"``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..errors import FormatError, ReadOnlyError, StoreNotFoundError
+from ._nodes import MANIFEST, MANIFEST_FORMAT, MAX_ASARRAY_BYTES, RemoteGroup, RemoteStore
+from ._array import RemoteArray  # noqa: I001 - after _nodes, which it builds on
+from ._gather import gather_remote
+from ._url import is_remote_url
+
+__all__ = [
+    "MANIFEST",
+    "MAX_ASARRAY_BYTES",
+    "RemoteArray",
+    "RemoteGroup",
+    "gather_remote",
+    "is_remote_url",
+    "open_remote",
+    "write_manifest",
+]
+
+
+def open_remote(url: str, mode: str = "r", storage_options: dict | None = None) -> RemoteGroup:
+    """Open the store at ``url`` read-only and return its root group.
+
+    Parameters
+    ----------
+    url : str
+        ``s3://bucket/path/ds.npy`` or ``http(s)://host/path/ds.npy``.
+    mode : {"r"}
+        Remote stores are read-only; any other mode raises :class:`ReadOnlyError`.
+    storage_options : dict, optional
+        fsspec/s3fs names (``key``, ``secret``, ``token``, ``anon``, ``endpoint_url``,
+        ``client_kwargs``) and npydir's transfer settings; see docs/remote.md.
+
+    Raises
+    ------
+    ReadOnlyError
+        ``mode`` is not ``"r"``.
+    FileNotFoundError
+        Nothing is stored at ``url``.
+    PermissionError
+        The server refused the credentials (HTTP 401/403).
+    """
+    if mode != "r":
+        raise ReadOnlyError(
+            f"cannot open {url} with mode {mode!r}: remote stores are read-only (mode 'r'); "
+            f"write a local store and upload its files (aws s3 sync, rclone)"
+        )
+    store = RemoteStore(url, storage_options)
+    store.check_exists()
+    return RemoteGroup(store, ())
+
+
+def write_manifest(path: str | os.PathLike) -> Path:
+    """Write ``<store>/.npydir-manifest.json``: the list of the store's files and sizes.
+
+    An ``http(s)://`` server has no listing; with the manifest uploaded alongside, a remote
+    store lists its groups and arrays as a local one does.  Rewrite it after changing the
+    store.  S3 stores do not need it (the bucket listing is used).
+
+    Returns
+    -------
+    Path
+        The manifest written.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise StoreNotFoundError(f"store {root} does not exist or is not a directory")
+    files: dict[str, int] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            p = Path(dirpath) / name
+            if p.is_file():
+                files[p.relative_to(root).as_posix()] = p.stat().st_size
+    if not files:
+        raise FormatError(f"{root}: no files to list (not an npydir store?)")
+    target = root / MANIFEST
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(json.dumps({"format": MANIFEST_FORMAT, "version": 1, "files": files}))
+    os.replace(tmp, target)
+    return target
