@@ -275,7 +275,7 @@ def _mapped_file_name(*objs: Any) -> str:
     return "the file mapped by x"
 
 
-def _raise_mapping_shrank(x: Any, a: np.ndarray) -> None:
+def _raise_mapping_shrank(x: Any, a: np.ndarray) -> NoReturn:
     """The kernel caught a SIGBUS: x's file is now shorter than its mapping."""
     name = _mapped_file_name(x, a)
     raise OSError(
