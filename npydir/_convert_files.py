@@ -31,6 +31,7 @@ import stat
 import sys
 from pathlib import Path
 
+from ._fsutil import kind_of
 from .errors import ConversionError
 
 #: flags of every open of a conversion-owned name: never through a link, never blocking
@@ -51,20 +52,6 @@ def lstat(path: Path) -> os.stat_result | None:
         return os.lstat(path)
     except FileNotFoundError:
         return None
-
-
-def _kind(st: os.stat_result) -> str:
-    if stat.S_ISLNK(st.st_mode):
-        return "a symbolic link"
-    if stat.S_ISFIFO(st.st_mode):
-        return "a FIFO"
-    if stat.S_ISSOCK(st.st_mode):
-        return "a socket"
-    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
-        return "a device"
-    if stat.S_ISDIR(st.st_mode):
-        return "a directory"
-    return "a regular file"
 
 
 def open_regular(path: Path, flags: int, mode: int = 0o644, *, what: str) -> int:
@@ -90,7 +77,7 @@ def open_regular(path: Path, flags: int, mode: int = 0o644, *, what: str) -> int
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise ConversionError(f"{path}: is {_kind(st)}; expected {what} (a regular file)")
+            raise ConversionError(f"{path}: is {kind_of(st.st_mode)}; expected {what} (a regular file)")
         if st.st_nlink > 1:
             raise ConversionError(f"{path}: has {st.st_nlink} hard links; expected {what} "
                                   "with one name only")
@@ -110,7 +97,7 @@ def open_directory(path: Path, *, what: str) -> int:
     except OSError as exc:
         if exc.errno in (errno.ELOOP, errno.ENOTDIR):
             st = lstat(path)
-            found = _kind(st) if st is not None else "missing"
+            found = kind_of(st.st_mode) if st is not None else "missing"
             raise ConversionError(f"{path}: is {found}; expected {what} (a directory, "
                                   "never opened through a link)") from None
         raise
@@ -144,18 +131,6 @@ def remove(path: Path) -> None:
             os.unlink(path)
         except FileNotFoundError:
             pass
-
-
-def fsync_dir(path: Path) -> None:
-    """fsync a directory (its new and removed names); a failure to open it is ignored."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | SAFE)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _load_renameat2():

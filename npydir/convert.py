@@ -54,7 +54,6 @@ import numpy as np
 from ._convert_base import Node, backend_of, join, open_source
 from ._convert_files import (
     exchange,
-    fsync_dir,
     identity,
     is_empty,
     lstat,
@@ -67,6 +66,7 @@ from ._convert_interrupt import DeferredInterrupt
 from ._convert_journal import Journal
 from ._convert_values import LINKS, ORIGINAL_NAME, REFUSED, apply_transform
 from .errors import AlreadyExistsError, ConversionError, IntegrityError, StoreNotFoundError
+from .npyfile import fsync_dir
 
 __all__ = ["ConversionReport", "convert", "partial_path"]
 

@@ -332,27 +332,34 @@ def is_temp_name(name: str) -> bool:
     return name.startswith(".") and name.endswith(TEMP_SUFFIX)
 
 
+#: errnos of a file system that cannot fsync a directory: nothing to make durable there
+_FSYNC_UNSUPPORTED = frozenset(
+    getattr(errno, n) for n in ("EINVAL", "ENOTSUP", "EOPNOTSUPP", "EROFS") if hasattr(errno, n)
+)
+
+
 def fsync_dir(directory: str | os.PathLike, *, fd: int | None = None) -> None:
     """fsync a directory so a rename or creation in it is durable (no-op where unsupported).
 
-    ``fd``: the directory already open (then ``directory`` is not opened again).
+    ``fd``: the directory already open (then ``directory`` is not opened again).  A directory
+    that cannot be opened, or a file system that cannot fsync one, is skipped; an I/O error
+    of the fsync itself (the names may not be on the disk) is raised, naming the directory.
     """
-    if fd is not None:
+    own = fd is None
+    if own:
         try:
-            os.fsync(fd)
+            fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         except OSError:
-            pass
-        return
-    try:
-        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
+            return
     try:
         os.fsync(fd)
-    except OSError:
-        pass
+    except OSError as exc:
+        if exc.errno not in _FSYNC_UNSUPPORTED:
+            raise OSError(exc.errno, f"{exc.strerror} (fsync of the directory)",
+                          os.fspath(directory)) from None
     finally:
-        os.close(fd)
+        if own:
+            os.close(fd)
 
 
 def named_oserror(exc: OSError, path: str | os.PathLike) -> OSError:

@@ -355,3 +355,18 @@ def test_zero_itemsize_elements_allocate_nothing(tmp_path, dtype):
     path.write_bytes(npyfile.build_header((10**12,), np.dtype(dtype)))
     arr, _ = npyfile.open_memmap(path)
     assert arr.shape == (10**12,) and arr.strides == (0,) and not arr.flags.writeable
+
+
+def test_fsync_dir_skips_unsupported_file_systems_and_raises_io_errors(tmp_path, monkeypatch):
+    def failing(code):
+        def fsync(fd):
+            raise OSError(code, os.strerror(code))
+        return fsync
+
+    monkeypatch.setattr(os, "fsync", failing(errno.EINVAL))
+    npyfile.fsync_dir(tmp_path)  # a file system that cannot fsync a directory: nothing to do
+    monkeypatch.setattr(os, "fsync", failing(errno.EIO))
+    with pytest.raises(OSError, match="fsync of the directory") as err:
+        npyfile.fsync_dir(tmp_path)
+    assert err.value.errno == errno.EIO and err.value.filename == str(tmp_path)
+    npyfile.fsync_dir(tmp_path / "missing")  # cannot be opened: skipped
