@@ -246,32 +246,31 @@ def _prepare(x, starts, window, step, out, dtype, scale, pad, threads, check_sta
     return a, st, window, step, out, dt, scale
 
 
-def _file_mapped(x: Any) -> bool:
-    """True when x's memory is (a view of) a file mapping: np.memmap or an mmap.mmap buffer."""
+def _mapping(x: Any) -> Any:
+    """The np.memmap or mmap.mmap that x's memory is (a view of), or None."""
     obj = x
     for _ in range(8):
         if obj is None:
-            return False
+            return None
         if isinstance(obj, (np.memmap, mmap.mmap)):
-            return True
+            return obj
         obj = getattr(obj, "base", None)
         if isinstance(obj, memoryview):
             obj = obj.obj
-    return False
+    return None
+
+
+def _file_mapped(x: Any) -> bool:
+    """True when x's memory is (a view of) a file mapping: np.memmap or an mmap.mmap buffer."""
+    return _mapping(x) is not None
 
 
 def _mapped_file_name(*objs: Any) -> str:
     """The file behind the first of objs that is (a view of) an np.memmap, else a description."""
-    for obj in objs:
-        for _ in range(8):
-            if obj is None:
-                break
-            name = getattr(obj, "filename", None)
-            if isinstance(obj, np.memmap) and name:
-                return str(name)
-            obj = getattr(obj, "base", None)
-            if isinstance(obj, memoryview):
-                obj = obj.obj
+    for x in objs:
+        m = _mapping(x)
+        if isinstance(m, np.memmap) and m.filename:
+            return str(m.filename)
     return "the file mapped by x"
 
 
