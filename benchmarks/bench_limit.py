@@ -138,7 +138,8 @@ def ratio_table() -> str:
     for (batch, window), t in RESULTS.items():
         med = {m: float(np.median(v)) for m, v in t.items()}
         best = min(SCHEMES, key=lambda m: med[m])
-        per_round = [min(t[m][r] for m in SCHEMES) / t["kernel"][r] for r in range(len(t["kernel"]))]
+        per_round = [min(t[m][r] for m in SCHEMES) / t["kernel"][r]
+                     for r in range(len(t["kernel"]))]
         lines.append(
             f"{f'{batch} x {window}':<16}{med['kernel'] * 1e6:>11.1f}"
             f"{med['plain'] * 1e6:>9.1f}{med['ahead'] * 1e6:>9.1f}{med['two-pass'] * 1e6:>10.1f}"

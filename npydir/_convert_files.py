@@ -77,7 +77,9 @@ def open_regular(path: Path, flags: int, mode: int = 0o644, *, what: str) -> int
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise ConversionError(f"{path}: is {kind_of(st.st_mode)}; expected {what} (a regular file)")
+            raise ConversionError(
+                f"{path}: is {kind_of(st.st_mode)}; expected {what} (a regular file)"
+            )
         if st.st_nlink > 1:
             raise ConversionError(f"{path}: has {st.st_nlink} hard links; expected {what} "
                                   "with one name only")

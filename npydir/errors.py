@@ -78,7 +78,7 @@ class StoreClosedError(NpydirError, ValueError):
 
 
 class UnsupportedDTypeError(FormatError, TypeError):
-    """A dtype npydir cannot store or map (object dtypes, or object fields in a structured dtype)."""
+    """A dtype npydir cannot store or map (object dtypes, or object fields of a structure)."""
 
 
 class IncompatibleError(NpydirError, TypeError):

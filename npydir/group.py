@@ -160,7 +160,8 @@ def open(
     sync : bool
         fsync every write (the default).  ``False`` keeps the order of writes and the atomic
         renames -- a killed process still leaves a consistent store -- but not durability across
-        a power loss; an fsync costs milliseconds on many disks (README.md, "Crash safety", has numbers).
+        a power loss; an fsync costs milliseconds on many disks (README.md, "Crash safety", has
+        numbers).
     storage_options : dict, optional
         For ``s3://`` and ``http(s)://`` URLs only (read-only stores in object storage,
         :mod:`npydir.remote`): credentials and endpoint in fsspec/s3fs's names.
@@ -361,7 +362,7 @@ def _check_path_length(member: Path, key: Any, deepest: int = 0, *, store: bool 
 
 
 def _deepest_below(top: Path) -> int:
-    """Bytes of the longest ``/<relative path>`` below the directory ``top`` (links not followed)."""
+    """Bytes of the longest ``/<relative path>`` below directory ``top`` (links not followed)."""
     deepest = 0
     start = len(os.fsencode(str(top)))
     for dirpath, dirnames, filenames in os.walk(top):

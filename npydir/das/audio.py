@@ -268,8 +268,8 @@ def _check_wav_complete(path: Path) -> None:
                 # declared size: refuse before it allocates that much
                 what = "data" if chunk_id == b"data" else repr(chunk_id.decode("latin-1"))
                 raise DASFormatError(
-                    f"{path}: unreadable wav file (truncated or corrupt): the {what} chunk declares "
-                    f"{chunk_size} bytes but the file holds {available} after its header"
+                    f"{path}: unreadable wav file (truncated or corrupt): the {what} chunk "
+                    f"declares {chunk_size} bytes but the file holds {available} after its header"
                 )
             if chunk_id == b"data":
                 return

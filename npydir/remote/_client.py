@@ -20,7 +20,7 @@ from typing import Any
 
 from .._optional import require
 from ..errors import RemoteChangedError, RemotePermissionError, RemoteUnavailableError
-from ._url import Settings, make_store
+from ._url import make_store
 
 #: the process whose obstore runtime is running (set at its first request)
 _used_pid: int | None = None
@@ -153,7 +153,8 @@ class Client:
         for attempt in range(self.settings.retries + 1):
             try:
                 got, data = await self._get(path, options)
-                etag_moved = meta is not None and meta.etag and got["e_tag"] not in (None, meta.etag)
+                etag_moved = (meta is not None and meta.etag
+                              and got["e_tag"] not in (None, meta.etag))
                 if meta is not None and (got["size"] != meta.size or etag_moved):
                     raise RemoteChangedError(
                         f"{self.where(path)} changed on the server since its header was read "

@@ -25,7 +25,6 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-import numpy as np
 
 from .. import npyfile
 from ..attrs import decode_attrs, read_legacy_attrs

@@ -41,7 +41,9 @@ starts = np.arange(0, N - 2048, 9973, dtype=np.int64)
 """
 
 
-def run_child(tmp_path: Path, body: str, *, faulthandler: bool = False) -> subprocess.CompletedProcess:
+def run_child(
+    tmp_path: Path, body: str, *, faulthandler: bool = False
+) -> subprocess.CompletedProcess:
     script = PRELUDE + textwrap.dedent(body)
     env = child_env()
     if not faulthandler:
