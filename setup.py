@@ -1,8 +1,8 @@
-"""Build the Cython kernels: every ``src_cython/<name>.pyx`` becomes ``npydir.<name>``.
+"""Build the Cython kernels: every ``src_cython/<name>.pyx`` becomes ``npydir.kernel.<name>``.
 
 The window kernel's C lives in ``src_cython/c/``: headers of inline primitives (prefetch,
 streaming stores, float16 conversion, the SIGBUS guard) and the helper-thread pool and
-F16C converter as ``.c`` files compiled into ``npydir._windows``.  A compile failure fails
+F16C converter as ``.c`` files compiled into ``npydir.kernel._windows``.  A compile failure fails
 the install: there is no pure-Python fallback for a kernel, because a silently slow kernel is
 worse than a loud error.  ``NPYDIR_ASAN=1`` builds with AddressSanitizer (the kernel safety
 tests do).
@@ -33,7 +33,7 @@ def extensions() -> list:
         c_files = [str((C_DIR / c).relative_to(HERE)) for c in C_SOURCES.get(pyx.stem, [])]
         exts.append(
             Extension(
-                f"npydir.{pyx.stem}",
+                f"npydir.kernel.{pyx.stem}",
                 [str(pyx.relative_to(HERE)), *c_files],
                 include_dirs=[np.get_include(), str(C_DIR)],
                 depends=headers,

@@ -52,7 +52,7 @@ import pytest
 
 import npydir
 from npydir import Batches
-from npydir.bench import drop_cache
+from npydir.tools.bench import drop_cache
 
 CHANNELS = 9
 

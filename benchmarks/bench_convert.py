@@ -5,7 +5,7 @@ Run on demand::
     .venv/bin/python -m pytest benchmarks/bench_convert.py --benchmark-enable -s -p no:cacheprovider
 
 ``NPYDIR_BENCH_CONVERT_GB`` (else ``NPYDIR_BENCH_GB``, default 2) sets the size of the dataset
-(at least one chunk, 17 MiB); ``=0.2`` is a smoke run (tests/test_convert_bench.py runs one chunk
+(at least one chunk, 17 MiB); ``=0.2`` is a smoke run (tests/benchmarks/test_convert_bench.py runs one chunk
 with ``NPYDIR_BENCH_ROUNDS=0``).  ``NPYDIR_BENCH_DIR`` keeps the sources between runs (else
 a temporary directory).
 
@@ -25,7 +25,7 @@ no filter).  For each source, in the same run, with the page cache warm:
   reclaimable page cache).
 
 and, in the same rounds, with the source dropped from the page cache first
-(``npydir.bench.drop_cache``) — the realistic case for a dataset larger than memory:
+(``npydir.tools.bench.drop_cache``) — the realistic case for a dataset larger than memory:
 
 * **cold read**: the plain read above, from the disk;
 * **cold convert**: the durable conversion, reading the source from the disk;
@@ -196,7 +196,7 @@ def _plain_read(path: Path) -> float:
 
 
 def _cold(path: Path) -> Path:
-    from npydir.bench import drop_cache
+    from npydir.tools.bench import drop_cache
 
     drop_cache([path])
     return path

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from npydir.windows import gather_windows
+from npydir.kernel.windows import gather_windows
 
 CHANNELS = 9
 GB = float(os.environ.get("NPYDIR_BENCH_GB", "1.2"))

@@ -44,8 +44,8 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
 from npydir import windows
-from npydir.bench import drop_cache
-from npydir.windows import gather_windows
+from npydir.tools.bench import drop_cache
+from npydir.kernel.windows import gather_windows
 
 CHANNELS = 9
 GIB = float(os.environ.get("NPYDIR_BENCH_GB", "2"))

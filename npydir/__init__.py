@@ -1,17 +1,19 @@
 """npydir: training data for sequence models as a directory of memory-mapped ``.npy`` files.
 
-The public API (DESIGN.md section 3) is re-exported here and nothing else.
+The public API is re-exported here and nothing else; docs/design.md draws the layers behind it.
 """
 
-from . import das, errors
-from .backends import load, save
-from .batches import Batches
-from .convert import convert
-from .group import Array, Group, open
-from .integrity import repair, verify
-from .windows import gather_windows
+from . import _moved, das, errors
+from .conversion.backends import load, save
+from .loader.batches import Batches
+from .conversion.engine import convert
+from .store.group import Array, Group, open
+from .store.integrity import repair, verify
+from .kernel.windows import gather_windows
 
 __version__ = "0.1.0"
+
+_moved.install()
 
 __all__ = [
     "Array",

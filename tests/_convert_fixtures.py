@@ -90,7 +90,7 @@ def tree_of(path) -> tuple[dict, dict]:
 
 
 def assert_same_tree(a, b) -> None:
-    from npydir._convert_values import same_value
+    from npydir.conversion.values import same_value
 
     arrays_a, attrs_a = a
     arrays_b, attrs_b = b

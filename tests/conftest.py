@@ -24,5 +24,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # tests/interop checks npydir against the real DAS package, which needs Python >= 3.12 and its
 # own environment: `make interop` builds that and runs it. Elsewhere it is not collected.
-if importlib.util.find_spec("das") is None:
+# (tests/das, the tests of npydir.das, would pass for a namespace package named das: the real
+# one is a regular package, with an origin.)
+_das = importlib.util.find_spec("das")
+if _das is None or _das.origin is None:
     collect_ignore = ["interop"]

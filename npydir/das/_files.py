@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..npyfile import atomic_write
+from ..store.npyfile import atomic_write
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -30,7 +30,7 @@ import numpy as np
 
 from .._optional import require
 from ..errors import DASFormatError
-from ..npyfile import atomic_write
+from ..store.npyfile import atomic_write
 
 __all__ = ["AUDIO_SUFFIXES", "load_audio", "pcm_scale", "save_audio", "scale_pcm", "wav_range"]
 

@@ -435,7 +435,7 @@ def make_dataset(
     AlreadyExistsError
         ``out`` exists and ``overwrite`` is False.
     """
-    from .. import group as _group  # the store layer; imported here so npydir.das imports cleanly
+    from ..store import group as _group  # the store layer; imported here so npydir.das imports cleanly
 
     out = Path(out)
     if out.exists() and not overwrite:
@@ -448,7 +448,7 @@ def make_dataset(
         raise ValueError(f"block_samples must be >= 1, found {block_samples}")
     as_zarr = out.name.lower().endswith(".zarr")
     if as_zarr:  # before the work: zarr is installed and writes format 2
-        from .._zarr_compat import check_format
+        from ..conversion.adapters.zarr_compat import check_format
 
         check_format(2, f"make_dataset({str(out)!r})")
     x_dtype = np.dtype(x_dtype)
@@ -630,7 +630,7 @@ def make_dataset(
             attrs["make_dataset"] = {k: v for k, v in settings.items() if v is not None}
             root.attrs.update(attrs)
         if as_zarr:
-            from .._convert_zarr import write_das_zarr
+            from ..conversion.adapters.zarr_store import write_das_zarr
 
             write_das_zarr(tmp, out, overwrite=overwrite, progress=progress)
             shutil.rmtree(tmp, ignore_errors=True)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ReadOnlyError
-from ..names import ARRAY_SUFFIX, ATTRS_SUFFIX
+from ..store.names import ARRAY_SUFFIX, ATTRS_SUFFIX
 from . import _nodes
 
 
@@ -146,7 +146,7 @@ class RemoteArray(_nodes._RemoteNode):
 
     def _take_rows(self, rows: np.ndarray) -> np.ndarray:
         """Rows ``rows`` (any order, repeats allowed), adjacent ones in one request."""
-        from ..windows import gather_windows
+        from ..kernel.windows import gather_windows
 
         shape = self.shape
         flat = self if len(shape) == 2 else self.reshape(shape[0], -1)

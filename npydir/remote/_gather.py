@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import windows as _w
+from ..kernel import windows as _w
 
 
 def gather_remote(x: Any, starts: Any, window: int, *, step: int = 1, out: Any = None,

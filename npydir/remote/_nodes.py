@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 
-from .. import npyfile
-from ..attrs import decode_attrs, read_legacy_attrs
+from ..store import npyfile
+from ..store.attrs import decode_attrs, read_legacy_attrs
 from ..errors import (
     FormatError,
     InvalidNameError,
@@ -36,9 +36,9 @@ from ..errors import (
     ReadOnlyError,
     StoreNotFoundError,
 )
-from .._node import _Node
-from ..group import Group
-from ..names import ARRAY_SUFFIX, validate_name
+from ..store.node import _Node
+from ..store.group import Group
+from ..store.names import ARRAY_SUFFIX, validate_name
 from ._client import Client, Meta
 
 #: the store's manifest for servers without a listing (``http(s)://``)
@@ -66,7 +66,7 @@ class RemoteStore:
         self.headers: dict[tuple[str, ...], tuple[npyfile.Header, Meta]] = {}
         self.attrs: dict[str, dict[str, Any]] = {}
         self.closed = False
-        self.mode = "r"  # what groups and arrays report (npydir._node._Node)
+        self.mode = "r"  # what groups and arrays report (npydir.store.node._Node)
         self.readonly = True
 
     # ---------------------------------------------------------------- tree
@@ -416,7 +416,7 @@ class RemoteGroup(_RemoteNode, Mapping):
 
     def tree(self, max_depth: int | None = None) -> str:
         """A readable text tree: groups, then arrays with shape and dtype."""
-        from ..group import Tree
+        from ..store.group import Tree
 
         lines = [self.name if not self._parts else self.basename]
 

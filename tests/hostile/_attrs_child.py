@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 import npydir
-from npydir.attrs import read_attrs_file, read_legacy_attrs
+from npydir.store.attrs import read_attrs_file, read_legacy_attrs
 
 
 def _cap(extra_mib: int) -> None:

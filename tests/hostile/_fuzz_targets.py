@@ -33,7 +33,7 @@ from npydir.errors import (
     InvalidNameError,
     PathEscapeError,
 )
-from npydir.names import validate_name
+from npydir.store.names import validate_name
 
 
 def cap_memory(headroom: int = 2 << 30) -> None:

@@ -103,7 +103,7 @@ def op_convert_slow(src: str, dst: str, budget: int) -> None:
     """A conversion whose reads take 20 ms each, so a test can kill it at a chosen stage."""
     import time
 
-    from npydir._convert_zarr import ZarrSource
+    from npydir.conversion.adapters.zarr_store import ZarrSource
 
     real = ZarrSource.read
 

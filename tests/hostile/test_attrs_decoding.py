@@ -28,7 +28,7 @@ import pytest
 import npydir
 
 from npydir import npyfile
-from npydir.attrs import decode_attrs, encode_attrs
+from npydir.store.attrs import decode_attrs, encode_attrs
 from npydir.errors import AttributeEncodingError, FormatError
 
 pytestmark = [pytest.mark.hostile, pytest.mark.timeout(300)]

@@ -164,7 +164,7 @@ def test_empty_planted_partial_is_replaced(tmp_path, name):
 
 def _interrupted(tmp_path: Path, src: Path, name: str, monkeypatch) -> None:
     """A genuine conversion into ``name`` stopped after some blocks (journal + partial)."""
-    from npydir._convert_hdf5 import Hdf5Source
+    from npydir.conversion.adapters.hdf5 import Hdf5Source
 
     real = Hdf5Source.read
     calls = {"n": 0}
@@ -286,8 +286,8 @@ def _zarr_source(tmp_path: Path, zarr_format: int, link: str) -> Path:
 
 
 def _no_fast_paths(monkeypatch) -> None:
-    from npydir._convert_hdf5 import Hdf5Source
-    from npydir._convert_zarr import ZarrSource
+    from npydir.conversion.adapters.hdf5 import Hdf5Source
+    from npydir.conversion.adapters.zarr_store import ZarrSource
 
     for cls in (ZarrSource, Hdf5Source):
         monkeypatch.setattr(cls, "read_into", lambda self, *a: False)
@@ -341,7 +341,7 @@ def test_zarr_fifo_chunk_is_refused_not_hung(tmp_path):
 def test_zarr_chunk_linked_after_planning_is_refused_by_the_fast_path(tmp_path, monkeypatch):
     """The check at planning time cannot see a link made later; the fast path opens every
     chunk file with O_NOFOLLOW."""
-    from npydir._convert_zarr import ZarrSource
+    from npydir.conversion.adapters.zarr_store import ZarrSource
 
     src = _zarr_source(tmp_path, 2, "chunk")
     chunk = src / "train" / "x" / "1.0"

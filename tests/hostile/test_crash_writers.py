@@ -30,8 +30,8 @@ from _zygote import COLS, content
 
 import npydir
 from npydir import npyfile
-from npydir.attrs import read_legacy_attrs
-from npydir.convert import partial_path
+from npydir.store.attrs import read_legacy_attrs
+from npydir.conversion.engine import partial_path
 
 pytestmark = [pytest.mark.hostile, pytest.mark.timeout(300)]
 

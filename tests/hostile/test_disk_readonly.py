@@ -82,7 +82,7 @@ def _read_everything(path: Path, tmp: Path) -> list[str]:
         starts = np.arange(0, 3000, 97)
         npydir.gather_windows(x, starts, 64)
         npydir.gather_windows(np.asarray(x), starts, 64, dtype="f8", scale=2.0, threads=2)
-        from npydir.windows import advise_windows
+        from npydir.kernel.windows import advise_windows
 
         advise_windows(np.asarray(x), starts, 64)
         batches = npydir.Batches(x, root["train/y"], window=32, batch_size=8, seed=1, prefetch=2)

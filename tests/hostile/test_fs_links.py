@@ -193,7 +193,7 @@ def test_group_directory_swapped_after_lookup(env, what):
 @pytest.mark.parametrize("where", ["create_dataset", "create_group", "move"])
 def test_parent_swapped_between_check_and_write(env, monkeypatch, where):
     """The race inside one call: the parent passes the checks, then becomes a link."""
-    from npydir.group import Group
+    from npydir.store.group import Group
 
     store, outside = env
     real = Group._kind

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import npydir
-from npydir.attrs import decode_attrs, encode_attrs
+from npydir.store.attrs import decode_attrs, encode_attrs
 from npydir.errors import FormatError
 
 pytestmark = pytest.mark.hostile

@@ -1,4 +1,4 @@
-"""Fuzzing member names and keys: ``npydir.names.validate_name``, ``create_group``,
+"""Fuzzing member names and keys: ``npydir.store.names.validate_name``, ``create_group``,
 ``create_dataset``, lookup and delete, in portable and non-portable stores.
 
 Every case ends in success (the member is created inside the store and reads back under its
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import npydir
-from npydir.names import MAX_NAME_BYTES, validate_name
+from npydir.store.names import MAX_NAME_BYTES, validate_name
 
 pytestmark = pytest.mark.hostile
 

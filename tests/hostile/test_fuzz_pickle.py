@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import npydir
-from npydir.attrs import read_legacy_attrs
+from npydir.store.attrs import read_legacy_attrs
 from npydir.errors import UnsafePickleError
 
 pytestmark = pytest.mark.hostile
@@ -90,7 +90,7 @@ def test_shared_references_do_not_hang_the_reader(tmp_path):
         payload = np.empty((), dtype=object)
         payload[()] = {{"a": cur}}
         np.save({str(path)!r}, payload, allow_pickle=True)
-        from npydir.attrs import read_legacy_attrs
+        from npydir.store.attrs import read_legacy_attrs
         from npydir.errors import FormatError
         try:
             read_legacy_attrs({str(path)!r})
@@ -136,7 +136,7 @@ def test_huge_memo_index_is_refused_without_a_huge_allocation(tmp_path):
     code = textwrap.dedent(f"""
         import resource, re
         import npydir
-        from npydir.attrs import read_legacy_attrs
+        from npydir.store.attrs import read_legacy_attrs
         from npydir.errors import FormatError
         status = open("/proc/self/status").read()
         vm = int(re.search(r"VmSize:\\s+(\\d+) kB", status).group(1)) * 1024

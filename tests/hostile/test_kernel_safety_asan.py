@@ -1,7 +1,7 @@
 """The window kernel built with AddressSanitizer passes the kernel test zoo.
 
 The extension is rebuilt from a copy of the source tree with ``NPYDIR_ASAN=1`` (setup.py adds
-``-fsanitize=address``) into a temp directory, then ``tests/test_windows*.py`` and
+``-fsanitize=address``) into a temp directory, then ``tests/kernel/test_windows*.py`` and
 ``tests/hostile/test_kernel_safety.py`` run in a child Python with ``PYTHONPATH`` pointing
 at the instrumented build and ``LD_PRELOAD`` = gcc's ``libasan.so`` (Python itself is not
 instrumented; ``detect_leaks=0`` because CPython keeps memory alive at exit on purpose).
@@ -86,7 +86,7 @@ def asan_build(tmp_path_factory):
         dirs_exist_ok=True,
         ignore=shutil.ignore_patterns("*.so", "__pycache__"),
     )
-    sos = sorted(p.name for p in (lib / "npydir").glob("*.so"))
+    sos = sorted(p.name for p in (lib / "npydir" / "kernel").glob("*.so"))
     assert any(n.startswith("_windows") for n in sos), sos
     runenv = {
         **_hostile.child_env(),
@@ -116,13 +116,13 @@ def _run(
 def test_asan_build_is_the_one_loaded_and_live(asan_build, tmp_path):
     """Control: the child imports the instrumented kernel, and ASan catches an overflow in it."""
     lib, env = asan_build
-    out = _run(["-c", "import npydir._windows as w; print(w.__file__)"], env, tmp_path)
+    out = _run(["-c", "import npydir.kernel._windows as w; print(w.__file__)"], env, tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().startswith(str(lib)), out.stdout
     # bypass gather_windows' validation: the raw kernel trusts that out holds window rows
     # (it maps out-of-range starts back into x by itself, so a too-small out is the lever)
     code = (
-        "import numpy as np, npydir._windows as w\n"
+        "import numpy as np, npydir.kernel._windows as w\n"
         "x = np.zeros((1000, 4), np.float32)\n"
         "out = np.empty((1, 10, 4), np.float32)\n"
         "w.gather(x, np.array([0], np.int64), 100, out)\n"
@@ -141,7 +141,7 @@ def test_asan_build_is_the_one_loaded_and_live(asan_build, tmp_path):
 
 def test_kernel_zoo_under_asan(asan_build, tmp_path):
     lib, env = asan_build
-    files = sorted(str(p) for p in (REPO / "tests").glob("test_windows*.py"))
+    files = sorted(str(p) for p in (REPO / "tests" / "kernel").glob("test_windows*.py"))
     files.append(str(_hostile.HERE / "test_kernel_safety.py"))
     out = _run(
         [

@@ -110,7 +110,7 @@ def test_threads_copying_while_another_process_truncates(tmp_path):
         tmp_path,
         """
         x = np.load(path, mmap_mode="r")
-        from npydir.windows import gather_windows_reference
+        from npydir.kernel.windows import gather_windows_reference
         want = {w: gather_windows_reference(x, starts, w) for w in (16, 256)}
         outcomes = {"ok": 0, "oserror": 0, "wrong": 0, "other": []}
         lock = threading.Lock()

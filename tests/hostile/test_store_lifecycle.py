@@ -29,9 +29,9 @@ import numpy as np
 import pytest
 
 import npydir
-import npydir.lock as lock_mod
+import npydir.store.lock as lock_mod
 from npydir.errors import AlreadyExistsError, FormatError, LockError
-from npydir.lock import StoreLock
+from npydir.store.lock import StoreLock
 
 pytestmark = pytest.mark.hostile
 
@@ -201,7 +201,7 @@ def test_killed_first_open_of_a_new_store_still_opens(tmp_path):
     holds only the lock file, which is the empty store it was about to be."""
     store = tmp_path / "new.npy"
     code = (
-        "import os, signal, npydir, npydir.group as g\n"
+        "import os, signal, npydir, npydir.store.group as g\n"
         "g._write_marker = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)\n"
         f"npydir.open({str(store)!r}, 'a')\n"
     )

@@ -1,0 +1,7 @@
+"""Conversion between npydir stores, zarr (format 2 and 3), HDF5 and in-memory mappings.
+
+:mod:`.engine` copies any source into any destination, resumably (:mod:`.journal`), with one
+value policy (:mod:`.values`).  Every format is an adapter in :mod:`.adapters` implementing the
+small source/destination interface of :mod:`.protocol`; :mod:`.backends` is ``load`` and
+``save`` on top.
+"""

@@ -1,0 +1,260 @@
+"""Keras integration: :class:`WindowDataset`, a ``keras.utils.PyDataset`` of npydir batches.
+
+Importing this module needs Keras 3 and one of its backends (``pip install "npydir[keras]"``
+plus torch, jax or tensorflow, chosen with ``KERAS_BACKEND``); ``import npydir`` does not
+import Keras.  It stands in for DAS's ``AudioSequence`` in ``model.fit``::
+
+    from npydir.keras import WindowDataset
+
+    train = WindowDataset(root["train/x"], root["train/y"], window=4096, batch_size=32,
+                          y_window=True, data_padding=512, seed=0)
+    val = WindowDataset(root["val/x"], root["val/y"], window=4096, batch_size=32,
+                        y_window=True, data_padding=512, shuffle=False)
+    model.fit(train, validation_data=val, epochs=10)
+
+Batches are those of :class:`npydir.Batches` with the same arguments, cast to float32 like
+das 0.33's ``AudioSequence`` (x inside the kernel's copy, y and the weights after it), and
+weights are the third element exactly when DAS returns them: with ``y`` and
+``data_padding > 0``.
+
+Keras reads a ``PyDataset`` by index.  Reads in order (``model.fit(..., shuffle=False)``,
+``evaluate``, ``predict``, a ``for`` loop) come from a prefetching ``Batches`` iterator, so
+the next batches are copied in npydir's threads while the model trains on this one; any
+other index is computed on the spot (O(batch), with the kernel's threads).  The windows
+inside every batch are shuffled by npydir either way; Keras's ``shuffle`` only permutes
+whole batches.  Keras's own worker threads and processes are refused: they would call the
+dataset out of order (no prefetch) or copy and pickle every batch once more.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from .adapters import batches_for
+from .._optional import require
+from .batches import Batches
+from ..errors import MissingDependencyError
+
+__all__ = ["WindowDataset"]
+
+
+def _import_keras():
+    """Keras 3, or a MissingDependencyError that says what is missing."""
+    try:
+        keras = require("keras", "npydir.keras")
+    except MissingDependencyError as exc:
+        cause = exc.__cause__
+        if importlib.util.find_spec("keras") is None:
+            raise
+        raise MissingDependencyError(
+            f"keras is installed but failed to import ({type(cause).__name__}: {cause}); "
+            f"Keras 3 needs a backend: install torch, jax or tensorflow and name it in "
+            f"KERAS_BACKEND (e.g. KERAS_BACKEND=torch)"
+        ) from cause
+    if not hasattr(getattr(keras, "utils", None), "PyDataset"):
+        raise MissingDependencyError(
+            f"npydir.keras needs Keras 3 (keras.utils.PyDataset), found keras "
+            f"{getattr(keras, '__version__', '?')}: pip install \"npydir[keras]\""
+        )
+    return keras
+
+
+keras = _import_keras()
+
+
+class WindowDataset(keras.utils.PyDataset):
+    """Batches of windows for ``model.fit`` / ``evaluate`` / ``predict``.
+
+    Parameters
+    ----------
+    x, y
+        As for :class:`npydir.Batches`; or pass a ready ``Batches`` as ``x`` (and no other
+        :class:`~npydir.Batches` argument).
+    window, batch_size, stride, shuffle, seed, y_offset, y_window, output_stride, \
+data_padding, class_weights, first, last, rank, world_size, prefetch, threads, boundaries, \
+drop_last, scale, advise
+        As for :class:`npydir.Batches` (``window`` is required unless ``x`` is a
+        ``Batches``).  ``class_weights`` without ``data_padding`` warns and is dropped, as
+        DAS drops it (DAS returns no weights then); for class weighting without margins use
+        ``model.fit(..., class_weight=...)``.
+    dtype : numpy dtype or None, default float32
+        dtype of the x, y and weight arrays, as das 0.33 (x is cast inside the copy).  None
+        keeps x's and y's stored dtypes.
+    workers, use_multiprocessing
+        Keras's own parallelism, refused beyond ``workers=1, use_multiprocessing=False``:
+        npydir's prefetch threads make the batches (see the module docstring).
+
+    Notes
+    -----
+    ``on_epoch_end`` (Keras calls it after each epoch) moves to the next epoch's order, if
+    a batch of the current one was read; :meth:`set_epoch` picks one (e.g. when resuming).
+    """
+
+    def __init__(
+        self,
+        x: Any,
+        y: Any = None,
+        *,
+        window: int | None = None,
+        batch_size: int = 32,
+        stride: int = 1,
+        shuffle: bool = True,
+        seed: int | None = None,
+        y_offset: int | None = None,
+        y_window: bool = False,
+        output_stride: int = 1,
+        data_padding: int = 0,
+        class_weights: Sequence[float] | None = None,
+        first: int = 0,
+        last: int | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+        prefetch: int = 2,
+        threads: int | None = None,
+        boundaries: Sequence[int] | None = None,
+        drop_last: bool = False,
+        dtype: Any = "float32",
+        scale: float | None = None,
+        advise: bool | str = "auto",
+        workers: int = 1,
+        use_multiprocessing: bool = False,
+    ) -> None:
+        if workers > 1 or use_multiprocessing:
+            raise ValueError(
+                f"npydir.keras.WindowDataset: workers={workers}, use_multiprocessing="
+                f"{use_multiprocessing} refused. npydir makes the batches in its own threads "
+                f"(prefetch=, threads=), which release the GIL while copying; Keras worker "
+                f"threads would read batches out of order (nothing to prefetch) and worker "
+                f"processes copy and pickle every batch once more (measured 0.1-0.2x for "
+                f"torch DataLoader workers). Leave workers=1, use_multiprocessing=False"
+            )
+        super().__init__(workers=workers, use_multiprocessing=False)
+        arguments = dict(locals())
+        if isinstance(x, Batches):
+            del arguments["dtype"]  # casts the batches of the given Batches
+        elif class_weights is not None and data_padding == 0 and y is not None:
+            arguments["class_weights"] = None  # dropped below; not worth computing
+        # x is cast by the kernel while it copies; y and the weights after it
+        self.dtype = None if dtype is None else np.dtype(dtype)
+        self.batches = batches_for("WindowDataset", WindowDataset.__init__, x, y, arguments)
+        # DAS returns weights with y and data_padding > 0, and only then
+        b = self.batches
+        self._arrays = 1 if b._y is None else 2
+        if b.returns_weights and b.data_padding > 0:
+            self._arrays = 3
+        if class_weights is not None or (b.class_weights is not None and self._arrays < 3):
+            if self._arrays < 3:
+                warnings.warn(
+                    "npydir.keras.WindowDataset: class_weights without data_padding are "
+                    "dropped, as DAS's AudioSequence drops them (it returns weights only "
+                    "with data_padding > 0); pass data_padding, or use "
+                    "model.fit(..., class_weight=...)",
+                    stacklevel=2,
+                )
+        self._lock = threading.Lock()
+        self._stream: Iterator[tuple] | None = None
+        self._stream_next = 0  # index of the batch the stream gives next
+        self._last = -2  # index read last (-2: none yet)
+        self._drawn = False  # a batch of the current epoch was read
+
+    # ---------------------------------------------------------------- PyDataset
+
+    def __len__(self) -> int:
+        """Batches per epoch (of this rank)."""
+        return len(self.batches)
+
+    def __getitem__(self, index: int) -> tuple:
+        """Batch ``index`` of the current epoch: ``(x,)``, ``(x, y)`` or ``(x, y, weights)``.
+
+        Equal to ``self.batches[index]`` (cast to ``dtype``) whatever the order of reads;
+        reads in order are served by a prefetching iterator.
+        """
+        n = len(self.batches)
+        if not isinstance(index, (int, np.integer)) or isinstance(index, bool):
+            raise TypeError(f"WindowDataset: batch index must be an integer, got {index!r}")
+        if not -n <= index < n:
+            raise IndexError(f"WindowDataset: batch index {index} out of range for {n} batches")
+        index = int(index) % n
+        batch = None
+        with self._lock:
+            self._drawn = True
+            if self._stream is not None and index == self._stream_next:
+                batch = self._next_from_stream(n)
+            else:
+                self._close_stream()
+                if index == self._last + 1 and index + 1 < n:
+                    # the second read in order: prefetch from here to the end of the epoch
+                    self._stream = self.batches._iterate(range(index, n))
+                    self._stream_next = index
+                    batch = self._next_from_stream(n)
+            self._last = index
+        if batch is None:
+            batch = self.batches[index]  # outside the lock: the kernel's threads copy
+        return self._cast(batch)
+
+    def on_epoch_end(self) -> None:
+        """Move to the next epoch's order (if a batch of this epoch was read)."""
+        with self._lock:
+            if self._drawn:
+                self.batches.set_epoch(self.batches.epoch + 1)
+                self._restart()
+
+    # ---------------------------------------------------------------- epochs
+
+    @property
+    def epoch(self) -> int:
+        """The epoch whose order ``[i]`` reads."""
+        return self.batches.epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Read the order of ``epoch`` from now on."""
+        with self._lock:
+            self.batches.set_epoch(epoch)
+            self._restart()
+
+    # ---------------------------------------------------------------- internals
+
+    def _restart(self) -> None:
+        self._close_stream()
+        self._last = -2
+        self._drawn = False
+
+    def _next_from_stream(self, n: int) -> tuple:
+        batch = next(self._stream)
+        self._stream_next += 1
+        if self._stream_next >= n:
+            self._close_stream()
+        return batch
+
+    def _close_stream(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.close()  # joins its threads
+
+    def _cast(self, batch: tuple) -> tuple:
+        dtype = self.dtype
+        batch = batch[: self._arrays]
+        if dtype is None:
+            return tuple(batch)
+        return tuple(a if a.dtype == dtype else a.astype(dtype) for a in batch)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_lock"] = None
+        state["_stream"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._restart()
+
+    def __repr__(self) -> str:
+        return f"npydir.keras.WindowDataset({self.batches!r})"
+
