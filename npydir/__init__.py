@@ -7,7 +7,8 @@ from . import _moved, das, errors
 from .conversion.backends import load, save
 from .loader.batches import Batches
 from .conversion.engine import convert
-from .store.group import Array, Group, open
+from .store.group import Array, Group
+from .remote._open import open
 from .store.integrity import repair, verify
 from .kernel.windows import gather_windows
 

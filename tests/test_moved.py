@@ -27,7 +27,7 @@ def test_old_paths_leave_the_public_names_alone():
     for old in MOVED:
         importlib.import_module(old)
     assert callable(npydir.convert) and npydir.convert.__name__ == "convert"
-    assert npydir.open is importlib.import_module("npydir.store.group").open
+    assert npydir.open is importlib.import_module("npydir.remote._open").open
 
 
 def test_import_npydir_imports_no_old_path():

@@ -147,7 +147,7 @@ def _load_remote(url: str, x_suffix: str, y_suffix: str, options: dict | None) -
 
 
 def _load_npydir(path: str, storage_options: dict | None = None) -> Dataset:
-    from ..store.group import open as open_store
+    from ..remote._open import open as open_store
 
     root = open_store(path, "r", storage_options=storage_options)
 

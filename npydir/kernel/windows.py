@@ -416,12 +416,10 @@ def gather_windows(
         partly written.  Plain numpy indexing of such a mapping cannot be protected this way.
     """
     tx = type(x)
-    if tx is not np.memmap and tx is not np.ndarray and getattr(tx, "_npydir_remote", False):
-        # an array in object storage: byte-range requests instead of the kernel
-        from ..remote import gather_remote
-
-        return gather_remote(x, starts, window, step=step, out=out, dtype=dtype, scale=scale,
-                             pad=pad, threads=threads)
+    if tx is not np.memmap and tx is not np.ndarray and hasattr(tx, "_npydir_gather_windows"):
+        # an array that gathers its own windows (one in object storage: byte-range requests)
+        return x._npydir_gather_windows(starts, window, step=step, out=out, dtype=dtype,
+                                        scale=scale, pad=pad, threads=threads)
     a, st, window, step, res, dt, scale = _prepare(
         x, starts, window, step, out, dtype, scale, pad, threads, check_starts=False
     )

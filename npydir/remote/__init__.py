@@ -14,10 +14,11 @@ import json
 import os
 from pathlib import Path
 
-from ..errors import FormatError, ReadOnlyError, StoreNotFoundError
+from ..errors import FormatError, StoreNotFoundError
 from ._nodes import MANIFEST, MANIFEST_FORMAT, MAX_ASARRAY_BYTES, RemoteGroup, RemoteStore
 from ._array import RemoteArray  # noqa: I001 - after _nodes, which it builds on
 from ._gather import gather_remote
+from ._open import open_remote
 from ._url import is_remote_url
 
 __all__ = [
@@ -30,38 +31,6 @@ __all__ = [
     "open_remote",
     "write_manifest",
 ]
-
-
-def open_remote(url: str, mode: str = "r", storage_options: dict | None = None) -> RemoteGroup:
-    """Open the store at ``url`` read-only and return its root group.
-
-    Parameters
-    ----------
-    url : str
-        ``s3://bucket/path/ds.npy`` or ``http(s)://host/path/ds.npy``.
-    mode : {"r"}
-        Remote stores are read-only; any other mode raises :class:`ReadOnlyError`.
-    storage_options : dict, optional
-        fsspec/s3fs names (``key``, ``secret``, ``token``, ``anon``, ``endpoint_url``,
-        ``client_kwargs``) and npydir's transfer settings; see docs/remote.md.
-
-    Raises
-    ------
-    ReadOnlyError
-        ``mode`` is not ``"r"``.
-    FileNotFoundError
-        Nothing is stored at ``url``.
-    PermissionError
-        The server refused the credentials (HTTP 401/403).
-    """
-    if mode != "r":
-        raise ReadOnlyError(
-            f"cannot open {url} with mode {mode!r}: remote stores are read-only (mode 'r'); "
-            f"write a local store and upload its files (aws s3 sync, rclone)"
-        )
-    store = RemoteStore(url, storage_options)
-    store.check_exists()
-    return RemoteGroup(store, ())
 
 
 def write_manifest(path: str | os.PathLike) -> Path:

@@ -10,11 +10,13 @@ from typing import Any
 import numpy as np
 
 from ..errors import ReadOnlyError
+from ..kernel.windows import gather_windows
 from ..store.names import ARRAY_SUFFIX, ATTRS_SUFFIX
 from . import _nodes
+from ._gather import gather_remote
 
 
-class RemoteArray(_nodes._RemoteNode):
+class RemoteArray(_nodes._RemoteNode, kind="array"):
     """An array of a remote store: shape, dtype and attrs of the local API, data by ranges.
 
     ``a[i:j]``, ``a[i]``, ``a[[i, j, k]]`` (and any further index on the other axes) fetch
@@ -24,8 +26,13 @@ class RemoteArray(_nodes._RemoteNode):
     store with :func:`npydir.convert`.  Pickles by URL, ``storage_options`` and key.
     """
 
-    #: tells gather_windows and Batches to take their remote branch
+    #: tells Batches to take its remote branch
     _npydir_remote = True
+
+    def _npydir_gather_windows(self, starts: Any, window: int, **options: Any) -> np.ndarray:
+        """What :func:`npydir.gather_windows` calls for an array that is not in memory: the
+        windows by byte-range requests (the kernel knows nothing of remote stores)."""
+        return gather_remote(self, starts, window, **options)
 
     def __init__(
         self,
@@ -146,8 +153,6 @@ class RemoteArray(_nodes._RemoteNode):
 
     def _take_rows(self, rows: np.ndarray) -> np.ndarray:
         """Rows ``rows`` (any order, repeats allowed), adjacent ones in one request."""
-        from ..kernel.windows import gather_windows
-
         shape = self.shape
         flat = self if len(shape) == 2 else self.reshape(shape[0], -1)
         got = gather_windows(flat, rows, 1)

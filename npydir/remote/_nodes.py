@@ -23,8 +23,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
-
+from typing import TYPE_CHECKING, Any
 
 from ..store import npyfile
 from ..store.attrs import decode_attrs, read_legacy_attrs
@@ -40,6 +39,9 @@ from ..store.node import _Node
 from ..store.group import Group
 from ..store.names import ARRAY_SUFFIX, validate_name
 from ._client import Client, Meta
+
+if TYPE_CHECKING:
+    from ._array import RemoteArray
 
 #: the store's manifest for servers without a listing (``http(s)://``)
 MANIFEST = ".npydir-manifest.json"
@@ -282,6 +284,8 @@ class RemoteAttrs(Mapping):
 class _RemoteNode(_Node):
     _store: RemoteStore  # type: ignore[assignment]
     _parts: tuple[str, ...]
+    #: RemoteGroup and RemoteArray by kind (see _Node): a group makes its arrays through it
+    _kinds: dict[str, type[_Node]] = {}
 
     @property
     def url(self) -> str:
@@ -313,7 +317,7 @@ class _RemoteNode(_Node):
         return hash((type(self).__name__, self._store.url, self._parts))
 
 
-class RemoteGroup(_RemoteNode, Mapping):
+class RemoteGroup(_RemoteNode, Mapping, kind="group"):
     """A group of a remote store: the read API of :class:`npydir.Group`.
 
     Members are looked up with ``g["train/x"]``, listed with ``list(g)``, ``g.arrays()``,
@@ -378,9 +382,7 @@ class RemoteGroup(_RemoteNode, Mapping):
         return "group" if self._store.is_dir(rel) else None
 
     def _node(self, parts: tuple[str, ...], kind: str) -> RemoteGroup | RemoteArray:
-        if kind == "group":
-            return RemoteGroup(self._store, parts)
-        return RemoteArray(self._store, parts)
+        return self._kinds[kind](self._store, parts)  # type: ignore[return-value, call-arg]
 
     def __getitem__(self, key: str) -> RemoteGroup | RemoteArray:
         parts = self._resolve(key)
@@ -412,32 +414,7 @@ class RemoteGroup(_RemoteNode, Mapping):
     members = Group.members
     visit = Group.visit
     visititems = Group.visititems
-
-
-    def tree(self, max_depth: int | None = None) -> str:
-        """A readable text tree: groups, then arrays with shape and dtype."""
-        from ..store.group import Tree
-
-        lines = [self.name if not self._parts else self.basename]
-
-        def walk(group: RemoteGroup, prefix: str, depth: int) -> None:
-            entries = group._entries()
-            for i, (n, kind) in enumerate(entries):
-                last = i == len(entries) - 1
-                obj = group._node(group._parts + (n,), kind)
-                label = n
-                if kind == "array":
-                    try:
-                        label = f"{n} {obj.shape} {obj.dtype}"
-                    except Exception as exc:  # a broken file must not hide the rest
-                        label = f"{n} <unreadable: {exc}>"
-                lines.append(prefix + ("└── " if last else "├── ") + label)
-                if kind == "group" and (max_depth is None or depth < max_depth):
-                    indent = "    " if last else "│   "
-                    walk(obj, prefix + indent, depth + 1)  # type: ignore[arg-type]
-
-        walk(self, "", 0)
-        return Tree("\n".join(lines))
+    tree = Group.tree
 
     # ---------------------------------------------------------------- writes: refused
 
@@ -466,7 +443,4 @@ def _reopen(url: str, storage_options: dict, path: str, kind: str) -> Any:
     """Unpickle a remote group/array: a fresh store object, nothing fetched until used."""
     store = RemoteStore(url, storage_options)
     parts = tuple(p for p in path.split("/") if p)
-    return RemoteGroup(store, parts) if kind == "group" else RemoteArray(store, parts)
-
-
-from ._array import RemoteArray  # noqa: E402  (the array module needs the names above)
+    return _RemoteNode._kinds[kind](store, parts)  # type: ignore[call-arg]

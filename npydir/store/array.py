@@ -16,14 +16,14 @@ from typing import Any
 import numpy as np
 
 from . import npyfile
-from .node import AttributeManager, _Node, _Store
+from .node import AttributeManager, _Node, _reopen, _Store
 from ..errors import FormatError, MemberNotFoundError
 from .names import ARRAY_SUFFIX, ATTRS_SUFFIX
 
 __all__ = ["Array"]
 
 
-class Array(_Node):
+class Array(_Node, kind="array"):
     """An array of a store: a thin object over a memory map of its ``.npy`` file.
 
     ``a[...]`` returns numpy views of the map (no copy); ``np.asarray(a)`` is the map.  Writes
@@ -308,10 +308,7 @@ class Array(_Node):
     # ------------------------------------------------------------------ pickling
 
     def __reduce__(self) -> tuple:
-        # Pickles have named npydir.group._reopen since 0.1: keep that name so pickles load
-        # across versions (group.py imports this module, hence the import here).
-        from .group import _reopen
-
+        # the callable pickles name is npydir.group._reopen (see node._reopen)
         return (_reopen, (str(self._store.root), self.path, "array"))
 
 

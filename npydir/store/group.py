@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from . import fsutil, npyfile
-from .node import AttributeManager, _Node, _Store
+from .node import AttributeManager, _Node, _reopen, _Store
 from .array import Array, _as_shape
 from ..errors import (
     AlreadyExistsError,
@@ -55,9 +55,11 @@ from .names import (
     split_key,
     validate_name,
 )
+from .tree import draw
 
-# Array and AttributeManager live in array.py and _node.py; they stay importable from here
-# (npydir.store.group.Array is what pickles of the class made before the split name).
+# Array and AttributeManager live in array.py and node.py, _reopen in node.py; they stay
+# importable from here: pickles name npydir.group.Array and npydir.group._reopen (the flat
+# layout's path of this module).
 __all__ = ["Array", "AttributeManager", "Group", "open"]
 
 MODES = ("r", "r+", "a", "w", "w-", "x")
@@ -143,7 +145,9 @@ def open(
     sync: bool = True,
     storage_options: dict | None = None,
 ) -> Group:
-    """Open a store and return its root :class:`Group`.
+    """Open a local store and return its root :class:`Group`.
+
+    :func:`npydir.open` is this function for local paths; it also opens URLs.
 
     Parameters
     ----------
@@ -162,9 +166,9 @@ def open(
         renames -- a killed process still leaves a consistent store -- but not durability across
         a power loss; an fsync costs milliseconds on many disks (README.md, "Crash safety", has
         numbers).
-    storage_options : dict, optional
-        For ``s3://`` and ``http(s)://`` URLs only (read-only stores in object storage,
-        :mod:`npydir.remote`): credentials and endpoint in fsspec/s3fs's names.
+    storage_options : None
+        Only for URLs, which this function does not open: :func:`npydir.open` opens
+        ``s3://`` and ``http(s)://`` stores (:mod:`npydir.remote`) and local ones (here).
 
     Returns
     -------
@@ -179,11 +183,6 @@ def open(
     """
     if mode not in MODES:
         raise ValueError(f"invalid mode {mode!r}; expected one of {', '.join(MODES)}")
-    if isinstance(path, str) and "://" in path:
-        from ..remote import is_remote_url, open_remote
-
-        if is_remote_url(path):
-            return open_remote(path, mode, storage_options)  # type: ignore[return-value]
     if storage_options is not None:
         raise ValueError(f"storage_options is for s3:// and http(s):// URLs, not {path!r}")
     # absolute, so pickled arrays reopen from any working directory
@@ -413,7 +412,7 @@ def _is_special(entry: os.DirEntry) -> bool:
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
-class Group(_Node, MutableMapping):
+class Group(_Node, MutableMapping, kind="group"):
     """A group of a store: a directory, used as a MutableMapping of names to Groups and Arrays.
 
     Iteration is in sorted name order.  Keys may be paths (``"train/x"``); a key starting with
@@ -630,27 +629,23 @@ class Group(_Node, MutableMapping):
 
     def tree(self, max_depth: int | None = None) -> Tree:
         """A readable text tree of this group: groups, then arrays with shape and dtype."""
-        lines = [self.name if not self._parts else self.basename]
 
-        def label(n: str, obj: Group | Array) -> str:
-            if isinstance(obj, Group):
+        def children(group: Group) -> list[tuple[str, Group | Array, bool]]:
+            return [
+                (n, group._node(group._parts + (n,), kind), kind == "group")
+                for n, kind in group._entries()
+            ]
+
+        def label(n: str, obj: Group | Array, is_group: bool) -> str:
+            if is_group:
                 return n
             try:
-                return f"{n} {obj.shape} {obj.dtype}"
+                return f"{n} {obj.shape} {obj.dtype}"  # type: ignore[union-attr]
             except Exception as exc:  # a broken file must not hide the rest of the tree
                 return f"{n} <unreadable: {exc}>"
 
-        def walk(group: Group, prefix: str, depth: int) -> None:
-            entries = group._entries()
-            for i, (n, kind) in enumerate(entries):
-                last = i == len(entries) - 1
-                obj = group._node(group._parts + (n,), kind)
-                lines.append(prefix + ("└── " if last else "├── ") + label(n, obj))
-                if kind == "group" and (max_depth is None or depth < max_depth):
-                    walk(obj, prefix + ("    " if last else "│   "), depth + 1)  # type: ignore[arg-type]
-
-        walk(self, "", 0)
-        return Tree("\n".join(lines))
+        head = self.name if not self._parts else self.basename
+        return Tree("\n".join([head, *draw(self, children, label, max_depth=max_depth)]))
 
     # ------------------------------------------------------------------ creation
 
@@ -1031,20 +1026,3 @@ class Tree(str):
 
     def __repr__(self) -> str:
         return str(self)
-
-
-def _reopen(root: str, path: str, kind: str) -> Group | Array:
-    """Unpickle a Group/Array: a fresh read-only store, nothing read until first use."""
-    store = _Store(Path(root), "r", das_compat=False, portable=False)
-    parts = tuple(p for p in path.split("/") if p)
-    if kind == "group":
-        return Group(store, parts)
-    arr = Array(store, parts)
-    store.arrays[parts] = arr
-    return arr
-
-
-# Pickles name this function by its flat-layout path, npydir.group._reopen (an alias of this
-# module, npydir._moved): pickles made before and after the subpackages are byte-identical and
-# load in either version.
-_reopen.__module__ = "npydir.group"

@@ -5,6 +5,10 @@
 :class:`~npydir.store.array.Array` (paths, names, equality); :class:`AttributeManager` is the
 ``.attrs`` mapping of either.  They live apart from ``group.py`` and ``array.py`` because both
 need them and ``group.py`` imports ``array.py``.
+
+A node reaches the other kind of node (an array its parent group, anything its root) through
+the classes registered by kind (``class Group(_Node, kind="group")``), and unpickles through
+:func:`_reopen`: so this module needs neither ``group.py`` nor ``array.py``.
 """
 
 from __future__ import annotations
@@ -311,8 +315,22 @@ class AttributeManager(MutableMapping):
 
 
 class _Node:
+    """Base of the nodes of a store; each concrete class registers itself by ``kind``.
+
+    ``class Group(_Node, kind="group")`` puts Group into :attr:`_kinds` of the nearest base
+    that defines its own ``_kinds`` (the local store's here; remote nodes keep theirs), so a
+    node builds its parent or root, and :func:`_reopen` a node of either kind, by kind alone.
+    """
+
     _store: _Store
     _parts: tuple[str, ...]
+    #: kind ("group", "array") -> the class of that kind, filled as the classes are defined
+    _kinds: dict[str, type[_Node]] = {}
+
+    def __init_subclass__(cls, kind: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if kind is not None:
+            cls._kinds[kind] = cls
 
     @property
     def path(self) -> str:
@@ -340,15 +358,11 @@ class _Node:
     @property
     def file(self) -> Group:
         """The root group of the store (h5py's ``.file``)."""
-        from .group import Group  # group.py imports this module: import at use
-
-        return Group(self._store, ())
+        return self._kinds["group"](self._store, ())  # type: ignore[return-value, call-arg]
 
     @property
     def parent(self) -> Group:
-        from .group import Group
-
-        return Group(self._store, self._parts[:-1])
+        return self._kinds["group"](self._store, self._parts[:-1])  # type: ignore[return-value, call-arg]
 
     @property
     def store_path(self) -> Path:
@@ -367,3 +381,19 @@ class _Node:
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, self._store.real, self._parts))
+
+
+def _reopen(root: str, path: str, kind: str) -> Group | Array:
+    """Unpickle a Group/Array: a fresh read-only store, nothing read until first use."""
+    store = _Store(Path(root), "r", das_compat=False, portable=False)
+    parts = tuple(p for p in path.split("/") if p)
+    node = _Node._kinds[kind](store, parts)  # type: ignore[call-arg]
+    if kind == "array":
+        store.arrays[parts] = node  # type: ignore[assignment]
+    return node  # type: ignore[return-value]
+
+
+# Pickles name this function by its flat-layout path, npydir.group._reopen (npydir._moved makes
+# that name the module npydir.store.group, which re-exports it): pickles made before and after
+# the subpackages are byte-identical and load in either layout.
+_reopen.__module__ = "npydir.group"

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from ..store.tree import draw
+
 __all__ = ["main", "build_parser"]
 
 PROG = "npydir"
@@ -437,11 +439,10 @@ def _render(opened: _Opened, node: Any, *, sizes: bool, attrs: bool, full: bool,
     lines: list[str] = []
     totals = {"groups": 0, "arrays": 0, "nbytes": 0, "disk": 0}
 
-    def attr_lines(obj: Any, indent: str) -> None:
+    def attr_lines(obj: Any) -> list[str]:
         if not attrs:
-            return
-        for k, v in _attrs(obj).items():
-            lines.append(f"{indent}@{k} = {_short(v, full)}")
+            return []
+        return [f"@{k} = {_short(v, full)}" for k, v in _attrs(obj).items()]
 
     def array_line(name: str, arr: Any) -> str:
         import numpy as np
@@ -459,32 +460,27 @@ def _render(opened: _Opened, node: Any, *, sizes: bool, attrs: bool, full: bool,
             text += f"  {_human(nbytes)}, {_human(disk)} on disk"
         return text
 
-    def walk(group: Any, prefix: str, level: int) -> None:
-        items = _children(group)
-        for i, (name, obj) in enumerate(items):
-            last = i == len(items) - 1
-            branch = "└── " if last else "├── "
-            cont = prefix + ("    " if last else "│   ")
-            if _is_group(obj):
-                totals["groups"] += 1
-                lines.append(f"{prefix}{branch}{name}/")
-                attr_lines(obj, cont)
-                if depth is None or level < depth:
-                    walk(obj, cont, level + 1)
-            else:
-                lines.append(f"{prefix}{branch}{array_line(name, obj)}")
-                attr_lines(obj, cont)
+    def children(group: Any) -> list[tuple[str, Any, bool]]:
+        return [(name, obj, _is_group(obj)) for name, obj in _children(group)]
+
+    def label(name: str, obj: Any, is_group: bool) -> str:
+        if is_group:
+            totals["groups"] += 1
+            return f"{name}/"
+        return array_line(name, obj)
 
     if _is_group(node):
         lines.append(f"{opened.path}" + (f" [{getattr(node, 'name', '')}]"
                                          if getattr(node, "name", "/") not in ("/", "", None)
                                          else "") + f"  ({opened.kind})")
-        attr_lines(node, "")
-        walk(node, "", 1)
+        lines.extend(attr_lines(node))
+        # --depth N opens N levels: the top's members (depth 0 of draw) open when N > 1
+        lines.extend(draw(node, children, label, notes=attr_lines,
+                          max_depth=None if depth is None else depth - 1))
     else:
         lines.append(f"{opened.path}  ({opened.kind})")
         lines.append(array_line(str(getattr(node, "name", "")).strip("/") or "array", node))
-        attr_lines(node, "  ")
+        lines.extend("  " + line for line in attr_lines(node))
     return lines, totals
 
 

@@ -33,7 +33,7 @@ class NpydirSource(Source):
     kind = "npydir"
 
     def __init__(self, path: str | os.PathLike, storage_options: dict | None = None):
-        from ...store.group import open as open_store
+        from ...remote._open import open as open_store
 
         self.path = os.fspath(path)
         self.spec = ("npydir", self.path)
