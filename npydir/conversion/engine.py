@@ -66,6 +66,7 @@ from .interrupt import DeferredInterrupt
 from .journal import Journal
 from .values import LINKS, ORIGINAL_NAME, REFUSED, apply_transform
 from ..errors import AlreadyExistsError, ConversionError, IntegrityError, StoreNotFoundError
+from ..store.layout import JOURNAL_SUFFIX, PARTIAL_SUFFIX, REPLACED_SUFFIX
 from ..store.npyfile import fsync_dir
 
 __all__ = ["ConversionReport", "convert", "partial_path"]
@@ -132,7 +133,8 @@ class ConversionReport:
 def partial_path(dst: str | os.PathLike) -> tuple[Path, Path]:
     """Where a conversion into ``dst`` builds its result, and its journal."""
     dst = Path(os.path.normpath(os.fspath(dst)))
-    return dst.parent / f".{dst.name}.partial", dst.parent / f".{dst.name}.partial.journal"
+    return (dst.parent / f".{dst.name}{PARTIAL_SUFFIX}",
+            dst.parent / f".{dst.name}{JOURNAL_SUFFIX}")
 
 
 def convert(
@@ -495,7 +497,7 @@ def _same(st: os.stat_result | None, ident: list[int] | None) -> bool:
 
 
 def _replaced_path(dst: Path) -> Path:
-    return dst.parent / f".{dst.name}.replaced"
+    return dst.parent / f".{dst.name}{REPLACED_SUFFIX}"
 
 
 def _finish_published(journal, partial: Path, dst: Path) -> bool:
@@ -832,7 +834,7 @@ def _remove_temp_files(partial: Path) -> None:
     otherwise rename into the finished result.  Links are not followed (``os.walk`` does not
     descend into them, and a link named like a temp file is removed, never its target).
     """
-    from ..store.npyfile import is_temp_name
+    from ..store.layout import is_temp_name
 
     if not partial.is_dir() or partial.is_symlink():
         return  # an HDF5 partial is a single file

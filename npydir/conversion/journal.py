@@ -31,6 +31,7 @@ from typing import Callable
 
 from .files import open_regular
 from ..errors import ConversionError, LockError
+from ..store.layout import JOURNAL_SUFFIX
 
 
 class Journal:
@@ -57,7 +58,7 @@ class Journal:
                 fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
                 raise LockError(
-                    f"another conversion into {self.path.name[1:-len('.partial.journal')]!r} "
+                    f"another conversion into {self.path.name[1:-len(JOURNAL_SUFFIX)]!r} "
                     f"is running (journal {self.path} is locked)"
                 ) from exc
             self._load()

@@ -18,10 +18,11 @@ from typing import Any, Iterator
 import numpy as np
 
 from ..errors import ConversionError, UnknownBackendError
+from ..store.layout import FORMAT_FILE, STORE_SUFFIX
 
 #: extensions recognised by load() and convert(), by backend
 EXTENSIONS = {
-    "npydir": (".npy",),
+    "npydir": (STORE_SUFFIX,),
     "zarr": (".zarr", ".zarr.zip", ".zip"),
     "hdf5": (".h5", ".hdf5", ".hdf", ".he5"),
 }
@@ -39,7 +40,7 @@ def backend_of(path: str | os.PathLike, *, role: str = "path") -> str:
             if kind == "npydir" and p.is_file():
                 break  # a single .npy file is not a store
             return kind
-    if p.is_dir() and (p / ".npydir.json").is_file():
+    if p.is_dir() and (p / FORMAT_FILE).is_file():
         return "npydir"
     supported = ", ".join(ext for exts in EXTENSIONS.values() for ext in exts)
     raise UnknownBackendError(

@@ -34,6 +34,7 @@ import numpy as np
 
 from .._optional import require
 from ..errors import AlreadyExistsError, DASFormatError
+from ..store.layout import FORMAT_FILE, GROUP_ATTRS
 from .annotations import Annotations, read_annotations
 from .audio import AUDIO_SUFFIXES, load_audio, pcm_scale, scale_pcm
 from .definitions import check_definitions, read_definitions
@@ -339,7 +340,7 @@ def _remove_stale_builds(out: Path) -> None:
 
 
 def _safe_to_replace(out: Path) -> bool:
-    return out.is_dir() and any((out / f).is_file() for f in ("attrs.json", ".npydir.json",
+    return out.is_dir() and any((out / f).is_file() for f in (GROUP_ATTRS, FORMAT_FILE,
                                                                ".zgroup"))
 
 

@@ -15,7 +15,8 @@ import os
 from pathlib import Path
 
 from ..errors import FormatError, StoreNotFoundError
-from ._nodes import MANIFEST, MANIFEST_FORMAT, MAX_ASARRAY_BYTES, RemoteGroup, RemoteStore
+from ..store.layout import MANIFEST, MANIFEST_FORMAT
+from ._nodes import MAX_ASARRAY_BYTES, RemoteGroup, RemoteStore
 from ._array import RemoteArray  # noqa: I001 - after _nodes, which it builds on
 from ._gather import gather_remote
 from ._open import open_remote

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import ReadOnlyError
 from ..kernel.windows import gather_windows
-from ..store.names import ARRAY_SUFFIX, ATTRS_SUFFIX
+from ..store.layout import ARRAY_SUFFIX, ATTRS_SUFFIX
 from . import _nodes
 from ._gather import gather_remote
 

@@ -37,18 +37,20 @@ from ..errors import (
 )
 from ..store.node import _Node
 from ..store.group import Group
-from ..store.names import ARRAY_SUFFIX, validate_name
+from ..store.layout import (
+    ARRAY_SUFFIX,
+    FORMAT_FILE,
+    GROUP_ATTRS,
+    LEGACY_ATTRS,
+    MANIFEST,
+    MANIFEST_FORMAT,
+)
+from ..store.names import validate_name
 from ._client import Client, Meta
 
 if TYPE_CHECKING:
     from ._array import RemoteArray
 
-#: the store's manifest for servers without a listing (``http(s)://``)
-MANIFEST = ".npydir-manifest.json"
-MANIFEST_FORMAT = "npydir-manifest"
-GROUP_ATTRS = "attrs.json"
-LEGACY_ATTRS = "attrs.npy"
-FORMAT_FILE = ".npydir.json"
 #: ``np.asarray(remote_array)`` downloads at most this many bytes; larger is refused
 MAX_ASARRAY_BYTES = 64 * 2**20
 #: bytes fetched for a header; enough for any header numpy writes for up to ~60 dimensions

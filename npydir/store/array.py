@@ -18,7 +18,7 @@ import numpy as np
 from . import npyfile
 from .node import AttributeManager, _Node, _reopen, _Store
 from ..errors import FormatError, MemberNotFoundError
-from .names import ARRAY_SUFFIX, ATTRS_SUFFIX
+from .layout import ARRAY_SUFFIX, ATTRS_SUFFIX
 
 __all__ = ["Array"]
 

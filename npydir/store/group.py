@@ -46,10 +46,19 @@ from ..errors import (
     PathEscapeError,
     StoreNotFoundError,
 )
-from .lock import LOCK_NAME, StoreLock
-from .names import (
+from .layout import (
     ARRAY_SUFFIX,
     ATTRS_SUFFIX,
+    FORMAT_FILE,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    GROUP_ATTRS,
+    LEGACY_ATTRS,
+    LOCK_NAME,
+    is_temp_name,
+)
+from .lock import StoreLock
+from .names import (
     check_inside,
     check_sibling_case,
     split_key,
@@ -63,10 +72,6 @@ from .tree import draw
 __all__ = ["Array", "AttributeManager", "Group", "open"]
 
 MODES = ("r", "r+", "a", "w", "w-", "x")
-FORMAT_FILE = ".npydir.json"
-FORMAT_VERSION = 1
-GROUP_ATTRS = "attrs.json"
-LEGACY_ATTRS = "attrs.npy"
 #: longest path (bytes) of any file npydir creates; Linux PATH_MAX is 4096 including the NUL
 MAX_PATH_BYTES = 4095
 
@@ -79,7 +84,7 @@ STORE_KINDS = ("npydir", "das", "empty")
 
 def _own_entry(name: str) -> bool:
     """An entry npydir itself may leave in a directory before its format marker is written."""
-    return name == LOCK_NAME or npyfile.is_temp_name(name)
+    return name == LOCK_NAME or is_temp_name(name)
 
 
 def store_kind(root: str | os.PathLike) -> str:
@@ -123,7 +128,7 @@ def _foreign_directory(root: Path, names: list[str]) -> str:
         )
     shown = ", ".join(repr(n) for n in names[:3]) + (", ..." if len(names) > 3 else "")
     if any(n.endswith(ARRAY_SUFFIX) for n in names) or GROUP_ATTRS in names:
-        marker = json.dumps({"format": "npydir", "version": FORMAT_VERSION})
+        marker = json.dumps({"format": FORMAT_NAME, "version": FORMAT_VERSION})
         return (
             f"{root}: not an npydir store: it holds {len(names)} entries ({shown}) but no format "
             f"marker {FORMAT_FILE} (nor DAS's {LEGACY_ATTRS}); if it is a store that lost its "
@@ -272,7 +277,7 @@ def check_format_file(root: Path) -> None:
         info = json.loads(raw)
     except (ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested past the stack
         raise FormatError(f"{path}: not valid JSON ({type(exc).__name__}: {exc})") from None
-    if not isinstance(info, dict) or info.get("format") != "npydir":
+    if not isinstance(info, dict) or info.get("format") != FORMAT_NAME:
         shown = repr(info) if len(raw) <= 200 else f"{type(info).__name__} of {len(raw)} bytes"
         raise FormatError(f"{path}: expected {{'format': 'npydir', ...}}, found {shown}")
     version = info.get("version")
@@ -322,7 +327,7 @@ def _write_marker(root: Path, kind: str, *, sync: bool) -> None:
     identifies it, and a full store must open so that something can be deleted.  An empty
     directory must get the marker before it holds data, so there the error is raised.
     """
-    text = json.dumps({"format": "npydir", "version": FORMAT_VERSION}) + "\n"
+    text = json.dumps({"format": FORMAT_NAME, "version": FORMAT_VERSION}) + "\n"
     try:
         npyfile.atomic_write(root / FORMAT_FILE, lambda fp: fp.write(text.encode()), sync=sync)
     except OSError as exc:

@@ -56,10 +56,20 @@ from ..errors import (
     StoreNotFoundError,
     UnsafePickleError,
 )
-from .group import FORMAT_FILE, GROUP_ATTRS, LEGACY_ATTRS, check_format_file, store_kind
+from .group import check_format_file, store_kind
+from .layout import (
+    ARRAY_SUFFIX,
+    ATTRS_SUFFIX,
+    FORMAT_FILE,
+    GROUP_ATTRS,
+    JSON_SUFFIX,
+    LEGACY_ATTRS,
+    RESERVED_SUFFIXES,
+    is_temp_name,
+)
 from .lock import StoreLock
-from .names import ATTRS_SUFFIX, check_inside
-from .npyfile import is_temp_name, read_header
+from .names import check_inside
+from .npyfile import read_header
 
 __all__ = ["Problem", "Report", "repair", "verify"]
 
@@ -237,10 +247,10 @@ def verify(path: str | os.PathLike) -> Report:
                     decoded[name] = read_legacy_attrs(p)
                 except (FormatError, UnsafePickleError, OSError) as exc:
                     report.problems.append(Problem(p, "bad-attrs", detail=str(exc)))
-            elif name.endswith(".npy"):
+            elif name.endswith(ARRAY_SUFFIX):
                 report.checked += 1
                 _check_npy(p, report, real_root)
-            elif name.endswith(".json"):
+            elif name.endswith(JSON_SUFFIX):
                 report.checked += 1
                 decoded[name] = _check_attrs(p, set(filenames), report)
         if at_root:
@@ -286,7 +296,7 @@ def _special(p: Path, report: Report) -> bool:
     Only the store's own files (``.npy``, ``.json``) are checked; a file swapped for one after
     this look is still never read (every open refuses it), only reported as unreadable.
     """
-    if not p.name.endswith((".npy", ".json")):
+    if not p.name.endswith(RESERVED_SUFFIXES):
         return False
     try:
         mode = os.stat(p).st_mode  # links inside the store: what they lead to
@@ -380,7 +390,7 @@ def _check_attrs(p: Path, siblings: set[str], report: Report) -> dict | None:
     if not p.name.endswith(ATTRS_SUFFIX):
         return decoded
     stem = p.name[: -len(ATTRS_SUFFIX)]
-    if stem + ".npy" in siblings:
+    if stem + ARRAY_SUFFIX in siblings:
         return decoded
     try:
         links = os.lstat(p).st_nlink

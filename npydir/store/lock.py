@@ -27,11 +27,11 @@ from pathlib import Path
 
 from .fsutil import O_CLOEXEC, O_DIRECTORY, O_NOFOLLOW, O_NONBLOCK, kind_of
 from ..errors import FormatError, LockError, ReadOnlyError
+from .layout import LOCK_NAME
 from .npyfile import named_oserror
 
 __all__ = ["LOCK_NAME", "StoreLock"]
 
-LOCK_NAME = ".npydir.lock"
 log = logging.getLogger("npydir")
 
 try:

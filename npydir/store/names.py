@@ -23,6 +23,14 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..errors import InvalidNameError, PathEscapeError
+from .layout import (
+    ARRAY_SUFFIX,
+    ATTRS_SUFFIX,
+    GROUP_ATTRS,
+    LEGACY_ATTRS,
+    RESERVED_NAME,
+    RESERVED_SUFFIXES,
+)
 
 __all__ = [
     "ARRAY_SUFFIX",
@@ -33,8 +41,6 @@ __all__ = [
     "validate_name",
 ]
 
-ARRAY_SUFFIX = ".npy"
-ATTRS_SUFFIX = ".attrs.json"
 MAX_NAME_BYTES = 255
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _NON_PORTABLE = set('<>:"|?*')
@@ -83,11 +89,12 @@ def validate_name(name: object, *, portable: bool = True, array: bool = False) -
         raise bad("contains NUL or a control character")
     if name.startswith("."):
         raise bad("starts with '.' (reserved for the store's own files)")
-    lower = name.lower()
-    if lower.endswith(".npy") or lower.endswith(".json"):
+    if name.lower().endswith(RESERVED_SUFFIXES):
         raise bad("ends in '.npy' or '.json' (reserved for array and attribute files)")
-    if name == "attrs":
-        raise bad("'attrs' is reserved (attrs.json / attrs.npy hold group attributes)")
+    if name == RESERVED_NAME:
+        raise bad(
+            f"{RESERVED_NAME!r} is reserved ({GROUP_ATTRS} / {LEGACY_ATTRS} hold group attributes)"
+        )
     if portable:
         found = sorted(set(name) & _NON_PORTABLE)
         if found:

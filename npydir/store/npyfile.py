@@ -43,6 +43,7 @@ from numpy.lib import format as npformat
 
 from . import fsutil
 from ..errors import FormatError, UnsupportedDTypeError
+from .layout import TEMP_SUFFIX, is_temp_name
 
 __all__ = [
     "TEMP_SUFFIX",
@@ -61,8 +62,6 @@ __all__ = [
     "temp_path",
 ]
 
-#: Suffix of the temp files of atomic writes; verify() reports leftovers, repair() removes them.
-TEMP_SUFFIX = ".npydir-tmp"
 #: Headers larger than this are refused as corrupt (numpy's own default limit is 10000).
 MAX_HEADER_SIZE = 1 << 20
 #: Copy/fill block size.
@@ -325,11 +324,6 @@ def temp_path(path: Path) -> Path:
     room = 255 - 1 - len(tail)
     stem = os.fsencode(path.name)[:room].decode("utf-8", "ignore")
     return path.with_name(f".{stem}{tail}")
-
-
-def is_temp_name(name: str) -> bool:
-    """Whether ``name`` is a temp file of :func:`atomic_write`."""
-    return name.startswith(".") and name.endswith(TEMP_SUFFIX)
 
 
 #: errnos of a file system that cannot fsync a directory: nothing to make durable there
