@@ -53,7 +53,6 @@ import numpy as np
 
 from .protocol import Node, backend_of, join, open_source
 from .files import (
-    exchange,
     identity,
     is_empty,
     lstat,
@@ -67,7 +66,7 @@ from .journal import Journal
 from .values import LINKS, ORIGINAL_NAME, REFUSED, apply_transform
 from ..errors import AlreadyExistsError, ConversionError, IntegrityError, StoreNotFoundError
 from ..store.layout import JOURNAL_SUFFIX, PARTIAL_SUFFIX, REPLACED_SUFFIX
-from ..store.npyfile import fsync_dir
+from ..store.fsutil import fsync_dir, publish_directory
 
 __all__ = ["ConversionReport", "convert", "partial_path"]
 
@@ -850,49 +849,23 @@ def _remove_temp_files(partial: Path) -> None:
 
 
 def _publish(partial: Path, dst: Path, overwrite: bool, journal=None) -> None:
-    """Move the finished result into place (replacing ``dst`` if asked).
-
-    A new ``dst`` appears with one rename that never replaces anything.  An existing one is
-    swapped with the result in one step (``renameat2(RENAME_EXCHANGE)``; for a file, a plain
-    rename replaces it atomically) and the old one, now under the partial name, removed.
-    Where the file system cannot swap, the old one is renamed aside to ``.DST.replaced``
-    first: a crash between the two renames leaves the old copy there and the complete result
-    under the partial name, and the rerun finishes (:func:`_finish_published`).  With a
-    ``journal``, the old destination's identity is recorded first, so only it is removed."""
-    old = lstat(dst)
-    if old is None:
-        try:
-            rename_new(partial, dst)
-        except FileExistsError:
-            raise AlreadyExistsError(f"destination {dst} appeared while converting") from None
-        fsync_dir(dst.parent)
-        return
-    if not overwrite:
-        raise AlreadyExistsError(f"destination {dst} appeared while converting")
-    if journal is not None:
-        journal.record_replacing(identity(old))
-    new = lstat(partial)
-    if stat.S_ISREG(old.st_mode) and new is not None and stat.S_ISREG(new.st_mode):
-        os.replace(partial, dst)
-        fsync_dir(dst.parent)
-        return
-    if exchange(partial, dst):
-        fsync_dir(dst.parent)
-        if _same(lstat(partial), identity(old)):
-            remove(partial)
-            fsync_dir(dst.parent)
-        return
+    """Move the finished result into place (replacing ``dst`` if asked):
+    :func:`npydir.store.fsutil.publish_directory`, with ``.DST.replaced`` as the place the old
+    destination waits where two names cannot be swapped.  A crash between its two renames
+    leaves the old copy there and the complete result under the partial name, and the rerun
+    finishes (:func:`_finish_published`).  With a ``journal``, the old destination's identity
+    is recorded first, so only it is removed."""
     replaced = _replaced_path(dst)
-    if lstat(replaced) is not None:
-        raise ConversionError(f"{replaced}: exists; expected no file there (it is where the "
-                              f"old {dst.name} is moved while it is replaced); move it away "
-                              "or delete it")
-    rename_new(dst, replaced)
-    fsync_dir(dst.parent)
-    rename_new(partial, dst)
-    fsync_dir(dst.parent)
-    remove(replaced)
-    fsync_dir(dst.parent)
+    record = None if journal is None else (lambda old: journal.record_replacing(identity(old)))
+    try:
+        publish_directory(partial, dst, overwrite=overwrite, aside=replaced,
+                          before_replace=record)
+    except FileExistsError as exc:
+        if exc.filename == os.fspath(replaced):
+            raise ConversionError(f"{replaced}: exists; expected no file there (it is where the "
+                                  f"old {dst.name} is moved while it is replaced); move it away "
+                                  "or delete it") from None
+        raise AlreadyExistsError(f"destination {dst} appeared while converting") from None
 
 
 # --------------------------------------------------------------------------- verify

@@ -23,22 +23,17 @@ This module is private to the conversion code: it holds the few file primitives 
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
-import shutil
 import stat
-import sys
 from pathlib import Path
 
-from ..store.fsutil import kind_of
+# removal, renameat2 and the swap are the store's (one copy of each); used from here as before
+from ..store.fsutil import exchange, kind_of, remove, rename_new  # noqa: F401
 from ..errors import ConversionError
 
 #: flags of every open of a conversion-owned name: never through a link, never blocking
 SAFE = os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-
-#: renameat2 flags (<linux/fs.h>)
-RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
 
 
 def identity(st: os.stat_result) -> list[int]:
@@ -116,63 +111,3 @@ def is_empty(path: Path, st: os.stat_result) -> bool:
         finally:
             os.close(fd)
     return False
-
-
-def remove(path: Path) -> None:
-    """Remove ``path``: a directory tree without ever following a link inside it (shutil's
-    descriptor-based walk), a link itself rather than its target, a file."""
-    st = lstat(path)
-    if st is None:
-        return
-    if stat.S_ISDIR(st.st_mode):
-        if not shutil.rmtree.avoids_symlink_attacks:  # pragma: no cover - Linux has it
-            raise ConversionError(f"{path}: cannot be removed safely on this system")
-        shutil.rmtree(path)
-    else:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-
-
-def _load_renameat2():
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    fn.restype = ctypes.c_int
-    return fn
-
-
-_RENAMEAT2 = _load_renameat2()
-
-
-def rename2(src: Path, dst: Path, flags: int) -> bool:
-    """``renameat2(src, dst, flags)``; False when the system or file system lacks it.
-
-    Any other failure is raised as an ``OSError`` naming both paths."""
-    if _RENAMEAT2 is None:
-        return False
-    if _RENAMEAT2(-100, os.fsencode(src), -100, os.fsencode(dst), flags) == 0:  # AT_FDCWD
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
-        return False
-    raise OSError(err, os.strerror(err), os.fspath(src), None, os.fspath(dst))
-
-
-def exchange(a: Path, b: Path) -> bool:
-    """Swap the names ``a`` and ``b`` in one step; False where that is not supported."""
-    return rename2(a, b, RENAME_EXCHANGE)
-
-
-def rename_new(src: Path, dst: Path) -> None:
-    """Rename ``src`` to ``dst``, which must not exist (never replaces what appeared there)."""
-    if rename2(src, dst, RENAME_NOREPLACE):
-        return
-    if lstat(dst) is not None:
-        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fspath(dst))
-    os.rename(src, dst)

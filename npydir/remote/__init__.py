@@ -16,9 +16,9 @@ from pathlib import Path
 
 from ..errors import FormatError, StoreNotFoundError
 from ..store.layout import MANIFEST, MANIFEST_FORMAT
-from ._nodes import MAX_ASARRAY_BYTES, RemoteGroup, RemoteStore
-from ._array import RemoteArray  # noqa: I001 - after _nodes, which it builds on
+from ._array import RemoteArray
 from ._gather import gather_remote
+from ._nodes import MAX_ASARRAY_BYTES, RemoteGroup
 from ._open import open_remote
 from ._url import is_remote_url
 

@@ -23,7 +23,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..store import npyfile
 from ..store.attrs import decode_attrs, read_legacy_attrs
@@ -287,7 +287,7 @@ class _RemoteNode(_Node):
     _store: RemoteStore  # type: ignore[assignment]
     _parts: tuple[str, ...]
     #: RemoteGroup and RemoteArray by kind (see _Node): a group makes its arrays through it
-    _kinds: dict[str, type[_Node]] = {}
+    _kinds: ClassVar[dict[str, type[_Node]]] = {}
 
     @property
     def url(self) -> str:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 
+from ..errors import ReadOnlyError
 from ..store.group import MODES, Group
 from ..store.group import open as open_local
-from ..errors import ReadOnlyError
 from ._nodes import RemoteGroup, RemoteStore
 from ._url import is_remote_url
 

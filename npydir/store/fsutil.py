@@ -1,4 +1,6 @@
-"""Opening the store's files and directories safely: no links followed out, no special files.
+"""The store's file-system primitives: safe opens, fsync of directories, publishing, removal.
+
+Opening the store's files and directories safely: no links followed out, no special files.
 
 A store may come from someone else's tarball, and another process may swap a file or directory
 for a symbolic link (or a FIFO) between the moment npydir looks it up and the moment it opens it.
@@ -18,15 +20,22 @@ So the rules are:
 Functions take a ``path`` (for messages, and to open when no ``dir_fd`` is given) and an optional
 ``dir_fd``: an open, already checked directory holding ``path``, relative to which the last
 component of ``path`` is opened.
+
+Besides: :func:`fsync_dir` (make a rename durable), :func:`publish_directory` (put a finished
+directory in place atomically, replacing an old one by swapping two names), and
+:func:`remove_tree` / :func:`remove`, the one way npydir deletes a tree.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
 import stat
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from ..errors import FormatError, PathEscapeError
 
@@ -35,14 +44,19 @@ __all__ = [
     "O_NOFOLLOW",
     "check_fd_inside",
     "directory",
+    "exchange",
     "fd_path",
+    "fsync_dir",
     "lexists",
     "name_at",
     "open_dir",
     "owned",
     "open_file",
+    "publish_directory",
     "read_bytes",
+    "remove",
     "remove_tree",
+    "rename_new",
 ]
 
 O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -383,3 +397,183 @@ def lexists(path: str | os.PathLike, *, dir_fd: int | None = None) -> bool:
 def _ident(fd: int) -> tuple[int, int]:
     st = os.fstat(fd)
     return (st.st_dev, st.st_ino)
+
+
+#: errnos of a file system that cannot fsync a directory: nothing to make durable there
+_FSYNC_UNSUPPORTED = frozenset(
+    getattr(errno, n) for n in ("EINVAL", "ENOTSUP", "EOPNOTSUPP", "EROFS") if hasattr(errno, n)
+)
+
+
+def fsync_dir(directory: str | os.PathLike, *, fd: int | None = None) -> None:
+    """fsync a directory so a rename or creation in it is durable (no-op where unsupported).
+
+    ``fd``: the directory already open (then ``directory`` is not opened again).  A directory
+    that cannot be opened, or a file system that cannot fsync one, is skipped; an I/O error
+    of the fsync itself (the names may not be on the disk) is raised, naming the directory.
+    """
+    own = fd is None
+    if own:
+        try:
+            fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except OSError:
+            return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in _FSYNC_UNSUPPORTED:
+            raise OSError(exc.errno, f"{exc.strerror} (fsync of the directory)",
+                          os.fspath(directory)) from None
+    finally:
+        if own:
+            os.close(fd)
+
+
+def remove(path: str | os.PathLike) -> None:
+    """Remove what is at ``path``: a directory tree, a link (never its target) or a file.
+
+    Nothing there is fine.  Trees go through :func:`remove_tree`, the one removal npydir uses:
+    ``shutil.rmtree``'s descriptor-based walk also never follows a link, but it recurses (a
+    deep tree raises RecursionError half-deleted), crosses into file systems mounted below and
+    does not check that ``..`` is still the directory it came from.
+    """
+    path = os.path.abspath(os.fspath(path))
+    try:
+        with directory(os.path.dirname(path)) as parent:
+            remove_tree(parent, os.path.basename(path), path)
+    except FileNotFoundError:
+        pass
+
+
+#: renameat2 flags (<linux/fs.h>)
+RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
+
+
+def _load_renameat2():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_RENAMEAT2 = _load_renameat2()
+
+
+def rename2(src: str | os.PathLike, dst: str | os.PathLike, flags: int) -> bool:
+    """``renameat2(src, dst, flags)``; False when the system or file system lacks it.
+
+    Any other failure is raised as an ``OSError`` naming both paths."""
+    if _RENAMEAT2 is None:
+        return False
+    if _RENAMEAT2(-100, os.fsencode(src), -100, os.fsencode(dst), flags) == 0:  # AT_FDCWD
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), os.fspath(src), None, os.fspath(dst))
+
+
+def exchange(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Swap the names ``a`` and ``b`` in one step; False where that is not supported."""
+    return rename2(a, b, RENAME_EXCHANGE)
+
+
+def rename_new(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Rename ``src`` to ``dst``, which must not exist (never replaces what appeared there)."""
+    if rename2(src, dst, RENAME_NOREPLACE):
+        return
+    if os.path.lexists(dst):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), os.fspath(dst))
+    os.rename(src, dst)
+
+
+def _identity(st: os.stat_result | None) -> tuple[int, int] | None:
+    return None if st is None else (st.st_dev, st.st_ino)
+
+
+def _lstat(path: Path) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except FileNotFoundError:
+        return None
+
+
+def publish_directory(
+    partial: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    overwrite: bool,
+    aside: str | os.PathLike,
+    before_replace: Callable[[os.stat_result], None] | None = None,
+) -> None:
+    """Put the finished ``partial`` (a directory, or a file) at ``dst`` by renaming it.
+
+    At every instant ``dst`` is either what it was or the complete result, and the change is
+    durable (the parent directory is fsynced) when this returns:
+
+    * a new ``dst`` appears with one rename that never replaces anything (``RENAME_NOREPLACE``;
+      something that appeared at ``dst`` meanwhile is kept);
+    * with ``overwrite``, an existing ``dst`` is swapped with the result in one step (Linux
+      ``renameat2(RENAME_EXCHANGE)``; a file replacing a file needs only ``os.replace``) and
+      the old one, now under the partial name, removed;
+    * where two names cannot be swapped, the old ``dst`` is renamed to ``aside`` first, then
+      the result to ``dst``, then ``aside`` removed.  A crash between the two renames leaves the
+      old copy at ``aside`` and the complete result at ``partial``: the caller finishes that.
+
+    Parameters
+    ----------
+    partial, dst, aside : path
+        The result, where it goes, and where the old ``dst`` waits if it cannot be swapped
+        (all in one directory; nothing may be at ``aside``).
+    overwrite : bool
+        Replace an existing ``dst``; False: an existing ``dst`` is an error.
+    before_replace : callable, optional
+        Called with the ``lstat`` of the ``dst`` about to be replaced, before anything moves
+        (a journal records which directory may be removed after a crash).
+
+    Raises
+    ------
+    FileExistsError
+        ``dst`` exists (or appeared) and ``overwrite`` is False, or something is at ``aside``;
+        its ``filename`` is that path.
+    """
+    partial, dst, aside = Path(partial), Path(dst), Path(aside)
+    old = _lstat(dst)
+    if old is None:
+        rename_new(partial, dst)
+        fsync_dir(dst.parent)
+        return
+    if not overwrite:
+        raise FileExistsError(errno.EEXIST, "exists and overwrite is False", os.fspath(dst))
+    if before_replace is not None:
+        before_replace(old)
+    new = _lstat(partial)
+    if stat.S_ISREG(old.st_mode) and new is not None and stat.S_ISREG(new.st_mode):
+        os.replace(partial, dst)
+        fsync_dir(dst.parent)
+        return
+    if exchange(partial, dst):
+        fsync_dir(dst.parent)
+        moved = _lstat(partial)  # the old dst, not something planted there meanwhile
+        if moved is not None and not stat.S_ISLNK(moved.st_mode) and (
+            _identity(moved) == _identity(old)
+        ):
+            remove(partial)
+            fsync_dir(dst.parent)
+        return
+    if _lstat(aside) is not None:
+        raise FileExistsError(
+            errno.EEXIST, f"exists; expected nothing there (the old {dst.name} is moved there "
+            "while it is replaced)", os.fspath(aside),
+        )
+    rename_new(dst, aside)
+    fsync_dir(dst.parent)
+    rename_new(partial, dst)
+    fsync_dir(dst.parent)
+    remove(aside)
+    fsync_dir(dst.parent)

@@ -400,14 +400,6 @@ def _empty_directory(root: Path) -> None:
                 pass
 
 
-def _rmtree(top: str | os.PathLike) -> None:
-    """Remove a directory tree without recursion and without following symlinks (see
-    :func:`npydir.store.fsutil.remove_tree`); a link at ``top`` itself is removed as a link."""
-    top = os.path.abspath(os.fspath(top))
-    with fsutil.directory(os.path.dirname(top)) as fd:
-        fsutil.remove_tree(fd, os.path.basename(top), top)
-
-
 def _is_special(entry: os.DirEntry) -> bool:
     """A FIFO, socket or device (following a link): listed, refused with a clear error on use."""
     try:
@@ -909,7 +901,8 @@ class Group(_Node, MutableMapping, kind="group"):
                 g._copy_from(value, [value])
             except BaseException:  # nothing half-copied is left behind
                 self._forget(parts[: m + 1])
-                _rmtree(self._store.dir_of(parts[: m + 1]))
+                with self._store.directory(parts[:m]) as parent:
+                    fsutil.remove_tree(parent, parts[m], self._store.dir_of(parts[: m + 1]))
                 raise
             return
         arr = self.create_dataset(key, data=value)

@@ -35,8 +35,10 @@ from .layout import (
 __all__ = [
     "ARRAY_SUFFIX",
     "ATTRS_SUFFIX",
+    "DEVICE_NAMES",
     "check_inside",
     "check_sibling_case",
+    "is_device_name",
     "split_key",
     "validate_name",
 ]
@@ -44,9 +46,18 @@ __all__ = [
 MAX_NAME_BYTES = 255
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _NON_PORTABLE = set('<>:"|?*')
-_DEVICE_NAMES = {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"} | {
+#: Windows device names: a file of that name (in any case, with any extension) is the device
+DEVICE_NAMES = frozenset({"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"} | {
     f"{p}{i}" for p in ("COM", "LPT") for i in list("123456789") + ["¹", "²", "³"]
-}
+})
+
+
+def is_device_name(name: str) -> bool:
+    """Whether Windows takes ``name`` for a device: ``CON``, ``nul.txt``, ``COM1 .npy``, ...
+
+    What counts is the part before the first dot, trailing blanks dropped, in any case.
+    """
+    return name.split(".")[0].rstrip(" ").upper() in DEVICE_NAMES
 
 
 def validate_name(name: object, *, portable: bool = True, array: bool = False) -> str:
@@ -101,7 +112,7 @@ def validate_name(name: object, *, portable: bool = True, array: bool = False) -
             raise bad(
                 f"contains {''.join(found)!r}, not allowed on Windows (portable=False allows it)"
             )
-        if name.split(".")[0].rstrip(" ").upper() in _DEVICE_NAMES:
+        if is_device_name(name):
             raise bad("is a Windows device name (portable=False allows it)")
         if name.endswith((" ", ".")):
             raise bad("ends in a space or '.', which Windows drops (portable=False allows it)")

@@ -20,7 +20,7 @@ import threading
 import weakref
 from collections.abc import Callable, ItemsView, Iterator, KeysView, MutableMapping, ValuesView
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from . import fsutil
 from .attrs import (
@@ -325,7 +325,7 @@ class _Node:
     _store: _Store
     _parts: tuple[str, ...]
     #: kind ("group", "array") -> the class of that kind, filled as the classes are defined
-    _kinds: dict[str, type[_Node]] = {}
+    _kinds: ClassVar[dict[str, type[_Node]]] = {}
 
     def __init_subclass__(cls, kind: str | None = None, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

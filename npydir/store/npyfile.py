@@ -42,6 +42,7 @@ import numpy as np
 from numpy.lib import format as npformat
 
 from . import fsutil
+from .fsutil import fsync_dir
 from ..errors import FormatError, UnsupportedDTypeError
 from .layout import TEMP_SUFFIX, is_temp_name
 
@@ -324,36 +325,6 @@ def temp_path(path: Path) -> Path:
     room = 255 - 1 - len(tail)
     stem = os.fsencode(path.name)[:room].decode("utf-8", "ignore")
     return path.with_name(f".{stem}{tail}")
-
-
-#: errnos of a file system that cannot fsync a directory: nothing to make durable there
-_FSYNC_UNSUPPORTED = frozenset(
-    getattr(errno, n) for n in ("EINVAL", "ENOTSUP", "EOPNOTSUPP", "EROFS") if hasattr(errno, n)
-)
-
-
-def fsync_dir(directory: str | os.PathLike, *, fd: int | None = None) -> None:
-    """fsync a directory so a rename or creation in it is durable (no-op where unsupported).
-
-    ``fd``: the directory already open (then ``directory`` is not opened again).  A directory
-    that cannot be opened, or a file system that cannot fsync one, is skipped; an I/O error
-    of the fsync itself (the names may not be on the disk) is raised, naming the directory.
-    """
-    own = fd is None
-    if own:
-        try:
-            fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        except OSError:
-            return
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        if exc.errno not in _FSYNC_UNSUPPORTED:
-            raise OSError(exc.errno, f"{exc.strerror} (fsync of the directory)",
-                          os.fspath(directory)) from None
-    finally:
-        if own:
-            os.close(fd)
 
 
 def named_oserror(exc: OSError, path: str | os.PathLike) -> OSError:

@@ -388,7 +388,7 @@ KILL_WHILE_PUBLISHING = textwrap.dedent(
     import os, shutil, signal, sys, warnings
     warnings.simplefilter("ignore")
     import npydir
-    from npydir import _convert_files
+    from npydir.store import fsutil
 
     src, dst, point, swap = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "swap"
     name = os.path.basename(dst)
@@ -417,23 +417,22 @@ KILL_WHILE_PUBLISHING = textwrap.dedent(
         return os.fsdecode(os.fspath(args[0])).endswith((name + ".replaced",
                                                           name + ".partial"))
 
-    if n == "rmtree":
+    if n == "rmtree":  # after the old copy is removed (fsutil.remove, the one removal)
         def rmtree(real):
             def wrapped(path, *a, **k):
                 out = real(path, *a, **k)
                 if old_copy((path,)):
                     os.kill(os.getpid(), signal.SIGKILL)
                 return out
-            wrapped.avoids_symlink_attacks = real.avoids_symlink_attacks
             return wrapped
-        shutil.rmtree = rmtree(shutil.rmtree)
+        fsutil.remove = rmtree(fsutil.remove)
     else:
         os.rename = wrap(os.rename, publishing)
         os.replace = wrap(os.replace, publishing)
-        if getattr(_convert_files, "_RENAMEAT2", None) is not None and swap:
-            _convert_files._RENAMEAT2 = wrap(_convert_files._RENAMEAT2, publishing)
+        if getattr(fsutil, "_RENAMEAT2", None) is not None and swap:
+            fsutil._RENAMEAT2 = wrap(fsutil._RENAMEAT2, publishing)
     if not swap:
-        _convert_files._RENAMEAT2 = None  # a system without renameat2
+        fsutil._RENAMEAT2 = None  # a system without renameat2
     npydir.convert(src, dst, progress=False, overwrite=True)
     print("not killed")
     """

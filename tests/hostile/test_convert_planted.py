@@ -227,9 +227,9 @@ def test_foreign_journal_content_is_not_truncated(tmp_path):
 def test_planted_replaced_directory_is_kept(tmp_path, name, monkeypatch):
     """Without an atomic swap of two names the old destination is moved to .DST.replaced:
     something already there is someone's, not removed; the old destination stays."""
-    from npydir import _convert_files
+    from npydir.store import fsutil
 
-    monkeypatch.setattr(_convert_files, "_RENAMEAT2", None)  # no renameat2 on this system
+    monkeypatch.setattr(fsutil, "_RENAMEAT2", None)  # no renameat2 on this system
     src = _source(tmp_path)
     dst = tmp_path / name
     _convert(src, dst)

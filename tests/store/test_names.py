@@ -112,3 +112,38 @@ def test_sibling_case_clash(tmp_path):
         check_sibling_case(tmp_path, "Train", ["train", "val"])
     with pytest.raises(InvalidNameError, match="normalization"):
         check_sibling_case(tmp_path, "caf\u00e9", ["cafe\u0301"])  # precomposed vs decomposed
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["CON", "con", "Nul.txt", "aux.tar.gz", "COM1", "lpt9.dat", "CONIN$", "conout$.log",
+     "COM¹", "LPT³.x", "PRN .txt", "NUL "],
+)
+def test_windows_device_names(name):
+    """One rule for device names (store.names.is_device_name): the store refuses them with
+    portable=True, and conversions escape what it refuses."""
+    from npydir.store.names import is_device_name
+
+    assert is_device_name(name)
+    with pytest.raises(InvalidNameError):
+        validate_name(name)
+    assert validate_name(name, portable=False) == name
+
+
+@pytest.mark.parametrize("name", ["CONSOLE", "COM10", "LPT0x", "com", "xCON", "CON_x", "NULL"])
+def test_names_that_only_look_like_devices(name):
+    from npydir.store.names import is_device_name
+
+    assert not is_device_name(name)
+    assert validate_name(name) == name
+
+
+def test_device_names_are_the_union_of_both_former_lists():
+    """The store's list and the conversion's former copy disagreed: the rule is their union."""
+    from npydir.store.names import DEVICE_NAMES
+
+    former_conversion = {"CON", "PRN", "AUX", "NUL"} | {
+        f"{p}{i}" for p in ("COM", "LPT") for i in range(1, 10)
+    }
+    assert former_conversion < DEVICE_NAMES
+    assert {"CONIN$", "CONOUT$", "COM¹", "COM²", "COM³", "LPT¹", "LPT²", "LPT³"} < DEVICE_NAMES

@@ -207,7 +207,7 @@ def test_append_refusals(root):
 def test_deep_and_long_keys(root):
     import time
 
-    from npydir.store.group import _rmtree
+    from npydir.store.fsutil import remove as _rmtree
 
     with pytest.raises(InvalidNameError, match="exceed"):
         root.create_group("/".join(["e" * 200] * 25))  # refused before anything is created
@@ -237,7 +237,8 @@ def _key_of_length(root, total: int) -> str:
 def test_paths_near_path_max_work_or_are_refused_up_front(root):
     """Every group path is either refused by the name rules, naming the path and the limit, or
     every file npydir writes for it (attrs, arrays, their temp files) can be written."""
-    from npydir.store.group import MAX_PATH_BYTES, _rmtree
+    from npydir.store.fsutil import remove as _rmtree
+    from npydir.store.group import MAX_PATH_BYTES
 
     worked = refused = 0
     try:
@@ -272,7 +273,7 @@ def test_paths_near_path_max_work_or_are_refused_up_front(root):
 
 
 def test_moving_a_group_below_path_max_is_checked_for_everything_inside(root):
-    from npydir.store.group import _rmtree
+    from npydir.store.fsutil import remove as _rmtree
 
     root.create_group("a/" + "b" * 200 + "/" + "c" * 200).attrs["deep"] = 1
     far = _key_of_length(root, 3800)
@@ -317,7 +318,8 @@ def test_ints_beyond_the_4300_digit_bound_are_refused_naming_the_key(root):
 
 
 def test_a_store_path_near_path_max_is_refused_for_writing(tmp_path):
-    from npydir.store.group import MAX_PATH_BYTES, _rmtree
+    from npydir.store.fsutil import remove as _rmtree
+    from npydir.store.group import MAX_PATH_BYTES
 
     base = tmp_path / ("p" * 200)
     parent = base
