@@ -5,8 +5,8 @@ Write modes take an exclusive, non-blocking ``fcntl.flock`` on the store directo
 writer (another process, or the same process opening the store again) gets
 :class:`~npydir.errors.LockError` naming the store and the pid holding it.  The directory's lock
 keeps a second writer out even if the lock file is removed under the first; the lock file's lock
-keeps out writers of npydir versions that lock only the file, and is checked to still be the file
-at its path once locked.  The lock file is opened without following links (a link or special
+keeps out any writer that locks only the file (the lock :mod:`npydir.store.layout` names), and is
+checked to still be the file at its path once locked.  The lock file is opened without following links (a link or special
 file in its place is refused, never written through).  The kernel drops a flock when its holder
 dies, so a lock file still naming a writer while the flock is free was left by a killed writer:
 it is taken over, with a warning on the ``npydir`` logger.  Closing empties the file and
@@ -124,8 +124,8 @@ class StoreLock:
 
         Two locks are taken: a flock on the store directory, which no one can delete or replace
         while the store exists (so removing ``.npydir.lock`` under a writer admits no second
-        one), and a flock on ``.npydir.lock``, which also excludes writers of earlier npydir
-        versions.  The lock file is opened without following links and must be a regular file
+        one), and a flock on ``.npydir.lock``, which also excludes any writer that locks only
+        the file (the lock the on-disk layout names).  The lock file is opened without following links and must be a regular file
         of the store; after its flock is taken it must still be the file at its path (else it
         was replaced in between and the whole acquisition is retried).
         """

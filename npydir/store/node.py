@@ -393,7 +393,7 @@ def _reopen(root: str, path: str, kind: str) -> Group | Array:
     return node  # type: ignore[return-value]
 
 
-# Pickles name this function by its flat-layout path, npydir.group._reopen (npydir._moved makes
-# that name the module npydir.store.group, which re-exports it): pickles made before and after
-# the subpackages are byte-identical and load in either layout.
+# Every pickle of a Group or Array names this function npydir.group._reopen: npydir._moved
+# resolves that module name to npydir.store.group, which re-exports it.  The name pickles carry
+# so stays one, whichever module defines the function, and every pickle npydir wrote loads.
 _reopen.__module__ = "npydir.group"
