@@ -34,6 +34,7 @@ import numpy as np
 
 from .._optional import require
 from ..errors import AlreadyExistsError, DASFormatError
+from ..store.fsutil import publish_directory
 from ..store.layout import FORMAT_FILE, GROUP_ATTRS
 from .annotations import Annotations, read_annotations
 from .audio import AUDIO_SUFFIXES, load_audio, pcm_scale, scale_pcm
@@ -635,14 +636,9 @@ def make_dataset(
 
             write_das_zarr(tmp, out, overwrite=overwrite, progress=progress)
             shutil.rmtree(tmp, ignore_errors=True)
-        elif out.exists():  # checked above: overwrite=True and out is a store
-            # move the old store aside first, so `out` is missing only between two renames
-            old = out.parent / f".{out.name}{_OLD_TAG}{os.getpid()}"
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        else:  # an existing out was checked above: overwrite=True and out is a store
+            publish_directory(tmp, out, overwrite=overwrite,
+                              aside=out.parent / f".{out.name}{_OLD_TAG}{os.getpid()}")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

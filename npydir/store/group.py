@@ -160,17 +160,9 @@ def open(
         The store directory (by DAS convention named ``*.npy``).
     mode : {"r", "r+", "a", "w", "w-", "x"}
         As h5py (see the module docstring).
-    das_compat : bool
-        Also write DAS's pickled ``attrs.npy`` whenever the root attributes change, so DAS's own
-        loader reads the attributes.  Stores that already have an ``attrs.npy`` keep it in sync
-        regardless.
-    portable : bool
-        Refuse names that do not work on Windows or case-insensitive file systems.
-    sync : bool
-        fsync every write (the default).  ``False`` keeps the order of writes and the atomic
-        renames -- a killed process still leaves a consistent store -- but not durability across
-        a power loss; an fsync costs milliseconds on many disks (README.md, "Crash safety", has
-        numbers).
+    das_compat, portable, sync : bool
+        As :func:`npydir.open` says: DAS's ``attrs.npy`` kept too, names refused that do not
+        work on Windows or case-insensitive file systems, every write fsynced.
     storage_options : None
         Only for URLs, which this function does not open: :func:`npydir.open` opens
         ``s3://`` and ``http(s)://`` stores (:mod:`npydir.remote`) and local ones (here).
