@@ -110,4 +110,4 @@ interop-run: $(DAS_BUILT)
 	KERAS_BACKEND=jax $(DAS_BIN)/python -m pytest tests/interop $(PYTEST_ARGS)
 
 clean:
-	rm -rf build *.egg-info npydir/*.so src_cython/*.c demo-output $(ZARR2)
+	rm -rf build *.egg-info npydir/kernel/*.so src_cython/*.c demo-output $(ZARR2)
