@@ -399,7 +399,7 @@ def _convert_trials(tmp_path, zygote, sources, refs, durations, budget, rng, cou
 
 def test_resumed_convert_leaves_no_stray_temp_file(tmp_path, zygote):
     """A conversion killed while it preallocated an array leaves ``.<name>.npy.*.npydir-tmp``
-    in its hidden partial tree; the resumed run published it inside the result (docs/dev/bug-log.md H7).
+    in its hidden partial tree; the resumed run published it inside the result (bug-log.md H7).
     """
     pytest.importorskip("zarr")
     src = _make_sources(tmp_path)["zarr"]
