@@ -4,7 +4,7 @@ Everything here is pure (no I/O) so the source and destination adapters of
 :mod:`npydir.conversion.engine` share one set of rules:
 
 * :func:`escape_name` turns any zarr/HDF5 member name into one the npydir store accepts
-  (DESIGN.md section 2) by percent-encoding the offending characters; the original name is
+  (docs/design.md, section 2) by percent-encoding the offending characters; the original name is
   kept in the member's attrs under :data:`ORIGINAL_NAME`, and converting back restores it.
 * :func:`plan_dtype` decides, per array, whether its dtype is copied as it is, converted
   (variable-length strings to fixed-width), or refused (object references, ragged arrays),

@@ -1,6 +1,6 @@
 """Build a DAS training store from annotated recordings (``make_dataset``).
 
-The store (DESIGN.md section 5)::
+The store (docs/design.md, section 2)::
 
     dataset.npy/
       attrs.json, attrs.npy   samplerate_x_Hz, samplerate_y_Hz, class_names, class_types,

@@ -1,6 +1,6 @@
 """Read-only stores in object storage: :class:`RemoteGroup` and :class:`RemoteArray`.
 
-The same on-disk format as a local store (DESIGN.md section 2), read over byte ranges:
+The same on-disk format as a local store (docs/design.md, section 2), read over byte ranges:
 
 * the **tree** comes from the bucket listing (``s3://``, one LIST per store), or for
   ``http(s)://`` (which has no listing) from the store's manifest ``.npydir-manifest.json``

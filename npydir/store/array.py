@@ -2,8 +2,8 @@
 
 Nothing is read until a property or the data is touched; then the header (for ``shape`` and
 ``dtype``) or the whole file (a memory map) is opened, once.  Writes go through the map
-(``a[i:j] = v``) or through :mod:`npydir.store.npyfile` (``append``, ``resize``), which keep the file
-a valid ``.npy`` at every moment (DESIGN.md section 2).
+(``a[i:j] = v``) or through :mod:`npydir.store.npyfile` (``append``, ``resize``), which keep the
+file a valid ``.npy`` at every moment (docs/design.md, section 2).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Stores and groups: :func:`open` and :class:`Group` (a MutableMapping of Groups and Arrays).
 
 A store is a directory; a group is a directory; an array is ``<name>.npy`` in its group's
-directory (DESIGN.md section 2).  Everything is lazy: opening a store reads at most its small
+directory (docs/design.md, section 2).  Everything is lazy: opening a store reads at most its small
 ``.npydir.json``; looking up ``root["train/x"]`` stats paths; only touching an array's shape or
 data opens that one file.  Modes follow h5py:
 

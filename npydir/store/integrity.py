@@ -204,7 +204,8 @@ def verify(path: str | os.PathLike) -> Report:
         report.checked += 1
         _check_format_file(root, report)
     # os.walk does not descend into symlinked directories (followlinks=False); those leading out
-    # of the store are reported, and no file is opened through a link that leaves it (DESIGN §2)
+    # of the store are reported, and no file is opened through a link that leaves it
+    # (docs/design.md, section 3)
     at_root = True
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)

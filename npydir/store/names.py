@@ -1,4 +1,4 @@
-"""Member names and path-like keys (DESIGN.md section 2).
+"""Member names and path-like keys (docs/design.md, section 2).
 
 A *name* is one path component: 1-255 bytes of UTF-8; no ``/``, ``\\``, NUL or control
 characters; not ``.`` or ``..``; not starting with ``.``; not ending in ``.npy`` or ``.json``;
