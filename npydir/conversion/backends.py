@@ -293,8 +293,9 @@ def save(
     try:
         report = ConversionReport(src="<mapping>", dst=os.fspath(path))
         for node in nodes:  # the destination may refuse more (e.g. datetimes in HDF5)
-            if node.kind == "array" and dest.check(node):
-                refused[node.path] = dest.check(node)
+            reason = dest.check(node) if node.kind == "array" else None
+            if reason:
+                refused[node.path] = reason
         if refused:
             raise ConversionError(
                 f"save({os.fspath(path)!r}): cannot store "

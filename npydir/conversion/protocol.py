@@ -22,7 +22,7 @@ import abc
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, TypeVar
 
 import numpy as np
 
@@ -64,6 +64,9 @@ class Node:
     def row_bytes(self) -> int:
         inner = int(np.prod(self.shape[1:], dtype=np.int64)) if self.shape else 1
         return max(1, inner * (self.dtype.itemsize if self.dtype else 1))
+
+
+_S = TypeVar("_S", bound="Source")
 
 
 class Source(abc.ABC):
@@ -127,10 +130,10 @@ class Source(abc.ABC):
     def close(self) -> None:
         """Release what the source opened; calling it again does nothing."""
 
-    def __enter__(self) -> "Source":
+    def __enter__(self: _S) -> _S:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 

@@ -184,7 +184,7 @@ def assert_reads_back(backend: tuple, path: Path, written: dict[str, Node]) -> N
         assert {p for p, n in got.items() if n.kind == "array"} == set(written)
         for group in GROUPS:
             assert same_attrs(got[group].attrs, {"group": group, **ATTRS} if group else ATTRS)
-        for p, node in written.items():
+        for p in written:
             b = got[p]
             assert b.shape == want[p].shape and b.dtype == want[p].dtype, (p, b.dtype)
             value = apply_transform(b.transform, back.read(p, 0, b.rows))
@@ -392,8 +392,8 @@ def test_source_refuses_a_path_that_is_not_an_array(source_path):
             assert "\n" not in text and name in text and f"/{path}" in text, text
             assert found in text.lower(), text
             # the fast paths raise the same, or decline and leave it to read()
-            for call in (lambda: source.read_into(path, 0, 1, out),
-                         lambda: source.copy_rows_to(path, 0, 1, -1, 0)):
+            for call in (lambda p=path: source.read_into(p, 0, 1, out),
+                         lambda p=path: source.copy_rows_to(p, 0, 1, -1, 0)):
                 try:
                     assert call() is False
                 except MemberNotFoundError as exc:
