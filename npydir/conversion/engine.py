@@ -51,7 +51,9 @@ from typing import Any
 
 import numpy as np
 
-from .protocol import Node, backend_of, join, open_source
+from .adapters.hdf5 import Hdf5Dest
+from .adapters.npydir_store import RowsFile, safe_store_name
+from .adapters.zarr_store import zarr_options
 from .files import (
     exchange,
     identity,
@@ -64,11 +66,24 @@ from .files import (
 )
 from .interrupt import DeferredInterrupt
 from .journal import Journal
+from .protocol import Destination, Node, Source, join
+from .registry import backend_of, open_destination, open_source
 from .values import LINKS, ORIGINAL_NAME, REFUSED, apply_transform
+from .._optional import require
 from ..errors import AlreadyExistsError, ConversionError, IntegrityError, StoreNotFoundError
-from ..store.npyfile import fsync_dir
+from ..remote._url import is_remote_url
+from ..store.npyfile import fsync_dir, is_temp_name
 
-__all__ = ["ConversionReport", "convert", "partial_path"]
+__all__ = [
+    "ConversionReport",
+    "NullJournal",
+    "convert",
+    "copy_tree",
+    "open_partial",
+    "partial_path",
+    "publish",
+    "write_das_zarr",
+]
 
 
 @dataclass
@@ -223,8 +238,6 @@ def convert(
     t0 = time.perf_counter()
     src_kind = backend_of(src, role="source")
     dst_kind = backend_of(dst, role="destination")
-    from ..remote._url import is_remote_url
-
     remote = is_remote_url(src)  # s3:// or http(s):// source, read where it lies
     if storage_options is not None and not remote:
         raise ValueError(f"storage_options is for s3:// and http(s):// sources, not {src!r}")
@@ -242,8 +255,6 @@ def convert(
             ".zarr directory and zip it afterwards"
         )
     if dst_kind == "zarr":
-        from .adapters.zarr_store import zarr_options
-
         zarr_format, chunks, compression = zarr_options(
             zarr_format, chunks, compression, das_compat=das_compat,
             where=f"destination {os.fspath(dst)!r}")
@@ -300,7 +311,7 @@ def convert(
                 report.resumed = journal.matched and any(journal.done.values())
                 if journal.matched:
                     _remove_temp_files(partial)
-                dest = _open_dest(dst_kind, partial, options, das_compat, journal)
+                dest = open_partial(dst_kind, partial, options, das_compat, journal)
                 if getattr(dest, "restarted", False):
                     report.resumed = False  # the partial file was unreadable: built anew
                 try:
@@ -314,7 +325,7 @@ def convert(
                     dest.close()
                 interrupt.check()
                 journal.finish()
-                _publish(partial, dst_path, overwrite, journal)
+                publish(partial, dst_path, overwrite, journal)
             finally:
                 journal.close(remove=journal.complete and lstat(partial) is None)
         finally:
@@ -334,7 +345,7 @@ def convert(
 # --------------------------------------------------------------------------- planning
 
 
-def copy_tree(source, nodes, dest, journal, report: ConversionReport, *, memory_budget: int,
+def copy_tree(source: Source, nodes: list[Node], dest: Destination, journal, report: ConversionReport, *, memory_budget: int,
               threads: int, client: Any = None, progress: bool = False, name: str = "",
               durable: bool = True, interrupt: DeferredInterrupt | None = None) -> None:
     """Create ``nodes`` at ``dest`` and copy every block the journal does not list as done.
@@ -407,37 +418,35 @@ def _plan_json(nodes, src_path, dst_kind, zarr_format, chunks, compression):
     return plan, options
 
 
-def _open_dest(kind: str, partial: Path, options: dict, das_compat: bool, journal=None):
-    """Open the partial result, creating it (and recording its identity in ``journal``)
-    when it does not exist yet; check that what was opened is the recorded one."""
+def open_partial(kind: str, partial: Path, options: dict, das_compat: bool,
+                 journal: Journal | None = None) -> Destination:
+    """The destination adapter writing the partial result ``partial`` of a conversion into a
+    ``kind`` backend (``options`` as :func:`npydir.conversion.registry.open_destination`
+    takes them), creating it (and recording its identity in ``journal``) when it does not
+    exist yet; with a journal, what was opened must be the recorded one.
+
+    Raises
+    ------
+    ConversionError
+        ``partial`` was replaced by something else while it was opened.
+    """
     created = _create_partial(kind, partial, journal)
-    if kind == "npydir":
-        from .adapters.npydir_store import NpydirDest
-
-        dest: Any = NpydirDest(partial, das_compat=das_compat)
-    elif kind == "zarr":
-        from .adapters.zarr_store import ZarrDest
-
-        dest = ZarrDest(partial, zarr_format=options["zarr_format"], chunks=options["chunks"],
-                        compression=options["compression"])
-    else:
-        from .adapters.hdf5 import Hdf5Dest
-
-        kwargs = {"chunks": options["chunks"], "compression": options["compression"]}
-        try:
-            dest = Hdf5Dest(partial, create=created, **kwargs)
-        except ConversionError:
-            if created:
-                raise
-            # a partial HDF5 file killed mid-write may be unreadable: start it over
-            remove(partial)
-            if journal is not None:
-                journal.reset()
-            _create_partial(kind, partial, journal)
-            dest = Hdf5Dest(partial, create=True, **kwargs)
-            dest.restarted = True
+    try:
+        dest = open_destination(kind, partial, options=options, das_compat=das_compat,
+                                create=created)
+    except ConversionError:
+        if kind != "hdf5" or created:
+            raise
+        # a partial HDF5 file killed mid-write may be unreadable: start it over
+        remove(partial)
+        if journal is not None:
+            journal.reset()
+        _create_partial(kind, partial, journal)
+        dest = open_destination(kind, partial, options=options, create=True)
+        dest.restarted = True  # type: ignore[attr-defined]
     if journal is not None:
-        st = dest.opened_stat() if kind == "hdf5" else lstat(partial)
+        # an HDF5 file: the one h5py opened, whatever the name points at now
+        st = dest.opened_stat() if isinstance(dest, Hdf5Dest) else lstat(partial)
         if st is None or identity(st) != journal.owner:
             dest.close()
             raise ConversionError(f"{partial}: was replaced while the conversion opened it; "
@@ -542,8 +551,6 @@ def _prepare(nodes: list[Node], dest, report: ConversionReport, budget: int, thr
         # an npydir source gives back the names an earlier conversion had to escape
         wanted = getattr(node, "out_path", name).rpartition("/")[2]
         if dest.kind == "npydir":
-            from .adapters.npydir_store import safe_store_name
-
             dname = safe_store_name(dest, dparent, wanted, array=node.kind == "array")
         else:
             dname = wanted
@@ -614,8 +621,6 @@ def _blocks(node: Node, dst_rows: int, block_budget: int):
 def _progress_bar(enabled: bool, total: int, initial: int, name: str):
     if not enabled:
         return None
-    from .._optional import require
-
     tqdm = require("tqdm.auto", "the progress bar (or pass progress=False)").tqdm
     return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024,
                 desc=f"convert {name}", dynamic_ncols=True)
@@ -740,8 +745,6 @@ _WORKER_LOCK = threading.Lock()
 def _dask_copy(token: str, spec: tuple, path: str, node: Node, filename: str,
                start: int, stop: int, durable: bool = True) -> tuple[str, int, int]:
     """Runs on a Dask worker: copy rows ``start:stop`` of ``path`` into the ``.npy`` file."""
-    from .adapters.npydir_store import RowsFile
-
     key = (token, spec)
     with _WORKER_LOCK:  # worker threads of one conversion open the source once
         source = _WORKER_SOURCES.get(key)
@@ -782,8 +785,6 @@ def _dask_release(token: str) -> int:
 
 def _run_dask(client, source, dest, mapping, todo, journal, bar, report,
               durable: bool = True, check=lambda: None) -> None:
-    from .._optional import require
-
     distributed = require("dask.distributed", "converting on a Dask cluster")
     token = uuid.uuid4().hex
     by_key = {}
@@ -819,21 +820,15 @@ def _run_dask(client, source, dest, mapping, todo, journal, bar, report,
 # --------------------------------------------------------------------------- finishing
 
 
-def _remove(path: Path) -> None:
-    remove(path)
-
-
 def _remove_temp_files(partial: Path) -> None:
     """Delete the temp files an interrupted run left in its partial tree.
 
     A run killed inside :func:`npydir.store.npyfile.atomic_write` (preallocating an array, writing
     attributes) leaves its ``.<name>.*.npydir-tmp`` file behind; the resumed run writes the
-    file anew under a fresh temp name, so the old one is garbage that ``_publish`` would
+    file anew under a fresh temp name, so the old one is garbage that :func:`publish` would
     otherwise rename into the finished result.  Links are not followed (``os.walk`` does not
     descend into them, and a link named like a temp file is removed, never its target).
     """
-    from ..store.npyfile import is_temp_name
-
     if not partial.is_dir() or partial.is_symlink():
         return  # an HDF5 partial is a single file
     removed = False
@@ -847,8 +842,8 @@ def _remove_temp_files(partial: Path) -> None:
             removed = False
 
 
-def _publish(partial: Path, dst: Path, overwrite: bool, journal=None) -> None:
-    """Move the finished result into place (replacing ``dst`` if asked).
+def publish(partial: Path, dst: Path, overwrite: bool, journal: Journal | None = None) -> None:
+    """Move the finished result ``partial`` into place at ``dst`` (replacing it if asked).
 
     A new ``dst`` appears with one rename that never replaces anything.  An existing one is
     swapped with the result in one step (``renameat2(RENAME_EXCHANGE)``; for a file, a plain
@@ -891,6 +886,24 @@ def _publish(partial: Path, dst: Path, overwrite: bool, journal=None) -> None:
     fsync_dir(dst.parent)
     remove(replaced)
     fsync_dir(dst.parent)
+
+
+def write_das_zarr(src: str | os.PathLike, dst: Path, *, overwrite: bool,
+                   progress: bool) -> None:
+    """Convert the npydir store ``src`` into ``dst``, zarr format 2 as DAS writes it.
+
+    For builders that make an npydir store first (``make_dataset``): a conversion into
+    ``dst`` left by an earlier, killed run is discarded, never resumed (its source was another
+    build), and this one leaves nothing behind when it fails."""
+    leftovers = partial_path(dst)
+    for p in leftovers:
+        remove(p)
+    try:
+        convert(src, dst, das_compat=True, overwrite=overwrite, progress=progress)
+    except BaseException:
+        for p in leftovers:
+            remove(p)
+        raise
 
 
 # --------------------------------------------------------------------------- verify

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from ..store.names import _DEVICE_NAMES
+
 #: attr key holding a member's name in the source when it had to be escaped
 ORIGINAL_NAME = "npydir_original_name"
 #: array attr key: the numpy dtype when the backend cannot keep it (unicode in HDF5, byte
@@ -34,9 +36,6 @@ LINKS = "npydir_links"
 REFUSED = "npydir_refused"
 
 _UNSAFE = set('/\\<>:"|?*%')  # '%' is the escape character itself
-_DEVICES = {"CON", "PRN", "AUX", "NUL"} | {f"COM{i}" for i in range(1, 10)} | {
-    f"LPT{i}" for i in range(1, 10)
-}
 
 
 def _pct(ch: str) -> str:
@@ -60,8 +59,9 @@ def escape_name(name: str, taken: set[str] | None = None) -> str:
         out = "%"
     if out.startswith("."):
         out = "%2E" + out[1:]
-    stem = out.split(".")[0].upper()
-    if out.lower() == "attrs" or stem in _DEVICES:
+    # the store's rule for Windows device names (npydir.store.names.validate_name)
+    stem = out.split(".")[0].rstrip(" ").upper()
+    if out.lower() == "attrs" or stem in _DEVICE_NAMES:
         out = _pct(out[0]) + out[1:]
     low = out.lower()
     if low.endswith(".npy") or low.endswith(".json"):

@@ -33,7 +33,10 @@ from typing import Any, Union
 import numpy as np
 
 from .._optional import require
+from ..conversion.adapters.zarr_compat import check_format
+from ..conversion.engine import write_das_zarr
 from ..errors import AlreadyExistsError, DASFormatError
+from ..store import group as _group
 from .annotations import Annotations, read_annotations
 from .audio import AUDIO_SUFFIXES, load_audio, pcm_scale, scale_pcm
 from .definitions import check_definitions, read_definitions
@@ -435,8 +438,6 @@ def make_dataset(
     AlreadyExistsError
         ``out`` exists and ``overwrite`` is False.
     """
-    from ..store import group as _group  # the store layer; imported here so npydir.das imports cleanly
-
     out = Path(out)
     if out.exists() and not overwrite:
         raise AlreadyExistsError(f"{out}: already exists; pass overwrite=True to replace it")
@@ -448,8 +449,6 @@ def make_dataset(
         raise ValueError(f"block_samples must be >= 1, found {block_samples}")
     as_zarr = out.name.lower().endswith(".zarr")
     if as_zarr:  # before the work: zarr is installed and writes format 2
-        from ..conversion.adapters.zarr_compat import check_format
-
         check_format(2, f"make_dataset({str(out)!r})")
     x_dtype = np.dtype(x_dtype)
     y_dtype = np.dtype(y_dtype)
@@ -630,8 +629,6 @@ def make_dataset(
             attrs["make_dataset"] = {k: v for k, v in settings.items() if v is not None}
             root.attrs.update(attrs)
         if as_zarr:
-            from ..conversion.adapters.zarr_store import write_das_zarr
-
             write_das_zarr(tmp, out, overwrite=overwrite, progress=progress)
             shutil.rmtree(tmp, ignore_errors=True)
         elif out.exists():  # checked above: overwrite=True and out is a store
