@@ -25,7 +25,7 @@ $(STAMP): $(BIN)/python pyproject.toml setup.py
 	$(BIN)/python -m pip install --quiet "atheris>=2.3" || echo "npydir: atheris not installable here; its fuzz runs will be skipped"
 	$(BIN)/python -m pip install --quiet "tensorstore>=0.1.60" || echo "npydir: tensorstore not installable here; its bench row will be skipped"
 	$(BIN)/python -m pip install --quiet "obstore>=0.6" "moto[server]>=5" "s3fs" || echo "npydir: obstore/moto not installable here; remote tests will be skipped"
-	$(BIN)/python -m pip install --quiet --no-build-isolation -e ".[all,test]"
+	$(BIN)/python -m pip install --quiet --no-build-isolation -e ".[all,test]" --config-settings editable_mode=compat
 	touch $(STAMP)
 
 # The kernels are rebuilt in place whenever a .pyx, .c or .h changed since the last build, without a
