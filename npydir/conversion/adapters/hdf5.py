@@ -398,6 +398,7 @@ class Hdf5Dest:
         self._encode: dict[str, bool] = {}
 
     def check(self, node: Node) -> str | None:
+        assert node.dtype is not None  # an array's node
         _, reason = plan_dtype(node.dtype, dest="hdf5")
         return reason
 
@@ -422,6 +423,7 @@ class Hdf5Dest:
     def _array(self, path: str, node: Node, attrs: dict) -> None:
         from .zarr_store import default_chunks
 
+        assert node.dtype is not None  # an array's node
         stored, encode = self._stored_dtype(node.dtype)
         dset = self.file.get(path)
         if dset is not None and (tuple(dset.shape or ()) != tuple(node.shape)
