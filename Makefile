@@ -8,16 +8,18 @@ STAMP  := $(VENV)/.npydir-installed
 BUILT  := $(VENV)/.npydir-built
 PYTEST_ARGS ?=
 
-.PHONY: setup build test demo bench limit hostile clean interop interop-run
+.PHONY: setup build typecheck test demo bench limit hostile clean interop interop-run
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # Build tools first, then the package without build isolation so the extension is compiled
-# against the numpy that runs it. torch, keras (tested on its torch backend), atheris
-# (coverage-guided fuzzing in tests/hostile) and tensorstore (one row of `npydir bench`) are
-# optional: where one cannot be installed, its tests are skipped with a reason. torch is the CPU
-# wheel of 2.13.0 this machine kind ships.
+# against the numpy that runs it. editable_mode=compat puts this directory on the path (a .pth
+# entry), where type checkers find npydir and its py.typed; the default editable install hides
+# the package behind an import hook that mypy and pyright cannot follow. torch, keras (tested
+# on its torch backend), atheris (coverage-guided fuzzing in tests/hostile) and tensorstore
+# (one row of `npydir bench`) are optional: where one cannot be installed, its tests are
+# skipped with a reason. torch is the CPU wheel of 2.13.0 this machine kind ships.
 $(STAMP): $(BIN)/python pyproject.toml setup.py
 	$(BIN)/python -m pip install --quiet --upgrade pip "setuptools>=77" wheel "Cython>=3.0" "numpy>=1.24"
 	$(BIN)/python -m pip install --quiet "torch==2.13.0" || echo "npydir: torch not installable here; torch tests will be skipped"
@@ -49,7 +51,13 @@ setup: $(BUILT)
 
 build: $(BUILT)
 
-test: setup $(ZARR2)/.installed
+# mypy over the package (settings in pyproject.toml), then over the README's examples with
+# npydir as installed above, as a user's mypy sees it (tests/test_readme_types.py).
+typecheck: setup
+	$(BIN)/python -m mypy
+	NPYDIR_TYPECHECK_INSTALLED=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_readme_types.py
+
+test: setup typecheck $(ZARR2)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	NPYDIR_TEST_ZARR=2 PYTHONPATH=$(ZARR2):. $(BIN)/python -m pytest -p no:zarr -m zarr $(PYTEST_ARGS)
 

@@ -385,7 +385,7 @@ class RemoteGroup(_RemoteNode, Mapping):
             return RemoteGroup(self._store, parts)
         return RemoteArray(self._store, parts)
 
-    def __getitem__(self, key: str) -> RemoteGroup | RemoteArray:
+    def __getitem__(self, key: str) -> Any:  # a RemoteGroup or a RemoteArray, as Group's
         parts = self._resolve(key)
         kind = self._kind(parts)
         if kind is None:
