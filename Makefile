@@ -51,10 +51,12 @@ setup: $(BUILT)
 
 build: $(BUILT)
 
-# mypy over the package (settings in pyproject.toml), then over the README's examples with
-# npydir as installed above, as a user's mypy sees it (tests/test_readme_types.py).
+# mypy over the package (settings in pyproject.toml), the compiled kernels against their .pyi
+# stubs (stubtest), then the README's examples with npydir as installed above, as a user's mypy
+# sees it (tests/test_readme_types.py).
 typecheck: setup
 	$(BIN)/python -m mypy
+	$(BIN)/python -m mypy.stubtest --ignore-missing-stub npydir.kernel._windows npydir.kernel._feistel
 	NPYDIR_TYPECHECK_INSTALLED=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_readme_types.py
 
 test: setup typecheck $(ZARR2)/.installed
