@@ -50,6 +50,17 @@ class_types: list[str]
 #: shows that mypy read npydir's own hints (a missing or untyped package would be Any)
 PROBE = "import npydir\n\nreveal_type(npydir.open)\n"
 
+#: documented arguments beyond the README's, which the hints once refused
+API_USE = """\
+import numpy as np
+
+import npydir.das
+
+ann = npydir.das.Annotations(["song"], [0.5], [1.5])  # array_like, as documented
+act = np.zeros((10, 1))
+y = npydir.das.normalize_targets(act, dtype=np.float16)  # any dtype-like
+"""
+
 
 def _modules(folder: Path) -> list[Path]:
     """One module per README block; the cheat sheet's paragraphs each after ``GIVEN``."""
@@ -71,6 +82,8 @@ def test_readme_examples_type_check(tmp_path):
     files = _modules(tmp_path)
     probe = tmp_path / "probe.py"
     probe.write_text(PROBE, encoding="utf-8")
+    api_use = tmp_path / "api_use.py"
+    api_use.write_text(API_USE, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k not in ("MYPYPATH", "PYTHONPATH")}
     if not os.environ.get("NPYDIR_TYPECHECK_INSTALLED"):
         # this tree, as an installed package: mypy reads PYTHONPATH like site-packages, so it
@@ -80,7 +93,7 @@ def test_readme_examples_type_check(tmp_path):
     run = subprocess.run(
         [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"),
          "--cache-dir", str(tmp_path / "cache"), "--no-error-summary", "--show-error-codes",
-         str(probe), *map(str, files)],
+         str(probe), str(api_use), *map(str, files)],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
     )
     out = run.stdout + run.stderr
