@@ -273,7 +273,7 @@ def convert(
     threads = max(1, threads or min(4, os.cpu_count() or 1))
     with DeferredInterrupt() as interrupt:
         if remote:
-            spec = (src_kind, str(src), allow_external, storage_options or {})
+            spec: tuple[Any, ...] = (src_kind, str(src), allow_external, storage_options or {})
         else:
             spec = (src_kind, str(src_path), allow_external)
         source = open_source(spec)
@@ -636,6 +636,7 @@ def _block_buffer(node: Node, start: int, stop: int, phase: int = 0) -> np.ndarr
 
     Reusing one buffer per thread keeps the memory in flight at threads x block and spares
     the page faults of a fresh allocation for every block."""
+    assert node.dtype is not None  # an array's node
     if not node.shape or node.dtype.hasobject:
         return None
     nbytes = (stop - start) * node.row_bytes
@@ -929,6 +930,7 @@ def checksums(path: str | os.PathLike, memory_budget: int = 64 * 2**20, *,
 
 
 def _digest(source, node: Node, budget: int) -> str:
+    assert node.dtype is not None  # an array's node
     h = hashlib.blake2b(digest_size=16)
     h.update(repr((tuple(node.shape), node.dtype.str)).encode())
     for _, start, stop, _ in _blocks(node, 1, budget):

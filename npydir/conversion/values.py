@@ -108,7 +108,8 @@ def plan_dtype(dtype: np.dtype, *, dest: str) -> tuple[np.dtype | None, str | No
         if dtype.kind in "mM":
             return None, f"HDF5 has no {dtype} (datetime/timedelta) type"
         if dtype.names is not None and any(
-            dtype.fields[f][0].kind in "UmMT" for f in dtype.names
+            # a dtype with names has fields
+            dtype.fields[f][0].kind in "UmMT" for f in dtype.names  # type: ignore[index]
         ):
             return None, f"structured dtype {dtype} has a field HDF5 cannot store"
     if dtype.kind == "T":
@@ -132,8 +133,10 @@ def apply_transform(spec: tuple | None, block: Any) -> np.ndarray:
     arr = np.asarray(block)
     if kind == "str":
         if arr.dtype.kind == "O":
-            flat = [v.decode("utf-8") if isinstance(v, bytes) else ("" if v is None else str(v))
-                    for v in arr.ravel().tolist()]
+            flat: list[Any] = [
+                v.decode("utf-8") if isinstance(v, bytes) else ("" if v is None else str(v))
+                for v in arr.ravel().tolist()
+            ]
             return np.array(flat, dtype=dtype).reshape(arr.shape)
         return arr.astype(dtype)
     if kind == "bytes":

@@ -556,8 +556,10 @@ def make_dataset(
                 g = root.create_group(s)
                 arrays[s, "x"] = g.create_dataset("x", shape=(0, channels), dtype=x_dtype)
                 arrays[s, "y"] = g.create_dataset("y", shape=(0, len(names)), dtype=y_dtype)
-                for c in suffix_classes:
-                    arrays[s, f"y_{c}"] = g.create_dataset(f"y_{c}", shape=(0, 2), dtype=y_dtype)
+                for cls in suffix_classes:
+                    arrays[s, f"y_{cls}"] = g.create_dataset(
+                        f"y_{cls}", shape=(0, 2), dtype=y_dtype
+                    )
             for rec, ann, parts, info in zip(recs, anns, plan, infos):
                 data, _ = load_audio(rec.audio, mmap=True)
                 offset_divisor = _audio_scale(rec.audio, data.dtype, audio_scaling)
@@ -595,8 +597,8 @@ def make_dataset(
                             singles = single_class_targets(
                                 act, names, types, classes=suffix_classes, dtype=y_dtype
                             )
-                            for c, (y1, _, _) in singles.items():
-                                arrays[s, f"y_{c}"].append(y1, sync=False)
+                            for cls, (y1, _, _) in singles.items():
+                                arrays[s, f"y_{cls}"].append(y1, sync=False)
                         if bar is not None:
                             bar.update(j - i)
                     files[s]["filename"].append(str(rec.audio))

@@ -23,7 +23,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 
 from ..store import npyfile
@@ -282,18 +282,20 @@ class RemoteAttrs(Mapping):
 class _RemoteNode(_Node):
     _store: RemoteStore  # type: ignore[assignment]
     _parts: tuple[str, ...]
+    _rel: str
 
     @property
     def url(self) -> str:
         """URL of this group's directory or this array's ``.npy`` object."""
         return self._store.client.where(self._rel)
 
+    # A remote group has Group's read API without being a Group (it cannot write).
     @property
-    def file(self) -> RemoteGroup:
+    def file(self) -> RemoteGroup:  # type: ignore[override]
         return RemoteGroup(self._store, ())
 
     @property
-    def parent(self) -> RemoteGroup:
+    def parent(self) -> RemoteGroup:  # type: ignore[override]
         return RemoteGroup(self._store, self._parts[:-1])
 
     def _where(self) -> str:
@@ -305,8 +307,8 @@ class _RemoteNode(_Node):
     def __eq__(self, other: object) -> bool:
         return (
             type(other) is type(self)
-            and other._store.url == self._store.url  # type: ignore[attr-defined]
-            and other._parts == self._parts  # type: ignore[attr-defined]
+            and other._store.url == self._store.url
+            and other._parts == self._parts
         )
 
     def __hash__(self) -> int:
@@ -357,7 +359,8 @@ class RemoteGroup(_RemoteNode, Mapping):
 
     # ---------------------------------------------------------------- lookup
 
-    _resolve = Group._resolve  # key -> validated parts, as locally
+    # key -> validated parts, as locally (Group's method, on a group that is not a Group)
+    _resolve: ClassVar[Callable[[Any, Any], tuple[str, ...]]] = Group._resolve
 
     def _kind(self, parts: tuple[str, ...]) -> str | None:
         if not parts:
@@ -382,7 +385,7 @@ class RemoteGroup(_RemoteNode, Mapping):
             return RemoteGroup(self._store, parts)
         return RemoteArray(self._store, parts)
 
-    def __getitem__(self, key: str) -> RemoteGroup | RemoteArray:
+    def __getitem__(self, key: str) -> Any:  # a RemoteGroup or a RemoteArray, as Group's
         parts = self._resolve(key)
         kind = self._kind(parts)
         if kind is None:
@@ -404,7 +407,7 @@ class RemoteGroup(_RemoteNode, Mapping):
     get = Group.get
     __iter__ = Group.__iter__
     __len__ = Group.__len__
-    keys = Group.keys
+    keys = Group.keys  # type: ignore[assignment]  # a list, as Group.keys
     group_keys = Group.group_keys
     array_keys = Group.array_keys
     groups = Group.groups
@@ -426,7 +429,7 @@ class RemoteGroup(_RemoteNode, Mapping):
                 last = i == len(entries) - 1
                 obj = group._node(group._parts + (n,), kind)
                 label = n
-                if kind == "array":
+                if isinstance(obj, RemoteArray):
                     try:
                         label = f"{n} {obj.shape} {obj.dtype}"
                     except Exception as exc:  # a broken file must not hide the rest

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -94,7 +94,7 @@ class Array(_Node):
     def _data(self) -> np.ndarray:
         if self._mm is None:
             self._check()
-            mode = "r" if self._store.readonly else "r+"
+            mode: Literal["r", "r+"] = "r" if self._store.readonly else "r+"
             try:
                 with self._directory() as dfd:
                     try:

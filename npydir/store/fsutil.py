@@ -314,7 +314,7 @@ def remove_tree(parent_fd: int, name: str, path: str | os.PathLike) -> None:
         os.unlink(name, dir_fd=parent_fd)
         return
     dev = os.fstat(parent_fd).st_dev
-    cur = top
+    cur: int = top
     # (name in its parent, (dev, ino)) from the top down to the current directory
     stack = [(name, _ident(top))]
     try:
@@ -355,7 +355,7 @@ def remove_tree(parent_fd: int, name: str, path: str | os.PathLike) -> None:
                 continue
             done, _ = stack.pop()
             if stack:
-                up = open_dir("..", dir_fd=cur, follow=False)
+                up: int = open_dir("..", dir_fd=cur, follow=False)
                 if _ident(up) != stack[-1][1]:
                     os.close(up)
                     raise PathEscapeError(

@@ -500,7 +500,9 @@ class Group(_Node, MutableMapping):
             self._store.arrays[parts] = arr
         return arr
 
-    def __getitem__(self, key: str) -> Group | Array:
+    # Any, as h5py: a Group or an Array, which one the caller knows from the key; a union
+    # would make every ``root["train/x"].shape`` a type error until narrowed.
+    def __getitem__(self, key: str) -> Any:
         parts = self._resolve(key)
         kind = self._kind(parts, key)
         if kind is None:
@@ -576,11 +578,11 @@ class Group(_Node, MutableMapping):
 
     def groups(self) -> list[tuple[str, Group]]:
         """``(name, Group)`` pairs of the subgroups, sorted by name."""
-        return [(n, self[n]) for n in self.group_keys()]  # type: ignore[misc]
+        return [(n, self[n]) for n in self.group_keys()]
 
     def arrays(self) -> list[tuple[str, Array]]:
         """``(name, Array)`` pairs of the arrays, sorted by name."""
-        return [(n, self[n]) for n in self.array_keys()]  # type: ignore[misc]
+        return [(n, self[n]) for n in self.array_keys()]
 
     def members(self, max_depth: int | None = None) -> tuple[tuple[str, Group | Array], ...]:
         """All members below this group as ``(relative path, object)``, depth-first, sorted.

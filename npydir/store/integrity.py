@@ -469,12 +469,12 @@ def repair(path: str | os.PathLike) -> Report:
     finally:
         lock.release()
     if report.problems:
-        exc = IntegrityError(
+        error = IntegrityError(
             f"repair of {root} left {len(report.problems)} problem(s) it will not guess at "
             f"(repaired {len(report.repaired)}):\n"
             + "\n".join(f"  {p}" for p in report.problems)
             + "\nrestore these files from a copy, or delete the affected arrays"
         )
-        exc.report = report  # type: ignore[attr-defined]
-        raise exc
+        error.report = report  # type: ignore[attr-defined]
+        raise error
     return report

@@ -274,13 +274,14 @@ class _NpyReader(_Reader):
             int(flat[i0:i0 + (64 << 20):step].sum())
 
     def close(self) -> None:
-        self.x = None  # unmap, or DONTNEED cannot drop the pages
+        # closed: not read again
+        self.x = None  # type: ignore[assignment]  # unmap, or DONTNEED cannot drop the pages
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
         with contextlib.suppress(Exception):
             self._root.close()
-        self._root = None
+        self._root = None  # type: ignore[assignment]  # closed: not read again
 
 
 def _npy_data_offset(path: Path) -> int:
@@ -295,7 +296,7 @@ def _npy_data_offset(path: Path) -> int:
 
 
 def _pread_into(fd: int, dst: np.ndarray, offset: int) -> None:
-    view = memoryview(dst).cast("B")
+    view = dst.data.cast("B")
     got = pread_full(fd, view, offset)
     if got < len(view):
         raise OSError(f"short read at byte {offset + got} of the array file")
@@ -321,7 +322,7 @@ class _LoopReader(_Reader):
                 out[i] = x[s:s + w]
 
     def close(self) -> None:
-        self.x = None
+        self.x = None  # closed: not read again
         self._close()
 
 
@@ -650,7 +651,7 @@ def run_bench(path: str | os.PathLike | None = None, *, key: str = "train/x",
 
         raise StoreNotFoundError(f"{src}: no such dataset")
     own_workdir = workdir is None
-    if own_workdir:
+    if workdir is None:
         # Beside the dataset, so that the copies sit on the same disk as the original (cold
         # numbers compare devices otherwise); the system's temp dir if that is read-only.
         base = src.resolve().parent if src is not None else Path.cwd()
@@ -760,7 +761,7 @@ def _prepare(src, key, names, window, size, channels, seed, stored, work, thread
     if src is None:
         store = make_synthetic(work / "synthetic.npy", size, channels=channels, seed=seed,
                                progress=progress, key=key)
-        dataset = {"path": None, "synthetic": True}
+        dataset: dict[str, Any] = {"path": None, "synthetic": True}
     elif _kind(src) == "npydir":
         store = src
         dataset = {"path": str(src), "synthetic": False}
@@ -829,7 +830,9 @@ def _prepare(src, key, names, window, size, channels, seed, stored, work, thread
         # only the benchmarked array's files matter for the page cache (zarr directories)
         files = [p / key] if p.is_dir() and (p / key).is_dir() else [p]
         made[name] = _Backend(name, _describe(name, info), files,
-                              (lambda cold, o=opener: _LoopReader(o, window)), bdtype,
+                              # a lambda with a bound default, which mypy cannot infer
+                              (lambda cold, o=opener: _LoopReader(o, window)),  # type: ignore[misc]
+                              bdtype,
                               {"path": str(p), **info})
     if "tensorstore" in names:
         if not _tensorstore_available():
@@ -986,7 +989,7 @@ def _measure(backend: _Backend, plan: list[np.ndarray], batch: int, window: int,
                 drop_cache(backend.files)
                 reader = own = backend.open(True)
             t0 = time.perf_counter()
-            reader.read(starts, out)
+            reader.read(starts, out)  # type: ignore[union-attr]  # opened above, cold or warm
             elapsed += time.perf_counter() - t0
             done += len(starts)
             if elapsed > time_limit:

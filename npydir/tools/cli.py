@@ -16,7 +16,10 @@ import textwrap
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from ..store.integrity import Report
 
 __all__ = ["main", "build_parser"]
 
@@ -370,7 +373,7 @@ class _Opened:
                 from ..errors import FormatError
 
                 raise FormatError(f"{path}: not an npydir store (a directory), .zarr or .h5")
-            self.root = npydir.open(path, mode="r")
+            self.root: Any = npydir.open(path, mode="r")  # a Group, or load()'s Dataset
         else:
             self.root = npydir.load(path)
         self._close = self.root.close
@@ -384,7 +387,7 @@ class _Opened:
     def get(self, key: str):
         if not key or key == "/":
             return self.root
-        node = self.root
+        node: Any = self.root  # groups and arrays of any backend
         for part in [p for p in key.split("/") if p]:
             try:
                 node = node[part]
@@ -543,7 +546,7 @@ def _cmd_repair(args: argparse.Namespace) -> int:
 
     path = _require_exists(args.path)
     try:
-        report = npydir.repair(path)
+        report: Report | None = npydir.repair(path)
     except IntegrityError as exc:
         report = getattr(exc, "report", None)
         if report is None:

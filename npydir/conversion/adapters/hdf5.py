@@ -401,6 +401,7 @@ class Hdf5Dest(Destination):
         self._encode: dict[str, bool] = {}
 
     def check(self, node: Node) -> str | None:
+        assert node.dtype is not None  # an array's node
         _, reason = plan_dtype(node.dtype, dest="hdf5")
         return reason
 
@@ -423,6 +424,7 @@ class Hdf5Dest(Destination):
             raise _named(exc, self.path, f"creating dataset /{path}") from exc
 
     def _array(self, path: str, node: Node, attrs: dict) -> None:
+        assert node.dtype is not None  # an array's node
         stored, encode = self._stored_dtype(node.dtype)
         dset = self.file.get(path)
         if dset is not None and (tuple(dset.shape or ()) != tuple(node.shape)

@@ -169,7 +169,7 @@ class RowsFile:
             start, stop = 0, 1
         arr = np.ascontiguousarray(block, dtype=self.dtype)
         expected = (stop - start) * self.row_bytes
-        data = memoryview(arr.reshape(-1).view(np.uint8))
+        data = arr.reshape(-1).view(np.uint8).data
         if len(data) != expected:
             raise ValueError(f"{self.filename}: block of {len(data)} bytes for rows "
                              f"{start}:{stop} ({expected} bytes expected)")
@@ -237,6 +237,7 @@ class NpydirDest(ConcurrentDestination):
         return escape_name(name, taken)
 
     def check(self, node: Node) -> str | None:
+        assert node.dtype is not None  # an array's node
         _, reason = plan_dtype(node.dtype, dest="npydir")
         return reason
 
@@ -261,7 +262,7 @@ class NpydirDest(ConcurrentDestination):
             self._set_attrs(g, attrs, dropped if dropped is not None else {}, path or "/")
 
     def array(self, path: str, node: Node, attrs: dict, dropped: dict | None = None) -> None:
-        arr = None
+        arr: Any = None  # the store's Array (a Group in its place is deleted)
         if path in self.root:
             arr = self.root[path]
             if _is_group(arr) or tuple(arr.shape) != tuple(node.shape) or arr.dtype != node.dtype:

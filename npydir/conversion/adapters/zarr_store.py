@@ -153,6 +153,7 @@ class ZarrSource(Source):
 
     def _walk(self, group, path: str) -> Iterator[Node]:
         outside = self._outside(path, group=True)
+        attrs: dict[str, Any]
         if outside:
             attrs, dropped = {}, {"*": f"{self.path}:/{path}: attributes not read: {outside}"}
         else:
@@ -327,7 +328,8 @@ def zarr_compressors(compression: Any, zarr_format: int):
         from zarr import codecs
 
         if name == "blosc":
-            return codecs.BloscCodec(cname=opts[0] if opts else "lz4",
+            # cname: the user's string, which zarr checks
+            return codecs.BloscCodec(cname=opts[0] if opts else "lz4",  # type: ignore[arg-type]
                                      clevel=int(opts[1]) if len(opts) > 1 else 5,
                                      shuffle="shuffle")
         if name == "zstd":
@@ -369,6 +371,7 @@ class ZarrDest(Destination):
         self._arrays: dict[str, Any] = {}
 
     def check(self, node: Node) -> str | None:
+        assert node.dtype is not None  # an array's node
         _, reason = plan_dtype(node.dtype, dest="zarr")
         return reason
 
@@ -391,6 +394,7 @@ class ZarrDest(Destination):
             raise self._named(exc, path, f"creating array /{path}") from exc
 
     def _array(self, path: str, node: Node, attrs: dict) -> None:
+        assert node.dtype is not None  # an array's node
         chunks = default_chunks(node.shape, node.dtype.itemsize, self.chunks)
         existing = None
         try:
