@@ -69,6 +69,12 @@ from typing import Any
 import numpy as np
 
 from .._optional import require
+from ..conversion.adapters import zarr_compat as zc
+from ..conversion.adapters.zarr_store import DAS_CHUNK_ROWS, DAS_COMPRESSION, zarr_compressors
+from ..conversion.backends import load
+from ..errors import MemberNotFoundError, StoreNotFoundError
+from ..kernel import windows
+from ..store.group import open as open_store
 from ..store.npyfile import pread_full
 
 __all__ = [
@@ -217,9 +223,7 @@ class _NpyReader(_Reader):
 
     def __init__(self, store: Path, key: str, window: int, how: str, threads: int | None,
                  cold: bool = False):
-        import npydir
-
-        self._root = npydir.open(store, mode="r")
+        self._root = open_store(store, mode="r")
         arr = self._root[key]
         self.x = np.asarray(arr)
         self.window = window
@@ -236,9 +240,7 @@ class _NpyReader(_Reader):
     def read(self, starts: np.ndarray, out: np.ndarray) -> None:
         x, w = self.x, self.window
         if self.how == "npydir":
-            from ..kernel.windows import gather_windows
-
-            gather_windows(x, starts, w, out=out, threads=self.threads)
+            windows.gather_windows(x, starts, w, out=out, threads=self.threads)
         elif self.how == "numpy":
             np.take(x, starts[:, None] + self._arange, axis=0, out=out)
         elif self.how == "das-loop":
@@ -443,9 +445,6 @@ def _copy_rows(src, dst, rows: int, step: int, bar, row_bytes: int,
 
 
 def _write_zarr(x: np.ndarray, path: Path, key: str, *, das: bool, bar) -> dict:
-    from ..conversion.adapters import zarr_compat as zc
-    from ..conversion.adapters.zarr_store import DAS_CHUNK_ROWS, DAS_COMPRESSION, zarr_compressors
-
     zc.zarr_module("the zarr benchmark")
     rows, channels = x.shape[0], int(np.prod(x.shape[1:]))
     if das:  # as DAS's make_dataset writes it: format 2, float16, 1M-row chunks, Blosc lz4
@@ -510,16 +509,14 @@ def _lookup(data: Any, key: str, path: Path) -> Any:
 def _open_any(path: Path, key: str) -> tuple[Any, Callable[[], None]]:
     """``(array, close)`` for ``key`` in a dataset :func:`npydir.load` opens (npydir stores
     through :func:`npydir.open`, so that the array is the memory-mappable npydir Array)."""
-    import npydir
-
     if _kind(path) == "npydir":
-        root = npydir.open(path, mode="r")
+        root = open_store(path, mode="r")
         try:
             return _lookup(root, key, path), root.close
         except BaseException:
             root.close()
             raise
-    data = npydir.load(path)
+    data = load(path)
     try:
         return _lookup(data, key, path), data.close
     except BaseException:
@@ -528,8 +525,6 @@ def _open_any(path: Path, key: str) -> tuple[Any, Callable[[], None]]:
 
 
 def _key_error(path: Path, key: str, why: str) -> Exception:
-    from ..errors import MemberNotFoundError
-
     return MemberNotFoundError(f"{path}: no array {key!r} to benchmark ({why}); "
                                f"choose one with --key")
 
@@ -646,8 +641,6 @@ def run_bench(path: str | os.PathLike | None = None, *, key: str = "train/x",
 
     src = Path(path) if path is not None else None
     if src is not None and not src.exists():
-        from ..errors import StoreNotFoundError
-
         raise StoreNotFoundError(f"{src}: no such dataset")
     own_workdir = workdir is None
     if own_workdir:
@@ -770,9 +763,7 @@ def _prepare(src, key, names, window, size, channels, seed, stored, work, thread
         dataset = {"path": str(src), "synthetic": False}
         stored = [src, *stored]
 
-    import npydir
-
-    with npydir.open(store, mode="r") as root:
+    with open_store(store, mode="r") as root:
         arr = _lookup(root, key, store)
         x_file = Path(arr.filename)
         x = np.asarray(arr)
@@ -814,7 +805,7 @@ def _prepare(src, key, names, window, size, channels, seed, stored, work, thread
         if _tensorstore_available():
             want_convert.append("zarr")
     if want_convert:
-        with npydir.open(store, mode="r") as root:
+        with open_store(store, mode="r") as root:
             x = np.asarray(root[key])
             total = len(want_convert) * shape[0] * row_bytes
             with _bar(progress, total, "writing backend copies") as bar:
@@ -901,8 +892,6 @@ def _classify_stored(stored: Sequence[Path], key: str) -> dict[str, tuple[Path, 
     out: dict[str, tuple[Path, dict]] = {}
     for p in stored:
         if not p.exists():
-            from ..errors import StoreNotFoundError
-
             raise StoreNotFoundError(f"{p}: no such dataset")
         kind = _kind(p)
         x, close = _open_any(p, key)
@@ -910,8 +899,6 @@ def _classify_stored(stored: Sequence[Path], key: str) -> dict[str, tuple[Path, 
             info: dict[str, Any] = {"dtype": str(x.dtype), "stored": True}
             if kind == "zarr":
                 info["chunks"] = list(x.chunks)
-                from ..conversion.adapters import zarr_compat as zc
-
                 info["zarr_format"] = zc.array_format(x)
                 with contextlib.suppress(Exception):
                     info["compressors"] = zc.compressor_names(x)
@@ -942,13 +929,11 @@ def _convert_one(name: str, x: np.ndarray, work: Path, key: str, bar) -> tuple[P
 
 def _to_npydir(src: Path, key: str, store: Path, progress: bool) -> None:
     """Copy ``key`` of a zarr/HDF5 dataset into an npydir store (the memmap backends read it)."""
-    import npydir
-
     x, close = _open_any(src, key)
     try:
         shape, dtype = tuple(x.shape), np.dtype(x.dtype)
         row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
-        with npydir.open(store, mode="w") as root:
+        with open_store(store, mode="w") as root:
             arr = root.create_dataset(key, shape=shape, dtype=dtype)
             with _bar(progress, shape[0] * row_bytes, f"{src.name} -> npydir") as bar:
                 _copy_rows(x, arr, shape[0], max(1, (32 << 20) // max(1, row_bytes)), bar,
