@@ -18,16 +18,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import bench, demo
 from .. import __version__, das
 from .._optional import require
 from ..conversion.adapters.zarr_compat import nbytes_stored
 from ..conversion.backends import load
 from ..conversion.engine import convert
-from ..errors import (DASFormatError, FormatError, IntegrityError, MemberNotFoundError,
-                      NpydirError, StoreNotFoundError)
+from ..errors import (
+    DASFormatError,
+    FormatError,
+    IntegrityError,
+    MemberNotFoundError,
+    NpydirError,
+    StoreNotFoundError,
+)
 from ..store.group import open as open_store
 from ..store.integrity import repair, verify
+from . import bench, demo
 
 __all__ = ["main", "build_parser"]
 

@@ -20,11 +20,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import bench
 from ..conversion.engine import convert
 from ..das import synthetic
 from ..das.dataset import make_dataset
 from ..errors import AlreadyExistsError
+from . import bench
 
 __all__ = ["run_demo", "DEFAULTS"]
 
