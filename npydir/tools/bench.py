@@ -72,6 +72,7 @@ from .._optional import require
 from ..conversion.adapters import zarr_compat as zc
 from ..conversion.adapters.zarr_store import DAS_CHUNK_ROWS, DAS_COMPRESSION, zarr_compressors
 from ..conversion.backends import load
+from ..das import synthetic
 from ..errors import MemberNotFoundError, StoreNotFoundError
 from ..kernel import windows
 from ..store.group import open as open_store
@@ -349,28 +350,13 @@ def _open_tensorstore(path: Path, key: str, zarr_format: int):
 # datasets: the synthetic one, and the copies in the other backends
 
 
-def _fly_song_block(i0: int, n: int, channels: int, samplerate: float,
-                    rng: np.random.Generator) -> np.ndarray:
-    """Rows ``[i0, i0 + n)`` of a fly-song-like recording: noise, sine song (150 Hz, 2 s of
-    every 6 s) and pulse trains (250 Hz Gabor pulses every 35 ms, another 2 s of every 6)."""
-    t = (i0 + np.arange(n, dtype=np.float64)) / samplerate
-    phase = np.floor(t / 2.0) % 3
-    sine = np.where(phase == 0, 0.3 * np.sin(2 * np.pi * 150.0 * t), 0.0)
-    ipi = np.mod(t, 0.035) - 0.01
-    pulse = np.where(phase == 1, np.exp(-(ipi ** 2) / (2 * 0.002 ** 2))
-                     * np.sin(2 * np.pi * 250.0 * t), 0.0)
-    song = (sine + pulse).astype(np.float32)
-    gains = (1.0 / (1.0 + 0.5 * np.arange(channels, dtype=np.float32)))  # mics at distances
-    block = rng.standard_normal((n, channels), dtype=np.float32)
-    block *= np.float32(0.05)
-    block += song[:, None] * gains[None, :]
-    return block
-
-
 def make_synthetic(out: str | os.PathLike, size: int | str = "256MB", *, channels: int = 9,
                    samplerate: float = 10_000.0, seed: int = 0, progress: bool = False,
                    key: str = "train/x") -> Path:
     """Write a synthetic DAS-like npydir store with ``key`` (float32 ``[samples, channels]``).
+
+    The samples are one recording of :func:`npydir.das.synthetic.recording_blocks` (fly-song-like
+    pulse trains and sine bouts in noise), generated and written block by block.
 
     Parameters
     ----------
@@ -380,7 +366,7 @@ def make_synthetic(out: str | os.PathLike, size: int | str = "256MB", *, channel
         Bytes of ``x``, e.g. ``"2GB"``; rounded down to whole rows (at least one window's
         worth is the caller's business).
     channels, samplerate, seed
-        Shape and content of the fly-song-like signal.
+        Shape and content of the recording; the same arguments give the same samples.
     progress : bool
         Show a tqdm bar.
 
@@ -388,28 +374,27 @@ def make_synthetic(out: str | os.PathLike, size: int | str = "256MB", *, channel
     -------
     Path of the store.
     """
-    import npydir
-
     nbytes = parse_size(size)
     rows = max(1, nbytes // (4 * channels))
     out = Path(out)
-    rng = np.random.default_rng(seed)
     block_rows = max(1, (16 << 20) // (4 * channels))
-    with npydir.open(out, mode="w") as root:
+    with open_store(out, mode="w") as root:
         root.attrs.update({
             "samplerate_x_Hz": float(samplerate),
             "samplerate_y_Hz": float(samplerate),
-            "class_names": ["noise", "pulse", "sine"],
-            "class_types": ["segment", "event", "segment"],
+            "class_names": ["noise", *synthetic.DEFINITIONS],
+            "class_types": ["segment", *synthetic.DEFINITIONS.values()],
             "synthetic": "npydir bench: fly-song-like noise, sine and pulse trains",
         })
         arr = root.create_dataset(key, shape=(rows, channels), dtype="float32")
         with _bar(progress, rows * 4 * channels, f"synthetic {_human_bytes(rows * 4 * channels)}"
                   ) as bar:
-            for i0 in range(0, rows, block_rows):
-                n = min(block_rows, rows - i0)
-                arr[i0:i0 + n] = _fly_song_block(i0, n, channels, samplerate, rng)
-                bar.update(n * 4 * channels)
+            i0 = 0
+            for block in synthetic.recording_blocks(rows, samplerate, channels, seed,
+                                                    block_samples=block_rows):
+                arr[i0:i0 + len(block)] = block
+                i0 += len(block)
+                bar.update(block.nbytes)
     return out
 
 
