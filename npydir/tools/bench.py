@@ -590,7 +590,7 @@ def run_bench(path: str | os.PathLike | None = None, *, key: str = "train/x",
     batches : int
         Batches per repeat and backend, cut short after ``time_limit`` seconds (at least one).
     seed : int
-        Seeds the random starts.
+        Seeds the random starts and the synthetic dataset.
     stored : paths
         Other copies of the same dataset (``.zarr``, ``.h5``) to measure as stored instead of
         writing the ``zarr`` / ``h5-*`` copies.

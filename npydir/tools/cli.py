@@ -304,7 +304,8 @@ def _add_bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=_positive_int, default=None,
                    help="threads of the npydir backend (default: the kernel's choice, "
                         "up to all cores)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random starts (0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the random starts and of the synthetic dataset (0)")
     p.add_argument("--stored", action="append", default=[], metavar="PATH",
                    help="a .zarr or .h5 copy of the dataset to measure as stored (repeatable)")
     p.add_argument("--workdir", default=None,
