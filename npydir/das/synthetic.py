@@ -12,6 +12,9 @@ courtship song:
 Bouts alternate between the modes with random pauses. Times in the annotations are exact
 sample positions ``k / samplerate``. Everything is drawn from ``numpy.random.default_rng``
 seeded with ``(seed, recording index)``, so the same arguments give the same files.
+:func:`recording_blocks` renders one recording block by block, for sizes that do not fit in
+memory (the benchmark's synthetic dataset); its blocks are exactly :func:`make_recording`'s
+samples.
 """
 
 from __future__ import annotations
