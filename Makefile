@@ -8,16 +8,18 @@ STAMP  := $(VENV)/.npydir-installed
 BUILT  := $(VENV)/.npydir-built
 PYTEST_ARGS ?=
 
-.PHONY: setup build test demo bench limit hostile clean interop interop-run
+.PHONY: setup build typecheck test demo bench limit hostile clean interop interop-run
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 # Build tools first, then the package without build isolation so the extension is compiled
-# against the numpy that runs it. torch, keras (tested on its torch backend), atheris
-# (coverage-guided fuzzing in tests/hostile) and tensorstore (one row of `npydir bench`) are
-# optional: where one cannot be installed, its tests are skipped with a reason. torch is the CPU
-# wheel of 2.13.0 this machine kind ships.
+# against the numpy that runs it. editable_mode=compat puts this directory on the path (a .pth
+# entry), where type checkers find npydir and its py.typed; the default editable install hides
+# the package behind an import hook that mypy and pyright cannot follow. torch, keras (tested
+# on its torch backend), atheris (coverage-guided fuzzing in tests/hostile) and tensorstore
+# (one row of `npydir bench`) are optional: where one cannot be installed, its tests are
+# skipped with a reason. torch is the CPU wheel of 2.13.0 this machine kind ships.
 $(STAMP): $(BIN)/python pyproject.toml setup.py
 	$(BIN)/python -m pip install --quiet --upgrade pip "setuptools>=77" wheel "Cython>=3.0" "numpy>=1.24"
 	$(BIN)/python -m pip install --quiet "torch==2.13.0" || echo "npydir: torch not installable here; torch tests will be skipped"
@@ -25,7 +27,7 @@ $(STAMP): $(BIN)/python pyproject.toml setup.py
 	$(BIN)/python -m pip install --quiet "atheris>=2.3" || echo "npydir: atheris not installable here; its fuzz runs will be skipped"
 	$(BIN)/python -m pip install --quiet "tensorstore>=0.1.60" || echo "npydir: tensorstore not installable here; its bench row will be skipped"
 	$(BIN)/python -m pip install --quiet "obstore>=0.6" "moto[server]>=5" "s3fs" || echo "npydir: obstore/moto not installable here; remote tests will be skipped"
-	$(BIN)/python -m pip install --quiet --no-build-isolation -e ".[all,test]"
+	$(BIN)/python -m pip install --quiet --no-build-isolation -e ".[all,test]" --config-settings editable_mode=compat
 	touch $(STAMP)
 
 # The kernels are rebuilt in place whenever a .pyx, .c or .h changed since the last build, without a
@@ -49,7 +51,15 @@ setup: $(BUILT)
 
 build: $(BUILT)
 
-test: setup $(ZARR2)/.installed
+# mypy over the package (settings in pyproject.toml), the compiled kernels against their .pyi
+# stubs (stubtest), then the README's examples with npydir as installed above, as a user's mypy
+# sees it (tests/test_readme_types.py).
+typecheck: setup
+	$(BIN)/python -m mypy
+	$(BIN)/python -m mypy.stubtest --ignore-missing-stub npydir.kernel._windows npydir.kernel._feistel
+	NPYDIR_TYPECHECK_INSTALLED=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_readme_types.py
+
+test: setup typecheck $(ZARR2)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 	NPYDIR_TEST_ZARR=2 PYTHONPATH=$(ZARR2):. $(BIN)/python -m pytest -p no:zarr -m zarr $(PYTEST_ARGS)
 
@@ -110,4 +120,4 @@ interop-run: $(DAS_BUILT)
 	KERAS_BACKEND=jax $(DAS_BIN)/python -m pytest tests/interop $(PYTEST_ARGS)
 
 clean:
-	rm -rf build *.egg-info npydir/*.so src_cython/*.c demo-output $(ZARR2)
+	rm -rf build *.egg-info npydir/kernel/*.so src_cython/*.c demo-output $(ZARR2)

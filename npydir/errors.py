@@ -15,7 +15,7 @@ class NpydirError(Exception):
 
 
 class InvalidNameError(NpydirError, ValueError):
-    """A member name breaks the naming rules (DESIGN.md section 2)."""
+    """A member name breaks the naming rules (docs/design.md, section 2)."""
 
 
 class PathEscapeError(NpydirError, ValueError):

@@ -21,6 +21,18 @@ def python_block(heading: str) -> str:
     return match.group(1)
 
 
+def python_blocks() -> list[tuple[int, str, str]]:
+    """Every ```python block of the README as ``(line, heading, code)``: the line its code
+    starts on and the ``#`` heading it stands under."""
+    text = README.read_text(encoding="utf-8")
+    blocks = []
+    for match in re.compile(r"```python\n(.*?)```", re.S).finditer(text):
+        before = text[: match.start()]
+        headings = re.findall(r"^#+ .*$", before, re.M)
+        blocks.append((before.count("\n") + 2, headings[-1] if headings else "", match.group(1)))
+    return blocks
+
+
 def small_das_store(folder: Path, samples: int = 4096 + 127) -> Path:
     """``folder/dataset.npy``: train and val splits as make_dataset lays them out, each
     ``samples`` long (four batches of 32 windows of 4096), one recording each."""

@@ -18,7 +18,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .protocol import EXTENSIONS, backend_of
+from .adapters import zarr_compat as zc
+from .adapters.hdf5 import _h5py, open_hdf5, read_attrs
+from .adapters.mapping import MappingSource
+from .adapters.zarr_store import decode_json_attrs, open_zarr_group, zarr_options
+from .engine import ConversionReport, NullJournal, copy_tree, open_partial, partial_path, publish
+from .registry import EXTENSIONS, backend_of
 from ..errors import (
     AlreadyExistsError,
     ConversionError,
@@ -26,6 +31,9 @@ from ..errors import (
     StoreNotFoundError,
     UnknownBackendError,
 )
+from ..remote._url import is_remote_url
+from ..remote._open import open as open_store
+from ..store.fsutil import remove
 
 __all__ = ["Dataset", "load", "save"]
 
@@ -60,8 +68,6 @@ class Dataset(dict):
 
 
 def _missing(path: str) -> StoreNotFoundError:
-    from .engine import partial_path
-
     partial, journal = partial_path(path)
     hint = ""
     if partial.exists() or journal.exists():
@@ -108,8 +114,6 @@ def load(
     MemberNotFoundError
         A non-empty suffix was asked for but no split has ``x_<suffix>``/``y_<suffix>``.
     """
-    from ..remote._url import is_remote_url
-
     if is_remote_url(path):
         return _load_remote(str(path), x_suffix, y_suffix, storage_options)
     if storage_options is not None:
@@ -147,8 +151,6 @@ def _load_remote(url: str, x_suffix: str, y_suffix: str, options: dict | None) -
 
 
 def _load_npydir(path: str, storage_options: dict | None = None) -> Dataset:
-    from ..remote._open import open as open_store
-
     root = open_store(path, "r", storage_options=storage_options)
 
     def walk(group) -> Dataset:
@@ -164,9 +166,6 @@ def _load_npydir(path: str, storage_options: dict | None = None) -> Dataset:
 
 
 def _load_zarr(path: str, storage_options: dict | None = None) -> Dataset:
-    from .adapters import zarr_compat as zc
-    from .adapters.zarr_store import decode_json_attrs, open_zarr_group
-
     root = open_zarr_group(path, storage_options=storage_options)
 
     def walk(group, where: str) -> Dataset:
@@ -183,8 +182,6 @@ def _load_zarr(path: str, storage_options: dict | None = None) -> Dataset:
 
 
 def _load_hdf5(path: str) -> Dataset:
-    from .adapters.hdf5 import _h5py, open_hdf5, read_attrs
-
     h5py = _h5py()
     f = open_hdf5(path)
 
@@ -272,17 +269,6 @@ def save(
     ConversionError
         A value cannot be stored (object arrays, non-string keys); nothing is written then.
     """
-    from .adapters.mapping import MappingSource
-    from .engine import (
-        ConversionReport,
-        NullJournal,
-        _open_dest,
-        _publish,
-        _remove,
-        copy_tree,
-        partial_path,
-    )
-
     if not isinstance(mapping, Mapping) and not hasattr(mapping, "keys"):
         raise TypeError(f"save({os.fspath(path)!r}): expected a Mapping, got "
                         f"{type(mapping).__name__}")
@@ -291,8 +277,6 @@ def save(
     if kind == "zarr" and dst.name.lower().endswith(".zip"):
         raise ConversionError(f"{os.fspath(path)!r}: zip stores can be read, not written")
     if kind == "zarr":
-        from .adapters.zarr_store import zarr_options
-
         zarr_format, chunks, compression = zarr_options(
             zarr_format, chunks, compression, das_compat=das_compat,
             where=f"save({os.fspath(path)!r})")
@@ -303,14 +287,15 @@ def save(
     nodes = list(source.nodes())
     refused = {n.path: n.reason for n in nodes if n.kind == "refused"}
     partial, _ = partial_path(dst)
-    _remove(partial)
+    remove(partial)
     options = {"zarr_format": zarr_format, "chunks": chunks, "compression": compression}
-    dest = _open_dest(kind, partial, options, das_compat)
+    dest = open_partial(kind, partial, options, das_compat)
     try:
         report = ConversionReport(src="<mapping>", dst=os.fspath(path))
         for node in nodes:  # the destination may refuse more (e.g. datetimes in HDF5)
-            if node.kind == "array" and dest.check(node):
-                refused[node.path] = dest.check(node)
+            reason = dest.check(node) if node.kind == "array" else None
+            if reason:
+                refused[node.path] = reason
         if refused:
             raise ConversionError(
                 f"save({os.fspath(path)!r}): cannot store "
@@ -322,10 +307,10 @@ def save(
                                   + "; ".join(report.dropped_attrs.values()))
     except BaseException:
         dest.close()
-        shutil.rmtree(partial, ignore_errors=True) if partial.is_dir() else _remove(partial)
+        shutil.rmtree(partial, ignore_errors=True) if partial.is_dir() else remove(partial)
         raise
     dest.close()
-    _publish(partial, dst, overwrite)
+    publish(partial, dst, overwrite)
 
 
 def supported_extensions() -> dict[str, tuple[str, ...]]:

@@ -51,24 +51,37 @@ from typing import Any
 
 import numpy as np
 
-from .protocol import Node, backend_of, join, open_source
+from .adapters.hdf5 import Hdf5Dest
+from .adapters.npydir_store import RowsFile, safe_store_name
+from .adapters.zarr_store import zarr_options
 from .files import (
     identity,
     is_empty,
     lstat,
     open_directory,
     open_regular,
-    remove,
-    rename_new,
 )
 from .interrupt import DeferredInterrupt
 from .journal import Journal
+from .protocol import Destination, Node, Source, join
+from .registry import backend_of, open_destination, open_source
 from .values import LINKS, ORIGINAL_NAME, REFUSED, apply_transform
+from .._optional import require
 from ..errors import AlreadyExistsError, ConversionError, IntegrityError, StoreNotFoundError
-from ..store.layout import JOURNAL_SUFFIX, PARTIAL_SUFFIX, REPLACED_SUFFIX
-from ..store.fsutil import fsync_dir, publish_directory
+from ..remote._url import is_remote_url
+from ..store.fsutil import fsync_dir, publish_directory, remove, rename_new
+from ..store.layout import JOURNAL_SUFFIX, PARTIAL_SUFFIX, REPLACED_SUFFIX, is_temp_name
 
-__all__ = ["ConversionReport", "convert", "partial_path"]
+__all__ = [
+    "ConversionReport",
+    "NullJournal",
+    "convert",
+    "copy_tree",
+    "open_partial",
+    "partial_path",
+    "publish",
+    "write_das_zarr",
+]
 
 
 @dataclass
@@ -224,8 +237,6 @@ def convert(
     t0 = time.perf_counter()
     src_kind = backend_of(src, role="source")
     dst_kind = backend_of(dst, role="destination")
-    from ..remote._url import is_remote_url
-
     remote = is_remote_url(src)  # s3:// or http(s):// source, read where it lies
     if storage_options is not None and not remote:
         raise ValueError(f"storage_options is for s3:// and http(s):// sources, not {src!r}")
@@ -243,8 +254,6 @@ def convert(
             ".zarr directory and zip it afterwards"
         )
     if dst_kind == "zarr":
-        from .adapters.zarr_store import zarr_options
-
         zarr_format, chunks, compression = zarr_options(
             zarr_format, chunks, compression, das_compat=das_compat,
             where=f"destination {os.fspath(dst)!r}")
@@ -263,7 +272,7 @@ def convert(
     threads = max(1, threads or min(4, os.cpu_count() or 1))
     with DeferredInterrupt() as interrupt:
         if remote:
-            spec = (src_kind, str(src), allow_external, storage_options or {})
+            spec: tuple[Any, ...] = (src_kind, str(src), allow_external, storage_options or {})
         else:
             spec = (src_kind, str(src_path), allow_external)
         source = open_source(spec)
@@ -301,7 +310,7 @@ def convert(
                 report.resumed = journal.matched and any(journal.done.values())
                 if journal.matched:
                     _remove_temp_files(partial)
-                dest = _open_dest(dst_kind, partial, options, das_compat, journal)
+                dest = open_partial(dst_kind, partial, options, das_compat, journal)
                 if getattr(dest, "restarted", False):
                     report.resumed = False  # the partial file was unreadable: built anew
                 try:
@@ -315,7 +324,7 @@ def convert(
                     dest.close()
                 interrupt.check()
                 journal.finish()
-                _publish(partial, dst_path, overwrite, journal)
+                publish(partial, dst_path, overwrite, journal)
             finally:
                 journal.close(remove=journal.complete and lstat(partial) is None)
         finally:
@@ -335,7 +344,7 @@ def convert(
 # --------------------------------------------------------------------------- planning
 
 
-def copy_tree(source, nodes, dest, journal, report: ConversionReport, *, memory_budget: int,
+def copy_tree(source: Source, nodes: list[Node], dest: Destination, journal, report: ConversionReport, *, memory_budget: int,
               threads: int, client: Any = None, progress: bool = False, name: str = "",
               durable: bool = True, interrupt: DeferredInterrupt | None = None) -> None:
     """Create ``nodes`` at ``dest`` and copy every block the journal does not list as done.
@@ -408,37 +417,35 @@ def _plan_json(nodes, src_path, dst_kind, zarr_format, chunks, compression):
     return plan, options
 
 
-def _open_dest(kind: str, partial: Path, options: dict, das_compat: bool, journal=None):
-    """Open the partial result, creating it (and recording its identity in ``journal``)
-    when it does not exist yet; check that what was opened is the recorded one."""
+def open_partial(kind: str, partial: Path, options: dict, das_compat: bool,
+                 journal: Journal | None = None) -> Destination:
+    """The destination adapter writing the partial result ``partial`` of a conversion into a
+    ``kind`` backend (``options`` as :func:`npydir.conversion.registry.open_destination`
+    takes them), creating it (and recording its identity in ``journal``) when it does not
+    exist yet; with a journal, what was opened must be the recorded one.
+
+    Raises
+    ------
+    ConversionError
+        ``partial`` was replaced by something else while it was opened.
+    """
     created = _create_partial(kind, partial, journal)
-    if kind == "npydir":
-        from .adapters.npydir_store import NpydirDest
-
-        dest: Any = NpydirDest(partial, das_compat=das_compat)
-    elif kind == "zarr":
-        from .adapters.zarr_store import ZarrDest
-
-        dest = ZarrDest(partial, zarr_format=options["zarr_format"], chunks=options["chunks"],
-                        compression=options["compression"])
-    else:
-        from .adapters.hdf5 import Hdf5Dest
-
-        kwargs = {"chunks": options["chunks"], "compression": options["compression"]}
-        try:
-            dest = Hdf5Dest(partial, create=created, **kwargs)
-        except ConversionError:
-            if created:
-                raise
-            # a partial HDF5 file killed mid-write may be unreadable: start it over
-            remove(partial)
-            if journal is not None:
-                journal.reset()
-            _create_partial(kind, partial, journal)
-            dest = Hdf5Dest(partial, create=True, **kwargs)
-            dest.restarted = True
+    try:
+        dest = open_destination(kind, partial, options=options, das_compat=das_compat,
+                                create=created)
+    except ConversionError:
+        if kind != "hdf5" or created:
+            raise
+        # a partial HDF5 file killed mid-write may be unreadable: start it over
+        remove(partial)
+        if journal is not None:
+            journal.reset()
+        _create_partial(kind, partial, journal)
+        dest = open_destination(kind, partial, options=options, create=True)
+        dest.restarted = True  # type: ignore[attr-defined]
     if journal is not None:
-        st = dest.opened_stat() if kind == "hdf5" else lstat(partial)
+        # an HDF5 file: the one h5py opened, whatever the name points at now
+        st = dest.opened_stat() if isinstance(dest, Hdf5Dest) else lstat(partial)
         if st is None or identity(st) != journal.owner:
             dest.close()
             raise ConversionError(f"{partial}: was replaced while the conversion opened it; "
@@ -543,8 +550,6 @@ def _prepare(nodes: list[Node], dest, report: ConversionReport, budget: int, thr
         # an npydir source gives back the names an earlier conversion had to escape
         wanted = getattr(node, "out_path", name).rpartition("/")[2]
         if dest.kind == "npydir":
-            from .adapters.npydir_store import safe_store_name
-
             dname = safe_store_name(dest, dparent, wanted, array=node.kind == "array")
         else:
             dname = wanted
@@ -615,8 +620,6 @@ def _blocks(node: Node, dst_rows: int, block_budget: int):
 def _progress_bar(enabled: bool, total: int, initial: int, name: str):
     if not enabled:
         return None
-    from .._optional import require
-
     tqdm = require("tqdm.auto", "the progress bar (or pass progress=False)").tqdm
     return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024,
                 desc=f"convert {name}", dynamic_ncols=True)
@@ -632,6 +635,7 @@ def _block_buffer(node: Node, start: int, stop: int, phase: int = 0) -> np.ndarr
 
     Reusing one buffer per thread keeps the memory in flight at threads x block and spares
     the page faults of a fresh allocation for every block."""
+    assert node.dtype is not None  # an array's node
     if not node.shape or node.dtype.hasobject:
         return None
     nbytes = (stop - start) * node.row_bytes
@@ -741,8 +745,6 @@ _WORKER_LOCK = threading.Lock()
 def _dask_copy(token: str, spec: tuple, path: str, node: Node, filename: str,
                start: int, stop: int, durable: bool = True) -> tuple[str, int, int]:
     """Runs on a Dask worker: copy rows ``start:stop`` of ``path`` into the ``.npy`` file."""
-    from .adapters.npydir_store import RowsFile
-
     key = (token, spec)
     with _WORKER_LOCK:  # worker threads of one conversion open the source once
         source = _WORKER_SOURCES.get(key)
@@ -783,8 +785,6 @@ def _dask_release(token: str) -> int:
 
 def _run_dask(client, source, dest, mapping, todo, journal, bar, report,
               durable: bool = True, check=lambda: None) -> None:
-    from .._optional import require
-
     distributed = require("dask.distributed", "converting on a Dask cluster")
     token = uuid.uuid4().hex
     by_key = {}
@@ -820,21 +820,15 @@ def _run_dask(client, source, dest, mapping, todo, journal, bar, report,
 # --------------------------------------------------------------------------- finishing
 
 
-def _remove(path: Path) -> None:
-    remove(path)
-
-
 def _remove_temp_files(partial: Path) -> None:
     """Delete the temp files an interrupted run left in its partial tree.
 
     A run killed inside :func:`npydir.store.npyfile.atomic_write` (preallocating an array, writing
     attributes) leaves its ``.<name>.*.npydir-tmp`` file behind; the resumed run writes the
-    file anew under a fresh temp name, so the old one is garbage that ``_publish`` would
+    file anew under a fresh temp name, so the old one is garbage that :func:`publish` would
     otherwise rename into the finished result.  Links are not followed (``os.walk`` does not
     descend into them, and a link named like a temp file is removed, never its target).
     """
-    from ..store.layout import is_temp_name
-
     if not partial.is_dir() or partial.is_symlink():
         return  # an HDF5 partial is a single file
     removed = False
@@ -848,7 +842,7 @@ def _remove_temp_files(partial: Path) -> None:
             removed = False
 
 
-def _publish(partial: Path, dst: Path, overwrite: bool, journal=None) -> None:
+def publish(partial: Path, dst: Path, overwrite: bool, journal: Journal | None = None) -> None:
     """Move the finished result into place (replacing ``dst`` if asked):
     :func:`npydir.store.fsutil.publish_directory`, with ``.DST.replaced`` as the place the old
     destination waits where two names cannot be swapped.  A crash between its two renames
@@ -866,6 +860,24 @@ def _publish(partial: Path, dst: Path, overwrite: bool, journal=None) -> None:
                                   f"old {dst.name} is moved while it is replaced); move it away "
                                   "or delete it") from None
         raise AlreadyExistsError(f"destination {dst} appeared while converting") from None
+
+
+def write_das_zarr(src: str | os.PathLike, dst: Path, *, overwrite: bool,
+                   progress: bool) -> None:
+    """Convert the npydir store ``src`` into ``dst``, zarr format 2 as DAS writes it.
+
+    For builders that make an npydir store first (``make_dataset``): a conversion into
+    ``dst`` left by an earlier, killed run is discarded, never resumed (its source was another
+    build), and this one leaves nothing behind when it fails."""
+    leftovers = partial_path(dst)
+    for p in leftovers:
+        remove(p)
+    try:
+        convert(src, dst, das_compat=True, overwrite=overwrite, progress=progress)
+    except BaseException:
+        for p in leftovers:
+            remove(p)
+        raise
 
 
 # --------------------------------------------------------------------------- verify
@@ -891,6 +903,7 @@ def checksums(path: str | os.PathLike, memory_budget: int = 64 * 2**20, *,
 
 
 def _digest(source, node: Node, budget: int) -> str:
+    assert node.dtype is not None  # an array's node
     h = hashlib.blake2b(digest_size=16)
     h.update(repr((tuple(node.shape), node.dtype.str)).encode())
     for _, start, stop, _ in _blocks(node, 1, budget):

@@ -28,8 +28,7 @@ import os
 import stat
 from pathlib import Path
 
-# removal, renameat2 and the swap are the store's (one copy of each); used from here as before
-from ..store.fsutil import exchange, kind_of, remove, rename_new  # noqa: F401
+from ..store.fsutil import kind_of
 from ..errors import ConversionError
 
 #: flags of every open of a conversion-owned name: never through a link, never blocking

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
 
 
 class DeferredInterrupt:
@@ -21,7 +24,7 @@ class DeferredInterrupt:
 
     def __init__(self) -> None:
         self.pending = False
-        self._previous = None
+        self._previous: Callable[[int, FrameType | None], Any] | int | None = None
 
     def __enter__(self) -> DeferredInterrupt:
         if (threading.current_thread() is threading.main_thread()

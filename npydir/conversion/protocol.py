@@ -1,52 +1,32 @@
-"""What the source and destination adapters of a conversion have in common.
+"""The interfaces every conversion adapter implements: :class:`Source` and :class:`Destination`.
 
-A *source* (zarr, HDF5, npydir) lists its tree as :class:`Node` records (groups before their
-members, members in sorted order) and reads row ranges of its arrays.  A *destination* creates
-groups and preallocated arrays and writes row ranges into them.  The orchestration in
-:mod:`npydir.conversion.engine` only talks to these two small interfaces, so every direction shares the
-streaming, journalling, verification and Dask code.
+A *source* (an npydir store, zarr, HDF5, an in-memory mapping) lists its tree as :class:`Node`
+records (groups before their members, members in sorted order) and reads row ranges of its
+arrays.  A *destination* creates groups and preallocated arrays and writes row ranges into
+them.  The engine (:mod:`npydir.conversion.engine`) talks to adapters only through these two
+interfaces, so every direction shares the streaming, journalling, verification and Dask code;
+:mod:`npydir.conversion.registry` maps a backend name to its adapter.  This module imports no
+adapter: data flows from here to the adapters, to the registry, to the engine.
+
+Who closes what: whoever opens a source or destination closes it (the engine closes both
+when a conversion ends, also on an error or Ctrl-C); an adapter closes only the files it
+opened itself, never objects it was handed (the arrays of a mapping, say).
+
+tests/conversion/test_adapter_conformance.py checks this contract, as behaviour, on every
+adapter.
 """
 
 from __future__ import annotations
 
+import abc
 import os
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, TypeVar
 
 import numpy as np
 
-from ..errors import ConversionError, UnknownBackendError
-from ..store.layout import FORMAT_FILE, STORE_SUFFIX
-
-#: extensions recognised by load() and convert(), by backend
-EXTENSIONS = {
-    "npydir": (STORE_SUFFIX,),
-    "zarr": (".zarr", ".zarr.zip", ".zip"),
-    "hdf5": (".h5", ".hdf5", ".hdf", ".he5"),
-}
-
-
-def backend_of(path: str | os.PathLike, *, role: str = "path") -> str:
-    """Backend name ("npydir", "zarr", "hdf5") of ``path`` from its extension.
-
-    An existing directory holding ``.npydir.json`` counts as an npydir store whatever its name.
-    """
-    p = Path(os.path.normpath(os.fspath(path)))
-    name = p.name.lower()
-    for kind, exts in EXTENSIONS.items():
-        if any(name.endswith(ext) for ext in exts):
-            if kind == "npydir" and p.is_file():
-                break  # a single .npy file is not a store
-            return kind
-    if p.is_dir() and (p / FORMAT_FILE).is_file():
-        return "npydir"
-    supported = ", ".join(ext for exts in EXTENSIONS.values() for ext in exts)
-    raise UnknownBackendError(
-        f"{role} {os.fspath(path)!r}: unknown extension; supported are {supported} "
-        "(a .npy directory store, a .zarr directory or zip, an HDF5 file)"
-    )
+from ..errors import MemberNotFoundError
 
 
 @dataclass
@@ -86,60 +66,170 @@ class Node:
         return max(1, inner * (self.dtype.itemsize if self.dtype else 1))
 
 
-class Source:
-    """Interface of a conversion source; see the module docstring."""
+_S = TypeVar("_S", bound="Source")
 
-    kind = ""
+
+class Source(abc.ABC):
+    """What a conversion reads from.
+
+    Attributes
+    ----------
+    kind : str
+        The backend ("npydir", "zarr", "hdf5", "mapping").
+    spec : tuple
+        Picklable description from which :func:`npydir.conversion.registry.open_source`
+        opens an equivalent source (in this process or on a Dask worker), which can then
+        :meth:`read` any array without :meth:`nodes` having been listed.  An in-memory source
+        has a spec that names it but cannot be reopened elsewhere.
+
+    Threads: :meth:`nodes` runs in one thread, before any read.  After it, :meth:`read`,
+    :meth:`read_into` and :meth:`copy_rows_to` may be called from several threads at once,
+    for any rows.  :meth:`close` runs once no read is running.
+    """
+
+    kind: str = ""
     spec: tuple = ()
 
+    @abc.abstractmethod
     def nodes(self) -> Iterator[Node]:
-        raise NotImplementedError
+        """Every member of the tree, as :class:`Node` records.
 
+        The root group (path "") comes first, each group before its members, the members of
+        a group in sorted order.  An array the conversion cannot store (object references,
+        ragged data, data outside the source) is a "refused" node with the reason; a soft or
+        external link is a "link" node with its target, never followed.  Calling it again
+        lists the same tree.
+        """
+
+    @abc.abstractmethod
     def read(self, path: str, start: int, stop: int) -> np.ndarray:
-        """Rows ``start:stop`` of array ``path`` (the whole value for a 0-d array)."""
-        raise NotImplementedError
+        """Rows ``start:stop`` of array ``path``, as stored in the source (the node's
+        ``transform`` not yet applied); the whole value for a 0-d array.
+
+        Raises
+        ------
+        MemberNotFoundError
+            ``path`` is not an array of the source; the message names the source and the path.
+        """
 
     def read_into(self, path: str, start: int, stop: int, out: np.ndarray) -> bool:
-        """Read straight into ``out`` if the backend can (no temporary); False if not."""
+        """Decode rows ``start:stop`` of ``path`` straight into ``out`` (C-contiguous, the
+        node's dtype and the rows' shape) if the backend can, and return True; return False
+        when it cannot, and the caller falls back to :meth:`read` (``out`` may then hold
+        anything).  A ``path`` that is not an array raises as in :meth:`read`, or gives
+        False and the fallback raises."""
         return False
 
     def copy_rows_to(self, path: str, start: int, stop: int, fd: int, offset: int) -> bool:
         """Copy the stored bytes of rows ``start:stop`` into file ``fd`` at ``offset``
-        without decoding, if the backend stores them as plain rows; False if not."""
+        without decoding, if the backend stores them as plain rows; False if not (anything
+        already copied is overwritten by the caller's fallback).  A ``path`` that is not an
+        array as for :meth:`read_into`."""
         return False
 
     def close(self) -> None:
-        pass
+        """Release what the source opened; calling it again does nothing."""
 
-    def __enter__(self):
+    def __enter__(self: _S) -> _S:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def open_source(spec: tuple) -> Source:
-    """Open a source from its picklable ``spec`` (used locally and on Dask workers):
-    ``(kind, path)``, ``(kind, path, allow_external)`` or, for a remote source,
-    ``(kind, url, allow_external, storage_options)`` (see :func:`npydir.convert`)."""
-    kind, path = spec[0], spec[1]
-    allow_external = bool(spec[2]) if len(spec) > 2 else False
-    options = spec[3] if len(spec) > 3 else None  # storage_options of a remote source
-    if kind == "zarr":
-        from .adapters.zarr_store import ZarrSource
+class Destination(abc.ABC):
+    """What a conversion writes into (for a conversion, its hidden partial result).
 
-        return ZarrSource(path, allow_external=allow_external, storage_options=options)
-    if kind == "hdf5":
-        from .adapters.hdf5 import Hdf5Source
+    The engine calls :meth:`group` for every group (parents first) and :meth:`array` for
+    every array before any :meth:`write`, then writes every row once, then :meth:`flush`,
+    then :meth:`close`.
 
-        if options is not None:
-            raise ConversionError(f"{path}: HDF5 sources are read from local files only")
-        return Hdf5Source(path, allow_external=allow_external)
-    if kind == "npydir":
-        from .adapters.npydir_store import NpydirSource
+    Resuming: a destination opened again on what an earlier, interrupted run left keeps its
+    data: :meth:`array` on a path that holds an array of the node's shape and dtype keeps its
+    rows (only the attributes are set again); a member of another shape, dtype or kind there
+    is replaced.
 
-        return NpydirSource(path, options)
-    raise ConversionError(f"unknown source kind {kind!r}")
+    Threads: with ``concurrent_writes`` (a :class:`ConcurrentDestination`) several threads
+    or processes write disjoint rows of one array at once; otherwise every call comes from
+    one thread.
+
+    Attributes
+    ----------
+    kind : str
+        The backend ("npydir", "zarr", "hdf5").
+    concurrent_writes : bool
+        True for a :class:`ConcurrentDestination`.
+    """
+
+    kind: str = ""
+    concurrent_writes: bool = False
+
+    @abc.abstractmethod
+    def check(self, node: Node) -> str | None:
+        """Why array ``node`` (its ``dtype``) cannot be stored here, or None; no side effects.
+        Every array it accepts comes back with the same dtype, shape and values."""
+
+    @abc.abstractmethod
+    def group(self, path: str, attrs: dict, dropped: dict | None = None) -> None:
+        """Create group ``path`` ("" is the root; its parent exists) if missing and set
+        ``attrs`` on it.  An attribute the backend cannot store is recorded in ``dropped``
+        (key -> a one-line reason) where the backend can tell, else raised."""
+
+    @abc.abstractmethod
+    def array(self, path: str, node: Node, attrs: dict, dropped: dict | None = None) -> None:
+        """Create array ``path`` with ``node.shape`` and ``node.dtype``, preallocated, and set
+        ``attrs`` on it (``dropped`` as for :meth:`group`).  See the class docstring for an
+        array already there."""
+
+    @abc.abstractmethod
+    def chunk_rows(self, path: str) -> int:
+        """Rows per stored chunk of array ``path`` (1 where rows are not chunked), so writes
+        can cover whole chunks."""
+
+    @abc.abstractmethod
+    def write(self, path: str, start: int, stop: int, block: np.ndarray) -> None:
+        """Store ``block`` (the node's dtype, shape ``(stop - start,) + shape[1:]``; the
+        value of a 0-d array) as rows ``start:stop`` of array ``path``.
+
+        Raises
+        ------
+        OSError
+            A failed write, naming the destination's file (errno kept: ENOSPC stays ENOSPC).
+        """
+
+    @abc.abstractmethod
+    def flush(self, durable: bool = True) -> None:
+        """Make everything written visible to a new reader of the files; with ``durable``,
+        also on disk (survives a power cut)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release what the destination opened (no flush: the caller flushes when it wants
+        the data kept); calling it again does nothing."""
+
+
+class ConcurrentDestination(Destination):
+    """A destination whose arrays are preallocated files of plain rows: reader threads and
+    Dask workers write their rows straight into them, concurrently."""
+
+    concurrent_writes = True
+
+    @abc.abstractmethod
+    def rows_file(self, path: str) -> Any:
+        """The open row writer of array ``path`` (a
+        :class:`~npydir.conversion.adapters.npydir_store.RowsFile`), shared by the threads
+        writing it."""
+
+    @abc.abstractmethod
+    def filename(self, path: str) -> os.PathLike:
+        """The file holding array ``path``, which a Dask worker opens to write its rows."""
+
+
+def not_an_array(where: str, path: str, found: str = "nothing") -> MemberNotFoundError:
+    """The error of :meth:`Source.read` for a ``path`` that is not an array of source
+    ``where``; ``found`` says what is there."""
+    return MemberNotFoundError(f"{where}: no array /{path} (found {found}); expected an "
+                               "array the source listed")
 
 
 def select_rows(arr: Any, start: int, stop: int) -> Any:

@@ -4,7 +4,7 @@ Everything here is pure (no I/O) so the source and destination adapters of
 :mod:`npydir.conversion.engine` share one set of rules:
 
 * :func:`escape_name` turns any zarr/HDF5 member name into one the npydir store accepts
-  (DESIGN.md section 2) by percent-encoding the offending characters; the original name is
+  (docs/design.md, section 2) by percent-encoding the offending characters; the original name is
   kept in the member's attrs under :data:`ORIGINAL_NAME`, and converting back restores it.
 * :func:`plan_dtype` decides, per array, whether its dtype is copied as it is, converted
   (variable-length strings to fixed-width), or refused (object references, ragged arrays),
@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from ..store.names import is_device_name
+
 #: attr key holding a member's name in the source when it had to be escaped
 ORIGINAL_NAME = "npydir_original_name"
 #: array attr key: the numpy dtype when the backend cannot keep it (unicode in HDF5, byte
@@ -34,9 +36,6 @@ LINKS = "npydir_links"
 REFUSED = "npydir_refused"
 
 _UNSAFE = set('/\\<>:"|?*%')  # '%' is the escape character itself
-_DEVICES = {"CON", "PRN", "AUX", "NUL"} | {f"COM{i}" for i in range(1, 10)} | {
-    f"LPT{i}" for i in range(1, 10)
-}
 
 
 def _pct(ch: str) -> str:
@@ -60,8 +59,8 @@ def escape_name(name: str, taken: set[str] | None = None) -> str:
         out = "%"
     if out.startswith("."):
         out = "%2E" + out[1:]
-    stem = out.split(".")[0].upper()
-    if out.lower() == "attrs" or stem in _DEVICES:
+    # the store's rule for Windows device names (npydir.store.names.validate_name)
+    if out.lower() == "attrs" or is_device_name(out):
         out = _pct(out[0]) + out[1:]
     low = out.lower()
     if low.endswith(".npy") or low.endswith(".json"):
@@ -108,7 +107,8 @@ def plan_dtype(dtype: np.dtype, *, dest: str) -> tuple[np.dtype | None, str | No
         if dtype.kind in "mM":
             return None, f"HDF5 has no {dtype} (datetime/timedelta) type"
         if dtype.names is not None and any(
-            dtype.fields[f][0].kind in "UmMT" for f in dtype.names
+            # a dtype with names has fields
+            dtype.fields[f][0].kind in "UmMT" for f in dtype.names  # type: ignore[index]
         ):
             return None, f"structured dtype {dtype} has a field HDF5 cannot store"
     if dtype.kind == "T":
@@ -132,8 +132,10 @@ def apply_transform(spec: tuple | None, block: Any) -> np.ndarray:
     arr = np.asarray(block)
     if kind == "str":
         if arr.dtype.kind == "O":
-            flat = [v.decode("utf-8") if isinstance(v, bytes) else ("" if v is None else str(v))
-                    for v in arr.ravel().tolist()]
+            flat: list[Any] = [
+                v.decode("utf-8") if isinstance(v, bytes) else ("" if v is None else str(v))
+                for v in arr.ravel().tolist()
+            ]
             return np.array(flat, dtype=dtype).reshape(arr.shape)
         return arr.astype(dtype)
     if kind == "bytes":

@@ -24,9 +24,10 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from ..errors import DASFormatError
 from ._files import atomic_write_text, csv_line
@@ -85,6 +86,16 @@ class Annotations:
     names: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
     start_seconds: np.ndarray = field(default_factory=lambda: np.zeros(0))
     stop_seconds: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+    if TYPE_CHECKING:
+        # The generated __init__ takes array_like (converted by __post_init__); this tells
+        # type checkers so, while the fields stay arrays.
+        def __init__(
+            self,
+            names: npt.ArrayLike = ...,
+            start_seconds: npt.ArrayLike = ...,
+            stop_seconds: npt.ArrayLike = ...,
+        ) -> None: ...
 
     def __post_init__(self) -> None:
         names = np.empty(len(self.names), dtype=object)

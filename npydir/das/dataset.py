@@ -1,6 +1,6 @@
 """Build a DAS training store from annotated recordings (``make_dataset``).
 
-The store (DESIGN.md section 5)::
+The store (docs/design.md, section 2)::
 
     dataset.npy/
       attrs.json, attrs.npy   samplerate_x_Hz, samplerate_y_Hz, class_names, class_types,
@@ -33,7 +33,10 @@ from typing import Any, Union
 import numpy as np
 
 from .._optional import require
+from ..conversion.adapters.zarr_compat import check_format
+from ..conversion.engine import write_das_zarr
 from ..errors import AlreadyExistsError, DASFormatError
+from ..store import group as _group
 from ..store.fsutil import publish_directory
 from ..store.layout import FORMAT_FILE, GROUP_ATTRS
 from .annotations import Annotations, read_annotations
@@ -437,8 +440,6 @@ def make_dataset(
     AlreadyExistsError
         ``out`` exists and ``overwrite`` is False.
     """
-    from ..store import group as _group  # the store layer; imported here so npydir.das imports cleanly
-
     out = Path(out)
     if out.exists() and not overwrite:
         raise AlreadyExistsError(f"{out}: already exists; pass overwrite=True to replace it")
@@ -450,8 +451,6 @@ def make_dataset(
         raise ValueError(f"block_samples must be >= 1, found {block_samples}")
     as_zarr = out.name.lower().endswith(".zarr")
     if as_zarr:  # before the work: zarr is installed and writes format 2
-        from ..conversion.adapters.zarr_compat import check_format
-
         check_format(2, f"make_dataset({str(out)!r})")
     x_dtype = np.dtype(x_dtype)
     y_dtype = np.dtype(y_dtype)
@@ -559,8 +558,10 @@ def make_dataset(
                 g = root.create_group(s)
                 arrays[s, "x"] = g.create_dataset("x", shape=(0, channels), dtype=x_dtype)
                 arrays[s, "y"] = g.create_dataset("y", shape=(0, len(names)), dtype=y_dtype)
-                for c in suffix_classes:
-                    arrays[s, f"y_{c}"] = g.create_dataset(f"y_{c}", shape=(0, 2), dtype=y_dtype)
+                for cls in suffix_classes:
+                    arrays[s, f"y_{cls}"] = g.create_dataset(
+                        f"y_{cls}", shape=(0, 2), dtype=y_dtype
+                    )
             for rec, ann, parts, info in zip(recs, anns, plan, infos):
                 data, _ = load_audio(rec.audio, mmap=True)
                 offset_divisor = _audio_scale(rec.audio, data.dtype, audio_scaling)
@@ -598,8 +599,8 @@ def make_dataset(
                             singles = single_class_targets(
                                 act, names, types, classes=suffix_classes, dtype=y_dtype
                             )
-                            for c, (y1, _, _) in singles.items():
-                                arrays[s, f"y_{c}"].append(y1, sync=False)
+                            for cls, (y1, _, _) in singles.items():
+                                arrays[s, f"y_{cls}"].append(y1, sync=False)
                         if bar is not None:
                             bar.update(j - i)
                     files[s]["filename"].append(str(rec.audio))
@@ -632,8 +633,6 @@ def make_dataset(
             attrs["make_dataset"] = {k: v for k, v in settings.items() if v is not None}
             root.attrs.update(attrs)
         if as_zarr:
-            from ..conversion.adapters.zarr_store import write_das_zarr
-
             write_das_zarr(tmp, out, overwrite=overwrite, progress=progress)
             shutil.rmtree(tmp, ignore_errors=True)
         else:  # an existing out was checked above: overwrite=True and out is a store

@@ -37,6 +37,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from .annotations import Annotations
 
@@ -259,7 +260,8 @@ def class_activations(
             f"the window [first_sample, first_sample + nb_samples) = [{first}, {last}) must lie "
             f"inside the recording [0, recording_samples) = [0, {total})"
         )
-    taps = left = None
+    taps: np.ndarray | None = None
+    left = 0  # used only with taps
     if event_std_seconds is not None and event_kernel == "das" and "event" in class_types[1:]:
         taps, left = das_event_taps(event_std_seconds, samplerate)
     out = np.zeros((int(nb_samples), len(class_names) - 1), dtype=np.float64)
@@ -311,7 +313,7 @@ def _cut_gaps(col: np.ndarray, lo: np.ndarray, hi: np.ndarray, gap: int, first: 
             col[a:b] = 0.0
 
 
-def normalize_targets(activations: np.ndarray, dtype: np.dtype | str = np.float32) -> np.ndarray:
+def normalize_targets(activations: np.ndarray, dtype: npt.DTypeLike = np.float32) -> np.ndarray:
     """Prepend the noise class and make every row sum to 1.
 
     ``noise = clip(1 - sum(activations), 0, 1)``; then each row is divided by its sum, which
@@ -351,7 +353,7 @@ def make_targets(
     sample_tolerance: float = 0.0,
     first_sample: int = 0,
     recording_samples: int | None = None,
-    dtype: np.dtype | str = np.float32,
+    dtype: npt.DTypeLike = np.float32,
 ) -> np.ndarray:
     """Build the training target ``y`` of one recording (or a window of it).
 
@@ -428,7 +430,7 @@ def single_class_targets(
     class_types: Sequence[str],
     *,
     classes: Sequence[str] | None = None,
-    dtype: np.dtype | str = np.float32,
+    dtype: npt.DTypeLike = np.float32,
 ) -> dict[str, tuple[np.ndarray, list[str], list[str]]]:
     """Two-column targets (noise + one class) for training on a single song type.
 

@@ -45,7 +45,9 @@ __all__ = ["advise_windows", "gather_windows", "gather_windows_reference"]
 
 PadMode = Literal["error", "zero", "edge", "reflect"]
 _PAD_CODES: dict[str, int] = dict(_windows.PAD_CODES)
-_NP_PAD_MODE = {"zero": "constant", "edge": "edge", "reflect": "reflect"}
+_NP_PAD_MODE: dict[str, Literal["constant", "edge", "reflect"]] = {
+    "zero": "constant", "edge": "edge", "reflect": "reflect"
+}
 
 # Source dtypes the cast kernel reads (codes match the enum in src_cython/_windows.pyx).
 _SRC_CODES: dict[np.dtype, int] = {

@@ -22,7 +22,7 @@ import mmap
 import os
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -160,7 +160,7 @@ class _Source:
         return self._array
 
     def __getstate__(self) -> dict:
-        state = {"name": self.name, "obj": self.obj, "_array": None, "memmap": None}
+        state: dict[str, Any] = {"name": self.name, "obj": self.obj, "_array": None, "memmap": None}
         if isinstance(self.obj, np.ndarray):
             descriptor = _memmap_descriptor(self.obj)
             if descriptor is not None:
@@ -180,7 +180,7 @@ class _Source:
 def _memmap_descriptor(arr: np.ndarray) -> tuple | None:
     """(filename, byte offset, shape, dtype, strides) of an array whose memory is (a view
     of) a ``numpy.memmap``, or None when it is not, or cannot be described that way."""
-    root = arr
+    root: np.ndarray | None = arr
     for _ in range(16):  # np.asarray(memmap) and slices are plain views of the memmap
         if isinstance(root, np.memmap) or not isinstance(root, np.ndarray):
             break
@@ -265,7 +265,7 @@ def _advising(plan: Iterator[np.ndarray], advise) -> Iterator[np.ndarray]:
             close()
 
 
-def _making(make, plan: Iterator[np.ndarray]) -> Iterator[tuple]:
+def _making(make, plan: Iterator[np.ndarray]) -> Generator[tuple, None, None]:
     """``make(starts)`` for each batch of ``plan``, in the caller's thread."""
     try:
         for starts in plan:
@@ -284,7 +284,7 @@ def _background(
     name: str,
     group: int = 1,
     make_group=None,
-) -> Iterator:
+) -> Generator:
     """Yield ``make(item, hand_over)`` for the items of ``source``, in order, computed by
     ``workers`` daemon threads at most ``depth`` groups of ``group`` items ahead of the
     consumer.
@@ -312,7 +312,7 @@ def _background(
     ``ring`` carries items to the consumer, ``slots`` holds one token per item the workers
     may take ahead, returned by the consumer as it takes each item.
     """
-    ring = [queue.SimpleQueue() for _ in range(depth)]
+    ring: list[queue.SimpleQueue] = [queue.SimpleQueue() for _ in range(depth)]
     slots: queue.SimpleQueue = queue.SimpleQueue()
     for _ in range(depth):
         slots.put(None)
@@ -594,7 +594,7 @@ class Batches:
             raise ValueError(f"Batches: advise must be True, False or 'auto', got {advise!r}")
         self.advise = advise
         if seed is None:
-            seed = int(np.random.SeedSequence().entropy)
+            seed = int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]  # drawn: an int
         self.seed = _as_int(seed, "seed", 0)
         self.epoch = 0
 
@@ -988,7 +988,9 @@ class Batches:
         row = int(np.prod(x.shape[1:], dtype=np.int64)) * (self.dtype or x.dtype).itemsize
         return self.batch_size * self.window * row
 
-    def _iterate(self, indices: Sequence[int], copiers: int | None = None) -> Iterator[tuple]:
+    def _iterate(
+        self, indices: Sequence[int], copiers: int | None = None
+    ) -> Generator[tuple, None, None]:
         """Batches ``indices`` (a range stays a range: never a list of every index).
 
         ``copiers``: prefetch threads (default :meth:`_copiers`).

@@ -31,7 +31,7 @@ from __future__ import annotations
 import importlib.util
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from typing import Any
 
 import numpy as np
@@ -65,7 +65,8 @@ def _import_keras():
     return keras
 
 
-keras = _import_keras()
+# Any: a module imported at run time, whose classes (a base class below) mypy cannot see
+keras: Any = _import_keras()
 
 
 class WindowDataset(keras.utils.PyDataset):
@@ -158,7 +159,7 @@ drop_last, scale, advise
                     stacklevel=2,
                 )
         self._lock = threading.Lock()
-        self._stream: Iterator[tuple] | None = None
+        self._stream: Generator[tuple, None, None] | None = None
         self._stream_next = 0  # index of the batch the stream gives next
         self._last = -2  # index read last (-2: none yet)
         self._drawn = False  # a batch of the current epoch was read
@@ -226,7 +227,7 @@ drop_last, scale, advise
         self._drawn = False
 
     def _next_from_stream(self, n: int) -> tuple:
-        batch = next(self._stream)
+        batch = next(self._stream)  # type: ignore[arg-type]  # the caller opened it
         self._stream_next += 1
         if self._stream_next >= n:
             self._close_stream()

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["FeistelPermutation"]
 
@@ -90,7 +91,8 @@ class FeistelPermutation:
         self.a, self.b = a, b
         self._a, self._b = np.uint64(a), np.uint64(b)
         ss = np.random.SeedSequence([int(seed), int(epoch), _TAG])
-        self.keys = ss.generate_state(
+        # numpy's stubs do not narrow generate_state's result by its dtype
+        self.keys: npt.NDArray[np.uint64] = ss.generate_state(  # type: ignore[assignment]
             _ROUNDS_LARGE if self.n >= _LARGE else _ROUNDS_SMALL, dtype=np.uint64
         )
         self._keys = [np.uint64(k) for k in self.keys]

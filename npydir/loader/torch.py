@@ -36,14 +36,15 @@ from __future__ import annotations
 
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
 from .adapters import batches_for
 from .._optional import require
 from .batches import Batches
 
-torch = require("torch", "npydir.torch")
+# Any: a module imported at run time, whose classes (a base class below) mypy cannot see
+torch: Any = require("torch", "npydir.torch")
 
 __all__ = ["WindowDataset"]
 
@@ -156,7 +157,7 @@ scale, advise
         indices = range(worker, len(self.batches), workers)
         return self._generate(self.batches._iterate(indices, copiers=copiers))
 
-    def _generate(self, batches: Iterator[tuple]) -> Iterator[tuple]:
+    def _generate(self, batches: Generator[tuple, None, None]) -> Iterator[tuple]:
         try:
             if not self.as_tensors:
                 yield from batches

@@ -183,7 +183,8 @@ class RemoteArray(_nodes._RemoteNode, kind="array"):
                 block = self._read_rows(start, max(start, stop))[::step]
             else:
                 block = self._take_rows(np.arange(start, stop, step, dtype=np.int64))
-            return block[(slice(None), *rest)] if rest else block
+            # the tuple is spelled out: mypy reads a starred item in [] as 3.11 syntax
+            return block[(slice(None),) + tuple(rest)] if rest else block
         if isinstance(first, (int, np.integer)) and not isinstance(first, bool):
             i = operator.index(first)
             if not -n <= i < n:

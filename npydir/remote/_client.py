@@ -161,7 +161,7 @@ class Client:
                         f"(size {meta.size} -> {got['size']}, ETag {meta.etag} -> "
                         f"{got['e_tag']}); reopen the store to read the new version"
                     )
-                want = None if start is None else end - start
+                want = None if start is None or end is None else end - start
                 if want is not None and len(data) != want:
                     raise _Short(f"{len(data)} of {want} bytes")
                 return got, data

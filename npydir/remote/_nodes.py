@@ -1,6 +1,6 @@
 """Read-only stores in object storage: :class:`RemoteGroup` and :class:`RemoteArray`.
 
-The same on-disk format as a local store (:mod:`npydir.store.layout`), read over byte ranges:
+The same on-disk format as a local store (docs/design.md, section 2), read over byte ranges:
 
 * the **tree** comes from the bucket listing (``s3://``, one LIST per store), or for
   ``http(s)://`` (which has no listing) from the store's manifest ``.npydir-manifest.json``
@@ -286,6 +286,7 @@ class RemoteAttrs(Mapping):
 class _RemoteNode(_Node):
     _store: RemoteStore  # type: ignore[assignment]
     _parts: tuple[str, ...]
+    _rel: str
     #: RemoteGroup and RemoteArray by kind (see _Node): a group makes its arrays through it
     _kinds: ClassVar[dict[str, type[_Node]]] = {}
 
@@ -294,12 +295,13 @@ class _RemoteNode(_Node):
         """URL of this group's directory or this array's ``.npy`` object."""
         return self._store.client.where(self._rel)
 
+    # A remote group has Group's read API without being a Group (it cannot write).
     @property
-    def file(self) -> RemoteGroup:
+    def file(self) -> RemoteGroup:  # type: ignore[override]
         return RemoteGroup(self._store, ())
 
     @property
-    def parent(self) -> RemoteGroup:
+    def parent(self) -> RemoteGroup:  # type: ignore[override]
         return RemoteGroup(self._store, self._parts[:-1])
 
     def _where(self) -> str:
@@ -311,8 +313,8 @@ class _RemoteNode(_Node):
     def __eq__(self, other: object) -> bool:
         return (
             type(other) is type(self)
-            and other._store.url == self._store.url  # type: ignore[attr-defined]
-            and other._parts == self._parts  # type: ignore[attr-defined]
+            and other._store.url == self._store.url
+            and other._parts == self._parts
         )
 
     def __hash__(self) -> int:
@@ -363,7 +365,8 @@ class RemoteGroup(_RemoteNode, Mapping, kind="group"):
 
     # ---------------------------------------------------------------- lookup
 
-    _resolve = Group._resolve  # key -> validated parts, as locally
+    # key -> validated parts, as locally (Group's method, on a group that is not a Group)
+    _resolve: ClassVar[Callable[[Any, Any], tuple[str, ...]]] = Group._resolve
 
     def _kind(self, parts: tuple[str, ...]) -> str | None:
         if not parts:
@@ -386,7 +389,7 @@ class RemoteGroup(_RemoteNode, Mapping, kind="group"):
     def _node(self, parts: tuple[str, ...], kind: str) -> RemoteGroup | RemoteArray:
         return self._kinds[kind](self._store, parts)  # type: ignore[return-value, call-arg]
 
-    def __getitem__(self, key: str) -> RemoteGroup | RemoteArray:
+    def __getitem__(self, key: str) -> Any:  # a RemoteGroup or a RemoteArray, as Group's
         parts = self._resolve(key)
         kind = self._kind(parts)
         if kind is None:
@@ -408,7 +411,7 @@ class RemoteGroup(_RemoteNode, Mapping, kind="group"):
     get = Group.get
     __iter__ = Group.__iter__
     __len__ = Group.__len__
-    keys = Group.keys
+    keys = Group.keys  # type: ignore[assignment]  # a list, as Group.keys
     group_keys = Group.group_keys
     array_keys = Group.array_keys
     groups = Group.groups

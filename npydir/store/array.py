@@ -2,8 +2,8 @@
 
 Nothing is read until a property or the data is touched; then the header (for ``shape`` and
 ``dtype``) or the whole file (a memory map) is opened, once.  Writes go through the map
-(``a[i:j] = v``) or through :mod:`npydir.store.npyfile` (``append``, ``resize``), which keep the file
-a valid ``.npy`` at every moment.
+(``a[i:j] = v``) or through :mod:`npydir.store.npyfile` (``append``, ``resize``), which keep the
+file a valid ``.npy`` at every moment (docs/design.md, section 2).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -94,7 +94,7 @@ class Array(_Node, kind="array"):
     def _data(self) -> np.ndarray:
         if self._mm is None:
             self._check()
-            mode = "r" if self._store.readonly else "r+"
+            mode: Literal["r", "r+"] = "r" if self._store.readonly else "r+"
             try:
                 with self._directory() as dfd:
                     try:

@@ -58,7 +58,7 @@ import json
 import math
 import os
 import pickletools
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -549,7 +549,7 @@ def _failing_key(text: str | bytes, size: int) -> str | None:
         return None
     if not isinstance(raw, dict):
         return None
-    items = raw.items()
+    items: Iterable[Any] = raw.items()
     if raw.get(TAG) == "dict" and isinstance(raw.get("items"), list):
         items = [kv for kv in raw["items"] if isinstance(kv, list) and len(kv) == 2]
     budget = _Budget(size)
@@ -619,6 +619,7 @@ def _prescan(data: bytes, name: str) -> None:
     """
     ops = 0
     top = -1
+    arg: Any  # an int for the memo and FRAME opcodes tested below
     try:
         for opcode, arg, _pos in pickletools.genops(io.BytesIO(data)):
             ops += 1

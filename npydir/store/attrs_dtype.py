@@ -94,7 +94,7 @@ def descr_dtype(descr: Any, depth: int = 0) -> np.dtype:
         return simple_dtype(descr)
     if depth > 32 or not isinstance(descr, (list, tuple)):
         raise DTypeRefused(f"dtype must be a string or a list of fields, found {descr!r:.80}")
-    fields = []
+    fields: list[Any] = []
     for field in descr:
         if not isinstance(field, (list, tuple)) or len(field) not in (2, 3):
             raise DTypeRefused(f"a field must be [name, dtype] or [name, dtype, shape], "

@@ -328,7 +328,7 @@ def remove_tree(parent_fd: int, name: str, path: str | os.PathLike) -> None:
         os.unlink(name, dir_fd=parent_fd)
         return
     dev = os.fstat(parent_fd).st_dev
-    cur = top
+    cur: int = top
     # (name in its parent, (dev, ino)) from the top down to the current directory
     stack = [(name, _ident(top))]
     try:
@@ -369,7 +369,7 @@ def remove_tree(parent_fd: int, name: str, path: str | os.PathLike) -> None:
                 continue
             done, _ = stack.pop()
             if stack:
-                up = open_dir("..", dir_fd=cur, follow=False)
+                up: int = open_dir("..", dir_fd=cur, follow=False)
                 if _ident(up) != stack[-1][1]:
                     os.close(up)
                     raise PathEscapeError(
@@ -413,7 +413,7 @@ def fsync_dir(directory: str | os.PathLike, *, fd: int | None = None) -> None:
     of the fsync itself (the names may not be on the disk) is raised, naming the directory.
     """
     own = fd is None
-    if own:
+    if fd is None:
         try:
             fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         except OSError:

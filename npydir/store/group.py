@@ -1,9 +1,10 @@
 """Stores and groups: :func:`open` and :class:`Group` (a MutableMapping of Groups and Arrays).
 
 A store is a directory; a group is a directory; an array is ``<name>.npy`` in its group's
-directory (:mod:`npydir.store.layout` is the on-disk spec).  Everything is lazy: opening a store
-reads at most its small ``.npydir.json``; looking up ``root["train/x"]`` stats paths; only
-touching an array's shape or data opens that one file.  Modes follow h5py:
+directory (docs/design.md, section 2; :mod:`npydir.store.layout` is the on-disk spec).
+Everything is lazy: opening a store reads at most its small ``.npydir.json``; looking up
+``root["train/x"]`` stats paths; only touching an array's shape or data opens that one file.
+Modes follow h5py:
 
 =======  ===============================================================
 ``r``    read only, store must exist (default)
@@ -488,7 +489,9 @@ class Group(_Node, MutableMapping, kind="group"):
             self._store.arrays[parts] = arr
         return arr
 
-    def __getitem__(self, key: str) -> Group | Array:
+    # Any, as h5py: a Group or an Array, which one the caller knows from the key; a union
+    # would make every ``root["train/x"].shape`` a type error until narrowed.
+    def __getitem__(self, key: str) -> Any:
         parts = self._resolve(key)
         kind = self._kind(parts, key)
         if kind is None:
@@ -564,11 +567,11 @@ class Group(_Node, MutableMapping, kind="group"):
 
     def groups(self) -> list[tuple[str, Group]]:
         """``(name, Group)`` pairs of the subgroups, sorted by name."""
-        return [(n, self[n]) for n in self.group_keys()]  # type: ignore[misc]
+        return [(n, self[n]) for n in self.group_keys()]
 
     def arrays(self) -> list[tuple[str, Array]]:
         """``(name, Array)`` pairs of the arrays, sorted by name."""
-        return [(n, self[n]) for n in self.array_keys()]  # type: ignore[misc]
+        return [(n, self[n]) for n in self.array_keys()]
 
     def members(self, max_depth: int | None = None) -> tuple[tuple[str, Group | Array], ...]:
         """All members below this group as ``(relative path, object)``, depth-first, sorted.

@@ -215,6 +215,7 @@ def verify(path: str | os.PathLike) -> Report:
         _check_format_file(root, report)
     # os.walk does not descend into symlinked directories (followlinks=False); those leading out
     # of the store are reported, and no file is opened through a link that leaves it
+    # (docs/design.md, section 3)
     at_root = True
     for dirpath, dirnames, filenames in os.walk(root):
         here = Path(dirpath)
@@ -478,12 +479,12 @@ def repair(path: str | os.PathLike) -> Report:
     finally:
         lock.release()
     if report.problems:
-        exc = IntegrityError(
+        error = IntegrityError(
             f"repair of {root} left {len(report.problems)} problem(s) it will not guess at "
             f"(repaired {len(report.repaired)}):\n"
             + "\n".join(f"  {p}" for p in report.problems)
             + "\nrestore these files from a copy, or delete the affected arrays"
         )
-        exc.report = report  # type: ignore[attr-defined]
-        raise exc
+        error.report = report  # type: ignore[attr-defined]
+        raise error
     return report

@@ -18,6 +18,7 @@ import io
 import math
 import pickletools
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -196,7 +197,7 @@ def _datetime_unit(meta: Any, name: str) -> str:
 def _build_struct(names: Any, fields: Any, elsize: int, name: str) -> np.dtype:
     if not isinstance(names, tuple) or not isinstance(fields, dict) or len(names) > len(fields):
         raise _bad(name, "structured dtype: names and fields do not match")
-    spec: dict[str, list] = {"names": [], "formats": [], "offsets": [], "titles": []}
+    spec: dict[str, Any] = {"names": [], "formats": [], "offsets": [], "titles": []}
     for field in names:
         if not isinstance(field, str) or field not in fields:
             raise _bad(name, f"structured dtype: field {field!r:.60} has no type")
@@ -215,9 +216,10 @@ def _build_struct(names: Any, fields: Any, elsize: int, name: str) -> np.dtype:
         spec["formats"].append(sub)
         spec["offsets"].append(offset)
         spec["titles"].append(title)
-    spec["itemsize"] = elsize  # type: ignore[assignment]
+    spec["itemsize"] = elsize
     try:
-        return check_dtype(np.dtype(spec))
+        # numpy's stubs take a TypedDict of the fields, which cannot be built up key by key
+        return check_dtype(np.dtype(spec))  # type: ignore[call-overload]
     except DTypeRefused:
         raise
     except Exception as exc:  # noqa: BLE001 - overlapping fields, duplicate titles, ...
@@ -361,6 +363,7 @@ def load_plain(data: bytes, name: str) -> Any:
         return stack.pop()
 
     attrs: dict | None = None  # the first dict made: the attributes (to name them in errors)
+    arg: Any  # its type depends on the opcode: an int for PUT/GET, a str for GLOBAL, ...
     try:
         for opcode, arg, pos in pickletools.genops(io.BytesIO(data)):
             op = opcode.name
@@ -397,7 +400,7 @@ def load_plain(data: bytes, name: str) -> Any:
                 n = int(op[-1])
                 if len(stack) < n:
                     raise _bad(name, "stack underflow")
-                items = tuple(stack[-n:])
+                items: Sequence[Any] = tuple(stack[-n:])
                 del stack[-n:]
                 stack.append(items)
             elif op in ("TUPLE", "LIST"):
@@ -502,7 +505,7 @@ def _target(stack: list, kind: type, name: str) -> Any:
     return stack[-1]
 
 
-def _setitems(target: dict, items: list, name: str) -> dict:
+def _setitems(target: dict, items: Sequence[Any], name: str) -> dict:
     if len(items) % 2:
         raise _bad(name, "odd number of dict items")
     for i in range(0, len(items), 2):

@@ -37,7 +37,7 @@ log = logging.getLogger("npydir")
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows: no advisory locking
-    fcntl = None
+    fcntl = None  # type: ignore[assignment]  # checked before every use
 
 
 #: how often a lock file replaced while being locked is tried again
@@ -274,7 +274,7 @@ class StoreLock:
             if exc.errno in _NO_LOCKING:
                 raise LockError(
                     f"cannot lock store {self.root}: the file system of {self.path} does not "
-                    f"support file locks ({errno.errorcode.get(exc.errno, exc.errno)}: "
+                    f"support file locks ({errno.errorcode.get(exc.errno or 0, exc.errno)}: "
                     f"{exc.strerror}), so npydir cannot keep a second writer out; "
                     "write the store on a local file system"
                 ) from None

@@ -1,4 +1,5 @@
-"""Member names and path-like keys (the files they become: :mod:`npydir.store.layout`).
+"""Member names and path-like keys (docs/design.md, section 2; :mod:`npydir.store.layout`
+names the files they become).
 
 A *name* is one path component: 1-255 bytes of UTF-8; no ``/``, ``\\``, NUL or control
 characters; not ``.`` or ``..``; not starting with ``.``; not ending in ``.npy`` or ``.json``;

@@ -200,7 +200,8 @@ class AttributeManager(MutableMapping):
         if raw is not None:
             data = decode_attrs(raw, self._path)
         elif legacy is not None:
-            data = decode_legacy_attrs(legacy, self._legacy)
+            # legacy bytes are only ever read from self._legacy
+            data = decode_legacy_attrs(legacy, self._legacy)  # type: ignore[arg-type]
         else:
             data = {}
         self._snap = ((raw, legacy), data)
@@ -375,9 +376,9 @@ class _Node:
     def __eq__(self, other: object) -> bool:
         return (
             type(other) is type(self)
-            and other._store.real == self._store.real  # type: ignore[attr-defined]
+            and other._store.real == self._store.real
             and other._parts == self._parts
-        )  # type: ignore[attr-defined]
+        )
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, self._store.real, self._parts))

@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from math import prod
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal, Protocol
 
 import numpy as np
 from numpy.lib import format as npformat
@@ -115,8 +115,16 @@ def check_dtype(dtype: np.dtype, where: str = "") -> np.dtype:
 # ----------------------------------------------------------------------------- header reading
 
 
+class ReadableFile(Protocol):
+    """What :func:`read_header` needs of a file: ``read(n)`` and ``tell()``."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+    def tell(self) -> int: ...
+
+
 def read_header(
-    fp: BinaryIO, name: str | os.PathLike = "<file>", *, allow_object: bool = False
+    fp: ReadableFile, name: str | os.PathLike = "<file>", *, allow_object: bool = False
 ) -> Header:
     """Read and validate the header of an ``.npy`` file open at position 0.
 
@@ -201,7 +209,7 @@ def _check_representable(shape: tuple[int, ...], dtype: np.dtype, name) -> None:
                 )
 
 
-def _read_header_v3(fp: BinaryIO) -> tuple:
+def _read_header_v3(fp: ReadableFile) -> tuple:
     import struct
 
     raw = fp.read(4)
@@ -239,7 +247,9 @@ def _open_fp(path: str | os.PathLike, flags: int, dir_fd: int | None) -> BinaryI
     """
     fd = fsutil.open_file(path, flags, dir_fd=dir_fd, follow=flags == os.O_RDONLY)
     fp = open(fd, "rb" if flags == os.O_RDONLY else "r+b")
-    fp.raw.name = os.fspath(path)  # np.memmap takes its .filename from here
+    # np.memmap takes its .filename from here; .raw is a FileIO, which typeshed cannot tell
+    # from a mode that is not a literal
+    fp.raw.name = os.fspath(path)  # type: ignore[attr-defined]
     return fp
 
 
@@ -343,7 +353,7 @@ def named_oserror(exc: OSError, path: str | os.PathLike) -> OSError:
 
 def write_temp(
     path: str | os.PathLike,
-    write: Callable[[BinaryIO], None],
+    write: Callable[[BinaryIO], object],
     *,
     sync: bool = True,
     dir_fd: int | None = None,
@@ -412,7 +422,7 @@ def replace(src: str | os.PathLike, dst: str | os.PathLike, *, dir_fd: int | Non
 
 def atomic_write(
     path: str | os.PathLike,
-    write: Callable[[BinaryIO], None],
+    write: Callable[[BinaryIO], object],
     *,
     sync: bool = True,
     dir_fd: int | None = None,
@@ -445,7 +455,7 @@ def _bytes_of(arr: np.ndarray) -> memoryview:
     flat = np.ascontiguousarray(arr).reshape(-1)
     if flat.nbytes == 0:
         return memoryview(b"")
-    return memoryview(flat.view(np.uint8))
+    return flat.view(np.uint8).data
 
 
 def _write_array_data(fp: BinaryIO, arr: np.ndarray) -> None:
@@ -584,7 +594,7 @@ def _version_of(header: bytes) -> tuple[int, int]:
 
 def open_memmap(
     path: str | os.PathLike,
-    mode: str = "r",
+    mode: Literal["r", "r+"] = "r",
     header: Header | None = None,
     *,
     dir_fd: int | None = None,
@@ -626,7 +636,7 @@ def open_memmap(
                 f"{path}: file is truncated: header says shape {header.shape} {header.dtype} "
                 f"(expected {header.expected_size} bytes), found {size} bytes"
             )
-        order = "F" if header.fortran_order else "C"
+        order: Literal["C", "F"] = "F" if header.fortran_order else "C"
         if header.nbytes == 0:
             if prod(header.shape) == 0:
                 arr = np.zeros(header.shape, dtype=header.dtype, order=order)
@@ -688,7 +698,7 @@ def regrow_file(
     """
     header = build_header(old.shape, old.dtype, old.fortran_order)
     own = src_fd is None
-    if own:
+    if src_fd is None:
         src_fd = fsutil.open_file(path, os.O_RDONLY, dir_fd=dir_fd)
 
     def write(fp: BinaryIO) -> None:

@@ -69,6 +69,13 @@ from typing import Any
 import numpy as np
 
 from .._optional import require
+from ..conversion.adapters import zarr_compat as zc
+from ..conversion.adapters.zarr_store import DAS_CHUNK_ROWS, DAS_COMPRESSION, zarr_compressors
+from ..conversion.backends import load
+from ..das import synthetic
+from ..errors import MemberNotFoundError, StoreNotFoundError
+from ..kernel import windows
+from ..store.group import open as open_store
 from ..store.npyfile import pread_full
 
 __all__ = [
@@ -217,9 +224,7 @@ class _NpyReader(_Reader):
 
     def __init__(self, store: Path, key: str, window: int, how: str, threads: int | None,
                  cold: bool = False):
-        import npydir
-
-        self._root = npydir.open(store, mode="r")
+        self._root = open_store(store, mode="r")
         arr = self._root[key]
         self.x = np.asarray(arr)
         self.window = window
@@ -236,9 +241,7 @@ class _NpyReader(_Reader):
     def read(self, starts: np.ndarray, out: np.ndarray) -> None:
         x, w = self.x, self.window
         if self.how == "npydir":
-            from ..kernel.windows import gather_windows
-
-            gather_windows(x, starts, w, out=out, threads=self.threads)
+            windows.gather_windows(x, starts, w, out=out, threads=self.threads)
         elif self.how == "numpy":
             np.take(x, starts[:, None] + self._arange, axis=0, out=out)
         elif self.how == "das-loop":
@@ -274,13 +277,14 @@ class _NpyReader(_Reader):
             int(flat[i0:i0 + (64 << 20):step].sum())
 
     def close(self) -> None:
-        self.x = None  # unmap, or DONTNEED cannot drop the pages
+        # closed: not read again
+        self.x = None  # type: ignore[assignment]  # unmap, or DONTNEED cannot drop the pages
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
         with contextlib.suppress(Exception):
             self._root.close()
-        self._root = None
+        self._root = None  # type: ignore[assignment]  # closed: not read again
 
 
 def _npy_data_offset(path: Path) -> int:
@@ -295,7 +299,7 @@ def _npy_data_offset(path: Path) -> int:
 
 
 def _pread_into(fd: int, dst: np.ndarray, offset: int) -> None:
-    view = memoryview(dst).cast("B")
+    view = dst.data.cast("B")
     got = pread_full(fd, view, offset)
     if got < len(view):
         raise OSError(f"short read at byte {offset + got} of the array file")
@@ -321,7 +325,7 @@ class _LoopReader(_Reader):
                 out[i] = x[s:s + w]
 
     def close(self) -> None:
-        self.x = None
+        self.x = None  # closed: not read again
         self._close()
 
 
@@ -347,28 +351,13 @@ def _open_tensorstore(path: Path, key: str, zarr_format: int):
 # datasets: the synthetic one, and the copies in the other backends
 
 
-def _fly_song_block(i0: int, n: int, channels: int, samplerate: float,
-                    rng: np.random.Generator) -> np.ndarray:
-    """Rows ``[i0, i0 + n)`` of a fly-song-like recording: noise, sine song (150 Hz, 2 s of
-    every 6 s) and pulse trains (250 Hz Gabor pulses every 35 ms, another 2 s of every 6)."""
-    t = (i0 + np.arange(n, dtype=np.float64)) / samplerate
-    phase = np.floor(t / 2.0) % 3
-    sine = np.where(phase == 0, 0.3 * np.sin(2 * np.pi * 150.0 * t), 0.0)
-    ipi = np.mod(t, 0.035) - 0.01
-    pulse = np.where(phase == 1, np.exp(-(ipi ** 2) / (2 * 0.002 ** 2))
-                     * np.sin(2 * np.pi * 250.0 * t), 0.0)
-    song = (sine + pulse).astype(np.float32)
-    gains = (1.0 / (1.0 + 0.5 * np.arange(channels, dtype=np.float32)))  # mics at distances
-    block = rng.standard_normal((n, channels), dtype=np.float32)
-    block *= np.float32(0.05)
-    block += song[:, None] * gains[None, :]
-    return block
-
-
 def make_synthetic(out: str | os.PathLike, size: int | str = "256MB", *, channels: int = 9,
                    samplerate: float = 10_000.0, seed: int = 0, progress: bool = False,
                    key: str = "train/x") -> Path:
     """Write a synthetic DAS-like npydir store with ``key`` (float32 ``[samples, channels]``).
+
+    The samples are one recording of :func:`npydir.das.synthetic.recording_blocks` (fly-song-like
+    pulse trains and sine bouts in noise), generated and written block by block.
 
     Parameters
     ----------
@@ -378,7 +367,7 @@ def make_synthetic(out: str | os.PathLike, size: int | str = "256MB", *, channel
         Bytes of ``x``, e.g. ``"2GB"``; rounded down to whole rows (at least one window's
         worth is the caller's business).
     channels, samplerate, seed
-        Shape and content of the fly-song-like signal.
+        Shape and content of the recording; the same arguments give the same samples.
     progress : bool
         Show a tqdm bar.
 
@@ -386,28 +375,27 @@ def make_synthetic(out: str | os.PathLike, size: int | str = "256MB", *, channel
     -------
     Path of the store.
     """
-    import npydir
-
     nbytes = parse_size(size)
     rows = max(1, nbytes // (4 * channels))
     out = Path(out)
-    rng = np.random.default_rng(seed)
     block_rows = max(1, (16 << 20) // (4 * channels))
-    with npydir.open(out, mode="w") as root:
+    with open_store(out, mode="w") as root:
         root.attrs.update({
             "samplerate_x_Hz": float(samplerate),
             "samplerate_y_Hz": float(samplerate),
-            "class_names": ["noise", "pulse", "sine"],
-            "class_types": ["segment", "event", "segment"],
+            "class_names": ["noise", *synthetic.DEFINITIONS],
+            "class_types": ["segment", *synthetic.DEFINITIONS.values()],
             "synthetic": "npydir bench: fly-song-like noise, sine and pulse trains",
         })
         arr = root.create_dataset(key, shape=(rows, channels), dtype="float32")
         with _bar(progress, rows * 4 * channels, f"synthetic {_human_bytes(rows * 4 * channels)}"
                   ) as bar:
-            for i0 in range(0, rows, block_rows):
-                n = min(block_rows, rows - i0)
-                arr[i0:i0 + n] = _fly_song_block(i0, n, channels, samplerate, rng)
-                bar.update(n * 4 * channels)
+            i0 = 0
+            for block in synthetic.recording_blocks(rows, samplerate, channels, seed,
+                                                    block_samples=block_rows):
+                arr[i0:i0 + len(block)] = block
+                i0 += len(block)
+                bar.update(block.nbytes)
     return out
 
 
@@ -443,9 +431,6 @@ def _copy_rows(src, dst, rows: int, step: int, bar, row_bytes: int,
 
 
 def _write_zarr(x: np.ndarray, path: Path, key: str, *, das: bool, bar) -> dict:
-    from ..conversion.adapters import zarr_compat as zc
-    from ..conversion.adapters.zarr_store import DAS_CHUNK_ROWS, DAS_COMPRESSION, zarr_compressors
-
     zc.zarr_module("the zarr benchmark")
     rows, channels = x.shape[0], int(np.prod(x.shape[1:]))
     if das:  # as DAS's make_dataset writes it: format 2, float16, 1M-row chunks, Blosc lz4
@@ -510,16 +495,14 @@ def _lookup(data: Any, key: str, path: Path) -> Any:
 def _open_any(path: Path, key: str) -> tuple[Any, Callable[[], None]]:
     """``(array, close)`` for ``key`` in a dataset :func:`npydir.load` opens (npydir stores
     through :func:`npydir.open`, so that the array is the memory-mappable npydir Array)."""
-    import npydir
-
     if _kind(path) == "npydir":
-        root = npydir.open(path, mode="r")
+        root = open_store(path, mode="r")
         try:
             return _lookup(root, key, path), root.close
         except BaseException:
             root.close()
             raise
-    data = npydir.load(path)
+    data = load(path)
     try:
         return _lookup(data, key, path), data.close
     except BaseException:
@@ -528,8 +511,6 @@ def _open_any(path: Path, key: str) -> tuple[Any, Callable[[], None]]:
 
 
 def _key_error(path: Path, key: str, why: str) -> Exception:
-    from ..errors import MemberNotFoundError
-
     return MemberNotFoundError(f"{path}: no array {key!r} to benchmark ({why}); "
                                f"choose one with --key")
 
@@ -610,7 +591,7 @@ def run_bench(path: str | os.PathLike | None = None, *, key: str = "train/x",
     batches : int
         Batches per repeat and backend, cut short after ``time_limit`` seconds (at least one).
     seed : int
-        Seeds the random starts.
+        Seeds the random starts and the synthetic dataset.
     stored : paths
         Other copies of the same dataset (``.zarr``, ``.h5``) to measure as stored instead of
         writing the ``zarr`` / ``h5-*`` copies.
@@ -646,11 +627,9 @@ def run_bench(path: str | os.PathLike | None = None, *, key: str = "train/x",
 
     src = Path(path) if path is not None else None
     if src is not None and not src.exists():
-        from ..errors import StoreNotFoundError
-
         raise StoreNotFoundError(f"{src}: no such dataset")
     own_workdir = workdir is None
-    if own_workdir:
+    if workdir is None:
         # Beside the dataset, so that the copies sit on the same disk as the original (cold
         # numbers compare devices otherwise); the system's temp dir if that is read-only.
         base = src.resolve().parent if src is not None else Path.cwd()
@@ -760,7 +739,7 @@ def _prepare(src, key, names, window, size, channels, seed, stored, work, thread
     if src is None:
         store = make_synthetic(work / "synthetic.npy", size, channels=channels, seed=seed,
                                progress=progress, key=key)
-        dataset = {"path": None, "synthetic": True}
+        dataset: dict[str, Any] = {"path": None, "synthetic": True}
     elif _kind(src) == "npydir":
         store = src
         dataset = {"path": str(src), "synthetic": False}
@@ -770,9 +749,7 @@ def _prepare(src, key, names, window, size, channels, seed, stored, work, thread
         dataset = {"path": str(src), "synthetic": False}
         stored = [src, *stored]
 
-    import npydir
-
-    with npydir.open(store, mode="r") as root:
+    with open_store(store, mode="r") as root:
         arr = _lookup(root, key, store)
         x_file = Path(arr.filename)
         x = np.asarray(arr)
@@ -814,7 +791,7 @@ def _prepare(src, key, names, window, size, channels, seed, stored, work, thread
         if _tensorstore_available():
             want_convert.append("zarr")
     if want_convert:
-        with npydir.open(store, mode="r") as root:
+        with open_store(store, mode="r") as root:
             x = np.asarray(root[key])
             total = len(want_convert) * shape[0] * row_bytes
             with _bar(progress, total, "writing backend copies") as bar:
@@ -829,7 +806,9 @@ def _prepare(src, key, names, window, size, channels, seed, stored, work, thread
         # only the benchmarked array's files matter for the page cache (zarr directories)
         files = [p / key] if p.is_dir() and (p / key).is_dir() else [p]
         made[name] = _Backend(name, _describe(name, info), files,
-                              (lambda cold, o=opener: _LoopReader(o, window)), bdtype,
+                              # a lambda with a bound default, which mypy cannot infer
+                              (lambda cold, o=opener: _LoopReader(o, window)),  # type: ignore[misc]
+                              bdtype,
                               {"path": str(p), **info})
     if "tensorstore" in names:
         if not _tensorstore_available():
@@ -901,8 +880,6 @@ def _classify_stored(stored: Sequence[Path], key: str) -> dict[str, tuple[Path, 
     out: dict[str, tuple[Path, dict]] = {}
     for p in stored:
         if not p.exists():
-            from ..errors import StoreNotFoundError
-
             raise StoreNotFoundError(f"{p}: no such dataset")
         kind = _kind(p)
         x, close = _open_any(p, key)
@@ -910,8 +887,6 @@ def _classify_stored(stored: Sequence[Path], key: str) -> dict[str, tuple[Path, 
             info: dict[str, Any] = {"dtype": str(x.dtype), "stored": True}
             if kind == "zarr":
                 info["chunks"] = list(x.chunks)
-                from ..conversion.adapters import zarr_compat as zc
-
                 info["zarr_format"] = zc.array_format(x)
                 with contextlib.suppress(Exception):
                     info["compressors"] = zc.compressor_names(x)
@@ -942,13 +917,11 @@ def _convert_one(name: str, x: np.ndarray, work: Path, key: str, bar) -> tuple[P
 
 def _to_npydir(src: Path, key: str, store: Path, progress: bool) -> None:
     """Copy ``key`` of a zarr/HDF5 dataset into an npydir store (the memmap backends read it)."""
-    import npydir
-
     x, close = _open_any(src, key)
     try:
         shape, dtype = tuple(x.shape), np.dtype(x.dtype)
         row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
-        with npydir.open(store, mode="w") as root:
+        with open_store(store, mode="w") as root:
             arr = root.create_dataset(key, shape=shape, dtype=dtype)
             with _bar(progress, shape[0] * row_bytes, f"{src.name} -> npydir") as bar:
                 _copy_rows(x, arr, shape[0], max(1, (32 << 20) // max(1, row_bytes)), bar,
@@ -986,7 +959,7 @@ def _measure(backend: _Backend, plan: list[np.ndarray], batch: int, window: int,
                 drop_cache(backend.files)
                 reader = own = backend.open(True)
             t0 = time.perf_counter()
-            reader.read(starts, out)
+            reader.read(starts, out)  # type: ignore[union-attr]  # opened above, cold or warm
             elapsed += time.perf_counter() - t0
             done += len(starts)
             if elapsed > time_limit:

@@ -18,7 +18,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .. import __version__, das
+from .._optional import require
+from ..conversion.adapters.zarr_compat import nbytes_stored
+from ..conversion.backends import load
+from ..conversion.engine import convert
+from ..errors import (
+    DASFormatError,
+    FormatError,
+    IntegrityError,
+    MemberNotFoundError,
+    NpydirError,
+    StoreNotFoundError,
+)
+from ..store.group import open as open_store
+from ..store.integrity import Report, repair, verify
 from ..store.tree import draw
+from . import bench, demo
 
 __all__ = ["main", "build_parser"]
 
@@ -52,10 +68,8 @@ def _example(*lines: str) -> str:
 
 
 def _size(text: str) -> int:
-    from .bench import parse_size
-
     try:
-        return parse_size(text)
+        return bench.parse_size(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -81,13 +95,11 @@ def _positive_float(text: str) -> float:
 
 
 def _backends(text: str) -> list[str]:
-    from .bench import ALL_BACKENDS
-
     names = [n.strip() for n in text.split(",") if n.strip()]
     for n in names:
-        if n != "all" and n not in ALL_BACKENDS:
+        if n != "all" and n not in bench.ALL_BACKENDS:
             raise argparse.ArgumentTypeError(
-                f"unknown backend {n!r}; choose from {', '.join(ALL_BACKENDS)}")
+                f"unknown backend {n!r}; choose from {', '.join(bench.ALL_BACKENDS)}")
     return names
 
 
@@ -116,8 +128,6 @@ def build_parser() -> argparse.ArgumentParser:
                       help="show progress bars (default: when stderr is a terminal)")
     prog.add_argument("--no-progress", dest="progress", action="store_false",
                       help="never show progress bars")
-
-    from .. import __version__
 
     parser = _Parser(
         prog=PROG, formatter_class=_formatter,
@@ -233,14 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing store")
     p.set_defaults(func=_cmd_make_dataset)
 
-    from .bench import ALL_BACKENDS
-
     p = add("bench", "measure random-window batch throughput of npydir, a DAS-style loop, "
             "zarr, HDF5 and the memcpy limit",
             _example("npydir bench                              # synthetic 256 MB",
                      "npydir bench --size 2GB --cold --plot bench.png --json bench.json",
                      "npydir bench dataset.npy --backends npydir,das-loop,zarr-das")
-            + "\n\nbackends: " + ", ".join(ALL_BACKENDS) + "\n"
+            + "\n\nbackends: " + ", ".join(bench.ALL_BACKENDS) + "\n"
             "memcpy and npydir are always measured: the ratios refer to them.",
             parents=(common, prog))
     _add_bench_args(p)
@@ -252,8 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
             parents=(common, prog))
     p.add_argument("--out", default="demo-output",
                    help="output directory (replaced if it holds an earlier demo)")
-    from .demo import DEFAULTS as D
-
+    D = demo.DEFAULTS
     p.add_argument("--recordings", type=_positive_int, default=None,
                    help=f"recordings to make ({D['recordings']})")
     p.add_argument("--seconds", type=_positive_float, default=None,
@@ -298,7 +305,8 @@ def _add_bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=_positive_int, default=None,
                    help="threads of the npydir backend (default: the kernel's choice, "
                         "up to all cores)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random starts (0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the random starts and of the synthetic dataset (0)")
     p.add_argument("--stored", action="append", default=[], metavar="PATH",
                    help="a .zarr or .h5 copy of the dataset to measure as stored (repeatable)")
     p.add_argument("--workdir", default=None,
@@ -317,12 +325,6 @@ def _progress(args: argparse.Namespace) -> bool:
     if flag is None:
         return sys.stderr.isatty()
     return bool(flag)
-
-
-def _kind(path: Path) -> str:
-    from .bench import _kind as kind
-
-    return kind(path)
 
 
 def _human(n: float | None) -> str:
@@ -352,8 +354,6 @@ def _short(value: Any, full: bool, limit: int = 72) -> str:
 def _require_exists(path: str) -> Path:
     p = Path(path)
     if not p.exists():
-        from ..errors import StoreNotFoundError
-
         raise StoreNotFoundError(f"{p}: no such file or directory")
     return p
 
@@ -363,18 +363,14 @@ class _Opened:
     :func:`npydir.open`, zarr and HDF5 through :func:`npydir.load` (same extensions)."""
 
     def __init__(self, path: Path):
-        import npydir
-
         self.path = path
-        self.kind = _kind(path)
+        self.kind = bench._kind(path)
         if self.kind == "npydir":
             if not path.is_dir():
-                from ..errors import FormatError
-
                 raise FormatError(f"{path}: not an npydir store (a directory), .zarr or .h5")
-            self.root = npydir.open(path, mode="r")
+            self.root: Any = open_store(path, mode="r")  # a Group, or load()'s Dataset
         else:
-            self.root = npydir.load(path)
+            self.root = load(path)
         self._close = self.root.close
 
     def __enter__(self) -> "_Opened":
@@ -386,13 +382,11 @@ class _Opened:
     def get(self, key: str):
         if not key or key == "/":
             return self.root
-        node = self.root
+        node: Any = self.root  # groups and arrays of any backend
         for part in [p for p in key.split("/") if p]:
             try:
                 node = node[part]
             except (KeyError, TypeError):
-                from ..errors import MemberNotFoundError
-
                 raise MemberNotFoundError(f"{self.path}: no member {key!r}") from None
         return node
 
@@ -416,8 +410,6 @@ def _disk_bytes(kind: str, obj: Any, root_path: Path) -> int | None:
         if kind == "h5":
             return int(obj.id.get_storage_size())
         if kind == "zarr":
-            from ..conversion.adapters.zarr_compat import nbytes_stored
-
             return nbytes_stored(obj)
     except (OSError, AttributeError, TypeError):
         return None
@@ -520,26 +512,19 @@ def _report_ok(report: Any) -> bool:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    import npydir
-
     path = _require_exists(args.path)
-    report = npydir.verify(path)
+    report = verify(path)
     print(report)
     if _report_ok(report):
         return 0
-    from ..errors import IntegrityError
-
     raise IntegrityError(f"{path}: {len(report.problems)} problem(s), listed above; "
                          f"'npydir repair {path}' fixes torn appends and stray temp files")
 
 
 def _cmd_repair(args: argparse.Namespace) -> int:
-    import npydir
-    from ..errors import IntegrityError
-
     path = _require_exists(args.path)
     try:
-        report = npydir.repair(path)
+        report: Report | None = repair(path)
     except IntegrityError as exc:
         report = getattr(exc, "report", None)
         if report is None:
@@ -554,8 +539,6 @@ def _cmd_repair(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    import npydir
-
     src = _require_exists(args.src)
     kwargs: dict[str, Any] = {"progress": _progress(args)}
     for name, kw in (("verify", "verify"), ("zarr_format", "zarr_format"), ("chunks", "chunks"),
@@ -567,13 +550,11 @@ def _cmd_convert(args: argparse.Namespace) -> int:
             kwargs[kw] = value
     client = None
     if args.scheduler:
-        from .._optional import require
-
         distributed = require("dask.distributed", "--scheduler")
         client = distributed.Client(args.scheduler)
         kwargs["client"] = client
     try:
-        report = npydir.convert(src, args.dst, **kwargs)
+        report = convert(src, args.dst, **kwargs)
     finally:
         if client is not None:
             client.close()
@@ -584,8 +565,6 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_make_dataset(args: argparse.Namespace) -> int:
-    from .. import das
-
     if len(args.inputs) < 2:
         raise UsageError("make-dataset needs at least one recording and the output store")
     *inputs, out = args.inputs
@@ -612,8 +591,6 @@ def _cmd_make_dataset(args: argparse.Namespace) -> int:
 def _find_recordings(inputs: Sequence[Path]) -> list:
     """Recordings from folders (as the DAS GUI exports them) and audio files (with
     ``<stem>_annotations.csv`` beside them)."""
-    from .. import das
-
     found: list = []
     for p in inputs:
         if p.is_dir():
@@ -621,20 +598,14 @@ def _find_recordings(inputs: Sequence[Path]) -> list:
         elif p.exists():
             ann = p.with_name(p.stem + "_annotations.csv")
             if not ann.exists():
-                from ..errors import DASFormatError
-
                 raise DASFormatError(f"{p}: no annotations file {ann.name} beside it")
             found.append((p, ann))
         else:
-            from ..errors import StoreNotFoundError
-
             raise StoreNotFoundError(f"{p}: no such recording")
     return found
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from . import bench
-
     if args.path is not None and args.size is not None:
         raise UsageError("--size is for the synthetic dataset; drop it or the PATH")
     result = bench.run_bench(
@@ -652,8 +623,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from . import demo
-
     kwargs = {k: getattr(args, k) for k in ("recordings", "seconds", "channels", "batch",
                                             "window", "repeats") if getattr(args, k) is not None}
     demo.run_demo(args.out, cold=args.cold, progress=_progress(args), **kwargs)
@@ -667,8 +636,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _one_line(exc: BaseException) -> str:
     """The error as one line: npydir's own errors, OS errors and ValueErrors speak for
     themselves; anything else is prefixed with its type, which is then part of the news."""
-    from ..errors import NpydirError
-
     if isinstance(exc, KeyError) and not isinstance(exc, NpydirError) and exc.args:
         text = str(exc.args[0])
     else:

@@ -20,6 +20,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ..conversion.engine import convert
+from ..das import synthetic
+from ..das.dataset import make_dataset
+from ..errors import AlreadyExistsError
+from . import bench
+
 __all__ = ["run_demo", "DEFAULTS"]
 
 _MARKER = ".npydir-demo"
@@ -37,8 +43,6 @@ DEFAULTS = {
 
 
 def _prepare_out(out: Path) -> None:
-    from ..errors import AlreadyExistsError
-
     if out.exists():
         if not out.is_dir():
             raise AlreadyExistsError(f"{out}: exists and is not a directory; choose another --out")
@@ -74,10 +78,6 @@ def run_demo(out: str | os.PathLike = "demo-output", *, recordings: int | None =
     echo : callable
         Where the step messages and the table go.
     """
-    import npydir
-    from . import bench
-    from ..das import synthetic
-
     cfg = dict(DEFAULTS)
     for k, v in (("recordings", recordings), ("seconds", seconds), ("channels", channels),
                  ("samplerate", samplerate), ("batch", batch), ("window", window),
@@ -103,12 +103,12 @@ def run_demo(out: str | os.PathLike = "demo-output", *, recordings: int | None =
     step(f"2/4 make_dataset -> {store}")
     # whole recordings per split as DAS does; too few of them for train/val/test: cut each
     split = "recording" if len(pairs) >= 3 else "fraction"
-    npydir.das.make_dataset(pairs, store, split=split, progress=progress)
+    make_dataset(pairs, store, split=split, progress=progress)
 
     zarr_path, h5_path = out / "dataset.zarr", out / "dataset.h5"
     step(f"3/4 convert -> {zarr_path}, {h5_path}")
-    npydir.convert(store, zarr_path, progress=progress)
-    npydir.convert(store, h5_path, progress=progress)
+    convert(store, zarr_path, progress=progress)
+    convert(store, h5_path, progress=progress)
 
     step(f"4/4 bench: batch {cfg['batch']} x window {cfg['window']}, {cfg['repeats']} repeats"
          + (", warm and cold cache" if cold else ", warm cache"))

@@ -242,7 +242,7 @@ def test_hdf5_destination_unreadable_after_a_kill_is_rebuilt(tmp_path, monkeypat
 
 def test_resume_removes_temp_files_of_the_killed_run(tmp_path, monkeypatch):
     """A run killed inside ``npyfile.atomic_write`` leaves ``.<name>.*.npydir-tmp`` files in
-    its partial tree; the resumed run must not publish them (BUGS.md H7).  A temp-named link
+    its partial tree; the resumed run must not publish them (bug-log.md H7).  A temp-named link
     is removed without touching its target."""
     from npydir.conversion.adapters.zarr_store import ZarrSource
 

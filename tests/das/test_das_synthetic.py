@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from npydir.das import check_definitions, load_audio, read_annotations, read_definitions
-from npydir.das.synthetic import DEFINITIONS, make_recording, make_recordings
+from npydir.das.synthetic import (
+    DEFINITIONS,
+    make_recording,
+    make_recordings,
+    recording_blocks,
+)
 
 
 def test_files_and_determinism(tmp_path):
@@ -85,3 +92,25 @@ def test_bad_arguments(tmp_path):
         make_recording(channels=0)
     with pytest.raises(ValueError, match="audio_format"):
         make_recordings(tmp_path, 1, audio_format="mp3")
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seconds=st.floats(0.01, 3.0),
+    channels=st.integers(1, 3),
+    seed=st.integers(0, 2**32),
+    block=st.integers(1, 40_000),
+)
+def test_blocks_are_the_recording(seconds, channels, seed, block):
+    data, _ = make_recording(seconds, 10_000, channels, seed=seed)
+    blocks = list(recording_blocks(len(data), 10_000, channels, seed, block_samples=block))
+    assert all(len(b) == block for b in blocks[:-1]) and 0 < len(blocks[-1]) <= block
+    # bit for bit, whichever block a pulse or sine bout straddles
+    np.testing.assert_array_equal(np.concatenate(blocks), data)
+
+
+def test_blocks_bad_arguments():
+    for kwargs in ({"samples": 0}, {"samples": 10, "block_samples": 0},
+                   {"samples": 10, "channels": 0}, {"samples": 10, "samplerate": 0}):
+        with pytest.raises(ValueError, match="need samples >= 1"):
+            recording_blocks(**kwargs)

@@ -2,8 +2,8 @@
 
 ``python _attrs_race.py writer <store> <seconds>``: generation ``g`` sets the root's and the
 array ``x``'s attributes to ``gen=g, a=g, b=[g, g], k<g>=g`` with one ``update`` and then
-deletes ``k<g-1>`` (so keys come and go, as the issue's KeyError needs).  Every state a write
-leaves satisfies :func:`consistent`; a mix of two states does not.  Writes are not fsynced
+deletes ``k<g-1>`` (so keys come and go, which a torn read shows as a KeyError).  Every state
+a write leaves satisfies :func:`consistent`; a mix of two states does not.  Writes are not fsynced
 (``sync=False``) so that they come as fast as they can.  Prints ``{"writes": n}``.
 
 ``python _attrs_race.py reader <store> <seconds>``: until the deadline, reads both attrs every

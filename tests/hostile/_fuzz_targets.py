@@ -39,7 +39,7 @@ from npydir.store.names import validate_name
 def cap_memory(headroom: int = 2 << 30) -> None:
     """Limit this process's address space to what it uses now plus ``headroom``.
 
-    The machine is shared: an input that makes a parser allocate gigabytes (BUGS.md H10) must
+    The machine is shared: an input that makes a parser allocate gigabytes (bug-log.md H10) must
     fail fast with MemoryError in the fuzzer, not push the machine into swap.
     """
     import re

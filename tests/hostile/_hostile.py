@@ -1,4 +1,4 @@
-"""Shared helpers of the hostile suite (issue 7): counts, subprocess runners, snapshots.
+"""Shared helpers of the hostile suite: counts, subprocess runners, snapshots.
 
 Counts are configurable by environment variable so the suite fits the 5-minute budget of
 ``make test`` on 2 cores while ``make hostile`` can be run with more:

@@ -1,4 +1,4 @@
-"""Hostile suite (issue 7): prints the counts every test actually ran at the end of the run.
+"""Hostile suite: prints the counts every test actually ran at the end of the run.
 
 Run alone with ``make hostile`` (``pytest -m hostile -s``); it also runs in ``make test``.
 Counts are set by environment variables, see ``_hostile.py``.

@@ -229,7 +229,7 @@ def test_killed_attrs_update(tmp_path, zygote):
 
 
 def test_killed_move_and_delete(tmp_path, zygote):
-    """Not in issue 7's list, but the same promise: a writer killed inside ``move`` (array and
+    """The same promise for ``move`` and ``del``: a writer killed inside ``move`` (array and
     attrs are two files) or ``del`` leaves every array complete with its own attributes, and
     whatever extra names the kill left are reported by verify and cleaned by repair."""
     store = tmp_path / "s.npy"
@@ -399,7 +399,7 @@ def _convert_trials(tmp_path, zygote, sources, refs, durations, budget, rng, cou
 
 def test_resumed_convert_leaves_no_stray_temp_file(tmp_path, zygote):
     """A conversion killed while it preallocated an array leaves ``.<name>.npy.*.npydir-tmp``
-    in its hidden partial tree; the resumed run published it inside the result (BUGS.md H7).
+    in its hidden partial tree; the resumed run published it inside the result (bug-log.md H7).
     """
     pytest.importorskip("zarr")
     src = _make_sources(tmp_path)["zarr"]

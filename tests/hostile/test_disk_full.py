@@ -150,7 +150,7 @@ def _run_python_args(code: str, *args: str) -> subprocess.CompletedProcess:
 def test_preallocated_array_on_a_full_disk_never_kills_the_process(small_tmpfs):
     """``create_dataset(shape=...)`` preallocates sparsely: on a full disk the create succeeds
     and the first write through the memory map raised SIGBUS, killing the interpreter
-    (BUGS.md H8).  Expected: an ``OSError`` (ENOSPC) from create_dataset or from the write.
+    (bug-log.md H8).  Expected: an ``OSError`` (ENOSPC) from create_dataset or from the write.
     """
     store = small_tmpfs / "s.npy"
     _prepare(store)
@@ -178,7 +178,7 @@ root.close()
 
 
 def test_conversion_onto_a_full_disk_is_an_error_not_a_crash(small_tmpfs, tmp_path):
-    """convert preallocates every array and fills it in blocks: same SIGBUS risk (BUGS.md H8)."""
+    """convert preallocates every array and fills it in blocks: same SIGBUS risk (bug-log.md H8)."""
     pytest.importorskip("h5py")
     import h5py
 
@@ -207,9 +207,9 @@ except OSError as exc:
 
 
 def test_disk_errors_name_the_file(tmp_path):
-    """The OSError of a full disk / size limit should say which store file could not be written
-    (DESIGN.md: errors name the store and the key); found: only "[Errno 27] File too large"
-    (BUGS.md H9).
+    """The OSError of a full disk / size limit says which store file could not be written
+    (errors name the store and the key), not only "[Errno 27] File too large"
+    (bug-log.md H9).
     """
     store = tmp_path / "s.npy"
     _prepare(store)

@@ -41,7 +41,7 @@ def _tagged(**kw):
     ids=["deep-list", "deep-value"],
 )
 def test_deeply_nested_json_is_a_format_error(text):
-    """RecursionError escaped decode_attrs (BUGS.md H2)."""
+    """RecursionError escaped decode_attrs (bug-log.md H2)."""
     with pytest.raises(FormatError, match="attrs.json"):
         decode_attrs(text, "attrs.json")
 
@@ -56,7 +56,7 @@ def test_deeply_nested_json_is_a_format_error(text):
     ids=["inf-to-int", "int-overflow", "scalar-out-of-range"],
 )
 def test_out_of_range_values_are_a_format_error(text):
-    """OverflowError escaped decode_attrs (BUGS.md H3)."""
+    """OverflowError escaped decode_attrs (bug-log.md H3)."""
     with pytest.raises(FormatError, match="attrs.json"):
         decode_attrs(text, "attrs.json")
 
@@ -72,7 +72,7 @@ def test_out_of_range_values_are_a_format_error(text):
     ids=["object-array", "object-scalar", "int-dict-key", "lone-surrogate"],
 )
 def test_what_decodes_can_be_written_back(tmp_path, text):
-    """Values the encoder refuses must not come out of the decoder (BUGS.md H4).
+    """Values the encoder refuses must not come out of the decoder (bug-log.md H4).
 
     A store whose attrs.json decodes to such a value can never have its attributes updated:
     the whole dict is written back on every change and the write fails.

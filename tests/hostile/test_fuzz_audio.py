@@ -1,6 +1,6 @@
 """Fuzzing DAS audio files: ``npydir.das.load_audio`` on mutated ``.npz`` and ``.wav`` files.
 
-Not in issue 7's list, but the same promise: every case ends in the audio (2-D numbers, a
+Beyond the store's own files, the same promise: every case ends in the audio (2-D numbers, a
 positive finite samplerate, every sample readable) or :class:`npydir.errors.DASFormatError`
 naming the file.  ``.npz`` archives are read with ``allow_pickle=False``.
 """
@@ -31,7 +31,7 @@ def test_atheris_fuzz_audio():
 
 def test_npz_member_with_an_unterminated_header(tmp_path):
     """Found by the audio fuzzer: numpy's header parser raises tokenize.TokenError for a
-    member header like ``{\\r\\n``; load_audio let it escape (BUGS.md H14)."""
+    member header like ``{\\r\\n``; load_audio let it escape (bug-log.md H14)."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         z.writestr("data.npy", b"\x93NUMPY\x02\x00\x03\x00\x00\x00{\r\n")
@@ -48,7 +48,7 @@ def test_npz_member_with_an_unterminated_header(tmp_path):
 def test_wav_header_claiming_gigabytes_is_a_format_error(tmp_path, liar):
     """Found by the audio fuzzer: a 67-byte .wav whose data chunk claims ~2 GB made the reader
     allocate 2 GB before noticing the file is short: MemoryError wherever the address space is
-    limited (``ulimit -v``, as on many clusters), instead of DASFormatError (BUGS.md H15).
+    limited (``ulimit -v``, as on many clusters), instead of DASFormatError (bug-log.md H15).
     The child caps its address space at 1 GiB above its size after imports."""
     import struct
     import subprocess
@@ -56,7 +56,7 @@ def test_wav_header_claiming_gigabytes_is_a_format_error(tmp_path, liar):
     import textwrap
 
     fmt = struct.pack("<HHIIHH", 1, 2, 10_000, 40_000, 4, 16)  # PCM, 2 channels, 16 bit
-    fmt_size = 0xFFFFFFF0 if liar == "fmt " else len(fmt)  # atheris found this one (BUGS.md H16)
+    fmt_size = 0xFFFFFFF0 if liar == "fmt " else len(fmt)  # atheris found this one (bug-log.md H16)
     data_size = 0x7FFFFFF0 if liar == "data" else 16
     body = b"WAVE" + b"fmt " + struct.pack("<I", fmt_size) + fmt
     body += b"data" + struct.pack("<I", data_size)
@@ -89,7 +89,7 @@ def test_wav_header_claiming_gigabytes_is_a_format_error(tmp_path, liar):
 def test_npz_with_an_unsupported_zip_feature(tmp_path, field):
     """Found by a longer audio fuzz run: zipfile raises NotImplementedError for a member that
     needs a newer zip version or an unknown compression method; load_audio let it escape
-    (BUGS.md H17)."""
+    (bug-log.md H17)."""
     import struct
 
     from npydir.das import save_audio

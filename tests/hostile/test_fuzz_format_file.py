@@ -78,7 +78,7 @@ def test_format_file_is_read_or_refused(store, data):
     "data", [b"[" * 100_000, b'{"format": "npydir", "version": ' + b"[" * 100_000 + b"}"]
 )
 def test_deeply_nested_format_file_is_a_format_error(store, data):
-    """RecursionError escaped npydir.open and npydir.verify (BUGS.md H12)."""
+    """RecursionError escaped npydir.open and npydir.verify (bug-log.md H12)."""
     (store / ".npydir.json").write_bytes(data)
     with pytest.raises(FormatError, match="npydir.json"):
         npydir.open(store, "r")

@@ -30,7 +30,7 @@ def test_atheris_fuzz_names():
 
 @pytest.mark.parametrize("nbytes", [200, 230, 240, MAX_NAME_BYTES - len(".attrs.json")])
 def test_every_valid_array_name_can_be_created(tmp_path, nbytes):
-    """Array names that validate_name accepts must be creatable (BUGS.md H5).
+    """Array names that validate_name accepts must be creatable (bug-log.md H5).
 
     The temp file of the atomic write is ``.<name>.npy.<8 hex>.npydir-tmp``, 24 bytes longer
     than the name plus ``.npy``; for long names it exceeded NAME_MAX and the create failed
@@ -49,7 +49,7 @@ def test_every_valid_array_name_can_be_created(tmp_path, nbytes):
 def test_repair_never_writes_through_a_symlink_out_of_the_store(tmp_path):
     """``x.npy`` in a store is a symbolic link to a file outside it, with bytes past its data.
     ``verify`` read the outside file and called it a torn append; ``repair`` then truncated
-    the file *outside the store* (BUGS.md H13).  Nothing may ever resolve outside the store.
+    the file *outside the store* (bug-log.md H13).  Nothing may ever resolve outside the store.
     """
     outside = tmp_path / "outside.npy"
     np.save(outside, np.arange(10))

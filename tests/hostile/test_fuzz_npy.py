@@ -34,7 +34,7 @@ def test_atheris_fuzz_npy_headers():
 
 
 def test_unterminated_header_is_a_format_error():
-    """Found by the fuzzer: tokenize.TokenError escaped read_header (BUGS.md H1)."""
+    """Found by the fuzzer: tokenize.TokenError escaped read_header (bug-log.md H1)."""
     with pytest.raises(FormatError, match="x.npy"):
         npyfile.read_header(io.BytesIO(TOKEN_ERROR_HEADER), "x.npy")
 
@@ -69,7 +69,7 @@ def test_header_promising_more_than_the_file_never_maps_past_it(tmp_path):
 
 def test_empty_array_with_huge_dimensions_is_a_format_error(tmp_path):
     """Found by the fuzzer: a header whose shape holds a 0 and dimensions past numpy's limit has
-    zero bytes of data; reading it raised a bare ValueError from np.zeros (BUGS.md H11)."""
+    zero bytes of data; reading it raised a bare ValueError from np.zeros (bug-log.md H11)."""
     store = tmp_path / "s.npy"
     npydir.open(store, "w").close()
     header = npyfile.build_header((2**63, 4, 2**64 + 1, 0), np.dtype("<i4"))

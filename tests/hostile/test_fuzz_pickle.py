@@ -76,7 +76,7 @@ def test_malicious_pickles_are_refused_without_running_anything(tmp_path):
 
 
 def test_shared_references_do_not_hang_the_reader(tmp_path):
-    """A 500-byte attrs.npy whose lists share references (a DAG) took 2**40 steps (BUGS.md H6).
+    """A 500-byte attrs.npy whose lists share references (a DAG) took 2**40 steps (bug-log.md H6).
 
     ``[c, c]`` nested 40 times pickles to a few hundred bytes thanks to the memo; walking it
     as a tree without remembering visited objects never ends.
@@ -124,7 +124,7 @@ def test_valid_das_attrs_still_read(tmp_path):
 def test_huge_memo_index_is_refused_without_a_huge_allocation(tmp_path):
     """Found by atheris: a 533-byte attrs.npy whose pickle stores into memo slot ~1e9 made the C
     unpickler grow its memo table to 2 * 1e9 pointers (~16 GB, zeroed): minutes of work and an
-    out-of-memory kill instead of an error (BUGS.md H10).
+    out-of-memory kill instead of an error (bug-log.md H10).
 
     The child caps its address space at 1 GiB above what it uses after importing npydir, so an
     attempt to allocate the table fails fast with MemoryError instead of exhausting the machine;

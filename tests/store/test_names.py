@@ -1,4 +1,4 @@
-"""Name and key rules (DESIGN.md section 2)."""
+"""Name and key rules (docs/design.md, section 2)."""
 
 from __future__ import annotations
 

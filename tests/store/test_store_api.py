@@ -1,4 +1,4 @@
-"""Contract tests of the Group/Array API (DESIGN.md section 3 and the team brief)."""
+"""Contract tests of the Group/Array API (docs/design.md, section 5)."""
 
 from __future__ import annotations
 

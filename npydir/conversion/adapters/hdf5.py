@@ -16,12 +16,15 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
 
-from ..protocol import Node, Source, join
+from .hdf5_direct import DirectReader
+from .zarr_store import default_chunks
+from ..protocol import Destination, Node, Source, join, not_an_array
 from ..values import (
     NUMPY_DTYPE,
     clean_foreign_attr,
@@ -31,6 +34,7 @@ from ..values import (
 )
 from ..._optional import require
 from ...errors import ConversionError, StoreNotFoundError
+from ...store.attrs import decode_attrs, encode_attrs
 
 #: hidden attribute: {attr key: python type or "json"} for exact attribute round trips
 ATTR_TYPES = "npydir_attr_types"
@@ -94,8 +98,6 @@ def _apply_hint(hint: str | None, value: Any) -> Any:
     if hint is None:
         return value
     if hint == "json":
-        from ...store.attrs import decode_attrs
-
         return decode_attrs(value)["v"]
     if hint == "int":
         return int(value)
@@ -112,8 +114,6 @@ def _apply_hint(hint: str | None, value: Any) -> Any:
 
 def write_attrs(obj, attrs: dict) -> None:
     """Write ``attrs`` to an h5py object so that :func:`read_attrs` returns them exactly."""
-    from ...store.attrs import encode_attrs
-
     hints: dict = {}
     for key, value in attrs.items():
         stored = False
@@ -267,7 +267,13 @@ class Hdf5Source(Source):
     def _dset(self, path: str):
         dset = self._dsets.get(path)
         if dset is None:
-            dset = self.file[path]
+            h5py = _h5py()
+            try:
+                dset = self.file[path]
+            except KeyError:
+                raise not_an_array(self.path, path) from None
+            if not isinstance(dset, h5py.Dataset):
+                raise not_an_array(self.path, path, f"a {type(dset).__name__}")
             outside = None if self.allow_external else _outside_files(dset)
             if outside:  # not planned by nodes() (a Dask worker): refuse here too
                 raise ConversionError(f"{self.path}:/{path}: its data lies outside the file "
@@ -285,8 +291,6 @@ class Hdf5Source(Source):
 
     def _direct_reader(self, path: str):
         if path not in self._direct:  # decided once per dataset (a race decides it twice)
-            from .hdf5_direct import DirectReader
-
             self._direct[path] = DirectReader.create(self._dset(path), self._fileno(),
                                                      f"{self.path}:/{path}")
         return self._direct[path]
@@ -381,11 +385,10 @@ def _outside_files(dset) -> str | None:
 # --------------------------------------------------------------------------- destination
 
 
-class Hdf5Dest:
+class Hdf5Dest(Destination):
     """Writes one HDF5 file: chunked datasets with optional compression."""
 
     kind = "hdf5"
-    concurrent_writes = False
 
     def __init__(self, path: Path, *, chunks: Any = None, compression: Any = None,
                  create: bool = False):
@@ -398,6 +401,7 @@ class Hdf5Dest:
         self._encode: dict[str, bool] = {}
 
     def check(self, node: Node) -> str | None:
+        assert node.dtype is not None  # an array's node
         _, reason = plan_dtype(node.dtype, dest="hdf5")
         return reason
 
@@ -420,8 +424,7 @@ class Hdf5Dest:
             raise _named(exc, self.path, f"creating dataset /{path}") from exc
 
     def _array(self, path: str, node: Node, attrs: dict) -> None:
-        from .zarr_store import default_chunks
-
+        assert node.dtype is not None  # an array's node
         stored, encode = self._stored_dtype(node.dtype)
         dset = self.file.get(path)
         if dset is not None and (tuple(dset.shape or ()) != tuple(node.shape)
@@ -430,8 +433,10 @@ class Hdf5Dest:
             dset = None
         if dset is None:
             kwargs: dict = {}
-            # HDF5 chunks may not exceed the shape: empty arrays stay contiguous
-            if node.nbytes and (self.chunks is not None or self.compression is not None):
+            # HDF5 chunks may not exceed the shape: empty arrays stay contiguous, and a
+            # scalar (0-d) dataset takes no chunk or filter options at all
+            if node.shape and node.nbytes and (self.chunks is not None
+                                               or self.compression is not None):
                 kwargs["chunks"] = default_chunks(node.shape, node.dtype.itemsize, self.chunks)
                 if self.compression is not None:
                     kwargs["compression"] = self.compression
@@ -492,8 +497,6 @@ def _named(exc: OSError, path: Path, doing: str) -> OSError:
     """``exc`` as one line naming the file (errno kept: ENOSPC stays ENOSPC)."""
     err = exc.errno
     if err is None:  # h5py puts the C library's errno in its text only
-        import re
-
         found = re.search(r"errno = (\d+)", str(exc))
         err = int(found.group(1)) if found else None
     text = os.strerror(err) if err else " ".join(str(exc).split())

@@ -132,12 +132,13 @@ class DirectReader:
                 return False
             out[...] = self.fill
             return True
-        view = memoryview(out.reshape(-1).view(np.uint8))
+        view = out.reshape(-1).view(np.uint8).data
         _pread_into(self.fd, view, self.offset + start * self.row_bytes, self.where)
         return True
 
     def _read_chunked(self, start: int, stop: int, out: np.ndarray) -> bool:
         c = self.chunks
+        assert c is not None  # a chunked dataset
         whole_rows = c[1:] == self.shape[1:]
         chunk_nbytes = int(np.prod(c, dtype=np.int64)) * self.itemsize
         # chunk grid: rows first, then every chunk across the other dimensions
@@ -168,7 +169,7 @@ class DirectReader:
                                           f"{chunk_nbytes} expected")
                 if whole_rows:  # the rows are plain bytes in the file: read them in place
                     skip = (lo[0] - corner[0]) * self.row_bytes
-                    view = memoryview(dst.reshape(-1).view(np.uint8))
+                    view = dst.reshape(-1).view(np.uint8).data
                     _pread_into(self.fd, view, info.byte_offset + skip, where)
                     continue
                 raw: Any = _scratch(chunk_nbytes)

@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..protocol import Node, Source, join, select_rows
+from ..protocol import Node, Source, join, not_an_array, select_rows
 from ..values import is_vlen_string, max_string_length, plan_dtype
 
 
@@ -29,6 +29,9 @@ def _is_lazy_array(value: Any) -> bool:
 
 
 class MappingSource(Source):
+    """A nested Mapping as a source; nothing to close (the mapping and its lazy arrays stay
+    the caller's)."""
+
     kind = "mapping"
 
     def __init__(self, mapping: Any, name: str = "<mapping>"):
@@ -75,5 +78,18 @@ class MappingSource(Source):
             node.kind, node.reason = "refused", reason
         return node
 
+    def _value(self, path: str) -> Any:
+        value = self._values.get(path)
+        if value is None:  # not listed by nodes(): look it up
+            value = self.mapping
+            for part in path.split("/"):
+                if not _is_group(value) or part not in value:
+                    raise not_an_array(self.name, path)
+                value = value[part]
+            if _is_group(value):
+                raise not_an_array(self.name, path, "a group")
+            value = self._values[path] = value if _is_lazy_array(value) else np.asarray(value)
+        return value
+
     def read(self, path: str, start: int, stop: int) -> np.ndarray:
-        return np.asarray(select_rows(self._values[path], start, stop))
+        return np.asarray(select_rows(self._value(path), start, stop))

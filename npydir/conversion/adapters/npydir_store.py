@@ -15,15 +15,18 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from ..protocol import Node, Source, join, select_rows
-from ..values import ORIGINAL_NAME, escape_name, fully_escaped, plan_dtype
+from ..protocol import ConcurrentDestination, Node, Source, join, not_an_array, select_rows
+from ..values import ORIGINAL_NAME, escape_name, fully_escaped, plan_dtype, same_value
 from ..writeback import start_writeback
-from ...errors import InvalidNameError
+from ...errors import AttributeEncodingError, InvalidNameError
+from ...remote._open import open as open_store_or_url
+from ...store.group import Group
+from ...store.group import open as open_store
+from ...store.names import validate_name
+from ...store.npyfile import read_header_path
 
 
 def _is_group(obj) -> bool:
-    from ...store.group import Group
-
     return isinstance(obj, Group) or type(obj).__name__ == "RemoteGroup"
 
 
@@ -33,13 +36,11 @@ class NpydirSource(Source):
     kind = "npydir"
 
     def __init__(self, path: str | os.PathLike, storage_options: dict | None = None):
-        from ...remote._open import open as open_store
-
         self.path = os.fspath(path)
         self.spec = ("npydir", self.path)
         if storage_options is not None:  # a remote store: workers open it with the same options
             self.spec += (storage_options,)
-        self.root = open_store(self.path, "r", storage_options=storage_options)
+        self.root = open_store_or_url(self.path, "r", storage_options=storage_options)
         self._arrays: dict[str, Any] = {}
 
     def nodes(self) -> Iterator[Node]:
@@ -77,7 +78,13 @@ class NpydirSource(Source):
     def _array(self, path: str):
         arr = self._arrays.get(path)
         if arr is None:
-            arr = self._arrays[path] = self.root[path]
+            try:
+                arr = self.root[path]
+            except KeyError:  # MemberNotFoundError, also from a remote store
+                raise not_an_array(self.path, path) from None
+            if _is_group(arr):
+                raise not_an_array(self.path, path, "a group")
+            self._arrays[path] = arr
         return arr
 
     def read(self, path: str, start: int, stop: int) -> np.ndarray:
@@ -123,8 +130,6 @@ class RowsFile:
     """
 
     def __init__(self, filename: str | os.PathLike, *, direct: bool = True):
-        from ...store.npyfile import read_header_path
-
         header = read_header_path(filename)
         self.filename = os.fspath(filename)
         self.dtype = header.dtype
@@ -165,7 +170,7 @@ class RowsFile:
             start, stop = 0, 1
         arr = np.ascontiguousarray(block, dtype=self.dtype)
         expected = (stop - start) * self.row_bytes
-        data = memoryview(arr.reshape(-1).view(np.uint8))
+        data = arr.reshape(-1).view(np.uint8).data
         if len(data) != expected:
             raise ValueError(f"{self.filename}: block of {len(data)} bytes for rows "
                              f"{start}:{stop} ({expected} bytes expected)")
@@ -209,15 +214,12 @@ def _pwrite_all(fd: int, data: memoryview, pos: int) -> None:
         data, pos = data[n:], pos + n
 
 
-class NpydirDest:
+class NpydirDest(ConcurrentDestination):
     """Fills an npydir store (the conversion's partial directory)."""
 
     kind = "npydir"
-    concurrent_writes = True
 
     def __init__(self, path: Path, *, das_compat: bool = False):
-        from ...store.group import open as open_store
-
         self.path = Path(path)
         try:
             self.root = open_store(self.path, "a", das_compat=das_compat)
@@ -236,12 +238,11 @@ class NpydirDest:
         return escape_name(name, taken)
 
     def check(self, node: Node) -> str | None:
+        assert node.dtype is not None  # an array's node
         _, reason = plan_dtype(node.dtype, dest="npydir")
         return reason
 
     def _set_attrs(self, obj, attrs: dict, dropped: dict, where: str) -> None:
-        from ...errors import AttributeEncodingError
-
         try:  # one (fsynced) attrs file write for all keys
             obj.attrs.update(attrs)
             return
@@ -258,11 +259,11 @@ class NpydirDest:
 
     def group(self, path: str, attrs: dict, dropped: dict | None = None) -> None:
         g = self.root.require_group(path) if path else self.root
-        if dict(g.attrs) != attrs:  # unchanged on resume: skip rewriting attrs
+        if not same_value(dict(g.attrs), attrs):  # unchanged on resume: skip rewriting attrs
             self._set_attrs(g, attrs, dropped if dropped is not None else {}, path or "/")
 
     def array(self, path: str, node: Node, attrs: dict, dropped: dict | None = None) -> None:
-        arr = None
+        arr: Any = None  # the store's Array (a Group in its place is deleted)
         if path in self.root:
             arr = self.root[path]
             if _is_group(arr) or tuple(arr.shape) != tuple(node.shape) or arr.dtype != node.dtype:
@@ -270,7 +271,7 @@ class NpydirDest:
                 arr = None
         if arr is None:  # preallocated at full size (a sparse file)
             arr = self.root.create_dataset(path, shape=node.shape, dtype=node.dtype)
-        if dict(arr.attrs) != attrs:
+        if not same_value(dict(arr.attrs), attrs):  # (array values compare by same_value)
             self._set_attrs(arr, attrs, dropped if dropped is not None else {}, path)
         # opened here, in one thread: reader threads then only look it up
         self._rows[path] = RowsFile(arr.filename)
@@ -306,8 +307,6 @@ class NpydirDest:
 
 def safe_store_name(dest: NpydirDest, parent: str, name: str, *, array: bool = False) -> str:
     """Escaped name, falling back to a fully percent-encoded one if the store still refuses."""
-    from ...store.names import validate_name
-
     out = dest.out_name(parent, name)
     try:
         validate_name(out, array=array)

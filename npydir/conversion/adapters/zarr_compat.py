@@ -265,7 +265,7 @@ def v2_layout(arr) -> V2Layout | None:
     if meta is not None:  # zarr 3
         if getattr(meta, "zarr_format", None) != 2 or meta.filters or meta.order != "C":
             return None
-        store_path = getattr(arr, "store_path", None)
+        store_path: Any = getattr(arr, "store_path", None)  # not None if root is not
         root = getattr(getattr(store_path, "store", None), "root", None)
         if root is None:  # not a local directory store
             return None

@@ -18,18 +18,18 @@ from typing import Any, Iterator
 import numpy as np
 
 from . import zarr_compat as _zc
-from ..protocol import Node, Source, join, read_file_into, select_rows
+from ..protocol import Destination, Node, Source, join, not_an_array, read_file_into, select_rows
 from ..values import NUMPY_DTYPE, is_vlen_string, max_string_length, plan_dtype
 from ..._optional import require
 from ...errors import ConversionError, StoreNotFoundError
+from ...remote._url import fsspec_options, is_remote_url
+from ...store.attrs import decode_attrs, encode_attrs
 
 
 def open_zarr_group(path: str | os.PathLike, mode: str = "r", storage_options: dict | None = None):
     """Open a zarr group (format 2 or 3) in a directory or a ``.zip`` file, or read-only at an
     ``s3://``/``http(s)://`` URL (through fsspec, with fsspec's ``storage_options``)."""
     path = os.fspath(path)
-    from ...remote._url import fsspec_options, is_remote_url
-
     if is_remote_url(path):
         try:
             return _zc.zarr_module().open_group(
@@ -46,8 +46,6 @@ def open_zarr_group(path: str | os.PathLike, mode: str = "r", storage_options: d
 
 def decode_json_attrs(raw: dict, where: str) -> tuple[dict, dict]:
     """zarr attrs (plain JSON) -> Python/numpy values through npydir's attr encoding."""
-    from ...store.attrs import decode_attrs
-
     try:
         return decode_attrs(json.dumps(dict(raw), allow_nan=False)), {}
     except Exception:
@@ -65,8 +63,6 @@ def decode_json_attrs(raw: dict, where: str) -> tuple[dict, dict]:
 
 def encode_json_attrs(attrs: dict) -> dict:
     """Python/numpy values -> plain-JSON dict (npydir's encoding) for zarr attrs."""
-    from ...store.attrs import encode_attrs
-
     return json.loads(encode_attrs(dict(attrs)))
 
 
@@ -143,7 +139,13 @@ class ZarrSource(Source):
             reason = self._outside(path)
             if reason:  # not planned by nodes() (a Dask worker): refuse here too
                 raise ConversionError(f"{self.path}:/{path}: {reason}")
-            arr = self._arrays[path] = self.root[path]
+            try:
+                arr = self.root[path]
+            except KeyError:
+                raise not_an_array(self.path, path) from None
+            if _zc.is_group(arr):
+                raise not_an_array(self.path, path, "a group")
+            self._arrays[path] = arr
         return arr
 
     def nodes(self) -> Iterator[Node]:
@@ -151,6 +153,7 @@ class ZarrSource(Source):
 
     def _walk(self, group, path: str) -> Iterator[Node]:
         outside = self._outside(path, group=True)
+        attrs: dict[str, Any]
         if outside:
             attrs, dropped = {}, {"*": f"{self.path}:/{path}: attributes not read: {outside}"}
         else:
@@ -297,26 +300,6 @@ def zarr_options(zarr_format: Any, chunks: Any, compression: Any, *, das_compat:
     return _zc.check_format(zarr_format, where), chunks, compression
 
 
-def write_das_zarr(src: str | os.PathLike, dst: Path, *, overwrite: bool,
-                   progress: bool) -> None:
-    """Convert the npydir store ``src`` into ``dst``, zarr format 2 as DAS writes it.
-
-    For builders that make an npydir store first (``make_dataset``): a conversion into
-    ``dst`` left by an earlier, killed run is discarded, never resumed (its source was another
-    build), and this one leaves nothing behind when it fails."""
-    from ..engine import _remove, convert, partial_path
-
-    leftovers = partial_path(dst)
-    for p in leftovers:
-        _remove(p)
-    try:
-        convert(src, dst, das_compat=True, overwrite=overwrite, progress=progress)
-    except BaseException:
-        for p in leftovers:
-            _remove(p)
-        raise
-
-
 def zarr_compressors(compression: Any, zarr_format: int):
     """Map a compression spec to zarr's ``compressors`` argument.
 
@@ -345,7 +328,8 @@ def zarr_compressors(compression: Any, zarr_format: int):
         from zarr import codecs
 
         if name == "blosc":
-            return codecs.BloscCodec(cname=opts[0] if opts else "lz4",
+            # cname: the user's string, which zarr checks
+            return codecs.BloscCodec(cname=opts[0] if opts else "lz4",  # type: ignore[arg-type]
                                      clevel=int(opts[1]) if len(opts) > 1 else 5,
                                      shuffle="shuffle")
         if name == "zstd":
@@ -371,11 +355,10 @@ def default_chunks(shape: tuple, itemsize: int, chunks: Any, target: int = 8 * 2
     return (max(1, min(rows, max(int(shape[0]), 1))),) + tuple(max(int(s), 1) for s in shape[1:])
 
 
-class ZarrDest:
+class ZarrDest(Destination):
     """Writes a zarr directory store (format 2 or 3)."""
 
     kind = "zarr"
-    concurrent_writes = False
 
     def __init__(self, path: Path, *, zarr_format: int = 2, chunks: Any = None,
                  compression: Any = None):
@@ -388,6 +371,7 @@ class ZarrDest:
         self._arrays: dict[str, Any] = {}
 
     def check(self, node: Node) -> str | None:
+        assert node.dtype is not None  # an array's node
         _, reason = plan_dtype(node.dtype, dest="zarr")
         return reason
 
@@ -410,6 +394,7 @@ class ZarrDest:
             raise self._named(exc, path, f"creating array /{path}") from exc
 
     def _array(self, path: str, node: Node, attrs: dict) -> None:
+        assert node.dtype is not None  # an array's node
         chunks = default_chunks(node.shape, node.dtype.itemsize, self.chunks)
         existing = None
         try:
