@@ -207,7 +207,7 @@ def test_append_refusals(root):
 def test_deep_and_long_keys(root):
     import time
 
-    from npydir.store.fsutil import remove as _rmtree
+    from npydir.store.fsutil import remove
 
     with pytest.raises(InvalidNameError, match="exceed"):
         root.create_group("/".join(["e" * 200] * 25))  # refused before anything is created
@@ -222,7 +222,7 @@ def test_deep_and_long_keys(root):
         assert list(root) == []
     finally:  # never leave a tree pytest's own (recursive) cleanup cannot remove
         if (root.filename / "d").exists():
-            _rmtree(root.filename / "d")
+            remove(root.filename / "d")
 
 
 def _key_of_length(root, total: int) -> str:
@@ -237,7 +237,7 @@ def _key_of_length(root, total: int) -> str:
 def test_paths_near_path_max_work_or_are_refused_up_front(root):
     """Every group path is either refused by the name rules, naming the path and the limit, or
     every file npydir writes for it (attrs, arrays, their temp files) can be written."""
-    from npydir.store.fsutil import remove as _rmtree
+    from npydir.store.fsutil import remove
     from npydir.store.group import MAX_PATH_BYTES
 
     worked = refused = 0
@@ -268,12 +268,12 @@ def test_paths_near_path_max_work_or_are_refused_up_front(root):
     finally:
         for n in os.listdir(root.filename):
             if n.startswith("g"):
-                _rmtree(root.filename / n)
+                remove(root.filename / n)
     assert worked and refused
 
 
 def test_moving_a_group_below_path_max_is_checked_for_everything_inside(root):
-    from npydir.store.fsutil import remove as _rmtree
+    from npydir.store.fsutil import remove
 
     root.create_group("a/" + "b" * 200 + "/" + "c" * 200).attrs["deep"] = 1
     far = _key_of_length(root, 3800)
@@ -283,7 +283,7 @@ def test_moving_a_group_below_path_max_is_checked_for_everything_inside(root):
             root.move("a", far + "/a")
         assert root["a/" + "b" * 200 + "/" + "c" * 200].attrs["deep"] == 1
     finally:
-        _rmtree(root.filename / far.split("/")[0])
+        remove(root.filename / far.split("/")[0])
 
 
 def test_copying_a_group_into_itself_is_refused_and_leaves_nothing(root):
@@ -318,7 +318,7 @@ def test_ints_beyond_the_4300_digit_bound_are_refused_naming_the_key(root):
 
 
 def test_a_store_path_near_path_max_is_refused_for_writing(tmp_path):
-    from npydir.store.fsutil import remove as _rmtree
+    from npydir.store.fsutil import remove
     from npydir.store.group import MAX_PATH_BYTES
 
     base = tmp_path / ("p" * 200)
@@ -332,4 +332,4 @@ def test_a_store_path_near_path_max_is_refused_for_writing(tmp_path):
             npydir.open(store, "w")
         assert "\n" not in str(exc.value) and not store.exists()
     finally:
-        _rmtree(base)
+        remove(base)
