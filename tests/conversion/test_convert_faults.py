@@ -503,9 +503,10 @@ SIGINT_CHILD = SLOW_READS + textwrap.dedent(
     # chunk inside h5py's (and zarr's) C code: a SIGINT nearly always arrives in there
     options = {"journal_interval": 0, "threads": 1, "durable": False}  # a line per block
     if mode == "cli":
-        npydir.convert = functools.partial(npydir.convert, **options)
+        # the options the CLI has no flags for, given to the convert the CLI calls
+        npydir.tools.cli.convert = functools.partial(npydir.convert, **options)
         sys.exit(npydir.tools.cli.main(["convert", src, dst, "--no-progress", "--budget", "8MiB",
-                                  "--compression", "gzip:1", "--chunks", "589824"]))
+                                        "--compression", "gzip:1", "--chunks", "589824"]))
     npydir.convert(src, dst, progress=False, memory_budget=8 * 2**20, compression="gzip:1",
                    chunks=589824, **options)
     print("finished")
