@@ -1,0 +1,16 @@
+"""Type stub of the compiled ``npydir._buffers`` (src_cython/_buffers.pyx)."""
+
+import numpy as np
+
+class Lease:
+    @property
+    def nbytes(self) -> int: ...
+
+class BlockPool:
+    capacity: int
+    allocated: int
+    def __init__(self, capacity: int) -> None: ...
+    @property
+    def idle(self) -> int: ...
+    def close(self) -> None: ...
+    def empty(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray: ...
