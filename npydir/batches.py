@@ -509,8 +509,8 @@ class Batches:
         Batches made ahead in background threads while iterating; 0 disables them.  Up to
         ``prefetch`` copier threads (one per core, one per 256 KiB of a batch, one for
         batches above 2 MiB) each make whole batches, small ones in groups of up to 4 MiB,
-        so up to ``prefetch + copiers - 1`` groups are made ahead; their arrays are
-        recycled once you drop them (docs/batches.md, "Prefetching").  A ``prefetch`` whose
+        so up to ``prefetch + copiers - 1`` groups are made ahead; their memory is reused
+        once their arrays are freed (see Notes).  A ``prefetch`` whose
         batches would take more than a quarter of the machine's memory is refused
         (``ValueError`` naming the largest that fits).
     threads : int, optional
@@ -530,6 +530,19 @@ class Batches:
         one is copied.  "auto": only when a sample of the next batch's pages is not in the
         page cache (cheap when warm); True: always (``npydir.windows.advise_windows``);
         False: never.  Only file-backed ``x`` is advised.
+
+    Notes
+    -----
+    Batch lifetime: every batch is yours for as long as you keep it, like a fresh array.
+    ``b[i]`` and ``prefetch=0`` allocate a new array for each batch.  A prefetching iterator
+    makes its batches in blocks of memory it reuses (no fault-in of fresh pages for every
+    batch), but a block is written again only after the batch array over it has been freed:
+    while you, a view of it (``x[0]``, ``x[1:][2]``), a buffer export (``memoryview``), a
+    ``torch.from_numpy`` tensor or its ``base`` can still reach its data, it is never
+    overwritten, also after the iterator has ended.  The batch's ``base`` is a
+    :class:`npydir._buffers.Lease`, which returns the block when it is freed; nothing reads
+    reference counts.  Idle blocks (at most ``prefetch + copiers + 1`` per array kind) are
+    freed when the iterator ends.  Pickling or copying a batch copies its data.
 
     Examples
     --------
