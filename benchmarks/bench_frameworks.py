@@ -180,7 +180,6 @@ def _paths(data: np.ndarray, batch: int, window: int) -> dict:
     return paths
 
 
-
 #: the path that measures torch's DataLoader alone (an added cost, not a rate)
 FLOOR = "DataLoader alone"
 #: the documented DataLoader path with torch's profiler hook made a no-op (a diagnostic)

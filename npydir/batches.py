@@ -29,8 +29,8 @@ import numpy as np
 
 from . import _feistel
 from . import windows as _windows
-from ._permutation import FeistelPermutation
 from ._buffers import BlockPool
+from ._permutation import FeistelPermutation
 
 __all__ = ["Batches"]
 

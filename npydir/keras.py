@@ -269,7 +269,6 @@ drop_last, scale, advise
         return f"npydir.keras.WindowDataset({self.batches!r})"
 
 
-
 def _keras_order(caller: Any, dataset: WindowDataset, index: int, n: int) -> Sequence[int] | None:
     """The indices Keras will read from ``dataset`` after ``index`` in this epoch, ``index``
     first, when ``caller`` (the frame that asked for it) is Keras's epoch generator; else None.
@@ -296,4 +295,4 @@ def _keras_order(caller: Any, dataset: WindowDataset, index: int, n: int) -> Seq
     if order.ndim != 1 or (n and (order.min() < 0 or order.max() >= n)):
         return None
     here = np.flatnonzero(order == index)
-    return order[here[0] :] if here.size else None
+    return order[here[0] :].tolist() if here.size else None

@@ -20,8 +20,8 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from _threads import run_in_threads
 from _prefetch_threads import no_leaked_threads, prefetch_threads  # noqa: F401 (autouse fixture)
+from _threads import run_in_threads
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -312,7 +312,10 @@ def _hold(what: str, batch: tuple, other_thread: queue.SimpleQueue):
     """What a consumer keeps of ``batch``: (kept, read(kept) -> bytes, expect(fresh batch)
     -> the bytes ``read`` must give), or Nones for "drop"."""
     x = batch[0]
-    whole_x = lambda fresh: fresh[0].tobytes()  # noqa: E731
+
+    def whole_x(fresh: tuple) -> bytes:
+        return fresh[0].tobytes()
+
     if what in ("keep", "for-a-while"):
         return batch, lambda kept: kept[0].tobytes(), whole_x
     if what == "view":
