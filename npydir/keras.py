@@ -244,6 +244,7 @@ drop_last, scale, advise
 
     def _close_stream(self) -> None:
         stream, self._stream = self._stream, None
+        self._order, self._pos = range(0), 0  # Keras's list of indices can be long
         if stream is not None:
             stream.close()  # joins its threads
 
