@@ -305,7 +305,7 @@ except ImportError:  # the tensor pattern needs torch
     torch = None
 
 HOLDS = ["drop", "keep", "view", "view-of-view", "buffer", "base", "pickle", "copy-y",
-         "thread", "for-a-while"] + (["tensor"] if torch is not None else [])  # fmt: skip
+         "thread", "for-a-while", "cycle"] + (["tensor"] if torch is not None else [])  # fmt: skip
 
 
 def _hold(what: str, batch: tuple, other_thread: queue.SimpleQueue):
@@ -336,6 +336,11 @@ def _hold(what: str, batch: tuple, other_thread: queue.SimpleQueue):
         box: list = []
         other_thread.put((box, x))
         return box, lambda kept: kept[0].tobytes(), whole_x
+    if what == "cycle":  # dropped into a reference cycle: freed by whichever thread collects
+        cycle: list = [batch]
+        cycle.append(cycle)
+        if gc.get_count()[0] % 3 == 0:
+            gc.collect()
     return None, None, None
 
 
@@ -386,6 +391,30 @@ def test_batches_kept_by_the_consumer_are_never_overwritten(keep, copiers, batch
         assert read(kept) == expect(expected[i]), f"batch {i} changed"
     for j, old in recent:
         np.testing.assert_array_equal(old[0], expected[j][0])
+
+
+@pytest.mark.parametrize("copiers", [1, 2])
+def test_batches_freed_by_garbage_collection_inside_the_copiers(copiers):
+    """Batches dropped in reference cycles die wherever the collector runs: with collections
+    after nearly every allocation that is inside the copier threads too, also while they
+    take a block from the pool.  Nothing deadlocks, and kept batches never change."""
+    b = make(3, batch_size=8)
+    expected = want(b)
+    kept = []
+    threshold = gc.get_threshold()
+    gc.set_threshold(5, 1, 1)
+    try:
+        for i, batch in enumerate(b._iterate(range(len(b)), copiers=copiers)):
+            cycle: list = [batch]
+            cycle.append(cycle)
+            if i % 9 == 0:
+                kept.append((i, batch))
+            del batch, cycle
+    finally:
+        gc.set_threshold(*threshold)
+    for i, batch in kept:
+        np.testing.assert_array_equal(batch[0], expected[i][0])
+        np.testing.assert_array_equal(batch[1], expected[i][1])
 
 
 @pytest.mark.parametrize("claim", [3, 10**6])
