@@ -76,13 +76,14 @@ def test_pool_reuses_a_block_only_once_its_array_is_garbage():
         lambda a: memoryview(a)[1:],
         lambda a: np.frombuffer(memoryview(a), dtype=a.dtype),
         lambda a: np.lib.stride_tricks.as_strided(a, shape=(2, 5)),
+        lambda a: np.from_dlpack(a),  # a DLPack export (what torch.from_dlpack takes)
         lambda a: [a],
         lambda a: a.base,  # the lease itself: the block stays its own
         lambda a: np.asarray(a),  # the array itself
     ],
     ids=[
         "slice", "view-of-view", "reshape-view", "transpose", "memoryview",
-        "memoryview-slice", "frombuffer", "as_strided", "list", "base", "asarray",
+        "memoryview-slice", "frombuffer", "as_strided", "dlpack", "list", "base", "asarray",
     ],
 )  # fmt: skip
 def test_pool_never_reuses_a_block_still_reachable(holder):
