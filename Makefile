@@ -56,7 +56,8 @@ build: $(BUILT)
 # sees it (tests/test_readme_types.py).
 typecheck: setup
 	$(BIN)/python -m mypy
-	$(BIN)/python -m mypy.stubtest --ignore-missing-stub npydir.kernel._windows npydir.kernel._feistel
+	$(BIN)/python -m mypy.stubtest --mypy-config-file pyproject.toml --ignore-missing-stub npydir.kernel._windows npydir.kernel._feistel \
+		npydir.loader._buffers
 	NPYDIR_TYPECHECK_INSTALLED=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_readme_types.py
 
 test: setup typecheck $(ZARR2)/.installed

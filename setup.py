@@ -1,4 +1,5 @@
-"""Build the Cython kernels: every ``src_cython/<name>.pyx`` becomes ``npydir.kernel.<name>``.
+"""Build the Cython extensions: ``src_cython/<name>.pyx`` becomes ``npydir.kernel.<name>`` (the
+window and permutation kernels) or, for the loader's batch-memory pool, ``npydir.loader.<name>``.
 
 The window kernel's C lives in ``src_cython/c/``: headers of inline primitives (prefetch,
 streaming stores, float16 conversion, the SIGBUS guard) and the helper-thread pool and
@@ -19,6 +20,8 @@ HERE = Path(__file__).parent
 C_DIR = HERE / "src_cython" / "c"
 #: the C files compiled into each extension beside its .pyx
 C_SOURCES = {"_windows": ["npydir_pool.c", "npydir_half.c"]}
+#: the subpackage of each extension that is not the kernel's
+PACKAGE = {"_buffers": "npydir.loader"}
 
 
 def extensions() -> list:
@@ -33,7 +36,7 @@ def extensions() -> list:
         c_files = [str((C_DIR / c).relative_to(HERE)) for c in C_SOURCES.get(pyx.stem, [])]
         exts.append(
             Extension(
-                f"npydir.kernel.{pyx.stem}",
+                f"{PACKAGE.get(pyx.stem, 'npydir.kernel')}.{pyx.stem}",
                 [str(pyx.relative_to(HERE)), *c_files],
                 include_dirs=[np.get_include(), str(C_DIR)],
                 depends=headers,

@@ -21,9 +21,19 @@ paths take turns round by round (the order rotates), each reading the same epoch
   worker processes);
 * ``torch 2 workers``: ``DataLoader(ds, batch_size=None, num_workers=2)``: what the
   warning in worker processes quotes, not a documented path;
-* ``keras in order``: ``ds[0], ds[1], ...`` of ``npydir.keras.WindowDataset`` — what
-  ``model.fit(..., shuffle=False)``, ``evaluate`` and ``predict`` read;
-* ``keras shuffled``: ``ds[i]`` in a random order — what ``model.fit`` reads by default.
+* ``DataLoader alone``: torch's own floor, no npydir: a ``DataLoader(batch_size=None)``
+  over an ``IterableDataset`` that yields tensors made beforehand, against a plain loop
+  over the same tensors.  The difference is what the DataLoader costs per batch whatever
+  feeds it; the ratio shown is what that cost alone leaves of the Batches rate measured
+  around it (Batches time / (Batches time + the DataLoader's cost));
+* ``DataLoader, no hook``: a diagnostic, not a path to use: ``torch DataLoader`` with
+  ``torch.autograd.profiler.record_function``, which the DataLoader enters around every
+  batch, replaced by a no-op for that run; what the rest of the gap is;
+* ``keras in order``: ``npydir.keras.WindowDataset`` read by Keras's own epoch generator
+  (``PyDatasetAdapter(ds, shuffle=False)``) — what ``model.fit(..., shuffle=False)``,
+  ``evaluate`` and ``predict`` read;
+* ``keras shuffled``: the same with ``shuffle=True`` — what ``model.fit`` reads by
+  default (a random permutation of the indices each epoch).
 
 Each path's clock starts after its first batch (iterator start-up and worker start-up are
 left out: they are paid once per epoch).  A consumer that does nothing but pull batches
@@ -41,7 +51,9 @@ loading leaves.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import statistics
 import time
 import warnings
@@ -131,26 +143,73 @@ def _paths(data: np.ndarray, batch: int, window: int) -> dict:
         paths["torch 2 workers"] = lambda epoch: drain(
             lambda e: iter(DataLoader(torch_dataset(e), batch_size=None, num_workers=2)), epoch
         )
+        paths[FLOOR] = _dataloader_cost(tv[0], DataLoader, data, batch, window)
+
+        def without_profiler_hook(epoch: int) -> float:
+            # a diagnostic, not a path to use: the DataLoader with torch's per-batch
+            # profiler hook (record_function around every __next__) made a no-op
+            profiler = tv[0].autograd.profiler
+            real = profiler.record_function
+            profiler.record_function = contextlib.nullcontext
+            try:
+                return drain(lambda e: iter(DataLoader(torch_dataset(e), batch_size=None)), epoch)
+            finally:
+                profiler.record_function = real
+
+        paths[NO_HOOK] = without_profiler_hook
     kv = _keras()
     if kv is not None:
         _, KerasDataset = kv
+        from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
 
         def keras_reads(epoch: int, shuffled: bool):
+            # what model.fit iterates on every backend: Keras's generator over the indices
+            # (with shuffle, a random.shuffle'd list of all of them, made at the first read)
             ds = KerasDataset(data, **kw)
             ds.set_epoch(epoch)
-            order = range(len(ds))
-            if shuffled:  # as keras's PyDataset adapter: random.shuffle of the indices
-                order = np.random.default_rng(epoch).permutation(len(ds)).tolist()
+            random.seed(epoch)
+            reads = PyDatasetAdapter(ds, shuffle=shuffled)._get_iterator()
             try:
-                for i in order:
-                    yield ds[i]
+                yield from reads
             finally:
+                reads.close()
                 ds.set_epoch(epoch)  # closes its prefetch iterator
 
         paths["keras in order"] = lambda epoch: drain(lambda e: keras_reads(e, False), epoch)
         paths["keras shuffled"] = lambda epoch: drain(lambda e: keras_reads(e, True), epoch)
     return paths
 
+
+#: the path that measures torch's DataLoader alone (an added cost, not a rate)
+FLOOR = "DataLoader alone"
+#: the documented DataLoader path with torch's profiler hook made a no-op (a diagnostic)
+NO_HOOK = "DataLoader, no hook"
+
+
+class _Added(float):
+    """Seconds a path adds to the baseline's time rather than takes on its own."""
+
+
+def _dataloader_cost(torch, DataLoader, data: np.ndarray, batch: int, window: int):
+    """function(epoch) -> _Added seconds the DataLoader adds to ROUNDS_BATCHES batches: the
+    time through ``DataLoader(batch_size=None)`` over tensors made beforehand, less a
+    plain loop over the same tensors."""
+    made = [
+        (torch.from_numpy(np.ascontiguousarray(data[i * window : (i + 1) * window][None])),)
+        for i in range(8)
+    ]  # small stand-ins: what the DataLoader does per batch does not depend on the size
+
+    class Premade(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            for k in range(ROUNDS_BATCHES + 1):
+                yield made[k % len(made)]
+
+    def cost(epoch: int) -> _Added:
+        loader = _timed(iter(DataLoader(Premade(), batch_size=None)), ROUNDS_BATCHES)
+        plain = _timed(iter(Premade()), ROUNDS_BATCHES)
+        return _Added(max(0.0, loader - plain))
+
+    return cost
 
 
 def _bracketed(baseline, paths: dict, rounds: int, benchmark) -> tuple[list[float], dict]:
@@ -173,7 +232,10 @@ def _bracketed(baseline, paths: dict, rounds: int, benchmark) -> tuple[list[floa
         for name in names[k:] + names[:k]:
             t = paths[name](count[0])
             after = baseline(count[0])
-            ratios[name].append((before + after) / 2 / t)
+            base = (before + after) / 2
+            if isinstance(t, _Added):  # what the path's cost alone leaves of the baseline
+                t = base + t
+            ratios[name].append(base / t)
             base_times.append(after)
             before = after
 

@@ -37,7 +37,6 @@ MOVED = {
     "npydir._fsutil": "npydir.store.fsutil",
     "npydir._node": "npydir.store.node",
     "npydir._permutation": "npydir.loader.permutation",
-    "npydir._recycle": "npydir.loader.buffers",
     "npydir._windows": "npydir.kernel._windows",
     "npydir._zarr_compat": "npydir.conversion.adapters.zarr_compat",
     "npydir.array": "npydir.store.array",

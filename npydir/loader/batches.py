@@ -29,8 +29,8 @@ import numpy as np
 
 from ..kernel import _feistel
 from ..kernel import windows as _windows
+from ._buffers import BlockPool
 from .permutation import FeistelPermutation
-from .buffers import Recycler
 
 __all__ = ["Batches"]
 
@@ -66,7 +66,7 @@ _GROUP_BYTES = 4 << 20
 #: ... and up to this many batches
 _GROUP_MAX = 8
 
-#: recycled batches of windows up to this many bytes are written with streaming stores
+#: batches of windows up to this many bytes, in reused blocks, are written with streaming stores
 #: (``gather_windows(nontemporal=True)``): measured 0.63-0.79 -> 0.78-0.82 of the kernel's
 #: rate for (256, 64) and (1024, 16); for (32, 4096) 0.85-0.88 -> 0.72-0.75, so not there
 _NONTEMPORAL_WINDOW_BYTES = 12 * 1024
@@ -284,6 +284,7 @@ def _background(
     name: str,
     group: int = 1,
     make_group=None,
+    on_close=None,
 ) -> Generator:
     """Yield ``make(item, hand_over)`` for the items of ``source``, in order, computed by
     ``workers`` daemon threads at most ``depth`` groups of ``group`` items ahead of the
@@ -306,7 +307,8 @@ def _background(
 
     Exceptions raised by ``source`` or ``make`` are re-raised in the consumer, at the item
     where they happened.  Abandoning the iterator (``break``, ``del``, ``close()``) stops
-    the workers, closes ``source`` and joins the threads.
+    the workers, closes ``source`` and joins the threads; then ``on_close()``, if given,
+    runs.
 
     C-level ``SimpleQueue`` s rather than ``queue.Queue`` (whose locking is Python code):
     ``ring`` carries items to the consumer, ``slots`` holds one token per item the workers
@@ -414,7 +416,7 @@ def _background(
             g += 1
             for j in range(len(batches)):
                 item = batches[j]
-                batches[j] = None  # the list must not keep a dropped batch from recycling
+                batches[j] = None  # the list must not keep a dropped batch's block
                 if item is _END:
                     return
                 if isinstance(item, _Failure):
@@ -432,6 +434,8 @@ def _background(
         close = getattr(source, "close", None)
         if close is not None and me not in threads:  # every worker has left ``source``
             close()
+        if on_close is not None:
+            on_close()
 
 
 class _held:
@@ -505,8 +509,8 @@ class Batches:
         Batches made ahead in background threads while iterating; 0 disables them.  Up to
         ``prefetch`` copier threads (one per core, one per 256 KiB of a batch, one for
         batches above 2 MiB) each make whole batches, small ones in groups of up to 4 MiB,
-        so up to ``prefetch + copiers - 1`` groups are made ahead; their arrays are
-        recycled once you drop them (docs/batches.md, "Prefetching").  A ``prefetch`` whose
+        so up to ``prefetch + copiers - 1`` groups are made ahead; their memory is reused
+        once their arrays are freed (see Notes).  A ``prefetch`` whose
         batches would take more than a quarter of the machine's memory is refused
         (``ValueError`` naming the largest that fits).
     threads : int, optional
@@ -526,6 +530,19 @@ class Batches:
         one is copied.  "auto": only when a sample of the next batch's pages is not in the
         page cache (cheap when warm); True: always (``npydir.kernel.windows.advise_windows``);
         False: never.  Only file-backed ``x`` is advised.
+
+    Notes
+    -----
+    Batch lifetime: every batch is yours for as long as you keep it, like a fresh array.
+    ``b[i]`` and ``prefetch=0`` allocate a new array for each batch.  A prefetching iterator
+    makes its batches in blocks of memory it reuses (no fault-in of fresh pages for every
+    batch), but a block is written again only after the batch array over it has been freed:
+    while you, a view of it (``x[0]``, ``x[1:][2]``), a buffer export (``memoryview``), a
+    ``torch.from_numpy`` tensor or its ``base`` can still reach its data, it is never
+    overwritten, also after the iterator has ended.  The batch's ``base`` is a
+    :class:`npydir.loader._buffers.Lease`, which returns the block when it is freed; nothing reads
+    reference counts.  Idle blocks (at most ``prefetch + copiers + 1`` per array kind) are
+    freed when the iterator ends.  Pickling or copying a batch copies its data.
 
     Examples
     --------
@@ -864,7 +881,7 @@ class Batches:
         window: int,
         step: int,
         threads: int | None,
-        recycler: Recycler | None,
+        pool: BlockPool | None,
         dtype: np.dtype | None = None,
         before_copy=None,
         **kw,
@@ -872,16 +889,16 @@ class Batches:
         arr = source.array
         flat = self._flat(arr)
         shape = (len(starts), -(-window // step), *arr.shape[1:])
-        if recycler is None:
+        if pool is None:
             out = _windows.gather_windows(
                 flat, starts, window, step=step, threads=threads, dtype=dtype, **kw
             )
             return out.reshape(shape)
-        # the batch is the recycled array itself; the kernel fills a [n, w, row] view of it.
-        # Recycled arrays take turns, so the one written is rarely in cache: for small
+        # the batch is an array over one of the pool's blocks; the kernel fills a [n, w, row]
+        # view of it.  Blocks take turns, so the one written is rarely in cache: for small
         # windows streaming stores, which skip reading its lines first, paid (docs/batches.md);
         # for long windows they measured slower.
-        res = recycler.empty(shape, arr.dtype if dtype is None else dtype)
+        res = pool.empty(shape, np.dtype(arr.dtype if dtype is None else dtype))
         window_bytes = res.nbytes // max(1, shape[0])
         nontemporal = 0 < window_bytes <= _NONTEMPORAL_WINDOW_BYTES
         if before_copy is not None:
@@ -896,17 +913,18 @@ class Batches:
         self,
         starts: np.ndarray,
         threads: int | None = None,
-        recyclers: tuple | None = None,
+        pools: tuple | None = None,
         before_copy=None,
     ) -> tuple:
         """The batch of windows starting at ``starts``.
 
-        ``threads``: for the kernel (default the ``threads`` argument); ``recyclers``:
-        where x's and y's window arrays come from (default freshly allocated);
-        ``before_copy``: called (with recyclers) just before x's windows are copied.
+        ``threads``: for the kernel (default the ``threads`` argument); ``pools``: the
+        :class:`~npydir.loader._buffers.BlockPool` s x's and y's window arrays come from (default
+        freshly allocated); ``before_copy``: called (with pools) just before x's windows
+        are copied.
         """
         threads = self.threads if threads is None else threads
-        rx, ry = (None, None) if recyclers is None else recyclers
+        rx, ry = (None, None) if pools is None else pools
         xb = self._gather(
             self._x, starts, self.window, 1, threads, rx,
             dtype=self.dtype, scale=self.scale, before_copy=before_copy,
@@ -1017,14 +1035,19 @@ class Batches:
         if copiers > 1:
             group = max(1, min(_GROUP_MAX, _GROUP_BYTES // max(1, self._batch_bytes())))
         # Batches alive at once: up to ``depth`` groups made ahead, the consumer's group,
-        # and the one its loop variable still holds while the next is handed over.
-        keep = (depth + 2) * group
-        recyclers = (Recycler(keep), Recycler(keep))
+        # and the one its loop variable still holds while the next is handed over.  A
+        # group is one array: the pools keep that many idle blocks at most.
+        keep = depth + 2
+        pools = (BlockPool(keep), BlockPool(keep))
+
+        def close_pools() -> None:  # idle blocks go now, not with the last batch kept
+            for pool in pools:
+                pool.close()
 
         def make_group(items: list, hand_over) -> list[tuple]:
             # the batches of a group are consecutive slices of one batch made in one call:
             # views, each C-contiguous and writable, sharing nothing with the others
-            arrays = self._make(np.concatenate(items), threads, recyclers, hand_over)
+            arrays = self._make(np.concatenate(items), threads, pools, hand_over)
             batches = []
             lo = 0
             for starts in items:
@@ -1035,12 +1058,13 @@ class Batches:
 
         return _background(
             plan,
-            lambda starts, hand_over: self._make(starts, threads, recyclers, hand_over),
+            lambda starts, hand_over: self._make(starts, threads, pools, hand_over),
             depth,
             copiers,
             "npydir-batches-prefetch",
             group,
             make_group,
+            close_pools,
         )
 
     def __repr__(self) -> str:

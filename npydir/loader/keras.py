@@ -17,18 +17,23 @@ das 0.33's ``AudioSequence`` (x inside the kernel's copy, y and the weights afte
 weights are the third element exactly when DAS returns them: with ``y`` and
 ``data_padding > 0``.
 
-Keras reads a ``PyDataset`` by index.  Reads in order (``model.fit(..., shuffle=False)``,
-``evaluate``, ``predict``, a ``for`` loop) come from a prefetching ``Batches`` iterator, so
-the next batches are copied in npydir's threads while the model trains on this one; any
-other index is computed on the spot (O(batch), with the kernel's threads).  The windows
-inside every batch are shuffled by npydir either way; Keras's ``shuffle`` only permutes
-whole batches.  Keras's own worker threads and processes are refused: they would call the
-dataset out of order (no prefetch) or copy and pickle every batch once more.
+Keras reads a ``PyDataset`` by index, from a generator that walks a list of the epoch's
+indices: ``range(len)`` with ``model.fit(..., shuffle=False)``, ``evaluate`` and
+``predict``, a random permutation with ``model.fit``'s default ``shuffle=True``.  The
+adapter reads that list from Keras's generator at the epoch's first read and serves the
+epoch from a prefetching ``Batches`` iterator in the same order, so the next batches are
+copied in npydir's threads while the model trains on this one.  Reads from elsewhere (your
+own code) are prefetched from the second read in a row by increasing index; any other index
+is computed on the spot (O(batch), with the kernel's threads).  The windows inside every
+batch are shuffled by npydir either way; Keras's ``shuffle`` only permutes whole batches.
+Keras's own worker threads and processes are refused: they would call the dataset out of
+order (no prefetch) or copy and pickle every batch once more.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import sys
 import threading
 import warnings
 from collections.abc import Generator, Sequence
@@ -160,7 +165,8 @@ drop_last, scale, advise
                 )
         self._lock = threading.Lock()
         self._stream: Generator[tuple, None, None] | None = None
-        self._stream_next = 0  # index of the batch the stream gives next
+        self._order: Sequence[int] = range(0)  # the stream's batch indices, in its order
+        self._pos = 0  # the stream gives batch ``self._order[self._pos]`` next
         self._last = -2  # index read last (-2: none yet)
         self._drawn = False  # a batch of the current epoch was read
 
@@ -174,7 +180,8 @@ drop_last, scale, advise
         """Batch ``index`` of the current epoch: ``(x,)``, ``(x, y)`` or ``(x, y, weights)``.
 
         Equal to ``self.batches[index]`` (cast to ``dtype``) whatever the order of reads;
-        reads in order are served by a prefetching iterator.
+        reads in Keras's order, or by increasing index, are served by a prefetching
+        iterator.
         """
         n = len(self.batches)
         if not isinstance(index, (int, np.integer)) or isinstance(index, bool):
@@ -185,15 +192,18 @@ drop_last, scale, advise
         batch = None
         with self._lock:
             self._drawn = True
-            if self._stream is not None and index == self._stream_next:
-                batch = self._next_from_stream(n)
+            if self._stream is not None and index == self._order[self._pos]:
+                batch = self._next_from_stream()
             else:
                 self._close_stream()
-                if index == self._last + 1 and index + 1 < n:
+                order = _keras_order(sys._getframe(1), self, index, n)
+                if order is None and index == self._last + 1 and index + 1 < n:
                     # the second read in order: prefetch from here to the end of the epoch
-                    self._stream = self.batches._iterate(range(index, n))
-                    self._stream_next = index
-                    batch = self._next_from_stream(n)
+                    order = range(index, n)
+                if order is not None:
+                    self._stream = self.batches._iterate(order)
+                    self._order, self._pos = order, 0
+                    batch = self._next_from_stream()
             self._last = index
         if batch is None:
             batch = self.batches[index]  # outside the lock: the kernel's threads copy
@@ -226,15 +236,16 @@ drop_last, scale, advise
         self._last = -2
         self._drawn = False
 
-    def _next_from_stream(self, n: int) -> tuple:
+    def _next_from_stream(self) -> tuple:
         batch = next(self._stream)  # type: ignore[arg-type]  # the caller opened it
-        self._stream_next += 1
-        if self._stream_next >= n:
+        self._pos += 1
+        if self._pos >= len(self._order):
             self._close_stream()
         return batch
 
     def _close_stream(self) -> None:
         stream, self._stream = self._stream, None
+        self._order, self._pos = range(0), 0  # Keras's list of indices can be long
         if stream is not None:
             stream.close()  # joins its threads
 
@@ -259,3 +270,31 @@ drop_last, scale, advise
     def __repr__(self) -> str:
         return f"npydir.keras.WindowDataset({self.batches!r})"
 
+
+def _keras_order(caller: Any, dataset: WindowDataset, index: int, n: int) -> Sequence[int] | None:
+    """The indices Keras will read from ``dataset`` after ``index`` in this epoch, ``index``
+    first, when ``caller`` (the frame that asked for it) is Keras's epoch generator; else None.
+
+    Keras 3 reads a ``PyDataset`` in ``PyDatasetAdapter._finite_generator``: ``for i in
+    indices``, where ``indices`` is ``range(num_batches)`` or, with ``shuffle=True``, that
+    range as a list in ``random.shuffle``'d order, made at the epoch's first read.  Anything
+    else (other Keras versions, your own loop) gives None and reads are served as they come.
+    """
+    if caller is None or caller.f_code.co_name != "_finite_generator":
+        return None
+    local = caller.f_locals
+    adapter, indices = local.get("self"), local.get("indices")
+    if getattr(adapter, "py_dataset", None) is not dataset or local.get("i") != index:
+        return None
+    if isinstance(indices, range):
+        return range(index, n) if indices == range(n) else None
+    if not isinstance(indices, list) or len(indices) != n:
+        return None
+    try:
+        order = np.asarray(indices, dtype=np.int64)  # a copy: Keras's list stays Keras's
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if order.ndim != 1 or (n and (order.min() < 0 or order.max() >= n)):
+        return None
+    here = np.flatnonzero(order == index)
+    return order[here[0] :].tolist() if here.size else None

@@ -8,7 +8,7 @@ a member is theirs.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 __all__ = ["draw"]
 
@@ -21,8 +21,8 @@ PIPE, BLANK = "│   ", "    "
 
 def draw(
     top: N,
-    children: Callable[[N], Sequence[tuple[str, N, bool]]],
-    label: Callable[[str, N, bool], str],
+    children: Callable[[N], Sequence[tuple[str, Any, bool]]],  # a child is an N when is_group
+    label: Callable[[str, Any, bool], str],
     *,
     max_depth: int | None = None,
     notes: Callable[[N], Sequence[str]] | None = None,

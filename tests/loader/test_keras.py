@@ -102,6 +102,81 @@ def test_reads_in_order_are_prefetched_and_others_are_not(data):
     assert ds._stream is None and _prefetch_threads() == 0
 
 
+def _on_the_spot(monkeypatch) -> list:
+    """Batch indices computed on the spot (not by a prefetching iterator) from now on."""
+    made: list = []
+    real = Batches.__getitem__
+
+    def counting(self, i):
+        made.append(i)
+        return real(self, i)
+
+    monkeypatch.setattr(Batches, "__getitem__", counting)
+    return made
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_keras_order_is_prefetched_in_that_order(data, monkeypatch, shuffle):
+    """Keras's epoch generator reads a random permutation of the indices (shuffle=True):
+    the adapter follows that list, so every read is served by one prefetching iterator,
+    and each batch is still batch i."""
+    import random
+
+    from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+
+    x, y = data
+    kw = {"window": 64, "batch_size": 16, "seed": 3, "y_window": True, "data_padding": 4}
+    ds = WindowDataset(x, y, **kw)
+    n = len(ds)
+    want = Batches(x, y, prefetch=0, **kw)
+    for epoch in range(2):
+        want.set_epoch(epoch)
+        expected = [want[i] for i in range(n)]
+        made = _on_the_spot(monkeypatch)
+        random.seed(epoch)
+        order = list(range(n))
+        if shuffle:
+            random.shuffle(order)
+        random.seed(epoch)  # the generator shuffles with the same state
+        adapter = PyDatasetAdapter(ds, shuffle=shuffle)
+        got = list(adapter._get_iterator())
+        monkeypatch.undo()
+        assert made == []  # no read computed on the spot: all came from the stream
+        assert len(got) == n
+        for j, batch in enumerate(got):
+            _same(batch, expected[order[j]])
+        assert ds._stream is None and _prefetch_threads() == 0  # the stream ended
+        ds.on_epoch_end()
+
+
+def test_a_read_from_elsewhere_between_keras_reads(data):
+    """A read that is not the next one of Keras's list closes the stream; Keras's next read
+    picks its list up again from there, and every batch is still batch i."""
+    import random
+
+    from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+
+    x, y = data
+    ds = WindowDataset(x, y, window=64, batch_size=16, seed=3)
+    want = Batches(x, y, window=64, batch_size=16, seed=3, prefetch=0)
+    random.seed(5)
+    order = list(range(len(ds)))
+    random.shuffle(order)
+    random.seed(5)
+    gen = PyDatasetAdapter(ds, shuffle=True)._get_iterator()
+    _same(next(gen), want[order[0]])
+    first = ds._stream
+    assert first is not None
+    other = order[5]
+    _same(ds[other], want[other])  # our own read: served on the spot, the stream closed
+    assert ds._stream is None and _prefetch_threads() == 0
+    _same(next(gen), want[order[1]])  # Keras again: followed from its position
+    assert ds._stream is not None and ds._stream is not first
+    for j, batch in enumerate(gen, start=2):
+        _same(batch, want[order[j]])
+    assert ds._stream is None and _prefetch_threads() == 0
+
+
 def test_threads_reading_at_once_get_their_own_batches(data):
     x, y = data
     kw = {"window": 64, "batch_size": 16, "seed": 2, "y_window": True, "data_padding": 2}
