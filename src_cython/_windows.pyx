@@ -27,7 +27,14 @@ from libc.stdint cimport INT64_MIN, INT64_MAX
 from libc.string cimport memcpy, memset
 from libc.stdlib cimport malloc, free, qsort
 
+from cpython.long cimport PyLong_CheckExact, PyLong_AsLongLongAndOverflow
+from cpython.ref cimport Py_INCREF
+
 cimport numpy as cnp
+
+import mmap as _mmap
+
+import numpy as np
 
 cnp.import_array()
 
@@ -58,6 +65,9 @@ cdef extern from "npydir_guard.h" nogil:
     int npydir_guard_ensure()
     void npydir_guard_own(void* p)
 
+
+cdef extern from "numpy/arrayobject.h":
+    object PyArray_Empty(int nd, cnp.npy_intp* dims, cnp.PyArray_Descr* descr, int fortran)
 
 cdef extern from "<sys/mman.h>" nogil:
     int madvise(void* addr, size_t length, int advice)
@@ -578,6 +588,199 @@ cdef int run_threaded(Job* proto, Py_ssize_t nwin, int nthreads) noexcept nogil:
     return npydir_guarded_run(whole_job, proto)
 
 
+# What gather_windows decides per call, kept here so that its fast path (gather_plain) and its
+# general path (npydir/windows.py) share one copy of each rule.
+
+# Starts and windows stay far from the int64 limits so that start + window never overflows.
+LIMIT = 2**62
+# threads=None: one thread per this many bytes of output, so one thread below twice as many.
+MIN_BYTES_PER_THREAD = 64 * 1024
+# Cold-page probe: batches of a file mapping of at least ADVISE_MIN_BYTES have ADVISE_SAMPLE
+# windows checked with mincore() before the copy (see advise_nogil).
+ADVISE_MIN_BYTES = 64 * 1024
+ADVISE_SAMPLE = 2
+# gather_plain's answer when a call is not one it takes: the caller runs its general path.
+NOT_HANDLED = -3
+
+cdef tuple MAPPINGS = (np.memmap, _mmap.mmap)
+cdef type MEMMAP = np.memmap
+cdef dict PADS = PAD_CODES
+
+
+def mapping_of(x, int depth=8):
+    """The np.memmap or mmap.mmap that x's memory is (a view of), or None.
+
+    Follows ``.base`` (and a memoryview's ``.obj``) at most ``depth`` steps.
+    """
+    obj = x
+    for _ in range(depth):
+        if obj is None:
+            return None
+        if isinstance(obj, MAPPINGS):
+            return obj
+        obj = getattr(obj, "base", None)
+        if isinstance(obj, memoryview):
+            obj = (<memoryview>obj).obj
+    return None
+
+
+cdef Py_ssize_t resolve_threads(object threads, Py_ssize_t nwin, Py_ssize_t nbytes,
+                                Py_ssize_t cores) except -1:
+    """Threads for a call: ``threads`` capped at the windows, or for None the documented rule
+    (one thread per MIN_BYTES_PER_THREAD of output, at most ``cores`` and the windows)."""
+    cdef Py_ssize_t n
+    if threads is not None:
+        n = threads if threads < nwin else nwin
+        return n if n > 1 else 1
+    if nbytes < 2 * MIN_BYTES_PER_THREAD or nwin < 2:
+        return 1
+    n = nbytes // MIN_BYTES_PER_THREAD
+    if cores < n:
+        n = cores
+    if nwin < n:
+        n = nwin
+    return n if n > 1 else 1
+
+
+def pick_threads(threads, Py_ssize_t nwin, Py_ssize_t nbytes, Py_ssize_t cores):
+    """Threads a call uses: ``threads`` (an int >= 1) capped at ``nwin`` windows, or for None
+    one per 64 KiB of output (one below 128 KiB) but at most ``cores`` and ``nwin``."""
+    if threads is not None:
+        threads = min(threads, nwin)  # a Python int of any size
+    return resolve_threads(threads, nwin, nbytes, cores)
+
+
+cdef bint small_int(object v, long long* out) noexcept:
+    """v is a Python int in [1, LIMIT); stores it."""
+    cdef int overflow = 0
+    cdef long long n
+    if not PyLong_CheckExact(v):
+        return False
+    n = PyLong_AsLongLongAndOverflow(v, &overflow)
+    if overflow or n < 1 or n >= LIMIT:
+        return False
+    out[0] = n
+    return True
+
+
+def gather_plain(x, starts, window, step, out, pad, threads, bint stream, Py_ssize_t cores):
+    """gather_windows without dtype or scale, for the arguments a training loop passes.
+
+    Checks in C what npydir.windows checks in Python, for the common case only: ``x`` a plain
+    ndarray or np.memmap, 1-D or 2-D, aligned, non-empty, of a numeric dtype; ``starts`` a
+    non-empty C-contiguous native int64 ndarray; ``window``/``step`` ints in [1, 2**62);
+    ``pad`` one of PAD_CODES; ``threads`` None or an int >= 1; ``out`` None or a plain ndarray
+    of the right shape and x's dtype, C-contiguous, writeable, not overlapping x.  Anything
+    else returns NOT_HANDLED before any copy, and the caller's general path checks (and
+    explains) it.  Otherwise returns the filled batch (``out``, or a fresh array), or the
+    index of the first start out of range (nothing copied), or -2 when a SIGBUS cut the copy
+    short (x's file shrank).
+    """
+    cdef cnp.ndarray a, st, res
+    cdef Job job
+    cdef long long w, s
+    cdef Py_ssize_t nwin, nout, nch, nthreads, nbytes, k, lo_x, hi_x, extent
+    cdef cnp.npy_intp dims[3]
+    cdef int64_t lo, hi
+    cdef int typenum, sample = 0
+    cdef object code, descr
+    if type(x) is not cnp.ndarray and type(x) is not MEMMAP:
+        return NOT_HANDLED
+    a = <cnp.ndarray>x
+    typenum = cnp.PyArray_TYPE(a)
+    if not (typenum <= cnp.NPY_CLONGDOUBLE or typenum == cnp.NPY_FLOAT16):
+        return NOT_HANDLED  # object, datetime, string, structured: the general path
+    if cnp.PyArray_NDIM(a) == 2:
+        nch = cnp.PyArray_DIM(a, 1)
+        job.cs = cnp.PyArray_STRIDE(a, 1)
+    elif cnp.PyArray_NDIM(a) == 1:
+        nch = 1
+        job.cs = cnp.PyArray_ITEMSIZE(a)
+    else:
+        return NOT_HANDLED
+    job.nrows = cnp.PyArray_DIM(a, 0)
+    if job.nrows == 0 or nch == 0 or not cnp.PyArray_ISALIGNED(a):
+        return NOT_HANDLED
+    if type(starts) is not cnp.ndarray:
+        return NOT_HANDLED
+    st = <cnp.ndarray>starts
+    if (cnp.PyArray_NDIM(st) != 1 or cnp.PyArray_TYPE(st) != cnp.NPY_INT64
+            or not cnp.PyArray_ISNOTSWAPPED(st) or not cnp.PyArray_IS_C_CONTIGUOUS(st)):
+        return NOT_HANDLED
+    nwin = cnp.PyArray_DIM(st, 0)
+    if nwin == 0 or not small_int(window, &w) or not small_int(step, &s):
+        return NOT_HANDLED
+    if type(pad) is not str:
+        return NOT_HANDLED
+    code = PADS.get(pad)
+    if code is None:
+        return NOT_HANDLED
+    job.pad = code
+    if threads is not None and (not PyLong_CheckExact(threads) or threads < 1):
+        return NOT_HANDLED
+    nout = (w + s - 1) // s
+    if out is None:
+        dims[0] = nwin
+        dims[1] = nout
+        dims[2] = nch
+        descr = <cnp.dtype>cnp.PyArray_DESCR(a)
+        Py_INCREF(descr)  # PyArray_Empty steals a reference
+        res = PyArray_Empty(3, dims, <cnp.PyArray_Descr*>descr, 0)
+    else:
+        if type(out) is not cnp.ndarray:
+            return NOT_HANDLED
+        res = <cnp.ndarray>out
+        if (cnp.PyArray_NDIM(res) != 3 or cnp.PyArray_DIM(res, 0) != nwin
+                or cnp.PyArray_DIM(res, 1) != nout or cnp.PyArray_DIM(res, 2) != nch
+                or not cnp.PyArray_EquivTypes(<cnp.dtype>cnp.PyArray_DESCR(res),
+                                           <cnp.dtype>cnp.PyArray_DESCR(a))
+                or not cnp.PyArray_IS_C_CONTIGUOUS(res) or not cnp.PyArray_ISWRITEABLE(res)):
+            return NOT_HANDLED
+        # out must not overlap x: the same bounds test as np.may_share_memory (max_work=None).
+        lo_x = <Py_ssize_t>cnp.PyArray_DATA(a)
+        hi_x = lo_x + cnp.PyArray_ITEMSIZE(a)
+        for k in range(cnp.PyArray_NDIM(a)):
+            extent = cnp.PyArray_STRIDE(a, k) * (cnp.PyArray_DIM(a, k) - 1)
+            if extent < 0:
+                lo_x += extent
+            else:
+                hi_x += extent
+        if (<Py_ssize_t>cnp.PyArray_DATA(res) < hi_x
+                and lo_x < <Py_ssize_t>cnp.PyArray_DATA(res) + cnp.PyArray_NBYTES(res)):
+            return NOT_HANDLED
+    nbytes = cnp.PyArray_NBYTES(res)
+    if nbytes == 0:
+        return NOT_HANDLED
+    if job.pad == PAD_ERROR:
+        lo = 0
+        hi = job.nrows - w
+    else:
+        lo = -LIMIT
+        hi = LIMIT
+    nthreads = resolve_threads(threads, nwin, nbytes, cores)
+    # A 1-D x is viewed as [:, None] by the general path: one step less to its mapping.
+    if nbytes >= ADVISE_MIN_BYTES and mapping_of(a, 8 if nch > 1 or cnp.PyArray_NDIM(a) == 2
+                                                 else 7) is not None:
+        sample = ADVISE_SAMPLE
+    job.base = <const char*>cnp.PyArray_DATA(a)
+    job.nch = nch
+    job.rs = cnp.PyArray_STRIDE(a, 0)
+    job.itemsize = cnp.PyArray_ITEMSIZE(a)
+    job.starts = <const int64_t*>cnp.PyArray_DATA(st)
+    job.window = w
+    job.step = s
+    job.nout = nout
+    job.out = <char*>cnp.PyArray_DATA(res)
+    job.out_itemsize = job.itemsize
+    job.src_code = -1
+    job.dst_double = 0
+    job.scale = 1.0
+    job.has_scale = 0
+    job.stream = stream
+    k = check_and_run(&job, nwin, lo, hi, sample, <int>nthreads)
+    return res if k == -1 else k
+
+
 def first_bad_start(const int64_t[::1] starts, Py_ssize_t nrows, Py_ssize_t window,
                     int64_t lo, int64_t hi):
     """Index of the first start outside [lo, hi], or -1.  (hi is inclusive.)"""
@@ -612,9 +815,7 @@ def gather(cnp.ndarray x, const int64_t[::1] starts, Py_ssize_t window, cnp.ndar
     file mapping and the file shrank under it (truncated by another process).
     """
     cdef Job job
-    cdef int faulted = 0
     cdef Py_ssize_t nwin = starts.shape[0]
-    cdef Py_ssize_t k, bad = -1, span, low
     if nwin == 0:
         return -1
     job.base = <const char*>cnp.PyArray_DATA(x)
@@ -635,6 +836,18 @@ def gather(cnp.ndarray x, const int64_t[::1] starts, Py_ssize_t window, cnp.ndar
     job.scale = 1.0 if scale is None else <double>scale
     job.has_scale = scale is not None
     job.stream = stream and src_code < 0
+    return check_and_run(&job, nwin, lo, hi, cold_sample, threads)
+
+
+cdef Py_ssize_t check_and_run(Job* job, Py_ssize_t nwin, int64_t lo, int64_t hi,
+                              int cold_sample, int threads) noexcept:
+    """The part of a call after the arguments: range check, cold-page probe, copy (nogil).
+
+    Returns -1 when copied, the index of the first start outside [lo, hi] (nothing copied),
+    or -2 when a SIGBUS cut the copy short.
+    """
+    cdef int faulted = 0
+    cdef Py_ssize_t k, bad = -1, span, low
     npydir_guard_ensure()
     with nogil:
         if lo > INT64_MIN or hi < INT64_MAX:
@@ -647,9 +860,9 @@ def gather(cnp.ndarray x, const int64_t[::1] starts, Py_ssize_t window, cnp.ndar
                 # Bytes one row spans from its lowest to its highest channel address.
                 span = job.itemsize + (job.cs if job.cs > 0 else -job.cs) * (job.nch - 1)
                 low = <Py_ssize_t>job.base + (job.cs * (job.nch - 1) if job.cs < 0 else 0)
-                advise_nogil(low, job.nrows, job.rs, job.starts, nwin, window, span, True,
+                advise_nogil(low, job.nrows, job.rs, job.starts, nwin, job.window, span, True,
                              cold_sample)
-            faulted = run_threaded(&job, nwin, threads)
+            faulted = run_threaded(job, nwin, threads)
     return -2 if faulted else bad
 
 

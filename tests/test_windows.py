@@ -8,6 +8,7 @@ import platform
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -396,45 +397,48 @@ def test_forked_child_with_threads_does_not_hang():
     assert os.waitstatus_to_exitcode(status) == 0
 
 
-def test_default_threads_never_oversubscribe(monkeypatch):
+def test_default_threads_rule(monkeypatch):
+    """threads=None: one thread per 64 KiB of output, at most the cores and the windows."""
     from npydir import windows
 
+    per = windows._MIN_BYTES_PER_THREAD
     monkeypatch.setattr(windows, "_cpu_count", lambda: 2)
-    monkeypatch.setattr(windows, "_busy_elsewhere", lambda: 0)  # only us
     assert windows._pick_threads(None, 10, 100) == 1  # tiny batch
-    assert windows._pick_threads(None, 1000, 2 * windows._MIN_BYTES_PER_THREAD - 1) == 1
-    assert windows._pick_threads(None, 1000, 2 * windows._MIN_BYTES_PER_THREAD) == 2
+    assert windows._pick_threads(None, 1000, 2 * per - 1) == 1
+    assert windows._pick_threads(None, 1000, 2 * per) == 2
     assert windows._pick_threads(None, 1000, 1 << 30) == 2  # never more than the cores
     assert windows._pick_threads(None, 1, 1 << 30) == 1  # one window cannot be split
     assert windows._pick_threads(8, 3, 10) == 3  # explicit, capped at the windows
-    monkeypatch.setattr(windows, "_busy_elsewhere", lambda: 1)  # another process uses a core
-    assert windows._pick_threads(None, 1000, 1 << 30) == 1  # the machine is busy
     assert windows._pick_threads(4, 1000, 1 << 30) == 4  # explicit is explicit
+    assert windows._pick_threads(2**70, 5, 10) == 5  # any int
+    assert windows._pick_threads(np.int64(3), 5, 10) == 3
+    monkeypatch.setattr(windows, "_cpu_count", lambda: 64)
+    assert windows._pick_threads(None, 1000, 5 * per + 1) == 5  # one per 64 KiB
+    assert windows._pick_threads(None, 3, 1 << 30) == 3
 
 
-def test_busy_elsewhere_does_not_count_our_own_threads(monkeypatch):
-    """Other processes' load is the machine's busy time minus ours (helpers included)."""
-    from npydir import windows
+_THREADS_CHILD = """
+import numpy as np
+from npydir import _windows, windows
+windows._cpu_count = lambda: {cores}
+x = np.zeros((100_000, 4), np.float32)
+starts = np.arange(0, 64_000, 1000, dtype=np.int64)
+assert _windows.pool_helpers() == 0
+windows.gather_windows(x, starts, 1000, {out})  # 64 x 1000 x 16 B = 1 MB of output
+print(_windows.pool_helpers())
+"""
 
-    clock = {"now": 100.0, "own": 10.0, "machine": 500.0}
 
-    class FakeTime:
-        monotonic = staticmethod(lambda: clock["now"])
-        process_time = staticmethod(lambda: clock["own"])
-
-    monkeypatch.setattr(windows, "time", FakeTime)
-    monkeypatch.setattr(windows, "_machine_busy_seconds", lambda: clock["machine"])
-    monkeypatch.setattr(windows, "_busy_sample", None)  # as in a fresh process
-    monkeypatch.setattr(windows, "_busy_cores", 0.0)
-    assert windows._busy_elsewhere() == 0  # first look: nothing known yet
-    clock.update(now=101.0, own=11.9, machine=501.9)  # 1.9 cores busy, 1.9 of them ours
-    assert windows._busy_elsewhere() == 0
-    clock.update(now=101.5)  # cached until a second has passed
-    assert windows._busy_elsewhere() == 0
-    clock.update(now=102.0, own=12.9, machine=503.9)  # 2 cores busy, 1 of them ours
-    assert windows._busy_elsewhere() == 1
-    clock.update(now=103.0, own=13.0, machine=504.3)  # others used 0.3 of a core: free
-    assert windows._busy_elsewhere() == 0
+@pytest.mark.parametrize("cores", [1, 3])
+@pytest.mark.parametrize("out", ["", "out=np.empty((64, 1000, 4), np.float32)"])
+def test_default_threads_use_the_cores(cores, out):
+    """A big batch with threads=None uses every core the process may run on, no /proc/stat
+    sampling (a busy machine does not change it): the pool starts cores - 1 helpers."""
+    code = _THREADS_CHILD.format(cores=cores, out=out)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert int(res.stdout) == cores - 1
 
 
 # --- page-cache hints --------------------------------------------------------------------------
