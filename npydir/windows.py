@@ -66,13 +66,12 @@ _F64 = np.dtype(np.float64)
 # The rules shared with the kernel's fast path live in the kernel (one copy each):
 # starts and windows stay far from the int64 limits so that start + window never overflows;
 # threads=None gives each thread at least _MIN_BYTES_PER_THREAD of output (helper threads are
-# pooled, so a second thread pays off from small batches on); for batches of a file mapping of
-# at least _ADVISE_MIN_BYTES, mincore() looks at _ADVISE_SAMPLE windows and, if a page is
-# missing, madvise(WILLNEED) asks for all windows' pages at once before the copy
-# (docs/kernel.md has the numbers behind these).
+# pooled, so a second thread pays off from small batches on); for batches of a file mapping
+# (of at least 64 KiB, ``_windows.tune(advise_min_bytes=)``), mincore() looks at
+# _ADVISE_SAMPLE windows and, if a page is missing, madvise(WILLNEED) asks for all windows'
+# pages at once before the copy (docs/kernel.md has the numbers behind these).
 _LIMIT: int = _windows.LIMIT
 _MIN_BYTES_PER_THREAD: int = _windows.MIN_BYTES_PER_THREAD
-_ADVISE_MIN_BYTES: int = _windows.ADVISE_MIN_BYTES
 _ADVISE_SAMPLE: int = _windows.ADVISE_SAMPLE
 
 _cpu_count_cache: int | None = None
@@ -366,7 +365,7 @@ def gather_windows(
     # Cold pages: for batches of a file mapping, the kernel checks a few windows with mincore()
     # and, if a page is missing, asks for all windows' pages at once rather than one fault at
     # a time (docs/kernel.md has the numbers behind this).
-    sample = _ADVISE_SAMPLE if res.nbytes >= _ADVISE_MIN_BYTES and _file_mapped(a) else 0
+    sample = _ADVISE_SAMPLE if _file_mapped(a) else 0
     pad_code = _PAD_CODES[pad]
     src = a.dtype
     if dt == src and scale is None:

@@ -592,13 +592,16 @@ cdef int run_threaded(Job* proto, Py_ssize_t nwin, int nthreads) noexcept nogil:
 # general path (npydir/windows.py) share one copy of each rule.
 
 # Starts and windows stay far from the int64 limits so that start + window never overflows.
-LIMIT = 2**62
+cdef int64_t START_LIMIT = (<int64_t>1) << 62
 # threads=None: one thread per this many bytes of output, so one thread below twice as many.
-MIN_BYTES_PER_THREAD = 64 * 1024
-# Cold-page probe: batches of a file mapping of at least ADVISE_MIN_BYTES have ADVISE_SAMPLE
-# windows checked with mincore() before the copy (see advise_nogil).
-ADVISE_MIN_BYTES = 64 * 1024
-ADVISE_SAMPLE = 2
+cdef Py_ssize_t THREAD_BYTES = 64 * 1024
+# Cold-page probe: batches of a file mapping of at least ADVISE_BYTES (a tunable) have
+# ADVISE_SAMPLE windows checked with mincore() before the copy (see advise_nogil).
+cdef Py_ssize_t ADVISE_BYTES = 64 * 1024
+cdef int PROBE_SAMPLE = 2
+LIMIT = START_LIMIT
+MIN_BYTES_PER_THREAD = THREAD_BYTES
+ADVISE_SAMPLE = PROBE_SAMPLE
 # gather_plain's answer when a call is not one it takes: the caller runs its general path.
 NOT_HANDLED = -3
 
@@ -632,9 +635,9 @@ cdef Py_ssize_t resolve_threads(object threads, Py_ssize_t nwin, Py_ssize_t nbyt
     if threads is not None:
         n = threads if threads < nwin else nwin
         return n if n > 1 else 1
-    if nbytes < 2 * MIN_BYTES_PER_THREAD or nwin < 2:
+    if nbytes < 2 * THREAD_BYTES or nwin < 2:
         return 1
-    n = nbytes // MIN_BYTES_PER_THREAD
+    n = nbytes // THREAD_BYTES
     if cores < n:
         n = cores
     if nwin < n:
@@ -657,7 +660,7 @@ cdef bint small_int(object v, long long* out) noexcept:
     if not PyLong_CheckExact(v):
         return False
     n = PyLong_AsLongLongAndOverflow(v, &overflow)
-    if overflow or n < 1 or n >= LIMIT:
+    if overflow or n < 1 or n >= START_LIMIT:
         return False
     out[0] = n
     return True
@@ -755,13 +758,12 @@ def gather_plain(x, starts, window, step, out, pad, threads, bint stream, Py_ssi
         lo = 0
         hi = job.nrows - w
     else:
-        lo = -LIMIT
-        hi = LIMIT
+        lo = -START_LIMIT
+        hi = START_LIMIT
     nthreads = resolve_threads(threads, nwin, nbytes, cores)
     # A 1-D x is viewed as [:, None] by the general path: one step less to its mapping.
-    if nbytes >= ADVISE_MIN_BYTES and mapping_of(a, 8 if nch > 1 or cnp.PyArray_NDIM(a) == 2
-                                                 else 7) is not None:
-        sample = ADVISE_SAMPLE
+    if nbytes >= ADVISE_BYTES and mapping_of(a, 8 if cnp.PyArray_NDIM(a) == 2 else 7) is not None:
+        sample = PROBE_SAMPLE
     job.base = <const char*>cnp.PyArray_DATA(a)
     job.nch = nch
     job.rs = cnp.PyArray_STRIDE(a, 0)
@@ -808,8 +810,9 @@ def gather(cnp.ndarray x, const int64_t[::1] starts, Py_ssize_t window, cnp.ndar
 
     Before copying, in the same call (one Python-to-C transition per batch): every start must
     lie in [lo, hi], else nothing is copied and the index of the first bad one is returned;
-    then, with cold_sample > 0 (x is a file mapping), mincore() checks that many windows and,
-    if a page is missing, madvise(WILLNEED) asks for every window's pages (see advise()).
+    then, with cold_sample > 0 (x is a file mapping) and at least advise_min_bytes (see tune)
+    of output, mincore() checks that many windows and, if a page is missing, madvise(WILLNEED)
+    asks for every window's pages (see advise()).
     stream: plain copies of whole windows use non-temporal stores (see npydir_copy_stream).
     Returns -1 when the windows were copied, and -2 when a SIGBUS cut the copy short: x is a
     file mapping and the file shrank under it (truncated by another process).
@@ -836,6 +839,8 @@ def gather(cnp.ndarray x, const int64_t[::1] starts, Py_ssize_t window, cnp.ndar
     job.scale = 1.0 if scale is None else <double>scale
     job.has_scale = scale is not None
     job.stream = stream and src_code < 0
+    if cnp.PyArray_NBYTES(out) < ADVISE_BYTES:
+        cold_sample = 0
     return check_and_run(&job, nwin, lo, hi, cold_sample, threads)
 
 
@@ -998,14 +1003,16 @@ cdef long SPIN_NS = 100000
 npydir_pool_set_spin(SPIN_NS)
 
 
-def tune(block_bytes=None, small_window=None, spin_ns=None):
+def tune(block_bytes=None, small_window=None, spin_ns=None, advise_min_bytes=None):
     """Set the kernel's tunables (benchmarks and tests use it); returns them all as a dict.
 
     block_bytes: bytes of small windows prefetched per block (at most 64 KiB); small_window:
     largest window (bytes of x) that uses the two-pass blocks, 0 for none; spin_ns: how long
-    an idle helper thread spins before it sleeps.  Not thread-safe: set before gathering.
+    an idle helper thread spins before it sleeps; advise_min_bytes: smallest batch (bytes of
+    output) of a file mapping whose pages are probed with mincore() before the copy.
+    Not thread-safe: set before gathering.
     """
-    global BLOCK_BYTES, SMALL_WINDOW, SPIN_NS
+    global BLOCK_BYTES, SMALL_WINDOW, SPIN_NS, ADVISE_BYTES
     if block_bytes is not None:
         if not 0 < block_bytes <= STAGE_BYTES:
             raise ValueError(f"block_bytes must lie in (0, {STAGE_BYTES}], found {block_bytes}")
@@ -1019,7 +1026,12 @@ def tune(block_bytes=None, small_window=None, spin_ns=None):
             raise ValueError(f"spin_ns must be >= 0, found {spin_ns}")
         SPIN_NS = spin_ns
         npydir_pool_set_spin(SPIN_NS)
-    return {"block_bytes": BLOCK_BYTES, "small_window": SMALL_WINDOW, "spin_ns": SPIN_NS}
+    if advise_min_bytes is not None:
+        if advise_min_bytes < 0:
+            raise ValueError(f"advise_min_bytes must be >= 0, found {advise_min_bytes}")
+        ADVISE_BYTES = min(advise_min_bytes, START_LIMIT)
+    return {"block_bytes": BLOCK_BYTES, "small_window": SMALL_WINDOW, "spin_ns": SPIN_NS,
+            "advise_min_bytes": ADVISE_BYTES}
 
 
 def pool_helpers():
