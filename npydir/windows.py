@@ -343,7 +343,7 @@ def gather_windows(
         # The common call (a training loop's): the kernel checks it in C and copies, and
         # returns NOT_HANDLED for anything else, which the general path below checks.
         r = _windows.gather_plain(x, starts, window, step, out, pad, threads, nontemporal,
-                                  _cpu_count())
+                                  _cpu_count() if threads is None else 1)
         if type(r) is not int:
             return r
         if r == -2:

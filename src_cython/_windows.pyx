@@ -1,11 +1,15 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """The window-gather kernel behind :func:`npydir.windows.gather_windows`.
 
-Everything here trusts its caller (``npydir/windows.py``), which has already checked dtypes,
-shapes and ``out``.  The checks done here are the ones that are cheaper in C than in NumPy: the
-range of every start (``gather``'s ``lo``/``hi``, ``first_bad_start``), which runs before any
-copy, and the cold-page probe (mincore), done in the same call so that a batch costs one
-Python-to-C transition.
+Everything here but ``gather_plain`` trusts its caller (``npydir/windows.py``), which has
+already checked dtypes, shapes and ``out``.  The checks done here are the ones that are cheaper
+in C than in NumPy: the range of every start (``gather``'s ``lo``/``hi``, ``first_bad_start``),
+which runs before any copy, and the cold-page probe (mincore), done in the same call so that a
+batch costs one Python-to-C transition.  ``gather_plain`` is the fast path of the call a
+training loop makes every batch (no cast): it checks that common case itself, in C, because the
+Python checks cost more than their own time there -- the interpreter's code and objects they
+touch are evicted by every batch and come back as cache misses -- and hands anything else back
+to the Python layer.
 
 Layout of a job: ``x`` is addressed by a base pointer plus signed byte strides for rows and
 channels, so any strided view (``x[:, ::2]``, Fortran order, ``x[::-1]``) is read in place.
@@ -615,6 +619,10 @@ def mapping_of(x, int depth=8):
 
     Follows ``.base`` (and a memoryview's ``.obj``) at most ``depth`` steps.
     """
+    return find_mapping(x, depth)
+
+
+cdef object find_mapping(object x, int depth):
     obj = x
     for _ in range(depth):
         if obj is None:
@@ -762,7 +770,7 @@ def gather_plain(x, starts, window, step, out, pad, threads, bint stream, Py_ssi
         hi = START_LIMIT
     nthreads = resolve_threads(threads, nwin, nbytes, cores)
     # A 1-D x is viewed as [:, None] by the general path: one step less to its mapping.
-    if nbytes >= ADVISE_BYTES and mapping_of(a, 8 if cnp.PyArray_NDIM(a) == 2 else 7) is not None:
+    if nbytes >= ADVISE_BYTES and find_mapping(a, 8 if cnp.PyArray_NDIM(a) == 2 else 7) is not None:
         sample = PROBE_SAMPLE
     job.base = <const char*>cnp.PyArray_DATA(a)
     job.nch = nch
