@@ -336,9 +336,40 @@ cdef void copy_windows(const Job* j) noexcept nogil:
         return
     for k in range(PREFETCH_AHEAD):
         prefetch_window(j, j.w0 + k)
+    if contiguous and j.step == 1 and not j.stream:
+        copy_ahead(j, row_bytes)
+        return
     for w in range(j.w0, j.w1):
         prefetch_window(j, w + PREFETCH_AHEAD)
         copy_one(j, w, row_bytes, contiguous)
+
+
+cdef void copy_ahead(const Job* j, Py_ssize_t row_bytes) noexcept nogil:
+    """Whole windows of contiguous rows, prefetching PREFETCH_AHEAD windows ahead: the loop
+    of the plain-C limit, with the job's fields in registers (through ``j`` the compiler
+    reloads them after every memcpy, which may write anywhere)."""
+    cdef Py_ssize_t w, s, t
+    cdef Py_ssize_t win_bytes = j.nout * row_bytes
+    cdef Py_ssize_t hi = j.nrows - j.window
+    cdef Py_ssize_t rs = j.rs
+    cdef Py_ssize_t w1 = j.w1
+    cdef Py_ssize_t ahead_end = w1 - PREFETCH_AHEAD
+    cdef const char* base = j.base
+    cdef const int64_t* starts = j.starts
+    cdef char* out = j.out
+    cdef const char* p
+    for w in range(j.w0, w1):
+        if w < ahead_end:
+            t = starts[w + PREFETCH_AHEAD]
+            if t >= 0 and t <= hi:
+                p = base + t * rs
+                NPYDIR_PREFETCH(p)
+                NPYDIR_PREFETCH(p + win_bytes - 1)
+        s = starts[w]
+        if s >= 0 and s <= hi:
+            memcpy(out + w * win_bytes, base + s * rs, win_bytes)
+        else:
+            copy_one(j, w, row_bytes, True)
 
 
 cdef inline void cast_run(const char* src, Py_ssize_t stride, Py_ssize_t count, dst_t* out,
