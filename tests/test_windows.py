@@ -337,11 +337,8 @@ def test_many_python_threads_share_the_kernel():
         assert_same(got[k], want[k])
 
 
-def test_kernel_releases_the_gil():
-    """A Python thread keeps running while one long gather_windows call is in the kernel."""
-    x = make_x(1 << 16, 16, np.int16)[:, ::2]  # strided int16 -> float64: the slow cast loop
-    starts = np.random.default_rng(0).integers(-(1 << 16), 1 << 17, 2000)
-    out = np.empty((2000, 1000, 8), np.float64)  # 128 MB of output, ~0.1-0.5 s
+def assert_gil_released(call) -> None:
+    """A Python thread keeps running while ``call()`` (one long kernel call) runs."""
     ticks: list[float] = []
     stop = threading.Event()
 
@@ -353,8 +350,7 @@ def test_kernel_releases_the_gil():
     t.start()
     time.sleep(0.05)
     t0 = time.perf_counter()
-    gather_windows(x, starts, 1000, out=out, dtype=np.float64, scale=0.5, pad="reflect",
-                   threads=1)
+    call()
     t1 = time.perf_counter()
     stop.set()
     t.join()
@@ -363,6 +359,15 @@ def test_kernel_releases_the_gil():
     # throughout: require ticks over most of the call, not just at its edges.
     assert len(inside) > 100, (len(inside), t1 - t0)
     assert inside[-1] - inside[0] > 0.5 * (t1 - t0), (inside[0] - t0, t1 - inside[-1])
+
+
+def test_kernel_releases_the_gil():
+    """A Python thread keeps running while one long gather_windows call is in the kernel."""
+    x = make_x(1 << 16, 16, np.int16)[:, ::2]  # strided int16 -> float64: the slow cast loop
+    starts = np.random.default_rng(0).integers(-(1 << 16), 1 << 17, 2000)
+    out = np.empty((2000, 1000, 8), np.float64)  # 128 MB of output, ~0.1-0.5 s
+    assert_gil_released(lambda: gather_windows(x, starts, 1000, out=out, dtype=np.float64,
+                                               scale=0.5, pad="reflect", threads=1))
     assert_same(out[:3], gather_windows_reference(x, starts[:3], 1000, dtype=np.float64,
                                                   scale=0.5, pad="reflect"))
 
