@@ -143,6 +143,7 @@ cdef enum:
 
 cdef Py_ssize_t BLOCK_BYTES = 32 * 1024
 cdef Py_ssize_t SMALL_WINDOW = 12 * 1024
+cdef bint AHEAD_PLAIN = True   # plain copies of whole windows inside x: always copy_ahead
 
 
 # Hardware float16 conversion, decided once per process (tests compare it to numpy bit by bit).
@@ -176,13 +177,18 @@ cdef struct Job:
     Py_ssize_t span          # bytes of x one window covers (block mode)
     Py_ssize_t w0            # this job's windows: [w0, w1)
     Py_ssize_t w1
+    int inside               # every start is known to lie in [0, nrows - window]
 
 
 cdef void plan(Job* j) noexcept nogil:
-    """Pick the prefetch scheme: two-pass blocks for small windows of dense rows."""
+    """Pick the prefetch scheme: two-pass blocks for small windows of dense rows, except for
+    a plain copy of whole windows inside x, which copy_ahead does faster at every size."""
     cdef Py_ssize_t span = j.window * j.rs
     j.block = 0
     j.span = 0
+    if (j.src_code < 0 and j.inside and not j.stream and j.step == 1 and j.rs > 0
+            and j.cs == j.itemsize and j.rs == j.nch * j.itemsize and AHEAD_PLAIN):
+        return
     # Dense: rows are contiguous and every line of the window holds a row the copy reads.
     if (j.rs > 0 and j.cs == j.itemsize and j.rs == j.nch * j.itemsize
             and (j.step == 1 or j.step * j.rs <= LINE) and j.window <= SMALL_WINDOW
@@ -358,6 +364,19 @@ cdef void copy_ahead(const Job* j, Py_ssize_t row_bytes) noexcept nogil:
     cdef const int64_t* starts = j.starts
     cdef char* out = j.out
     cdef const char* p
+    if j.inside:
+        # Every window lies inside x (checked before the copy): the loop of the C limit.
+        w = j.w0
+        while w < ahead_end:
+            p = base + starts[w + PREFETCH_AHEAD] * rs
+            NPYDIR_PREFETCH(p)
+            NPYDIR_PREFETCH(p + win_bytes - 1)
+            memcpy(out + w * win_bytes, base + starts[w] * rs, win_bytes)
+            w += 1
+        while w < w1:
+            memcpy(out + w * win_bytes, base + starts[w] * rs, win_bytes)
+            w += 1
+        return
     for w in range(j.w0, w1):
         if w < ahead_end:
             t = starts[w + PREFETCH_AHEAD]
@@ -892,6 +911,8 @@ cdef Py_ssize_t check_and_run(Job* job, Py_ssize_t nwin, int64_t lo, int64_t hi,
     """
     cdef int faulted = 0
     cdef Py_ssize_t k, bad = -1, span, low
+    # pad="error" bounds: once every start passed the check, no copy loop needs to test one.
+    job.inside = lo >= 0 and hi <= job.nrows - job.window
     npydir_guard_ensure()
     with nogil:
         if lo > INT64_MIN or hi < INT64_MAX:
@@ -1042,16 +1063,19 @@ cdef long SPIN_NS = 100000
 npydir_pool_set_spin(SPIN_NS)
 
 
-def tune(block_bytes=None, small_window=None, spin_ns=None, advise_min_bytes=None):
+def tune(block_bytes=None, small_window=None, spin_ns=None, advise_min_bytes=None,
+         ahead_plain=None):
     """Set the kernel's tunables (benchmarks and tests use it); returns them all as a dict.
 
     block_bytes: bytes of small windows prefetched per block (at most 64 KiB); small_window:
     largest window (bytes of x) that uses the two-pass blocks, 0 for none; spin_ns: how long
     an idle helper thread spins before it sleeps; advise_min_bytes: smallest batch (bytes of
-    output) of a file mapping whose pages are probed with mincore() before the copy.
+    output) of a file mapping whose pages are probed with mincore() before the copy;
+    ahead_plain: plain copies of whole windows inside x prefetch ahead whatever their size
+    (False: they follow small_window like every other copy).
     Not thread-safe: set before gathering.
     """
-    global BLOCK_BYTES, SMALL_WINDOW, SPIN_NS, ADVISE_BYTES
+    global BLOCK_BYTES, SMALL_WINDOW, SPIN_NS, ADVISE_BYTES, AHEAD_PLAIN
     if block_bytes is not None:
         if not 0 < block_bytes <= STAGE_BYTES:
             raise ValueError(f"block_bytes must lie in (0, {STAGE_BYTES}], found {block_bytes}")
@@ -1069,8 +1093,10 @@ def tune(block_bytes=None, small_window=None, spin_ns=None, advise_min_bytes=Non
         if advise_min_bytes < 0:
             raise ValueError(f"advise_min_bytes must be >= 0, found {advise_min_bytes}")
         ADVISE_BYTES = min(advise_min_bytes, START_LIMIT)
+    if ahead_plain is not None:
+        AHEAD_PLAIN = bool(ahead_plain)
     return {"block_bytes": BLOCK_BYTES, "small_window": SMALL_WINDOW, "spin_ns": SPIN_NS,
-            "advise_min_bytes": ADVISE_BYTES}
+            "advise_min_bytes": ADVISE_BYTES, "ahead_plain": bool(AHEAD_PLAIN)}
 
 
 def pool_helpers():
