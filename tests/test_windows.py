@@ -422,6 +422,33 @@ def test_default_threads_rule(monkeypatch):
     assert windows._pick_threads(None, 3, 1 << 30) == 3
 
 
+def test_default_threads_do_not_sample_the_machine(monkeypatch):
+    """threads=None is a rule of the batch and the process's cores, not of the machine's
+    load: neither path reads /proc/stat or the load average."""
+    import builtins
+
+    from npydir import windows
+
+    opened: list = []
+
+    def spy_open(*a, **k):
+        opened.append(a[0] if a else k.get("file"))
+        return builtins.open(*a, **k)
+
+    def no_loadavg():
+        raise AssertionError("the load average was read")
+
+    monkeypatch.setattr(windows, "open", spy_open, raising=False)
+    monkeypatch.setattr(os, "getloadavg", no_loadavg)
+    x = np.zeros((100_000, 4), np.float32)
+    starts = np.arange(0, 64_000, 1000, dtype=np.int64)
+    time.sleep(1.1)  # longer than a sampler would reuse its last look for
+    gather_windows(x, starts, 1000)  # 1 MB of output: more than one thread's share
+    gather_windows(x, list(starts), 1000)  # the general path
+    gather_windows(x, starts, 1000, dtype=np.float64)
+    assert opened == []
+
+
 _THREADS_CHILD = """
 import numpy as np
 from npydir import _windows, windows
