@@ -344,13 +344,15 @@ def gather_windows(
         # returns NOT_HANDLED for anything else, which the general path below checks.
         r = _windows.gather_plain(x, starts, window, step, out, pad, threads, nontemporal,
                                   _cpu_count() if threads is None else 1)
-        if type(r) is not int:
+        if not isinstance(r, int):
             return r
         if r == -2:
             _raise_mapping_shrank(x, _as_2d(x))
         # NOT_HANDLED, or a bad start (nothing copied): the general path explains it.
+    # Without out, bad starts are checked before the batch is allocated (a window longer than
+    # x is an IndexError, not a MemoryError); otherwise the kernel checks them with the copy.
     a, st, window, step, res, dt, scale = _prepare(
-        x, starts, window, step, out, dtype, scale, pad, threads, check_starts=False
+        x, starts, window, step, out, dtype, scale, pad, threads, check_starts=out is None
     )
     nrows = a.shape[0]
     if res.size == 0 or not a.flags.aligned:

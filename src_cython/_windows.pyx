@@ -744,6 +744,7 @@ def gather_plain(x, starts, window, step, out, pad, threads, bint stream, Py_ssi
     cdef cnp.npy_intp dims[3]
     cdef int64_t lo, hi
     cdef int typenum, sample = 0
+    cdef const int64_t* starts_p
     cdef object code, descr
     if type(x) is not cnp.ndarray and type(x) is not MEMMAP:
         return NOT_HANDLED
@@ -780,7 +781,19 @@ def gather_plain(x, starts, window, step, out, pad, threads, bint stream, Py_ssi
     if threads is not None and (not PyLong_CheckExact(threads) or threads < 1):
         return NOT_HANDLED
     nout = (w + s - 1) // s
+    if job.pad == PAD_ERROR:
+        lo = 0
+        hi = job.nrows - w
+    else:
+        lo = -START_LIMIT
+        hi = START_LIMIT
     if out is None:
+        # Bad starts before the allocation: a window longer than x must be an IndexError, not
+        # a MemoryError for a batch that would never be filled.
+        starts_p = <const int64_t*>cnp.PyArray_DATA(st)
+        for k in range(nwin):
+            if starts_p[k] < lo or starts_p[k] > hi:
+                return k
         dims[0] = nwin
         dims[1] = nout
         dims[2] = nch
@@ -812,12 +825,6 @@ def gather_plain(x, starts, window, step, out, pad, threads, bint stream, Py_ssi
     nbytes = cnp.PyArray_NBYTES(res)
     if nbytes == 0:
         return NOT_HANDLED
-    if job.pad == PAD_ERROR:
-        lo = 0
-        hi = job.nrows - w
-    else:
-        lo = -START_LIMIT
-        hi = START_LIMIT
     nthreads = resolve_threads(threads, nwin, nbytes, cores)
     # A 1-D x is viewed as [:, None] by the general path: one step less to its mapping.
     if nbytes >= ADVISE_BYTES and find_mapping(a, 8 if cnp.PyArray_NDIM(a) == 2 else 7) is not None:
