@@ -92,7 +92,7 @@ def main() -> None:
     parser.add_argument("--gib", type=float, default=2.0)
     args = parser.parse_args()
 
-    from npydir.batches import Batches as New
+    from npydir.loader.batches import Batches as New
 
     with tempfile.TemporaryDirectory() as tmp:
         Old = _old_loader(args.revision, Path(tmp))

@@ -43,9 +43,9 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from npydir import windows
-from npydir.tools.bench import drop_cache
+from npydir.kernel import _windows
 from npydir.kernel.windows import gather_windows
+from npydir.tools.bench import drop_cache
 
 CHANNELS = 9
 GIB = float(os.environ.get("NPYDIR_BENCH_GB", "2"))
@@ -137,12 +137,12 @@ def _methods(kind: str, x: np.memmap, batch: int, window: int):
 
 def _no_cold_check(x, starts, window, buf, cast):
     """kernel-1t without the mincore residency check: what that check costs when warm."""
-    saved = windows._ADVISE_MIN_BYTES
-    windows._ADVISE_MIN_BYTES = 1 << 62
+    saved = _windows.tune()["advise_min_bytes"]
+    _windows.tune(advise_min_bytes=1 << 62)
     try:
         return gather_windows(x, starts, window, out=buf, threads=1, **cast)
     finally:
-        windows._ADVISE_MIN_BYTES = saved
+        _windows.tune(advise_min_bytes=saved)
 
 
 WARM_METHODS = [
@@ -198,7 +198,7 @@ def pread_pool():
 
 @pytest.mark.parametrize("method", COLD_METHODS)
 @pytest.mark.parametrize("batch,window", COLD_CONFIGS, ids=lambda v: str(v))
-def test_cold(benchmark, files, pread_pool, monkeypatch, batch, window, method):
+def test_cold(benchmark, files, pread_pool, request, batch, window, method):
     path = files["cold"]
     probe = np.load(path, mmap_mode="r")
     shape, offset = probe.shape, probe.offset
@@ -207,7 +207,9 @@ def test_cold(benchmark, files, pread_pool, monkeypatch, batch, window, method):
     row = 4 * CHANNELS
     rng = np.random.default_rng(3)
     if method == "kernel-no-advise":
-        monkeypatch.setattr(windows, "_ADVISE_MIN_BYTES", 1 << 62)
+        saved = _windows.tune()["advise_min_bytes"]
+        _windows.tune(advise_min_bytes=1 << 62)
+        request.addfinalizer(lambda: _windows.tune(advise_min_bytes=saved))
 
     def setup():
         drop_cache([path])

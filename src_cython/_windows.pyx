@@ -1,11 +1,15 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""The window-gather kernel behind :func:`npydir.windows.gather_windows`.
+"""The window-gather kernel behind :func:`npydir.kernel.windows.gather_windows`.
 
-Everything here trusts its caller (``npydir/windows.py``), which has already checked dtypes,
-shapes and ``out``.  The checks done here are the ones that are cheaper in C than in NumPy: the
-range of every start (``gather``'s ``lo``/``hi``, ``first_bad_start``), which runs before any
-copy, and the cold-page probe (mincore), done in the same call so that a batch costs one
-Python-to-C transition.
+Everything here but ``gather_plain`` trusts its caller (``npydir/windows.py``), which has
+already checked dtypes, shapes and ``out``.  The checks done here are the ones that are cheaper
+in C than in NumPy: the range of every start (``gather``'s ``lo``/``hi``, ``first_bad_start``),
+which runs before any copy, and the cold-page probe (mincore), done in the same call so that a
+batch costs one Python-to-C transition.  ``gather_plain`` is the fast path of the call a
+training loop makes every batch (no cast): it checks that common case itself, in C, because the
+Python checks cost more than their own time there -- the interpreter's code and objects they
+touch are evicted by every batch and come back as cache misses -- and hands anything else back
+to the Python layer.
 
 Layout of a job: ``x`` is addressed by a base pointer plus signed byte strides for rows and
 channels, so any strided view (``x[:, ::2]``, Fortran order, ``x[::-1]``) is read in place.
@@ -27,7 +31,14 @@ from libc.stdint cimport INT64_MIN, INT64_MAX
 from libc.string cimport memcpy, memset
 from libc.stdlib cimport malloc, free, qsort
 
+from cpython.long cimport PyLong_CheckExact, PyLong_AsLongLongAndOverflow
+from cpython.ref cimport Py_INCREF
+
 cimport numpy as cnp
+
+import mmap as _mmap
+
+import numpy as np
 
 cnp.import_array()
 
@@ -58,6 +69,9 @@ cdef extern from "npydir_guard.h" nogil:
     int npydir_guard_ensure()
     void npydir_guard_own(void* p)
 
+
+cdef extern from "numpy/arrayobject.h":
+    object PyArray_Empty(int nd, cnp.npy_intp* dims, cnp.PyArray_Descr* descr, int fortran)
 
 cdef extern from "<sys/mman.h>" nogil:
     int madvise(void* addr, size_t length, int advice)
@@ -129,6 +143,7 @@ cdef enum:
 
 cdef Py_ssize_t BLOCK_BYTES = 32 * 1024
 cdef Py_ssize_t SMALL_WINDOW = 12 * 1024
+cdef bint AHEAD_PLAIN = True   # plain copies of whole windows inside x: always copy_ahead
 
 
 # Hardware float16 conversion, decided once per process (tests compare it to numpy bit by bit).
@@ -162,13 +177,18 @@ cdef struct Job:
     Py_ssize_t span          # bytes of x one window covers (block mode)
     Py_ssize_t w0            # this job's windows: [w0, w1)
     Py_ssize_t w1
+    int inside               # every start is known to lie in [0, nrows - window]
 
 
 cdef void plan(Job* j) noexcept nogil:
-    """Pick the prefetch scheme: two-pass blocks for small windows of dense rows."""
+    """Pick the prefetch scheme: two-pass blocks for small windows of dense rows, except for
+    a plain copy of whole windows inside x, which copy_ahead does faster at every size."""
     cdef Py_ssize_t span = j.window * j.rs
     j.block = 0
     j.span = 0
+    if (j.src_code < 0 and j.inside and not j.stream and j.step == 1 and j.rs > 0
+            and j.cs == j.itemsize and j.rs == j.nch * j.itemsize and AHEAD_PLAIN):
+        return
     # Dense: rows are contiguous and every line of the window holds a row the copy reads.
     if (j.rs > 0 and j.cs == j.itemsize and j.rs == j.nch * j.itemsize
             and (j.step == 1 or j.step * j.rs <= LINE) and j.window <= SMALL_WINDOW
@@ -322,9 +342,53 @@ cdef void copy_windows(const Job* j) noexcept nogil:
         return
     for k in range(PREFETCH_AHEAD):
         prefetch_window(j, j.w0 + k)
+    if contiguous and j.step == 1 and not j.stream:
+        copy_ahead(j, row_bytes)
+        return
     for w in range(j.w0, j.w1):
         prefetch_window(j, w + PREFETCH_AHEAD)
         copy_one(j, w, row_bytes, contiguous)
+
+
+cdef void copy_ahead(const Job* j, Py_ssize_t row_bytes) noexcept nogil:
+    """Whole windows of contiguous rows, prefetching PREFETCH_AHEAD windows ahead: the loop
+    of the plain-C limit, with the job's fields in registers (through ``j`` the compiler
+    reloads them after every memcpy, which may write anywhere)."""
+    cdef Py_ssize_t w, s, t
+    cdef Py_ssize_t win_bytes = j.nout * row_bytes
+    cdef Py_ssize_t hi = j.nrows - j.window
+    cdef Py_ssize_t rs = j.rs
+    cdef Py_ssize_t w1 = j.w1
+    cdef Py_ssize_t ahead_end = w1 - PREFETCH_AHEAD
+    cdef const char* base = j.base
+    cdef const int64_t* starts = j.starts
+    cdef char* out = j.out
+    cdef const char* p
+    if j.inside:
+        # Every window lies inside x (checked before the copy): the loop of the C limit.
+        w = j.w0
+        while w < ahead_end:
+            p = base + starts[w + PREFETCH_AHEAD] * rs
+            NPYDIR_PREFETCH(p)
+            NPYDIR_PREFETCH(p + win_bytes - 1)
+            memcpy(out + w * win_bytes, base + starts[w] * rs, win_bytes)
+            w += 1
+        while w < w1:
+            memcpy(out + w * win_bytes, base + starts[w] * rs, win_bytes)
+            w += 1
+        return
+    for w in range(j.w0, w1):
+        if w < ahead_end:
+            t = starts[w + PREFETCH_AHEAD]
+            if t >= 0 and t <= hi:
+                p = base + t * rs
+                NPYDIR_PREFETCH(p)
+                NPYDIR_PREFETCH(p + win_bytes - 1)
+        s = starts[w]
+        if s >= 0 and s <= hi:
+            memcpy(out + w * win_bytes, base + s * rs, win_bytes)
+        else:
+            copy_one(j, w, row_bytes, True)
 
 
 cdef inline void cast_run(const char* src, Py_ssize_t stride, Py_ssize_t count, dst_t* out,
@@ -578,6 +642,212 @@ cdef int run_threaded(Job* proto, Py_ssize_t nwin, int nthreads) noexcept nogil:
     return npydir_guarded_run(whole_job, proto)
 
 
+# What gather_windows decides per call, kept here so that its fast path (gather_plain) and its
+# general path (npydir/windows.py) share one copy of each rule.
+
+# Starts and windows stay far from the int64 limits so that start + window never overflows.
+cdef int64_t START_LIMIT = (<int64_t>1) << 62
+# threads=None: one thread per this many bytes of output, so one thread below twice as many.
+cdef Py_ssize_t THREAD_BYTES = 64 * 1024
+# Cold-page probe: batches of a file mapping of at least ADVISE_BYTES (a tunable) have
+# ADVISE_SAMPLE windows checked with mincore() before the copy (see advise_nogil).
+cdef Py_ssize_t ADVISE_BYTES = 64 * 1024
+cdef int PROBE_SAMPLE = 2
+LIMIT = START_LIMIT
+MIN_BYTES_PER_THREAD = THREAD_BYTES
+ADVISE_SAMPLE = PROBE_SAMPLE
+# gather_plain's answer when a call is not one it takes: the caller runs its general path.
+NOT_HANDLED = -3
+
+cdef tuple MAPPINGS = (np.memmap, _mmap.mmap)
+cdef type MEMMAP = np.memmap
+cdef dict PADS = PAD_CODES
+
+
+def mapping_of(x, int depth=8):
+    """The np.memmap or mmap.mmap that x's memory is (a view of), or None.
+
+    Follows ``.base`` (and a memoryview's ``.obj``) at most ``depth`` steps.
+    """
+    return find_mapping(x, depth)
+
+
+cdef object find_mapping(object x, int depth):
+    obj = x
+    for _ in range(depth):
+        if obj is None:
+            return None
+        if isinstance(obj, MAPPINGS):
+            return obj
+        obj = getattr(obj, "base", None)
+        if isinstance(obj, memoryview):
+            obj = (<memoryview>obj).obj
+    return None
+
+
+cdef Py_ssize_t resolve_threads(object threads, Py_ssize_t nwin, Py_ssize_t nbytes,
+                                Py_ssize_t cores) except -1:
+    """Threads for a call: ``threads`` capped at the windows, or for None the documented rule
+    (one thread per MIN_BYTES_PER_THREAD of output, at most ``cores`` and the windows)."""
+    cdef Py_ssize_t n
+    if threads is not None:
+        n = threads if threads < nwin else nwin
+        return n if n > 1 else 1
+    if nbytes < 2 * THREAD_BYTES or nwin < 2:
+        return 1
+    n = nbytes // THREAD_BYTES
+    if cores < n:
+        n = cores
+    if nwin < n:
+        n = nwin
+    return n if n > 1 else 1
+
+
+def pick_threads(threads, Py_ssize_t nwin, Py_ssize_t nbytes, Py_ssize_t cores):
+    """Threads a call uses: ``threads`` (an int >= 1) capped at ``nwin`` windows, or for None
+    one per 64 KiB of output (one below 128 KiB) but at most ``cores`` and ``nwin``."""
+    if threads is not None:
+        threads = min(threads, nwin)  # a Python int of any size
+    return resolve_threads(threads, nwin, nbytes, cores)
+
+
+cdef bint small_int(object v, long long* out) noexcept:
+    """v is a Python int in [1, LIMIT); stores it."""
+    cdef int overflow = 0
+    cdef long long n
+    if not PyLong_CheckExact(v):
+        return False
+    n = PyLong_AsLongLongAndOverflow(v, &overflow)
+    if overflow or n < 1 or n >= START_LIMIT:
+        return False
+    out[0] = n
+    return True
+
+
+def gather_plain(x, starts, window, step, out, pad, threads, bint stream, Py_ssize_t cores):
+    """gather_windows without dtype or scale, for the arguments a training loop passes.
+
+    Checks in C what npydir.kernel.windows checks in Python, for the common case only: ``x`` a plain
+    ndarray or np.memmap, 1-D or 2-D, aligned, non-empty, of a numeric dtype; ``starts`` a
+    non-empty C-contiguous native int64 ndarray; ``window``/``step`` ints in [1, 2**62);
+    ``pad`` one of PAD_CODES; ``threads`` None or an int >= 1; ``out`` None or a plain ndarray
+    of the right shape and x's dtype, C-contiguous, writeable, not overlapping x.  Anything
+    else returns NOT_HANDLED before any copy, and the caller's general path checks (and
+    explains) it.  Otherwise returns the filled batch (``out``, or a fresh array), or the
+    index of the first start out of range (nothing copied), or -2 when a SIGBUS cut the copy
+    short (x's file shrank).
+    """
+    cdef cnp.ndarray a, st, res
+    cdef Job job
+    cdef long long w, s
+    cdef Py_ssize_t nwin, nout, nch, nthreads, nbytes, k, lo_x, hi_x, extent
+    cdef cnp.npy_intp dims[3]
+    cdef int64_t lo, hi
+    cdef int typenum, sample = 0
+    cdef const int64_t* starts_p
+    cdef object code, descr
+    if type(x) is not cnp.ndarray and type(x) is not MEMMAP:
+        return NOT_HANDLED
+    a = <cnp.ndarray>x
+    typenum = cnp.PyArray_TYPE(a)
+    if not (typenum <= cnp.NPY_CLONGDOUBLE or typenum == cnp.NPY_FLOAT16):
+        return NOT_HANDLED  # object, datetime, string, structured: the general path
+    if cnp.PyArray_NDIM(a) == 2:
+        nch = cnp.PyArray_DIM(a, 1)
+        job.cs = cnp.PyArray_STRIDE(a, 1)
+    elif cnp.PyArray_NDIM(a) == 1:
+        nch = 1
+        job.cs = cnp.PyArray_ITEMSIZE(a)
+    else:
+        return NOT_HANDLED
+    job.nrows = cnp.PyArray_DIM(a, 0)
+    if job.nrows == 0 or nch == 0 or not cnp.PyArray_ISALIGNED(a):
+        return NOT_HANDLED
+    if type(starts) is not cnp.ndarray:
+        return NOT_HANDLED
+    st = <cnp.ndarray>starts
+    if (cnp.PyArray_NDIM(st) != 1 or cnp.PyArray_TYPE(st) != cnp.NPY_INT64
+            or not cnp.PyArray_ISNOTSWAPPED(st) or not cnp.PyArray_IS_C_CONTIGUOUS(st)):
+        return NOT_HANDLED
+    nwin = cnp.PyArray_DIM(st, 0)
+    if nwin == 0 or not small_int(window, &w) or not small_int(step, &s):
+        return NOT_HANDLED
+    if type(pad) is not str:
+        return NOT_HANDLED
+    code = PADS.get(pad)
+    if code is None:
+        return NOT_HANDLED
+    job.pad = code
+    if threads is not None and (not PyLong_CheckExact(threads) or threads < 1):
+        return NOT_HANDLED
+    nout = (w + s - 1) // s
+    if job.pad == PAD_ERROR:
+        lo = 0
+        hi = job.nrows - w
+    else:
+        lo = -START_LIMIT
+        hi = START_LIMIT
+    if out is None:
+        # Bad starts before the allocation: a window longer than x must be an IndexError, not
+        # a MemoryError for a batch that would never be filled.
+        starts_p = <const int64_t*>cnp.PyArray_DATA(st)
+        for k in range(nwin):
+            if starts_p[k] < lo or starts_p[k] > hi:
+                return k
+        dims[0] = nwin
+        dims[1] = nout
+        dims[2] = nch
+        descr = <cnp.dtype>cnp.PyArray_DESCR(a)
+        Py_INCREF(descr)  # PyArray_Empty steals a reference
+        res = PyArray_Empty(3, dims, <cnp.PyArray_Descr*>descr, 0)
+    else:
+        if type(out) is not cnp.ndarray:
+            return NOT_HANDLED
+        res = <cnp.ndarray>out
+        if (cnp.PyArray_NDIM(res) != 3 or cnp.PyArray_DIM(res, 0) != nwin
+                or cnp.PyArray_DIM(res, 1) != nout or cnp.PyArray_DIM(res, 2) != nch
+                or not cnp.PyArray_EquivTypes(<cnp.dtype>cnp.PyArray_DESCR(res),
+                                           <cnp.dtype>cnp.PyArray_DESCR(a))
+                or not cnp.PyArray_IS_C_CONTIGUOUS(res) or not cnp.PyArray_ISWRITEABLE(res)):
+            return NOT_HANDLED
+        # out must not overlap x: the same bounds test as np.may_share_memory (max_work=None).
+        lo_x = <Py_ssize_t>cnp.PyArray_DATA(a)
+        hi_x = lo_x + cnp.PyArray_ITEMSIZE(a)
+        for k in range(cnp.PyArray_NDIM(a)):
+            extent = cnp.PyArray_STRIDE(a, k) * (cnp.PyArray_DIM(a, k) - 1)
+            if extent < 0:
+                lo_x += extent
+            else:
+                hi_x += extent
+        if (<Py_ssize_t>cnp.PyArray_DATA(res) < hi_x
+                and lo_x < <Py_ssize_t>cnp.PyArray_DATA(res) + cnp.PyArray_NBYTES(res)):
+            return NOT_HANDLED
+    nbytes = cnp.PyArray_NBYTES(res)
+    if nbytes == 0:
+        return NOT_HANDLED
+    nthreads = resolve_threads(threads, nwin, nbytes, cores)
+    # A 1-D x is viewed as [:, None] by the general path: one step less to its mapping.
+    if nbytes >= ADVISE_BYTES and find_mapping(a, 8 if cnp.PyArray_NDIM(a) == 2 else 7) is not None:
+        sample = PROBE_SAMPLE
+    job.base = <const char*>cnp.PyArray_DATA(a)
+    job.nch = nch
+    job.rs = cnp.PyArray_STRIDE(a, 0)
+    job.itemsize = cnp.PyArray_ITEMSIZE(a)
+    job.starts = <const int64_t*>cnp.PyArray_DATA(st)
+    job.window = w
+    job.step = s
+    job.nout = nout
+    job.out = <char*>cnp.PyArray_DATA(res)
+    job.out_itemsize = job.itemsize
+    job.src_code = -1
+    job.dst_double = 0
+    job.scale = 1.0
+    job.has_scale = 0
+    job.stream = stream
+    k = check_and_run(&job, nwin, lo, hi, sample, <int>nthreads)
+    return res if k == -1 else k
+
+
 def first_bad_start(const int64_t[::1] starts, Py_ssize_t nrows, Py_ssize_t window,
                     int64_t lo, int64_t hi):
     """Index of the first start outside [lo, hi], or -1.  (hi is inclusive.)"""
@@ -605,16 +875,15 @@ def gather(cnp.ndarray x, const int64_t[::1] starts, Py_ssize_t window, cnp.ndar
 
     Before copying, in the same call (one Python-to-C transition per batch): every start must
     lie in [lo, hi], else nothing is copied and the index of the first bad one is returned;
-    then, with cold_sample > 0 (x is a file mapping), mincore() checks that many windows and,
-    if a page is missing, madvise(WILLNEED) asks for every window's pages (see advise()).
+    then, with cold_sample > 0 (x is a file mapping) and at least advise_min_bytes (see tune)
+    of output, mincore() checks that many windows and, if a page is missing, madvise(WILLNEED)
+    asks for every window's pages (see advise()).
     stream: plain copies of whole windows use non-temporal stores (see npydir_copy_stream).
     Returns -1 when the windows were copied, and -2 when a SIGBUS cut the copy short: x is a
     file mapping and the file shrank under it (truncated by another process).
     """
     cdef Job job
-    cdef int faulted = 0
     cdef Py_ssize_t nwin = starts.shape[0]
-    cdef Py_ssize_t k, bad = -1, span, low
     if nwin == 0:
         return -1
     job.base = <const char*>cnp.PyArray_DATA(x)
@@ -635,6 +904,22 @@ def gather(cnp.ndarray x, const int64_t[::1] starts, Py_ssize_t window, cnp.ndar
     job.scale = 1.0 if scale is None else <double>scale
     job.has_scale = scale is not None
     job.stream = stream and src_code < 0
+    if cnp.PyArray_NBYTES(out) < ADVISE_BYTES:
+        cold_sample = 0
+    return check_and_run(&job, nwin, lo, hi, cold_sample, threads)
+
+
+cdef Py_ssize_t check_and_run(Job* job, Py_ssize_t nwin, int64_t lo, int64_t hi,
+                              int cold_sample, int threads) noexcept:
+    """The part of a call after the arguments: range check, cold-page probe, copy (nogil).
+
+    Returns -1 when copied, the index of the first start outside [lo, hi] (nothing copied),
+    or -2 when a SIGBUS cut the copy short.
+    """
+    cdef int faulted = 0
+    cdef Py_ssize_t k, bad = -1, span, low
+    # pad="error" bounds: once every start passed the check, no copy loop needs to test one.
+    job.inside = lo >= 0 and hi <= job.nrows - job.window
     npydir_guard_ensure()
     with nogil:
         if lo > INT64_MIN or hi < INT64_MAX:
@@ -647,9 +932,9 @@ def gather(cnp.ndarray x, const int64_t[::1] starts, Py_ssize_t window, cnp.ndar
                 # Bytes one row spans from its lowest to its highest channel address.
                 span = job.itemsize + (job.cs if job.cs > 0 else -job.cs) * (job.nch - 1)
                 low = <Py_ssize_t>job.base + (job.cs * (job.nch - 1) if job.cs < 0 else 0)
-                advise_nogil(low, job.nrows, job.rs, job.starts, nwin, window, span, True,
+                advise_nogil(low, job.nrows, job.rs, job.starts, nwin, job.window, span, True,
                              cold_sample)
-            faulted = run_threaded(&job, nwin, threads)
+            faulted = run_threaded(job, nwin, threads)
     return -2 if faulted else bad
 
 
@@ -785,14 +1070,19 @@ cdef long SPIN_NS = 100000
 npydir_pool_set_spin(SPIN_NS)
 
 
-def tune(block_bytes=None, small_window=None, spin_ns=None):
+def tune(block_bytes=None, small_window=None, spin_ns=None, advise_min_bytes=None,
+         ahead_plain=None):
     """Set the kernel's tunables (benchmarks and tests use it); returns them all as a dict.
 
     block_bytes: bytes of small windows prefetched per block (at most 64 KiB); small_window:
     largest window (bytes of x) that uses the two-pass blocks, 0 for none; spin_ns: how long
-    an idle helper thread spins before it sleeps.  Not thread-safe: set before gathering.
+    an idle helper thread spins before it sleeps; advise_min_bytes: smallest batch (bytes of
+    output) of a file mapping whose pages are probed with mincore() before the copy;
+    ahead_plain: plain copies of whole windows inside x prefetch ahead whatever their size
+    (False: they follow small_window like every other copy).
+    Not thread-safe: set before gathering.
     """
-    global BLOCK_BYTES, SMALL_WINDOW, SPIN_NS
+    global BLOCK_BYTES, SMALL_WINDOW, SPIN_NS, ADVISE_BYTES, AHEAD_PLAIN
     if block_bytes is not None:
         if not 0 < block_bytes <= STAGE_BYTES:
             raise ValueError(f"block_bytes must lie in (0, {STAGE_BYTES}], found {block_bytes}")
@@ -806,7 +1096,14 @@ def tune(block_bytes=None, small_window=None, spin_ns=None):
             raise ValueError(f"spin_ns must be >= 0, found {spin_ns}")
         SPIN_NS = spin_ns
         npydir_pool_set_spin(SPIN_NS)
-    return {"block_bytes": BLOCK_BYTES, "small_window": SMALL_WINDOW, "spin_ns": SPIN_NS}
+    if advise_min_bytes is not None:
+        if advise_min_bytes < 0:
+            raise ValueError(f"advise_min_bytes must be >= 0, found {advise_min_bytes}")
+        ADVISE_BYTES = min(advise_min_bytes, START_LIMIT)
+    if ahead_plain is not None:
+        AHEAD_PLAIN = bool(ahead_plain)
+    return {"block_bytes": BLOCK_BYTES, "small_window": SMALL_WINDOW, "spin_ns": SPIN_NS,
+            "advise_min_bytes": ADVISE_BYTES, "ahead_plain": bool(AHEAD_PLAIN)}
 
 
 def pool_helpers():

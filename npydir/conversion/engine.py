@@ -68,6 +68,7 @@ from .registry import backend_of, open_destination, open_source
 from .values import LINKS, ORIGINAL_NAME, REFUSED, apply_transform
 from .._optional import require
 from ..errors import AlreadyExistsError, ConversionError, IntegrityError, StoreNotFoundError
+from ..kernel.windows import available_cores
 from ..remote._url import is_remote_url
 from ..store.fsutil import fsync_dir, publish_directory, remove, rename_new
 from ..store.layout import JOURNAL_SUFFIX, PARTIAL_SUFFIX, REPLACED_SUFFIX, is_temp_name
@@ -269,7 +270,7 @@ def convert(
         )
 
     report = ConversionReport(src=os.fspath(src), dst=os.fspath(dst))
-    threads = max(1, threads or min(4, os.cpu_count() or 1))
+    threads = max(1, threads or min(4, available_cores()))
     with DeferredInterrupt() as interrupt:
         if remote:
             spec: tuple[Any, ...] = (src_kind, str(src), allow_external, storage_options or {})

@@ -1,6 +1,8 @@
 """Type stub for the compiled window kernel (src_cython/_windows.pyx).
 
-Every function trusts its arguments; call them through npydir.windows, which validates.
+Every function but gather_plain trusts its arguments; call them through npydir.windows,
+which validates.  gather_plain checks the common call itself and answers NOT_HANDLED for any
+other.
 """
 
 import numpy as np
@@ -9,6 +11,10 @@ import numpy.typing as npt
 PAD_CODES: dict[str, int]
 HAS_F16C: bool
 HAS_STREAM: bool
+LIMIT: int
+MIN_BYTES_PER_THREAD: int
+ADVISE_SAMPLE: int
+NOT_HANDLED: int
 
 def first_bad_start(
     starts: npt.NDArray[np.int64], nrows: int, window: int, lo: int, hi: int
@@ -20,7 +26,7 @@ def gather(
     out: np.ndarray,
     *,
     step: int = 1,
-    pad: int = ...,
+    pad: int = 0,
     src_code: int = -1,
     dst_double: bool = False,
     scale: float | None = None,
@@ -30,6 +36,19 @@ def gather(
     cold_sample: int = 0,
     stream: bool = False,
 ) -> int: ...
+def gather_plain(
+    x: object,
+    starts: object,
+    window: object,
+    step: object,
+    out: object,
+    pad: object,
+    threads: object,
+    stream: bool,
+    cores: int,
+) -> np.ndarray | int: ...
+def mapping_of(x: object, depth: int = 8) -> object: ...
+def pick_threads(threads: int | None, nwin: int, nbytes: int, cores: int) -> int: ...
 def advise(
     x: np.ndarray,
     starts: npt.NDArray[np.int64],
@@ -40,6 +59,9 @@ def advise(
 ) -> int: ...
 def half_to_float_bits(h: npt.NDArray[np.uint16], out: npt.NDArray[np.float32]) -> None: ...
 def tune(
-    block_bytes: int | None = None, small_window: int | None = None, spin_ns: int | None = None
+    block_bytes: int | None = None,
+    small_window: int | None = None,
+    spin_ns: int | None = None,
+    advise_min_bytes: int | None = None,
 ) -> dict[str, int]: ...
 def pool_helpers() -> int: ...

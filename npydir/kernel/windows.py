@@ -31,10 +31,8 @@ casting), then ``scale`` multiplies in the output dtype (so ``int16`` to ``float
 from __future__ import annotations
 
 import errno
-import mmap
 import operator
 import os
-import time
 from typing import Any, Literal, NoReturn
 
 import numpy as np
@@ -67,41 +65,34 @@ _SRC_CODES: dict[np.dtype, int] = {
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
 
-# Starts and windows stay far from the int64 limits so that start + window never overflows.
-_LIMIT = 2**62
+# The rules shared with the kernel's fast path live in the kernel (one copy each):
+# starts and windows stay far from the int64 limits so that start + window never overflows;
+# threads=None gives each thread at least _MIN_BYTES_PER_THREAD of output (helper threads are
+# pooled, so a second thread pays off from small batches on); for batches of a file mapping
+# (of at least 64 KiB, ``_windows.tune(advise_min_bytes=)``), mincore() looks at
+# _ADVISE_SAMPLE windows and, if a page is missing, madvise(WILLNEED) asks for all windows'
+# pages at once before the copy (docs/kernel.md has the numbers behind these).
+_LIMIT: int = _windows.LIMIT
+_MIN_BYTES_PER_THREAD: int = _windows.MIN_BYTES_PER_THREAD
+_ADVISE_SAMPLE: int = _windows.ADVISE_SAMPLE
 
-# Thread policy (docs/kernel.md has the measurements): helper threads are pooled, so a second
-# thread pays off from small batches on; each thread must get at least this many output bytes.
-_MIN_BYTES_PER_THREAD = 64 * 1024
-
-# Cold-cache check inside gather_windows: for batches of a file mapping at least this large,
-# mincore() looks at a few windows and, if any page is missing, madvise(WILLNEED) asks for all
-# windows' pages at once before the copy (see docs/kernel.md for the numbers behind this).
-_ADVISE_MIN_BYTES = 64 * 1024
-_ADVISE_SAMPLE = 2
-
-# How busy the other processes keep the cores, refreshed at most once a second:
-# (monotonic time, machine busy seconds, own CPU seconds) at the last refresh, and the result.
-_BUSY_REFRESH = 1.0
-_busy_sample: tuple[float, float, float] | None = None
-_busy_cores = 0.0
 _cpu_count_cache: int | None = None
 
 
 def _forget_after_fork() -> None:
-    """A forked child may run with another affinity, and the parent's samples are not its own."""
-    global _cpu_count_cache, _busy_sample, _busy_cores
+    """A forked child may run with another affinity."""
+    global _cpu_count_cache
     _cpu_count_cache = None
-    _busy_sample = None
-    _busy_cores = 0.0
 
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_after_fork)
 
 
-def _cpu_count() -> int:
-    """Cores this process may run on (cached; forgotten in a forked child)."""
+def available_cores() -> int:
+    """Cores this process may run on (``os.sched_getaffinity``; cached, forgotten in a forked
+    child).  The one count of cores npydir uses: the kernel's threads, the loader's copiers,
+    conversion's threads and the bench's report all ask here."""
     global _cpu_count_cache
     if _cpu_count_cache is None:
         try:
@@ -248,18 +239,8 @@ def _prepare(x, starts, window, step, out, dtype, scale, pad, threads, check_sta
     return a, st, window, step, out, dt, scale
 
 
-def _mapping(x: Any) -> Any:
-    """The np.memmap or mmap.mmap that x's memory is (a view of), or None."""
-    obj = x
-    for _ in range(8):
-        if obj is None:
-            return None
-        if isinstance(obj, (np.memmap, mmap.mmap)):
-            return obj
-        obj = getattr(obj, "base", None)
-        if isinstance(obj, memoryview):
-            obj = obj.obj
-    return None
+# The np.memmap or mmap.mmap that x's memory is (a view of), or None.
+_mapping = _windows.mapping_of
 
 
 def _file_mapped(x: Any) -> bool:
@@ -286,71 +267,8 @@ def _raise_mapping_shrank(x: Any, a: np.ndarray) -> NoReturn:
     )
 
 
-def _machine_busy_seconds() -> float | None:
-    """CPU seconds all processes ran at normal or higher priority, from /proc/stat (Linux)."""
-    try:
-        with open("/proc/stat", "rb") as f:
-            fields = f.readline().split()
-    except OSError:
-        return None
-    if len(fields) < 8 or fields[0] != b"cpu":
-        return None
-    # user nice system idle iowait irq softirq ...: niced work (nice > 0) yields its core to
-    # a normal-priority thread, so it does not count as busy -- unless we are niced ourselves.
-    user, nice, system, irq, softirq = (int(fields[i]) for i in (1, 2, 3, 6, 7))
-    busy = user + system + irq + softirq
-    if _own_nice() > 0:
-        busy += nice
-    return busy / os.sysconf("SC_CLK_TCK")
-
-
-def _own_nice() -> int:
-    try:
-        return os.getpriority(os.PRIO_PROCESS, 0)
-    except (AttributeError, OSError):
-        return 0
-
-
-def _busy_elsewhere() -> int:
-    """Cores that other processes kept busy over the last second or so.
-
-    Measured as the machine's busy CPU time (``/proc/stat``) minus this process's own
-    (``time.process_time``, helper threads included), so that our own threads never count as
-    somebody else's load -- the load average did, and then a steady threaded loop talked itself
-    out of its second thread.  Without ``/proc/stat``: the 1-minute load average minus the
-    caller.  On a shared machine a helper thread that finds no free core only adds a context
-    switch, so a core counts as busy once others use 3/4 of it.
-    """
-    global _busy_sample, _busy_cores
-    now = time.monotonic()
-    if _busy_sample is not None and now - _busy_sample[0] < _BUSY_REFRESH:
-        return int(_busy_cores + 0.25)
-    machine = _machine_busy_seconds()
-    own = time.process_time()
-    if machine is None:
-        try:
-            _busy_cores = max(0.0, os.getloadavg()[0] - 1.0)  # the caller is one task
-        except (AttributeError, OSError):
-            _busy_cores = 0.0
-        _busy_sample = (now, 0.0, own)
-    else:
-        if _busy_sample is not None and now > _busy_sample[0]:
-            others = (machine - _busy_sample[1]) - (own - _busy_sample[2])
-            _busy_cores = max(0.0, others / (now - _busy_sample[0]))
-        _busy_sample = (now, machine, own)
-    return int(_busy_cores + 0.25)
-
-
 def _pick_threads(threads: int | None, nwin: int, nbytes: int) -> int:
-    if threads is not None:
-        return max(1, min(operator.index(threads), nwin))
-    if nbytes < 2 * _MIN_BYTES_PER_THREAD or nwin < 2:
-        return 1
-    # Never oversubscribe: leave the cores that other work on the machine keeps busy.  Calls
-    # running at the same time in this process share one pool of helpers (the kernel lets one
-    # call at a time use it; the others run on their own thread), so they cannot add up.
-    free = max(1, _cpu_count() - _busy_elsewhere())
-    return max(1, min(free, nwin, nbytes // _MIN_BYTES_PER_THREAD))
+    return _windows.pick_threads(threads, nwin, nbytes, available_cores())
 
 
 def gather_windows(
@@ -390,10 +308,11 @@ def gather_windows(
     pad : {"error", "zero", "edge", "reflect"}
         What windows running past either end read; see the module docstring.
     threads : int, optional
-        Threads to split the windows over (the caller and pooled helper threads).  ``None``
-        picks from the batch size and the cores available (``os.sched_getaffinity``) that
-        other processes did not keep busy over the last second, so it never oversubscribes;
-        batches under 128 KiB use one.  Concurrent calls share one pool of helpers.
+        Threads to split the windows over (the caller and pooled helper threads), capped at
+        the number of windows.  ``None``: one thread per 64 KiB of output (so one below
+        128 KiB), at most the cores this process may run on (``os.sched_getaffinity``).
+        Concurrent calls share one pool of helpers, so they never add up to more threads
+        than one call asks for.
     nontemporal : bool, default False
         Write whole windows with non-temporal stores, around the caches (x86; elsewhere a
         plain copy; casts ignore it).  Faster when the output is not in cache yet -- a loader
@@ -422,8 +341,20 @@ def gather_windows(
         # an array that gathers its own windows (one in object storage: byte-range requests)
         return x._npydir_gather_windows(starts, window, step=step, out=out, dtype=dtype,
                                         scale=scale, pad=pad, threads=threads)
+    if dtype is None and scale is None:
+        # The common call (a training loop's): the kernel checks it in C and copies, and
+        # returns NOT_HANDLED for anything else, which the general path below checks.
+        r = _windows.gather_plain(x, starts, window, step, out, pad, threads, nontemporal,
+                                  available_cores() if threads is None else 1)
+        if not isinstance(r, int):
+            return r
+        if r == -2:
+            _raise_mapping_shrank(x, _as_2d(x))
+        # NOT_HANDLED, or a bad start (nothing copied): the general path explains it.
+    # Without out, bad starts are checked before the batch is allocated (a window longer than
+    # x is an IndexError, not a MemoryError); otherwise the kernel checks them with the copy.
     a, st, window, step, res, dt, scale = _prepare(
-        x, starts, window, step, out, dtype, scale, pad, threads, check_starts=False
+        x, starts, window, step, out, dtype, scale, pad, threads, check_starts=out is None
     )
     nrows = a.shape[0]
     if res.size == 0 or not a.flags.aligned:
@@ -438,7 +369,7 @@ def gather_windows(
     # Cold pages: for batches of a file mapping, the kernel checks a few windows with mincore()
     # and, if a page is missing, asks for all windows' pages at once rather than one fault at
     # a time (docs/kernel.md has the numbers behind this).
-    sample = _ADVISE_SAMPLE if res.nbytes >= _ADVISE_MIN_BYTES and _file_mapped(a) else 0
+    sample = _ADVISE_SAMPLE if _file_mapped(a) else 0
     pad_code = _PAD_CODES[pad]
     src = a.dtype
     if dt == src and scale is None:

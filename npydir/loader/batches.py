@@ -72,14 +72,6 @@ _GROUP_MAX = 8
 _NONTEMPORAL_WINDOW_BYTES = 12 * 1024
 
 
-def _cores() -> int:
-    """Cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
 def _no_advice(starts: np.ndarray) -> None:
     return None
 
@@ -695,7 +687,7 @@ class Batches:
         if memory is None or self.prefetch == 0:
             return
         per_batch = self._all_batch_bytes() + _PREFETCH_SLOT_BYTES
-        most = max(1, int(memory * _PREFETCH_MEMORY_SHARE) // per_batch - _cores() - 2)
+        most = max(1, int(memory * _PREFETCH_MEMORY_SHARE) // per_batch - _windows.available_cores() - 2)
         if self.prefetch > most:
             raise ValueError(
                 f"Batches: prefetch={self.prefetch} would make up to {self.prefetch} batches "
@@ -971,17 +963,11 @@ class Batches:
         flat = self._flat(self._x.array)
         window = self.window
         if self.advise is True:
-            public = getattr(_windows, "advise_windows", None)
-            if public is None:
-                return _no_advice
-            return lambda starts: public(flat, starts, window)
-        sampled = getattr(_windows, "_advise", None)
-        as_2d = getattr(_windows, "_as_2d", None)
-        mapped = getattr(_windows, "_file_mapped", None)
-        if sampled is None or as_2d is None or mapped is None or not mapped(flat):
-            return _no_advice  # in memory (nothing to read ahead) or an older kernel
-        a = as_2d(flat)
-        return _BackoffAdvice(lambda starts: sampled(a, starts, window, _ADVISE_SAMPLE))
+            return lambda starts: _windows.advise_windows(flat, starts, window)
+        if not _windows._file_mapped(flat):
+            return _no_advice  # in memory: nothing to read ahead
+        a = _windows._as_2d(flat)
+        return _BackoffAdvice(lambda starts: _windows._advise(a, starts, window, _ADVISE_SAMPLE))
 
     def _copiers(self) -> int:
         """Prefetch threads: one per core, up to ``prefetch``, and one per
@@ -998,7 +984,7 @@ class Batches:
             # splits each batch (measured for 4.7 MB batches: 0.86x the kernel's rate
             # against 0.60x with two copiers of one thread each, same minute).
             return 1
-        return max(1, min(self.prefetch, _cores(), nbytes // _MIN_BYTES_PER_COPIER))
+        return max(1, min(self.prefetch, _windows.available_cores(), nbytes // _MIN_BYTES_PER_COPIER))
 
     def _batch_bytes(self) -> int:
         """Bytes of a full batch's x windows."""
@@ -1023,7 +1009,7 @@ class Batches:
         if threads is None and copiers > 1:
             # the copiers already keep the cores busy: a kernel call splitting its windows
             # over more threads would only add hand-offs between them
-            threads = max(1, _cores() // copiers)
+            threads = max(1, _windows.available_cores() // copiers)
         # ``prefetch`` batches ready ahead, and each further copier making one more: with
         # only ``prefetch`` in flight two copiers would often both wait for the consumer
         # (measured: 0.99x -> 1.17x the kernel's rate for 1024 windows of 16, 2 copiers).

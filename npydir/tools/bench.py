@@ -529,13 +529,6 @@ class _Backend:
     info: dict = field(default_factory=dict)
 
 
-def _all_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover
-        return os.cpu_count() or 1
-
-
 def _tensorstore_available() -> bool:
     try:
         import tensorstore  # noqa: F401
@@ -679,7 +672,7 @@ def _run(src, key, names, batch, window, cold, size, channels, repeats, batches,
         "params": {"batch": batch, "window": window, "repeats": repeats,
                    "batches_per_repeat": batches, "time_limit_s": time_limit,
                    "cold": cold, "seed": seed,
-                   "threads": "auto" if threads is None else threads, "cores": _all_cores()},
+                   "threads": "auto" if threads is None else threads, "cores": windows.available_cores()},
         "machine": _machine(),
         "backends": {n: {"description": b.description, "dtype": str(b.dtype), **b.info}
                      for n, b in prep.backends.items()},
@@ -780,7 +773,7 @@ def _prepare(src, key, names, window, size, channels, seed, stored, work, thread
             made[name] = npy_backend(name, how, t)
     if "npydir" in made:
         made["npydir"].description = (
-            f"npydir.gather_windows, up to {_all_cores()} threads (kernel's policy)"
+            f"npydir.gather_windows, up to {windows.available_cores()} threads (kernel's policy)"
             if threads is None else f"npydir.gather_windows, {threads} threads")
         made["npydir"].info["threads"] = "auto" if threads is None else threads
 
@@ -991,7 +984,7 @@ def _summarise(rates: dict[str, list[float]], made: dict[str, _Backend], window:
 
 def _machine() -> dict:
     info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
-                            "cpus": _all_cores(), "numpy": np.__version__}
+                            "cpus": windows.available_cores(), "numpy": np.__version__}
     from importlib import metadata
 
     for dist in ("npydir", "zarr", "h5py", "tensorstore"):

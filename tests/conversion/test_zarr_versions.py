@@ -403,7 +403,7 @@ def test_cli_info_reports_zarr_sizes_on_disk(tmp_path, capsys):
 
 
 def test_bench_zarr_rows(tmp_path):
-    from npydir import bench
+    from npydir.tools import bench
 
     store = bench.make_synthetic(tmp_path / "s.npy", size=40_000, channels=2)
     result = bench.run_bench(store, backends=["zarr", "zarr-das"], batch=2, window=16,

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from npydir import gather_windows
-from npydir import windows as npydir_windows
+from npydir.kernel import windows as npydir_windows
 
 pytestmark = pytest.mark.hostile
 

@@ -8,6 +8,7 @@ import platform
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -17,7 +18,7 @@ from _threads import run_in_threads
 from hypothesis import given
 from hypothesis import strategies as st
 
-from npydir import _windows
+from npydir.kernel import _windows
 from npydir.kernel.windows import advise_windows, gather_windows, gather_windows_reference
 
 DTYPES = [
@@ -336,11 +337,8 @@ def test_many_python_threads_share_the_kernel():
         assert_same(got[k], want[k])
 
 
-def test_kernel_releases_the_gil():
-    """A Python thread keeps running while one long gather_windows call is in the kernel."""
-    x = make_x(1 << 16, 16, np.int16)[:, ::2]  # strided int16 -> float64: the slow cast loop
-    starts = np.random.default_rng(0).integers(-(1 << 16), 1 << 17, 2000)
-    out = np.empty((2000, 1000, 8), np.float64)  # 128 MB of output, ~0.1-0.5 s
+def assert_gil_released(call) -> None:
+    """A Python thread keeps running while ``call()`` (one long kernel call) runs."""
     ticks: list[float] = []
     stop = threading.Event()
 
@@ -352,8 +350,7 @@ def test_kernel_releases_the_gil():
     t.start()
     time.sleep(0.05)
     t0 = time.perf_counter()
-    gather_windows(x, starts, 1000, out=out, dtype=np.float64, scale=0.5, pad="reflect",
-                   threads=1)
+    call()
     t1 = time.perf_counter()
     stop.set()
     t.join()
@@ -362,6 +359,15 @@ def test_kernel_releases_the_gil():
     # throughout: require ticks over most of the call, not just at its edges.
     assert len(inside) > 100, (len(inside), t1 - t0)
     assert inside[-1] - inside[0] > 0.5 * (t1 - t0), (inside[0] - t0, t1 - inside[-1])
+
+
+def test_kernel_releases_the_gil():
+    """A Python thread keeps running while one long gather_windows call is in the kernel."""
+    x = make_x(1 << 16, 16, np.int16)[:, ::2]  # strided int16 -> float64: the slow cast loop
+    starts = np.random.default_rng(0).integers(-(1 << 16), 1 << 17, 2000)
+    out = np.empty((2000, 1000, 8), np.float64)  # 128 MB of output, ~0.1-0.5 s
+    assert_gil_released(lambda: gather_windows(x, starts, 1000, out=out, dtype=np.float64,
+                                               scale=0.5, pad="reflect", threads=1))
     assert_same(out[:3], gather_windows_reference(x, starts[:3], 1000, dtype=np.float64,
                                                   scale=0.5, pad="reflect"))
 
@@ -396,45 +402,75 @@ def test_forked_child_with_threads_does_not_hang():
     assert os.waitstatus_to_exitcode(status) == 0
 
 
-def test_default_threads_never_oversubscribe(monkeypatch):
-    from npydir import windows
+def test_default_threads_rule(monkeypatch):
+    """threads=None: one thread per 64 KiB of output, at most the cores and the windows."""
+    from npydir.kernel import windows
 
-    monkeypatch.setattr(windows, "_cpu_count", lambda: 2)
-    monkeypatch.setattr(windows, "_busy_elsewhere", lambda: 0)  # only us
+    per = windows._MIN_BYTES_PER_THREAD
+    monkeypatch.setattr(windows, "available_cores", lambda: 2)
     assert windows._pick_threads(None, 10, 100) == 1  # tiny batch
-    assert windows._pick_threads(None, 1000, 2 * windows._MIN_BYTES_PER_THREAD - 1) == 1
-    assert windows._pick_threads(None, 1000, 2 * windows._MIN_BYTES_PER_THREAD) == 2
+    assert windows._pick_threads(None, 1000, 2 * per - 1) == 1
+    assert windows._pick_threads(None, 1000, 2 * per) == 2
     assert windows._pick_threads(None, 1000, 1 << 30) == 2  # never more than the cores
     assert windows._pick_threads(None, 1, 1 << 30) == 1  # one window cannot be split
     assert windows._pick_threads(8, 3, 10) == 3  # explicit, capped at the windows
-    monkeypatch.setattr(windows, "_busy_elsewhere", lambda: 1)  # another process uses a core
-    assert windows._pick_threads(None, 1000, 1 << 30) == 1  # the machine is busy
     assert windows._pick_threads(4, 1000, 1 << 30) == 4  # explicit is explicit
+    assert windows._pick_threads(2**70, 5, 10) == 5  # any int
+    assert windows._pick_threads(np.int64(3), 5, 10) == 3
+    monkeypatch.setattr(windows, "available_cores", lambda: 64)
+    assert windows._pick_threads(None, 1000, 5 * per + 1) == 5  # one per 64 KiB
+    assert windows._pick_threads(None, 3, 1 << 30) == 3
 
 
-def test_busy_elsewhere_does_not_count_our_own_threads(monkeypatch):
-    """Other processes' load is the machine's busy time minus ours (helpers included)."""
-    from npydir import windows
+def test_default_threads_do_not_sample_the_machine(monkeypatch):
+    """threads=None is a rule of the batch and the process's cores, not of the machine's
+    load: neither path reads /proc/stat or the load average."""
+    import builtins
 
-    clock = {"now": 100.0, "own": 10.0, "machine": 500.0}
+    from npydir.kernel import windows
 
-    class FakeTime:
-        monotonic = staticmethod(lambda: clock["now"])
-        process_time = staticmethod(lambda: clock["own"])
+    opened: list = []
 
-    monkeypatch.setattr(windows, "time", FakeTime)
-    monkeypatch.setattr(windows, "_machine_busy_seconds", lambda: clock["machine"])
-    monkeypatch.setattr(windows, "_busy_sample", None)  # as in a fresh process
-    monkeypatch.setattr(windows, "_busy_cores", 0.0)
-    assert windows._busy_elsewhere() == 0  # first look: nothing known yet
-    clock.update(now=101.0, own=11.9, machine=501.9)  # 1.9 cores busy, 1.9 of them ours
-    assert windows._busy_elsewhere() == 0
-    clock.update(now=101.5)  # cached until a second has passed
-    assert windows._busy_elsewhere() == 0
-    clock.update(now=102.0, own=12.9, machine=503.9)  # 2 cores busy, 1 of them ours
-    assert windows._busy_elsewhere() == 1
-    clock.update(now=103.0, own=13.0, machine=504.3)  # others used 0.3 of a core: free
-    assert windows._busy_elsewhere() == 0
+    def spy_open(*a, **k):
+        opened.append(a[0] if a else k.get("file"))
+        return builtins.open(*a, **k)
+
+    def no_loadavg():
+        raise AssertionError("the load average was read")
+
+    monkeypatch.setattr(windows, "open", spy_open, raising=False)
+    monkeypatch.setattr(os, "getloadavg", no_loadavg)
+    x = np.zeros((100_000, 4), np.float32)
+    starts = np.arange(0, 64_000, 1000, dtype=np.int64)
+    time.sleep(1.1)  # longer than a sampler would reuse its last look for
+    gather_windows(x, starts, 1000)  # 1 MB of output: more than one thread's share
+    gather_windows(x, list(starts), 1000)  # the general path
+    gather_windows(x, starts, 1000, dtype=np.float64)
+    assert opened == []
+
+
+_THREADS_CHILD = """
+import numpy as np
+from npydir.kernel import _windows, windows
+windows.available_cores = lambda: {cores}
+x = np.zeros((100_000, 4), np.float32)
+starts = np.arange(0, 64_000, 1000, dtype=np.int64)
+assert _windows.pool_helpers() == 0
+windows.gather_windows(x, starts, 1000, {out})  # 64 x 1000 x 16 B = 1 MB of output
+print(_windows.pool_helpers())
+"""
+
+
+@pytest.mark.parametrize("cores", [1, 3])
+@pytest.mark.parametrize("out", ["", "out=np.empty((64, 1000, 4), np.float32)"])
+def test_default_threads_use_the_cores(cores, out):
+    """A big batch with threads=None uses every core the process may run on, no /proc/stat
+    sampling (a busy machine does not change it): the pool starts cores - 1 helpers."""
+    code = _THREADS_CHILD.format(cores=cores, out=out)
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert int(res.stdout) == cores - 1
 
 
 # --- page-cache hints --------------------------------------------------------------------------
@@ -479,7 +515,7 @@ def test_cold_file_is_advised_and_read_correctly(tmp_path):
 def test_npydir_array_input(tmp_path):
     """An npydir Array is read through its memmap (np.asarray), and counts as file-mapped."""
     import npydir
-    from npydir import windows
+    from npydir.kernel import windows
 
     data = make_x(500, 3, np.int16)
     with npydir.open(tmp_path / "s.npy", mode="w") as root:

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from _threads import run_in_threads
 
-from npydir import _windows
+from npydir.kernel import _windows
 from npydir.kernel.windows import gather_windows, gather_windows_reference
 
 from test_windows import assert_same, make_x
@@ -65,10 +65,13 @@ def _run_child(fn, timeout: float = 60) -> int:
 # rows, so chunk boundaries cut through blocks too.
 THRESHOLD = 2048
 SCHEMES = {
-    "blocks-only": dict(small_window=1 << 30),
+    # ahead_plain=False: plain copies of whole windows inside x take the blocks too
+    "blocks-only": dict(small_window=1 << 30, ahead_plain=False),
     "ahead-only": dict(small_window=0),
-    "threshold-2k": dict(small_window=THRESHOLD, block_bytes=4096),
-    "one-window-blocks": dict(small_window=1 << 30, block_bytes=64),
+    "threshold-2k": dict(small_window=THRESHOLD, block_bytes=4096, ahead_plain=False),
+    "one-window-blocks": dict(small_window=1 << 30, block_bytes=64, ahead_plain=False),
+    # as shipped: plain copies inside x ahead, padded windows and casts in small blocks
+    "default-small-blocks": dict(small_window=1 << 30, block_bytes=4096),
 }
 CASTS = [
     (np.float32, None, None),
@@ -155,7 +158,11 @@ def test_tune_checks_its_arguments(tuned):
         tuned(small_window=-1)
     with pytest.raises(ValueError, match="spin_ns"):
         tuned(spin_ns=-5)
+    with pytest.raises(ValueError, match="advise_min_bytes"):
+        tuned(advise_min_bytes=-1)
     assert tuned(block_bytes=8192)["block_bytes"] == 8192
+    assert tuned(advise_min_bytes=0)["advise_min_bytes"] == 0
+    assert tuned(ahead_plain=False)["ahead_plain"] is False
 
 
 # --- the pool ----------------------------------------------------------------------------------
@@ -164,7 +171,7 @@ POOL_CHILD = textwrap.dedent(
     """
     import os, threading, sys, time
     import numpy as np
-    from npydir import _windows
+    from npydir.kernel import _windows
     from npydir.kernel.windows import gather_windows, gather_windows_reference
 
     def os_threads():

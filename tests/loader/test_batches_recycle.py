@@ -209,7 +209,7 @@ def test_pool_blocks_come_back_from_whichever_thread_drops_them():
 
 
 def test_copier_count_follows_batch_bytes_cores_and_prefetch(monkeypatch):
-    monkeypatch.setattr(npydir.loader.batches, "_cores", lambda: 2)
+    monkeypatch.setattr(npydir.kernel.windows, "available_cores", lambda: 2)
     x = np.zeros((10_000, 16), "f4")
     big = 32 * 1024 * 16 * 4  # 2 MiB a batch
     assert big // npydir.loader.batches._MIN_BYTES_PER_COPIER >= 2
@@ -219,7 +219,7 @@ def test_copier_count_follows_batch_bytes_cores_and_prefetch(monkeypatch):
     assert Batches(x, window=16, batch_size=4, prefetch=2)._copiers() == 1  # 4 KiB batches
     # above half a group: one copier; the kernel's thread pool splits each batch
     assert Batches(x, window=4096, batch_size=32, prefetch=2)._copiers() == 1
-    monkeypatch.setattr(npydir.loader.batches, "_cores", lambda: 1)
+    monkeypatch.setattr(npydir.kernel.windows, "available_cores", lambda: 1)
     assert Batches(x, window=1024, batch_size=32, prefetch=2)._copiers() == 1
 
 

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import npydir
-from npydir import bench
+from npydir.tools import bench
 from npydir.das import synthetic
 
 pytest.importorskip("zarr")
@@ -403,7 +403,7 @@ def test_shared_files_are_counted_once(tiny_store, tmp_path):
 
 
 def test_threads_default_to_the_kernels_policy(tiny_store, tmp_path, monkeypatch):
-    from npydir import windows
+    from npydir.kernel import windows
 
     seen = []
     real = windows.gather_windows

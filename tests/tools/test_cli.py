@@ -340,7 +340,7 @@ TINY_DEMO = ["--recordings", "2", "--seconds", "1", "--channels", "1", "--batch"
 
 @pytest.mark.zarr
 def test_demo_tiny_and_rerunnable(tmp_path, capsys, monkeypatch):
-    from npydir import bench
+    from npydir.tools import bench
 
     # the chart is checked by test_bench and test_demo_via_subprocess; drawing it twice more
     # here would only cost time
