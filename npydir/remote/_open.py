@@ -8,6 +8,7 @@ the store.
 from __future__ import annotations
 
 import os
+from typing import cast
 
 from ..errors import ReadOnlyError
 from ..store.group import MODES, Group
@@ -26,7 +27,7 @@ def open(
     portable: bool = True,
     sync: bool = True,
     storage_options: dict | None = None,
-) -> Group | RemoteGroup:
+) -> Group:
     """Open a store and return its root :class:`~npydir.Group`.
 
     Parameters
@@ -64,7 +65,9 @@ def open(
     ...     root.attrs["samplerate_x_Hz"] = 10_000
     """
     if is_remote_url(path) and mode in MODES:  # an invalid mode: the store's error names it
-        return open_remote(path, mode, storage_options)  # type: ignore[arg-type]
+        # Typed as Group: a RemoteGroup has Group's reading API (the same methods), and user
+        # code should type-check alike whether the path is a directory or a URL.
+        return cast(Group, open_remote(str(path), mode, storage_options))
     return open_local(
         path, mode, das_compat=das_compat, portable=portable, sync=sync,
         storage_options=storage_options,
