@@ -63,5 +63,6 @@ def tune(
     small_window: int | None = None,
     spin_ns: int | None = None,
     advise_min_bytes: int | None = None,
+    ahead_plain: bool | None = None,
 ) -> dict[str, int]: ...
 def pool_helpers() -> int: ...
