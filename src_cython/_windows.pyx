@@ -143,7 +143,10 @@ cdef enum:
 
 cdef Py_ssize_t BLOCK_BYTES = 32 * 1024
 cdef Py_ssize_t SMALL_WINDOW = 12 * 1024
-cdef bint AHEAD_PLAIN = True   # plain copies of whole windows inside x: always copy_ahead
+# Plain copies of whole windows inside x follow SMALL_WINDOW like every other copy (two-pass
+# blocks below it) unless tune(ahead_plain=True) sends them all to copy_ahead: which of the two
+# is faster depends on the CPU (benchmarks/bench_limit.py measures both; docs/kernel.md).
+cdef bint AHEAD_PLAIN = False
 
 
 # Hardware float16 conversion, decided once per process (tests compare it to numpy bit by bit).
