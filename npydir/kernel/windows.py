@@ -33,13 +33,14 @@ from __future__ import annotations
 import errno
 import operator
 import os
+from collections.abc import Callable
 from typing import Any, Literal, NoReturn
 
 import numpy as np
 
 from . import _windows
 
-__all__ = ["advise_windows", "gather_windows", "gather_windows_reference"]
+__all__ = ["advise_windows", "gather_windows", "gather_windows_reference", "sampled_advisor"]
 
 PadMode = Literal["error", "zero", "edge", "reflect"]
 _PAD_CODES: dict[str, int] = dict(_windows.PAD_CODES)
@@ -498,11 +499,21 @@ def advise_windows(x: Any, starts: Any, window: int, *, step: int = 1) -> None:
     _advise(a, st, window, 0)
 
 
+def sampled_advisor(x: Any, window: int, sample: int) -> Callable[[Any], int] | None:
+    """A function of starts that asks the OS to read ahead the pages of those windows of ``x``
+    only when ``mincore`` finds one of ``sample`` sampled windows cold (two ``mincore`` calls
+    when warm), returning what it advised; None when ``x`` is not file-mapped (nothing to read
+    ahead).  The loader advises the next batch with it."""
+    if not _file_mapped(x):
+        return None
+    a = _as_2d(x)
+    return lambda starts: _advise(a, starts, window, sample)
+
+
 def _advise(a: np.ndarray, st: np.ndarray, window: int, sample: int) -> int:
     """madvise(WILLNEED) the windows' pages; with sample > 0 only if mincore finds one cold.
 
-    ``a`` is 2-D (see ``_as_2d``) and file-mapped.  Also used by ``npydir.loader.batches`` to advise
-    the next batch with the sampled check (two mincore calls when warm).
+    ``a`` is 2-D (see ``_as_2d``) and file-mapped.
     """
     st = _as_starts(st)
     if st.size == 0 or a.size == 0:

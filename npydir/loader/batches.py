@@ -964,10 +964,10 @@ class Batches:
         window = self.window
         if self.advise is True:
             return lambda starts: _windows.advise_windows(flat, starts, window)
-        if not _windows._file_mapped(flat):
+        sampled = _windows.sampled_advisor(flat, window, _ADVISE_SAMPLE)
+        if sampled is None:
             return _no_advice  # in memory: nothing to read ahead
-        a = _windows._as_2d(flat)
-        return _BackoffAdvice(lambda starts: _windows._advise(a, starts, window, _ADVISE_SAMPLE))
+        return _BackoffAdvice(sampled)
 
     def _copiers(self) -> int:
         """Prefetch threads: one per core, up to ``prefetch``, and one per
