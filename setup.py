@@ -19,7 +19,7 @@ from setuptools import Extension, setup
 HERE = Path(__file__).parent
 C_DIR = HERE / "src_cython" / "c"
 #: the C files compiled into each extension beside its .pyx
-C_SOURCES = {"_windows": ["npydir_pool.c", "npydir_half.c"]}
+C_SOURCES = {"_windows": ["npydir_pool.c", "npydir_runner.c", "npydir_half.c"]}
 #: the subpackage of each extension that is not the kernel's
 PACKAGE = {"_buffers": "npydir.loader"}
 

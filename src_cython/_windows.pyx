@@ -34,6 +34,7 @@ from libc.stdlib cimport malloc, free, qsort
 from cpython.long cimport PyLong_CheckExact, PyLong_AsLongLongAndOverflow
 from cpython.ref cimport Py_INCREF
 
+cimport cython
 cimport numpy as cnp
 
 import mmap as _mmap
@@ -62,6 +63,29 @@ cdef extern from "npydir_pool.h" nogil:
     void npydir_pool_finish()
     void npydir_pool_set_spin(long ns)
     long npydir_pool_helpers()
+
+cdef extern from "npydir_runner.h" nogil:
+    ctypedef struct npydir_lane_t:
+        int limit
+        int running
+    cdef struct npydir_task:
+        npydir_task* next
+        void (*fn)(npydir_task*) noexcept nogil
+        npydir_lane_t* lane
+        int state
+        int result
+    int npydir_runner_submit(npydir_task* t)
+    void npydir_runner_wait(npydir_task* t)
+    int npydir_runner_cancel(npydir_task* t)
+    void npydir_runner_set_spin(long runner_ns, long waiter_ns)
+    long npydir_runner_count()
+    int npydir_runner_threads()
+    long npydir_runner_inflight()
+    int NPYDIR_MAX_RUNNERS
+    int NPYDIR_TASK_NEW
+    int NPYDIR_TASK_DONE
+    int NPYDIR_TASK_CANCELLED
+    int NPYDIR_TASK_FORKED
 
 cdef extern from "npydir_guard.h" nogil:
     ctypedef void (*npydir_guarded_fn)(void*) noexcept nogil
@@ -727,7 +751,8 @@ cdef bint small_int(object v, long long* out) noexcept:
     return True
 
 
-def gather_plain(x, starts, window, step, out, pad, threads, bint stream, Py_ssize_t cores):
+def gather_plain(x, starts, window, step, out, pad, threads, bint stream, Py_ssize_t cores,
+                 PendingCopy pending=None):
     """gather_windows without dtype or scale, for the arguments a training loop passes.
 
     Checks in C what npydir.kernel.windows checks in Python, for the common case only: ``x`` a plain
@@ -738,7 +763,9 @@ def gather_plain(x, starts, window, step, out, pad, threads, bint stream, Py_ssi
     else returns NOT_HANDLED before any copy, and the caller's general path checks (and
     explains) it.  Otherwise returns the filled batch (``out``, or a fresh array), or the
     index of the first start out of range (nothing copied), or -2 when a SIGBUS cut the copy
-    short (x's file shrank).
+    short (x's file shrank).  With ``pending``, the copy is queued for the background runner
+    (see PendingCopy) and the batch returned at once is filled only once ``pending.wait()``
+    returned.
     """
     cdef cnp.ndarray a, st, res
     cdef Job job
@@ -847,7 +874,8 @@ def gather_plain(x, starts, window, step, out, pad, threads, bint stream, Py_ssi
     job.scale = 1.0
     job.has_scale = 0
     job.stream = stream
-    k = check_and_run(&job, nwin, lo, hi, sample, <int>nthreads)
+    k = check_and_run(&job, nwin, lo, hi, sample, <int>nthreads, pending,
+                      None if pending is None else (a, st, res))
     return res if k == -1 else k
 
 
@@ -867,7 +895,7 @@ def first_bad_start(const int64_t[::1] starts, Py_ssize_t nrows, Py_ssize_t wind
 def gather(cnp.ndarray x, const int64_t[::1] starts, Py_ssize_t window, cnp.ndarray out, *,
            Py_ssize_t step=1, int pad=PAD_ERROR, int src_code=-1, bint dst_double=False,
            scale=None, int threads=1, int64_t lo=INT64_MIN, int64_t hi=INT64_MAX,
-           int cold_sample=0, bint stream=False):
+           int cold_sample=0, bint stream=False, PendingCopy pending=None):
     """Fill out[w] with the window of x starting at starts[w].  Trusts every argument.
 
     x is 2-D [rows, channels] with any strides; out is C-contiguous [len(starts), nout, channels]
@@ -884,6 +912,9 @@ def gather(cnp.ndarray x, const int64_t[::1] starts, Py_ssize_t window, cnp.ndar
     stream: plain copies of whole windows use non-temporal stores (see npydir_copy_stream).
     Returns -1 when the windows were copied, and -2 when a SIGBUS cut the copy short: x is a
     file mapping and the file shrank under it (truncated by another process).
+    With ``pending``, a copy whose starts passed the check is queued for the background
+    runner instead (see PendingCopy): -1 at once, ``out`` filled once ``pending.wait()``
+    returned.
     """
     cdef Job job
     cdef Py_ssize_t nwin = starts.shape[0]
@@ -909,18 +940,22 @@ def gather(cnp.ndarray x, const int64_t[::1] starts, Py_ssize_t window, cnp.ndar
     job.stream = stream and src_code < 0
     if cnp.PyArray_NBYTES(out) < ADVISE_BYTES:
         cold_sample = 0
-    return check_and_run(&job, nwin, lo, hi, cold_sample, threads)
+    return check_and_run(&job, nwin, lo, hi, cold_sample, threads, pending,
+                         None if pending is None else (x, starts.base, out))
 
 
 cdef Py_ssize_t check_and_run(Job* job, Py_ssize_t nwin, int64_t lo, int64_t hi,
-                              int cold_sample, int threads) noexcept:
-    """The part of a call after the arguments: range check, cold-page probe, copy (nogil).
+                              int cold_sample, int threads, PendingCopy pending,
+                              object keep) except -3:
+    """The part of a call after the arguments: range check, then the copy (nogil).
 
     Returns -1 when copied, the index of the first start outside [lo, hi] (nothing copied),
-    or -2 when a SIGBUS cut the copy short.
+    or -2 when a SIGBUS cut the copy short.  With ``pending``, a copy whose starts passed the
+    check is queued for the background runner instead (returns -1 at once; ``pending.wait()``
+    tells how it went) and ``keep`` (whatever the job points into) stays alive until it ran.
     """
     cdef int faulted = 0
-    cdef Py_ssize_t k, bad = -1, span, low
+    cdef Py_ssize_t k, bad = -1
     # pad="error" bounds: once every start passed the check, no copy loop needs to test one.
     job.inside = lo >= 0 and hi <= job.nrows - job.window
     npydir_guard_ensure()
@@ -930,15 +965,154 @@ cdef Py_ssize_t check_and_run(Job* job, Py_ssize_t nwin, int64_t lo, int64_t hi,
                 if job.starts[k] < lo or job.starts[k] > hi:
                     bad = k
                     break
-        if bad < 0:
-            if cold_sample > 0 and job.nrows > 0:
-                # Bytes one row spans from its lowest to its highest channel address.
-                span = job.itemsize + (job.cs if job.cs > 0 else -job.cs) * (job.nch - 1)
-                low = <Py_ssize_t>job.base + (job.cs * (job.nch - 1) if job.cs < 0 else 0)
-                advise_nogil(low, job.nrows, job.rs, job.starts, nwin, job.window, span, True,
-                             cold_sample)
-            faulted = run_threaded(job, nwin, threads)
+        if bad < 0 and pending is None:
+            faulted = copy_job(job, nwin, cold_sample, threads)
+    if bad < 0 and pending is not None:
+        pending.start(job, nwin, cold_sample, threads, keep)
     return -2 if faulted else bad
+
+
+cdef int copy_job(Job* job, Py_ssize_t nwin, int cold_sample, int threads) noexcept nogil:
+    """Cold-page probe, then the copy; 1 when a SIGBUS cut it short, else 0."""
+    cdef Py_ssize_t span, low
+    if cold_sample > 0 and job.nrows > 0:
+        # Bytes one row spans from its lowest to its highest channel address.
+        span = job.itemsize + (job.cs if job.cs > 0 else -job.cs) * (job.nch - 1)
+        low = <Py_ssize_t>job.base + (job.cs * (job.nch - 1) if job.cs < 0 else 0)
+        advise_nogil(low, job.nrows, job.rs, job.starts, nwin, job.window, span, True,
+                     cold_sample)
+    return run_threaded(job, nwin, threads)
+
+
+# ---- copies in the background ---------------------------------------------------------------
+# A prefetching loader queues each batch's copy with the runner (npydir_runner.h) and waits for
+# it only when the batch is wanted: no Python thread, so nothing but the caller ever needs the
+# GIL for a batch (docs/batches.md, "Prefetching").
+
+cdef struct AsyncCopy:
+    npydir_task task     # first: the runner's task pointer is this struct's
+    Job job
+    Py_ssize_t nwin
+    int cold_sample
+    int threads
+
+
+cdef void run_async_copy(npydir_task* t) noexcept nogil:
+    cdef AsyncCopy* c = <AsyncCopy*>t
+    t.result = -2 if copy_job(&c.job, c.nwin, c.cold_sample, c.threads) else -1
+
+
+@cython.final
+cdef class CopyLane:
+    """A lane of the background runners: at most ``concurrency`` of its copies run at once,
+    started in the order they were queued.  Copies without a lane run one at a time."""
+    cdef npydir_lane_t lane
+
+    def __cinit__(self, int concurrency=1):
+        if not 1 <= concurrency <= NPYDIR_MAX_RUNNERS:
+            raise ValueError(
+                f"CopyLane: concurrency must lie in [1, {NPYDIR_MAX_RUNNERS}], found {concurrency}"
+            )
+        self.lane.limit = concurrency
+        self.lane.running = 0
+
+    @property
+    def concurrency(self):
+        """Copies of this lane that may run at once."""
+        return self.lane.limit
+
+    @property
+    def running(self):
+        """Copies of this lane running now (a snapshot)."""
+        return self.lane.running
+
+
+# Dropping a PendingCopy whose copy is queued withdraws it, and one that is running waits for
+# it: the runner writes into arrays ``keep`` holds.  no_gc_clear: the garbage collector must
+# not drop ``keep`` (and with it the output) before __dealloc__ has waited.
+@cython.no_gc_clear
+@cython.final
+cdef class PendingCopy:
+    """A window copy queued for the kernel's background runners (see ``gather``), in
+    ``lane`` (a CopyLane; None: the default lane, one copy at a time).
+
+    ``wait()`` returns once it ran: -1 copied, -2 a SIGBUS cut it short (x's file shrank),
+    ``CANCELLED`` withdrawn by ``cancel()``, ``FORKED`` started in the parent of this
+    process (a fork()ed child never gets it), ``-1`` as well if nothing was queued.
+    """
+    cdef AsyncCopy c
+    cdef object keep
+    cdef CopyLane lane_ref   # the lane's struct must outlive the queued task
+    cdef readonly bint queued
+
+    def __cinit__(self, CopyLane lane=None):
+        self.c.task.state = NPYDIR_TASK_NEW
+        self.c.task.result = -1
+        self.c.task.fn = run_async_copy
+        self.c.task.lane = NULL if lane is None else &lane.lane
+        self.lane_ref = lane
+        self.queued = False
+
+    cdef void start(self, Job* job, Py_ssize_t nwin, int cold_sample, int threads,
+                    object keep) except *:
+        if self.queued:
+            raise RuntimeError("PendingCopy: already holds a copy")
+        self.c.job = job[0]
+        self.c.nwin = nwin
+        self.c.cold_sample = cold_sample
+        self.c.threads = threads
+        self.keep = keep
+        self.queued = True
+        if npydir_runner_submit(&self.c.task) != 0:
+            # no thread to run it: copy now, in this thread, as a synchronous call would
+            with nogil:
+                self.c.task.result = -2 if copy_job(job, nwin, cold_sample, threads) else -1
+            self.c.task.state = NPYDIR_TASK_DONE
+
+    def wait(self):
+        """Block (without the GIL) until the copy ran; its result code (see the class)."""
+        if self.queued:
+            with nogil:
+                npydir_runner_wait(&self.c.task)
+            self.keep = None
+        return self.c.task.result
+
+    def done(self):
+        """Whether ``wait()`` would return at once."""
+        return not self.queued or self.c.task.state == NPYDIR_TASK_DONE
+
+    def cancel(self):
+        """Withdraw the copy if it has not started (True), else wait for it (False)."""
+        cdef int withdrawn = 0
+        if self.queued:
+            with nogil:
+                withdrawn = npydir_runner_cancel(&self.c.task)
+            self.keep = None
+        return bool(withdrawn)
+
+    def __dealloc__(self):
+        if self.queued and self.c.task.state != NPYDIR_TASK_DONE:
+            with nogil:
+                npydir_runner_cancel(&self.c.task)
+
+
+CANCELLED = NPYDIR_TASK_CANCELLED
+FORKED = NPYDIR_TASK_FORKED
+
+
+def runner_tasks():
+    """Copies the background runners have run in this process (since it started or forked)."""
+    return npydir_runner_count()
+
+
+def runner_inflight():
+    """Copies queued for the background runners or running now, in this process."""
+    return npydir_runner_inflight()
+
+
+def runner_threads():
+    """Background runner threads started in this process (0 in a fork()ed child at first)."""
+    return npydir_runner_threads()
 
 
 cdef int cmp_range(const void* a, const void* b) noexcept nogil:
@@ -1070,22 +1244,25 @@ def half_to_float_bits(const uint16_t[::1] h, float[::1] out):
 # Idle helpers spin this long before they sleep: back-to-back calls (a training loop) then find
 # them awake; waking a sleeping one costs a system call and tens of microseconds.
 cdef long SPIN_NS = 100000
+cdef long WAIT_SPIN_NS = 20000  # npydir_runner.c's default
 npydir_pool_set_spin(SPIN_NS)
 
 
 def tune(block_bytes=None, small_window=None, spin_ns=None, advise_min_bytes=None,
-         ahead_plain=None):
+         ahead_plain=None, wait_spin_ns=None):
     """Set the kernel's tunables (benchmarks and tests use it); returns them all as a dict.
 
     block_bytes: bytes of small windows prefetched per block (at most 64 KiB); small_window:
     largest window (bytes of x) that uses the two-pass blocks, 0 for none; spin_ns: how long
-    an idle helper thread spins before it sleeps; advise_min_bytes: smallest batch (bytes of
+    an idle helper thread (and the idle background runner) spins before it sleeps;
+    wait_spin_ns: how long a thread waiting for a queued copy (PendingCopy.wait) spins before
+    it sleeps; advise_min_bytes: smallest batch (bytes of
     output) of a file mapping whose pages are probed with mincore() before the copy;
     ahead_plain: plain copies of whole windows inside x prefetch ahead whatever their size
     (False: they follow small_window like every other copy).
     Not thread-safe: set before gathering.
     """
-    global BLOCK_BYTES, SMALL_WINDOW, SPIN_NS, ADVISE_BYTES, AHEAD_PLAIN
+    global BLOCK_BYTES, SMALL_WINDOW, SPIN_NS, ADVISE_BYTES, AHEAD_PLAIN, WAIT_SPIN_NS
     if block_bytes is not None:
         if not 0 < block_bytes <= STAGE_BYTES:
             raise ValueError(f"block_bytes must lie in (0, {STAGE_BYTES}], found {block_bytes}")
@@ -1099,6 +1276,12 @@ def tune(block_bytes=None, small_window=None, spin_ns=None, advise_min_bytes=Non
             raise ValueError(f"spin_ns must be >= 0, found {spin_ns}")
         SPIN_NS = spin_ns
         npydir_pool_set_spin(SPIN_NS)
+        npydir_runner_set_spin(SPIN_NS, -1)
+    if wait_spin_ns is not None:
+        if wait_spin_ns < 0:
+            raise ValueError(f"wait_spin_ns must be >= 0, found {wait_spin_ns}")
+        WAIT_SPIN_NS = wait_spin_ns
+        npydir_runner_set_spin(-1, WAIT_SPIN_NS)
     if advise_min_bytes is not None:
         if advise_min_bytes < 0:
             raise ValueError(f"advise_min_bytes must be >= 0, found {advise_min_bytes}")
@@ -1106,7 +1289,8 @@ def tune(block_bytes=None, small_window=None, spin_ns=None, advise_min_bytes=Non
     if ahead_plain is not None:
         AHEAD_PLAIN = bool(ahead_plain)
     return {"block_bytes": BLOCK_BYTES, "small_window": SMALL_WINDOW, "spin_ns": SPIN_NS,
-            "advise_min_bytes": ADVISE_BYTES, "ahead_plain": bool(AHEAD_PLAIN)}
+            "advise_min_bytes": ADVISE_BYTES, "ahead_plain": bool(AHEAD_PLAIN),
+            "wait_spin_ns": WAIT_SPIN_NS}
 
 
 def pool_helpers():

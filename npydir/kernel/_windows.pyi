@@ -5,8 +5,11 @@ which validates.  gather_plain checks the common call itself and answers NOT_HAN
 other.
 """
 
+from typing import final
+
 import numpy as np
 import numpy.typing as npt
+from typing_extensions import Self
 
 PAD_CODES: dict[str, int]
 HAS_F16C: bool
@@ -15,6 +18,25 @@ LIMIT: int
 MIN_BYTES_PER_THREAD: int
 ADVISE_SAMPLE: int
 NOT_HANDLED: int
+CANCELLED: int
+FORKED: int
+
+@final
+class CopyLane:
+    def __new__(cls, concurrency: int = 1) -> Self: ...
+    @property
+    def concurrency(self) -> int: ...
+    @property
+    def running(self) -> int: ...
+
+@final
+class PendingCopy:
+    @property
+    def queued(self) -> bool: ...
+    def __new__(cls, lane: CopyLane | None = None) -> Self: ...
+    def wait(self) -> int: ...
+    def done(self) -> bool: ...
+    def cancel(self) -> bool: ...
 
 def first_bad_start(
     starts: npt.NDArray[np.int64], nrows: int, window: int, lo: int, hi: int
@@ -35,6 +57,7 @@ def gather(
     hi: int = ...,
     cold_sample: int = 0,
     stream: bool = False,
+    pending: PendingCopy | None = None,
 ) -> int: ...
 def gather_plain(
     x: object,
@@ -46,6 +69,7 @@ def gather_plain(
     threads: object,
     stream: bool,
     cores: int,
+    pending: PendingCopy | None = None,
 ) -> np.ndarray | int: ...
 def mapping_of(x: object, depth: int = 8) -> object: ...
 def pick_threads(threads: int | None, nwin: int, nbytes: int, cores: int) -> int: ...
@@ -64,5 +88,9 @@ def tune(
     spin_ns: int | None = None,
     advise_min_bytes: int | None = None,
     ahead_plain: bool | None = None,
+    wait_spin_ns: int | None = None,
 ) -> dict[str, int]: ...
 def pool_helpers() -> int: ...
+def runner_tasks() -> int: ...
+def runner_inflight() -> int: ...
+def runner_threads() -> int: ...

@@ -40,7 +40,15 @@ import numpy as np
 
 from . import _windows
 
-__all__ = ["advise_windows", "gather_windows", "gather_windows_reference", "sampled_advisor"]
+__all__ = [
+    "CopyLane",
+    "GatherJob",
+    "advise_windows",
+    "gather_windows",
+    "gather_windows_reference",
+    "sampled_advisor",
+    "start_gather_windows",
+]
 
 PadMode = Literal["error", "zero", "edge", "reflect"]
 _PAD_CODES: dict[str, int] = dict(_windows.PAD_CODES)
@@ -337,6 +345,13 @@ def gather_windows(
         ``SIGBUS`` this raises instead of letting it kill the interpreter; ``out`` is then
         partly written.  Plain numpy indexing of such a mapping cannot be protected this way.
     """
+    return _gather(x, starts, window, step, out, dtype, scale, pad, threads, nontemporal, None)
+
+
+def _gather(x, starts, window, step, out, dtype, scale, pad, threads, nontemporal, pending):
+    """:func:`gather_windows`; with ``pending`` (a ``_windows.PendingCopy``) the kernel's copy
+    is queued for its background runner where it can be (``pending.queued`` says whether it
+    was) and the batch returned is filled once ``pending.wait()`` returned."""
     tx = type(x)
     if tx is not np.memmap and tx is not np.ndarray and hasattr(tx, "_npydir_gather_windows"):
         # an array that gathers its own windows (one in object storage: byte-range requests)
@@ -346,7 +361,7 @@ def gather_windows(
         # The common call (a training loop's): the kernel checks it in C and copies, and
         # returns NOT_HANDLED for anything else, which the general path below checks.
         r = _windows.gather_plain(x, starts, window, step, out, pad, threads, nontemporal,
-                                  available_cores() if threads is None else 1)
+                                  available_cores() if threads is None else 1, pending)
         if not isinstance(r, int):
             return r
         if r == -2:
@@ -375,14 +390,16 @@ def gather_windows(
     src = a.dtype
     if dt == src and scale is None:
         bad = _windows.gather(a, st, window, res, step=step, pad=pad_code, threads=nthreads,
-                              lo=lo, hi=hi, cold_sample=sample, stream=nontemporal)
+                              lo=lo, hi=hi, cold_sample=sample, stream=nontemporal,
+                              pending=pending)
     elif (dt == _F32 or dt == _F64) and src in _SRC_CODES:
         bad = _windows.gather(a, st, window, res, step=step, pad=pad_code, threads=nthreads,
                               lo=lo, hi=hi, cold_sample=sample, src_code=_SRC_CODES[src],
-                              dst_double=dt == _F64, scale=scale)
+                              dst_double=dt == _F64, scale=scale, pending=pending)
     else:
         # A cast the one-pass kernel does not cover (e.g. to int32 or float16, or from a
-        # non-native byte order): gather in x's dtype, then convert like astype().
+        # non-native byte order): gather in x's dtype, then convert like astype() (in this
+        # thread: the second pass is numpy's).
         tmp = np.empty(res.shape, src)
         bad = _windows.gather(a, st, window, tmp, step=step, pad=pad_code, threads=nthreads,
                               lo=lo, hi=hi, cold_sample=sample, stream=nontemporal)
@@ -395,6 +412,104 @@ def gather_windows(
     if bad >= 0:
         _raise_bad_start(st, bad, nrows, window, pad, lo, hi)
     return res
+
+
+#: a lane of the kernel's background runners (see :func:`start_gather_windows`)
+CopyLane = _windows.CopyLane
+
+
+class GatherJob:
+    """Windows being copied in the kernel's background thread: :func:`start_gather_windows`.
+
+    :meth:`result` waits for the copy (without the GIL) and returns the batch.  Dropping a
+    job withdraws its copy if it has not started, or waits for it if it has: the batch's
+    memory is never written after the job is gone.
+    """
+
+    __slots__ = ("_batch", "_pending", "_x")
+
+    def __init__(self, batch: np.ndarray, pending: Any, x: Any) -> None:
+        self._batch = batch
+        self._pending = pending if pending is not None and pending.queued else None
+        self._x = x
+
+    def done(self) -> bool:
+        """Whether :meth:`result` would return without waiting."""
+        return self._pending is None or self._pending.done()
+
+    def result(self) -> np.ndarray:
+        """The batch, once copied.
+
+        Raises
+        ------
+        OSError
+            ``x`` is a file mapping and the file shrank under the copy (as
+            :func:`gather_windows`).
+        RuntimeError
+            The job was started in the parent of this process, before a ``fork()``, and its
+            copy was never made here.
+        """
+        pending = self._pending
+        if pending is not None:
+            code = pending.wait()
+            self._pending = None
+            if code == -2:
+                _raise_mapping_shrank(self._x, _as_2d(self._x))
+            if code == _windows.FORKED:
+                raise RuntimeError(
+                    "npydir: these windows were being copied when the process forked; the "
+                    "copy belongs to the parent process. Start the copy again in this one"
+                )
+        return self._batch
+
+    def cancel(self) -> bool:
+        """Withdraw the copy if it has not started (True; the batch stays unfilled), else
+        wait for it to end (False)."""
+        pending, self._pending = self._pending, None
+        return pending is not None and pending.cancel()
+
+
+def start_gather_windows(
+    x: Any,
+    starts: Any,
+    window: int,
+    *,
+    step: int = 1,
+    out: np.ndarray | None = None,
+    dtype: Any = None,
+    scale: float | None = None,
+    pad: PadMode = "error",
+    threads: int | None = None,
+    nontemporal: bool = False,
+    lane: CopyLane | None = None,
+) -> GatherJob:
+    """:func:`gather_windows`, copied in the kernel's background thread while you go on.
+
+    Checks every argument and start now (and raises as :func:`gather_windows` does), queues
+    the copy behind those started before it, and returns at once.  ``job.result()`` waits for
+    the copy and returns the batch; until then the batch (and ``out``) must not be read.
+    The copy needs no Python, so the calling thread keeps the GIL and other Python threads
+    run freely: what :class:`npydir.Batches` prefetches with.  Arrays that gather their own
+    windows (object storage), casts the one-pass kernel does not cover and misaligned
+    arrays are copied now, in this thread.
+
+    Parameters
+    ----------
+    x, starts, window, step, out, dtype, scale, pad, threads, nontemporal
+        As for :func:`gather_windows`.
+    lane : CopyLane, optional
+        Copies of one lane start in the order they were queued, at most
+        ``lane.concurrency`` at a time (each splitting its windows over ``threads``).  The
+        default lane runs one copy at a time.
+
+    Returns
+    -------
+    GatherJob
+    """
+    pending = _windows.PendingCopy(lane)
+    batch = _gather(x, starts, window, step, out, dtype, scale, pad, threads, nontemporal,
+                    pending)
+    return GatherJob(batch, pending, x)
 
 
 def gather_windows_reference(

@@ -20,7 +20,7 @@ C_DIR = REPO / "src_cython" / "c"
 TESTS = REPO / "tests" / "kernel" / "c"
 
 #: test program -> the kernel C files it links
-PROGRAMS = {"test_pool.c": ["npydir_pool.c"]}
+PROGRAMS = {"test_pool.c": ["npydir_pool.c"], "test_runner.c": ["npydir_runner.c"]}
 
 SANITIZERS = {
     "plain": ([], {}),
