@@ -22,6 +22,7 @@ import mmap
 import os
 import queue
 import threading
+from collections import deque
 from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
@@ -425,6 +426,98 @@ def _background(
                 thread.join()
         close = getattr(source, "close", None)
         if close is not None and me not in threads:  # every worker has left ``source``
+            close()
+        if on_close is not None:
+            on_close()
+
+
+class _Copying:
+    """A batch whose windows the kernel's background runner is copying (``job``)."""
+
+    __slots__ = ("job", "batch")
+
+    def __init__(self, job: _windows.GatherJob, batch: np.ndarray) -> None:
+        self.job = job
+        self.batch = batch
+
+
+def _result(part: Any) -> Any:
+    """A batch array (or None) from :meth:`Batches._start`, once copied."""
+    if type(part) is _Copying:
+        part.job.result()
+        return part.batch
+    return part
+
+
+def _pipelined(
+    start, finish, plan: Iterator, depth: int, group: int = 1, on_close=None
+) -> Generator:
+    """Yield the batches of ``plan``'s items, in order: ``finish(items, start(items))`` makes
+    a list of batches out of a group of up to ``group`` items, and ``start`` runs up to
+    ``depth`` groups ahead of the one the consumer takes.
+
+    ``start`` queues a group's copies for the kernel's background runners and returns at
+    once; ``finish`` waits for them.  No Python thread of ours needs the GIL: the consumer's
+    thread does the bookkeeping, so a consumer that lets go of the GIL (a framework's hooks,
+    every torch operation) gets it back at once.
+
+    An exception raised by ``plan`` or by ``start`` reaches the consumer at its own item,
+    after the items before it (a group that fails to start is started again item by item).
+    Abandoning the iterator (``break``, ``del``, ``close()``) withdraws the copies not started
+    yet, waits for those running, closes ``plan``; then ``on_close()``, if given, runs.
+    """
+    inflight: deque = deque()  # (items, started), oldest first
+    state: dict[str, Any] = {"ended": False, "failure": None}
+
+    def top_up() -> None:
+        while not state["ended"] and len(inflight) < depth:
+            items = []
+            try:
+                for _ in range(group):
+                    items.append(next(plan))
+            except StopIteration:
+                state["ended"] = True
+            except Exception as exc:  # noqa: BLE001 - raised after the items before it
+                state["ended"] = True
+                state["failure"] = exc
+            if not items:
+                return
+            try:
+                inflight.append((items, start(items)))
+            except Exception as exc:  # noqa: BLE001 - found again item by item
+                if len(items) == 1:
+                    state["ended"] = True
+                    state["failure"] = exc
+                    return
+                for item in items:
+                    try:
+                        inflight.append(([item], start([item])))
+                    except Exception as exc:  # noqa: BLE001 - raised at its own item
+                        state["ended"] = True
+                        state["failure"] = exc
+                        return
+
+    try:
+        top_up()
+        while inflight:
+            items, started = inflight.popleft()
+            batches = finish(items, started)
+            del started
+            top_up()  # the freed slot goes to the runners before the consumer takes these
+            for j in range(len(batches)):
+                batch = batches[j]
+                batches[j] = None  # the list must not keep a dropped batch's block
+                yield batch
+                del batch
+        if state["failure"] is not None:
+            raise state["failure"]
+    finally:
+        while inflight:  # newest first: the runners never start one only to be waited for
+            for part in inflight.pop()[1]:
+                if type(part) is _Copying:
+                    part.job.cancel()
+        close = getattr(plan, "close", None)
+        if close is not None:
             close()
         if on_close is not None:
             on_close()
@@ -876,8 +969,12 @@ class Batches:
         pool: BlockPool | None,
         dtype: np.dtype | None = None,
         before_copy=None,
+        lane: _windows.CopyLane | None = None,
         **kw,
-    ) -> np.ndarray:
+    ) -> Any:
+        """The windows of ``source`` at ``starts``: a batch, or with ``lane`` (and ``pool``)
+        a :class:`_Copying` whose windows the kernel's background runners copy in that
+        lane."""
         arr = source.array
         flat = self._flat(arr)
         shape = (len(starts), -(-window // step), *arr.shape[1:])
@@ -895,9 +992,16 @@ class Batches:
         nontemporal = 0 < window_bytes <= _NONTEMPORAL_WINDOW_BYTES
         if before_copy is not None:
             before_copy()
+        out = res.reshape(shape[0], shape[1], -1)
+        if lane is not None:
+            job = _windows.start_gather_windows(
+                flat, starts, window, step=step, threads=threads, dtype=dtype, out=out,
+                nontemporal=nontemporal, lane=lane, **kw,
+            )  # fmt: skip
+            return _Copying(job, res)
         _windows.gather_windows(
-            flat, starts, window, step=step, threads=threads, dtype=dtype,
-            out=res.reshape(shape[0], shape[1], -1), nontemporal=nontemporal, **kw,
+            flat, starts, window, step=step, threads=threads, dtype=dtype, out=out,
+            nontemporal=nontemporal, **kw,
         )  # fmt: skip
         return res
 
@@ -915,19 +1019,40 @@ class Batches:
         freshly allocated); ``before_copy``: called (with pools) just before x's windows
         are copied.
         """
+        return self._finish(self._start(starts, threads, pools, before_copy))
+
+    def _start(
+        self,
+        starts: np.ndarray,
+        threads: int | None = None,
+        pools: tuple | None = None,
+        before_copy=None,
+        lane: _windows.CopyLane | None = None,
+    ) -> tuple:
+        """What :meth:`_finish` turns into the batch at ``starts``: with ``lane`` (and
+        ``pools``) the kernel's background runners copy the windows meanwhile."""
         threads = self.threads if threads is None else threads
         rx, ry = (None, None) if pools is None else pools
+        lane = lane if pools is not None else None
         xb = self._gather(
             self._x, starts, self.window, 1, threads, rx,
-            dtype=self.dtype, scale=self.scale, before_copy=before_copy,
+            dtype=self.dtype, scale=self.scale, before_copy=before_copy, lane=lane,
         )  # fmt: skip
         if self._y is None:
-            return (xb,)
+            return (xb, None)
         if self.y_window:
-            yb = self._gather(self._y, starts, self.window, self.output_stride, threads, ry)
+            yb = self._gather(
+                self._y, starts, self.window, self.output_stride, threads, ry, lane=lane
+            )
         else:
             # one row per window: a fancy-indexed copy reads only those rows of the map
             yb = np.ascontiguousarray(self._y.array[starts + self.y_offset])
+        return (xb, yb)
+
+    def _finish(self, started: tuple) -> tuple:
+        xb, yb = (_result(a) for a in started)
+        if yb is None:
+            return (xb,)
         if not self.returns_weights:
             return (xb, yb)
         if self.y_window:
@@ -970,10 +1095,10 @@ class Batches:
         return _BackoffAdvice(sampled)
 
     def _copiers(self) -> int:
-        """Prefetch threads: one per core, up to ``prefetch``, and one per
-        ``_MIN_BYTES_PER_COPIER`` of a batch (small batches are bound by the GIL-holding
-        Python work around each copy, which a second thread cannot share); one for
-        batches above ``_GROUP_BYTES // 2``."""
+        """Batches (or groups of them) copied side by side: one per core, up to
+        ``prefetch``, and one per ``_MIN_BYTES_PER_COPIER`` of a batch (below that the
+        bookkeeping around each copy, not the copy, bounds the rate); one for batches above
+        ``_GROUP_BYTES // 2``, which the kernel's own threads split instead."""
         if self.prefetch <= 1:
             return max(1, self.prefetch)
         if self._x.remote:
@@ -997,7 +1122,10 @@ class Batches:
     ) -> Generator[tuple, None, None]:
         """Batches ``indices`` (a range stays a range: never a list of every index).
 
-        ``copiers``: prefetch threads (default :meth:`_copiers`).
+        ``copiers``: batches (or groups) copied side by side (default :meth:`_copiers`).
+        Local data is copied by the kernel's background runners, in a lane of ``copiers``
+        (:func:`_pipelined`); data in object storage by ``copiers`` threads, which wait on
+        the network side by side (:func:`_background`).
         """
         epoch = self.epoch  # fixed for this pass even if set_epoch() is called meanwhile
         self._check_prefetch_memory()  # ``prefetch`` may have been set since __init__
@@ -1014,9 +1142,9 @@ class Batches:
         # only ``prefetch`` in flight two copiers would often both wait for the consumer
         # (measured: 0.99x -> 1.17x the kernel's rate for 1024 windows of 16, 2 copiers).
         depth = self.prefetch + copiers - 1
-        # With several copiers, small batches travel in groups of up to _GROUP_BYTES: a
-        # hand-over between threads (a wake-up on another core) costs more than a small
-        # batch's copy with the kernel's pool and small-window path.
+        # With several copiers, small batches travel in groups of up to _GROUP_BYTES: one
+        # kernel call and one hand-over per group instead of per batch, which for small
+        # batches cost more than the copy.
         group = 1
         if copiers > 1:
             group = max(1, min(_GROUP_MAX, _GROUP_BYTES // max(1, self._batch_bytes())))
@@ -1030,10 +1158,11 @@ class Batches:
             for pool in pools:
                 pool.close()
 
-        def make_group(items: list, hand_over) -> list[tuple]:
+        def split(items: list, arrays: tuple) -> list[tuple]:
             # the batches of a group are consecutive slices of one batch made in one call:
             # views, each C-contiguous and writable, sharing nothing with the others
-            arrays = self._make(np.concatenate(items), threads, pools, hand_over)
+            if len(items) == 1:
+                return [arrays]
             batches = []
             lo = 0
             for starts in items:
@@ -1041,6 +1170,25 @@ class Batches:
                 batches.append(tuple(a[lo:hi] for a in arrays))
                 lo = hi
             return batches
+
+        if not self._x.remote and (self._y is None or not self._y.remote):
+            lane = _windows.CopyLane(copiers)
+
+            def start(items: list) -> tuple:
+                starts = items[0] if len(items) == 1 else np.concatenate(items)
+                return self._start(starts, threads, pools, lane=lane)
+
+            return _pipelined(
+                start,
+                lambda items, started: split(items, self._finish(started)),
+                plan,
+                depth,
+                group,
+                close_pools,
+            )
+
+        def make_group(items: list, hand_over) -> list[tuple]:
+            return split(items, self._make(np.concatenate(items), threads, pools, hand_over))
 
         return _background(
             plan,

@@ -22,7 +22,7 @@ indices: ``range(len)`` with ``model.fit(..., shuffle=False)``, ``evaluate`` and
 ``predict``, a random permutation with ``model.fit``'s default ``shuffle=True``.  The
 adapter reads that list from Keras's generator at the epoch's first read and serves the
 epoch from a prefetching ``Batches`` iterator in the same order, so the next batches are
-copied in npydir's threads while the model trains on this one.  Reads from elsewhere (your
+copied in the background while the model trains on this one.  Reads from elsewhere (your
 own code) are prefetched from the second read in a row by increasing index; any other index
 is computed on the spot (O(batch), with the kernel's threads).  The windows inside every
 batch are shuffled by npydir either way; Keras's ``shuffle`` only permutes whole batches.
@@ -94,7 +94,7 @@ drop_last, scale, advise
         keeps x's and y's stored dtypes.
     workers, use_multiprocessing
         Keras's own parallelism, refused beyond ``workers=1, use_multiprocessing=False``:
-        npydir's prefetch threads make the batches (see the module docstring).
+        npydir makes the batches in the background (see the module docstring).
 
     Notes
     -----
@@ -134,8 +134,8 @@ drop_last, scale, advise
         if workers > 1 or use_multiprocessing:
             raise ValueError(
                 f"npydir.keras.WindowDataset: workers={workers}, use_multiprocessing="
-                f"{use_multiprocessing} refused. npydir makes the batches in its own threads "
-                f"(prefetch=, threads=), which release the GIL while copying; Keras worker "
+                f"{use_multiprocessing} refused. npydir makes the batches in the background "
+                f"(prefetch=, threads=), without the GIL; Keras worker "
                 f"threads would read batches out of order (nothing to prefetch) and worker "
                 f"processes copy and pickle every batch once more (measured 0.1-0.2x for "
                 f"torch DataLoader workers). Leave workers=1, use_multiprocessing=False"

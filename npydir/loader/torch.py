@@ -1,8 +1,8 @@
 """PyTorch integration: :class:`WindowDataset`, an ``IterableDataset`` of whole batches.
 
 Importing this module needs torch (``pip install "npydir[torch]"``); ``import npydir`` does
-not.  Iterate the dataset in the training process itself — its own threads (``prefetch``,
-``threads``) copy the next batches while you train::
+not.  Iterate the dataset in the training process itself — the kernel's background threads
+(``prefetch``, ``threads``) copy the next batches while you train::
 
     from npydir.torch import WindowDataset
 
@@ -19,7 +19,7 @@ batch_size=None)`` (the dataset yields whole batches; num_workers=0).  Its per-b
 bookkeeping costs some of the rate for small batches (benchmarks/bench_frameworks.py).
 
 Why no worker processes: the copy is the work, and npydir's kernel already does it in
-threads that release the GIL.  A DataLoader worker process copies each batch once more into
+its own C threads, without the GIL.  A DataLoader worker process copies each batch once more into
 shared memory and sends it to the main process, which costs more than making the batch.
 Worker processes still work — the same batches in the same order — but the first worker
 warns with that cost.
@@ -54,7 +54,7 @@ WORKERS_WARNING = (
     "npydir.torch.WindowDataset in DataLoader worker processes: every batch is copied into "
     "shared memory and sent to the main process, which measured 0.1-0.2x the batches/s of "
     "the same dataset in the main process (benchmarks/bench_frameworks.py). npydir already "
-    "copies in threads that release the GIL: use DataLoader(ds, batch_size=None) with "
+    "copies in its own threads, without the GIL: use DataLoader(ds, batch_size=None) with "
     "num_workers=0 (the default) and tune prefetch/threads instead"
 )
 
@@ -152,7 +152,7 @@ scale, advise
                 warnings.warn(WORKERS_WARNING, stacklevel=2)
             # the worker's copy of the dataset may date from an earlier epoch
             self.batches.set_epoch(int(self._epoch[0]))
-            # the DataLoader already runs workers side by side: one copier thread each
+            # the DataLoader already runs workers side by side: one copy at a time each
             worker, workers, copiers = info.id, info.num_workers, 1
         indices = range(worker, len(self.batches), workers)
         return self._generate(self.batches._iterate(indices, copiers=copiers))
@@ -166,7 +166,7 @@ scale, advise
             for batch in batches:
                 yield tuple(map(from_numpy, batch))
         finally:
-            batches.close()  # stops the prefetch threads at once when the loop is left
+            batches.close()  # withdraws the copies made ahead at once when the loop is left
 
     def __repr__(self) -> str:
         return f"WindowDataset({self.batches!r})"

@@ -7,11 +7,17 @@ import time
 
 import numpy as np
 import pytest
-from _prefetch_threads import no_leaked_threads, prefetch_threads  # noqa: F401 (autouse fixture)
+from _prefetch_threads import (  # noqa: F401 (autouse fixture)
+    copies_in_flight,
+    no_leaked_threads,
+    prefetch_threads,
+)
 
-import npydir.loader.batches
 import npydir.kernel.windows
+import npydir.loader.batches
 from npydir import Batches
+from npydir.kernel import _windows
+from npydir.loader.batches import _background
 
 
 def make(prefetch, **kw):
@@ -56,23 +62,56 @@ def test_break_stops_and_joins_the_thread():
     # the loop's iterator is gone: the fixture checks that its thread was joined
 
 
-def test_dropping_an_unfinished_iterator_joins_its_threads():
-    it = iter(make(1))
+def slow(prefetch: int) -> Batches:
+    """Batches whose copies take milliseconds each (8 MiB, one thread): copies queued ahead
+    are still queued when the consumer acts right after taking a batch."""
+    x = np.ones((1 << 20, 8), dtype="f4")
+    return Batches(x, window=4096, batch_size=64, seed=0, prefetch=prefetch, threads=1)
+
+
+def test_local_data_starts_no_thread():
+    """Local data is copied by the kernel's runners: no Python thread wants the GIL."""
+    it = iter(make(3))
     next(it)
-    del it  # the queue is full and the copier waits: dropping the iterator must free it
     assert prefetch_threads() == []
+    it.close()
 
 
-def test_close_joins_the_thread_immediately():
-    it = iter(make(2))
-    next(it)
-    assert [t.name for t in prefetch_threads()] == ["npydir-batches-prefetch"]
+@pytest.mark.parametrize("how", ["close", "del"])
+def test_leaving_withdraws_the_copies_ahead(how):
+    b = slow(prefetch=4)
+    it = iter(b)
+    before = _windows.runner_tasks()
+    next(it)  # batch 0 made; batches 1-4 queued ahead, batch 1 likely running
+    if how == "close":
+        it.close()
+    else:
+        del it
+    assert copies_in_flight() == 0  # nothing queued or running once the iterator is gone
+    ran = _windows.runner_tasks() - before
+    time.sleep(0.1)
+    assert _windows.runner_tasks() - before == ran  # nothing withdrawn runs later
+    assert ran < 5  # the copies still queued were withdrawn, not made
+
+
+def test_background_close_joins_its_threads():
+    """Object storage's path: copier threads, joined by close()."""
+    it = _background(iter(range(100)), lambda item, hand_over: item, 2, 2, "npydir-batches-test")
+    assert next(it) == 0
+    assert len(prefetch_threads()) == 2
     it.close()
     assert prefetch_threads() == []
 
 
+def test_background_dropping_an_unfinished_iterator_joins_its_threads():
+    it = _background(iter(range(100)), lambda item, hand_over: item, 1, 1, "npydir-batches-test")
+    next(it)
+    del it  # the ring is full and the copier waits: dropping the iterator must free it
+    assert prefetch_threads() == []
+
+
 def test_exceptions_reach_the_consumer_at_their_batch(monkeypatch):
-    real = npydir.kernel.windows.gather_windows
+    real = npydir.kernel.windows.start_gather_windows
     calls = []
 
     def flaky(x, starts, window, **kw):
@@ -81,7 +120,7 @@ def test_exceptions_reach_the_consumer_at_their_batch(monkeypatch):
             raise OSError("disk went away")
         return real(x, starts, window, **kw)
 
-    monkeypatch.setattr(npydir.kernel.windows, "gather_windows", flaky)
+    monkeypatch.setattr(npydir.kernel.windows, "start_gather_windows", flaky)
     got = []
     with pytest.raises(OSError, match="disk went away"):
         for batch in make(2):
@@ -112,20 +151,20 @@ def test_planner_exceptions_reach_the_consumer(monkeypatch, copiers):
 
 
 def test_the_queue_is_bounded(monkeypatch):
-    real = npydir.kernel.windows.gather_windows
+    real = npydir.kernel.windows.start_gather_windows
     made = []
 
     def counting(x, starts, window, **kw):
         made.append(1)
         return real(x, starts, window, **kw)
 
-    monkeypatch.setattr(npydir.kernel.windows, "gather_windows", counting)
+    monkeypatch.setattr(npydir.kernel.windows, "start_gather_windows", counting)
     b = make(2, batch_size=8)
     it = iter(b)
     next(it)
     time.sleep(0.3)  # a runaway producer would make all len(b) batches meanwhile
     # consumed 1, at most prefetch=2 made ahead; x and y are gathered for each
-    assert len(made) <= 2 * (1 + 2)
+    assert 2 * 2 <= len(made) <= 2 * (1 + 2)
     assert len(b) > 20
     it.close()
 

@@ -20,7 +20,11 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from _prefetch_threads import no_leaked_threads, prefetch_threads  # noqa: F401 (autouse fixture)
+from _prefetch_threads import (  # noqa: F401 (autouse fixture)
+    copies_in_flight,
+    no_leaked_threads,
+    prefetch_threads,
+)
 from _threads import run_in_threads
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -29,6 +33,7 @@ import npydir.kernel.windows
 import npydir.loader.batches
 from npydir import Batches
 from npydir.loader._buffers import BlockPool, Lease
+from npydir.loader.batches import _background
 
 
 def make(prefetch=2, **kw):
@@ -237,7 +242,8 @@ def test_several_copiers_give_the_batches_in_order(copiers, prefetch):
 
 
 def test_several_copiers_close_mid_epoch_joins_all_threads():
-    it = make(3)._iterate(range(200), copiers=3)
+    """Object storage's path (copier threads): close() joins them all."""
+    it = _background(iter(range(200)), lambda item, hand_over: item, 3, 3, "npydir-batches-t")
     next(it)
     next(it)
     assert len(prefetch_threads()) == 3
@@ -246,11 +252,20 @@ def test_several_copiers_close_mid_epoch_joins_all_threads():
 
 
 def test_several_copiers_dropping_the_iterator_joins_them():
-    it = make(2)._iterate(range(200), copiers=2)
+    it = _background(iter(range(200)), lambda item, hand_over: item, 2, 2, "npydir-batches-t")
     next(it)  # the ring is full: both copiers wait for a slot or hold a batch
     time.sleep(0.05)
     del it
     assert prefetch_threads() == []
+
+
+def test_several_copiers_leave_no_copy_behind():
+    """Local data (the kernel's runners, a lane of 3): nothing queued once closed."""
+    it = make(3)._iterate(range(200), copiers=3)
+    next(it)
+    next(it)
+    it.close()
+    assert copies_in_flight() == 0
 
 
 @pytest.mark.parametrize("copiers", [1, 2, 3])
@@ -258,14 +273,14 @@ def test_several_copiers_raise_at_the_failing_batch(monkeypatch, copiers):
     b = make(3)
     bad = b.starts(5)
     expected = want(b)
-    real = npydir.kernel.windows.gather_windows
+    real = npydir.kernel.windows.start_gather_windows
 
     def flaky(x, starts, window, **kw):
         if np.isin(bad, starts).all():  # batch 5 alone, or a group of batches holding it
             raise OSError("disk went away")
         return real(x, starts, window, **kw)
 
-    monkeypatch.setattr(npydir.kernel.windows, "gather_windows", flaky)
+    monkeypatch.setattr(npydir.kernel.windows, "start_gather_windows", flaky)
     got = []
     with pytest.raises(OSError, match="disk went away"):
         for batch in b._iterate(range(len(b)), copiers=copiers):
@@ -276,14 +291,14 @@ def test_several_copiers_raise_at_the_failing_batch(monkeypatch, copiers):
 
 
 def test_slow_consumer_bounds_what_several_copiers_make(monkeypatch):
-    real = npydir.kernel.windows.gather_windows
+    real = npydir.kernel.windows.start_gather_windows
     windows = []
 
     def counting(x, starts, window, **kw):
         windows.append(len(starts))
         return real(x, starts, window, **kw)
 
-    monkeypatch.setattr(npydir.kernel.windows, "gather_windows", counting)
+    monkeypatch.setattr(npydir.kernel.windows, "start_gather_windows", counting)
     b = make(2, batch_size=8)
     batch_bytes = 8 * 40 * 3 * 4
     group = min(npydir.loader.batches._GROUP_MAX, npydir.loader.batches._GROUP_BYTES // batch_bytes)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from npydir import Batches
+from npydir.kernel import _windows
 from npydir.errors import MissingDependencyError
 
 # Keras picks its backend when first imported: torch (CPU) is what `make test` installs.
@@ -31,11 +32,11 @@ from npydir.keras import WindowDataset  # noqa: E402
 # keras's torch backend calls np.array() on tensors whose __array__ predates numpy 2's copy=
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
-PREFETCH_THREAD = "npydir-batches-prefetch"
-
-
-def _prefetch_threads() -> int:
-    return sum(t.name == PREFETCH_THREAD and t.is_alive() for t in threading.enumerate())
+def _prefetching() -> int:
+    """Copies the dataset's prefetching iterator has queued or running (the kernel's runners
+    make local data's batches ahead), plus any copier threads (object storage's path)."""
+    threads = sum(t.name.startswith("npydir-batches-") for t in threading.enumerate())
+    return _windows.runner_inflight() + threads
 
 
 @pytest.fixture
@@ -79,7 +80,7 @@ def test_batches_equal_batches_in_any_order_of_reads(data, kw):
     rng = np.random.default_rng(0)
     for i in rng.permutation(n):  # what model.fit(shuffle=True) does
         _same(ds[int(i)], want[int(i)])
-    assert _prefetch_threads() == 0  # the stream ended with the epoch's last batch
+    assert _prefetching() == 0  # the stream ended with the epoch's last batch
 
 
 def test_reads_in_order_are_prefetched_and_others_are_not(data):
@@ -87,19 +88,19 @@ def test_reads_in_order_are_prefetched_and_others_are_not(data):
     ds = WindowDataset(x, y, window=64, batch_size=16, seed=1)
     ds[3]
     ds[0]
-    assert _prefetch_threads() == 0  # one read: nothing to predict yet
+    assert _prefetching() == 0  # one read: nothing to predict yet
     ds[1]  # the second read in order starts the prefetching iterator
-    assert ds._stream is not None and _prefetch_threads() >= 1
+    assert ds._stream is not None
     stream = ds._stream
     for i in range(2, 20):
         ds[i]
     assert ds._stream is stream  # in order: served from the same iterator
     ds[7]  # out of order: the iterator is closed, its threads joined
-    assert ds._stream is None and _prefetch_threads() == 0
+    assert ds._stream is None and _prefetching() == 0
     ds[8]
     assert ds._stream is not None
     ds.on_epoch_end()
-    assert ds._stream is None and _prefetch_threads() == 0
+    assert ds._stream is None and _prefetching() == 0
 
 
 def _on_the_spot(monkeypatch) -> list:
@@ -145,7 +146,7 @@ def test_keras_order_is_prefetched_in_that_order(data, monkeypatch, shuffle):
         assert len(got) == n
         for j, batch in enumerate(got):
             _same(batch, expected[order[j]])
-        assert ds._stream is None and _prefetch_threads() == 0  # the stream ended
+        assert ds._stream is None and _prefetching() == 0  # the stream ended
         ds.on_epoch_end()
 
 
@@ -169,12 +170,12 @@ def test_a_read_from_elsewhere_between_keras_reads(data):
     assert first is not None
     other = order[5]
     _same(ds[other], want[other])  # our own read: served on the spot, the stream closed
-    assert ds._stream is None and _prefetch_threads() == 0
+    assert ds._stream is None and _prefetching() == 0
     _same(next(gen), want[order[1]])  # Keras again: followed from its position
     assert ds._stream is not None and ds._stream is not first
     for j, batch in enumerate(gen, start=2):
         _same(batch, want[order[j]])
-    assert ds._stream is None and _prefetch_threads() == 0
+    assert ds._stream is None and _prefetching() == 0
 
 
 def test_threads_reading_at_once_get_their_own_batches(data):
@@ -314,7 +315,7 @@ def test_a_ready_batches_takes_no_other_arguments(data):
 @pytest.mark.parametrize("kw", [{"workers": 2}, {"use_multiprocessing": True}])
 def test_keras_workers_are_refused_with_the_reason(data, kw):
     x, y = data
-    with pytest.raises(ValueError, match=r"npydir makes the batches in its own threads"):
+    with pytest.raises(ValueError, match=r"npydir makes the batches in the background"):
         WindowDataset(x, y, window=16, **kw)
     ds = WindowDataset(x, y, window=16)
     assert ds.workers == 1 and ds.use_multiprocessing is False
@@ -352,7 +353,7 @@ def test_model_fit_trains_a_das_like_model(data, shuffle):
     test = WindowDataset(x[3000:], window=64, batch_size=64, stride=8, shuffle=False)
     pred = model.predict(test, verbose=0)
     assert pred.shape == (len(range(0, 1000 - 64 + 1, 8)), 64, 3)
-    assert _prefetch_threads() == 0
+    assert _prefetching() == 0
 
 
 # ------------------------------------------------------------------ imports
