@@ -26,6 +26,11 @@ paths take turns round by round (the order rotates), each reading the same epoch
   over the same tensors.  The difference is what the DataLoader costs per batch whatever
   feeds it; the ratio shown is what that cost alone leaves of the Batches rate measured
   around it (Batches time / (Batches time + the DataLoader's cost));
+* ``DataLoader bound``: the best any loader can do through ``DataLoader(batch_size=None)``
+  on this machine: the DataLoader's cost per batch measured around kernel calls (where its
+  code and data keep being evicted by the copies), shared over the cores that copy; the
+  ratio is Batches time / (Batches time + that cost / cores).  A documented DataLoader path
+  at this ratio has nothing of npydir's left to remove;
 * ``DataLoader, no hook``: a diagnostic, not a path to use: ``torch DataLoader`` with
   ``torch.autograd.profiler.record_function``, which the DataLoader enters around every
   batch, replaced by a no-op for that run; what the rest of the gap is;
@@ -144,6 +149,7 @@ def _paths(data: np.ndarray, batch: int, window: int) -> dict:
             lambda e: iter(DataLoader(torch_dataset(e), batch_size=None, num_workers=2)), epoch
         )
         paths[FLOOR] = _dataloader_cost(tv[0], DataLoader, data, batch, window)
+        paths[BOUND] = _dataloader_bound(tv[0], DataLoader, data, batch, window)
 
         def without_profiler_hook(epoch: int) -> float:
             # a diagnostic, not a path to use: the DataLoader with torch's per-batch
@@ -182,6 +188,8 @@ def _paths(data: np.ndarray, batch: int, window: int) -> dict:
 
 #: the path that measures torch's DataLoader alone (an added cost, not a rate)
 FLOOR = "DataLoader alone"
+#: what the DataLoader's cost around the kernel's copies leaves of the rate at best
+BOUND = "DataLoader bound"
 #: the documented DataLoader path with torch's profiler hook made a no-op (a diagnostic)
 NO_HOOK = "DataLoader, no hook"
 
@@ -208,6 +216,40 @@ def _dataloader_cost(torch, DataLoader, data: np.ndarray, batch: int, window: in
         loader = _timed(iter(DataLoader(Premade(), batch_size=None)), ROUNDS_BATCHES)
         plain = _timed(iter(Premade()), ROUNDS_BATCHES)
         return _Added(max(0.0, loader - plain))
+
+    return cost
+
+
+def _dataloader_bound(torch, DataLoader, data: np.ndarray, batch: int, window: int):
+    """function(epoch) -> _Added seconds: the least a DataLoader can add to ROUNDS_BATCHES
+    batches made at the kernel's rate on every core.
+
+    The DataLoader's own work per batch runs in the consumer's thread, on the cores that
+    copy.  Measured where it runs in a loader: around real batches, whose copies evict its
+    code and data from the caches (around tensors made beforehand, ``DataLoader alone``, it
+    stays cached and costs less).  Two loops over the same fresh random starts, each calling
+    ``gather_windows`` for a batch and yielding it as a tensor: one through
+    ``DataLoader(batch_size=None)``, one not.  Their difference ``D`` is CPU time taken from
+    the copy; with the copy spread over ``c`` cores, the best a loader can then do is the
+    baseline's time plus ``D / c``."""
+    from npydir.kernel.windows import available_cores, gather_windows
+
+    cores = available_cores()
+    rng = np.random.default_rng(1)
+
+    class Kernel(torch.utils.data.IterableDataset):
+        def __init__(self, starts: np.ndarray) -> None:
+            self.starts = starts
+
+        def __iter__(self):
+            for s in self.starts:
+                yield (torch.from_numpy(gather_windows(data, s, window)),)
+
+    def cost(epoch: int) -> _Added:
+        starts = rng.integers(0, len(data) - window, (ROUNDS_BATCHES + 1, batch))
+        loader = _timed(iter(DataLoader(Kernel(starts), batch_size=None)), ROUNDS_BATCHES)
+        plain = _timed(iter(Kernel(starts)), ROUNDS_BATCHES)
+        return _Added(max(0.0, loader - plain) / cores)
 
     return cost
 
