@@ -21,8 +21,10 @@ comment above BLOCK_BYTES).
 
 The C underneath lives in ``src_cython/c/``: ``npydir_simd.h`` (prefetch, streaming stores),
 ``npydir_half.h/.c`` (float16 conversion), ``npydir_pool.h/.c`` (the persistent helper-thread
-pool, fork-safe, tested on its own by ``tests/c/test_pool.c``) and ``npydir_guard.h`` (the
-SIGBUS guard around copies out of file mappings).  This module keeps the copy loops, which
+pool, fork-safe, tested on its own by ``tests/kernel/c/test_pool.c``), ``npydir_runner.h/.c``
+(background runner threads for queued copies, ``tests/kernel/c/test_runner.c``),
+``npydir_threads.h`` (the signal mask both start their threads with) and ``npydir_guard.h``
+(the SIGBUS guard around copies out of file mappings).  This module keeps the copy loops, which
 Cython's fused types specialise per dtype.
 """
 

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "npydir_pool.h"
+#include "npydir_threads.h"
 
 /* ---- persistent helper threads ------------------------------------------------------
    One process-wide pool of detached helper threads, created on first use and grown to the
@@ -165,23 +166,14 @@ static void* npydir_helper_main(void* p) {
 }
 
 static void npydir_pool_grow(int want) {
-    sigset_t all, old;
+    sigset_t old;
     pthread_attr_t attr;
     pthread_t tid;
     unsigned seen;
     pthread_mutex_lock(&npydir_pool.mu);
     if (pthread_attr_init(&attr) == 0) {
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        /* Helpers block every signal (they inherit the mask): signals go to the
-           interpreter's threads, never to a helper. */
-        sigfillset(&all);
-        /* ...but the synchronous ones a fault raises: blocked, they kill the process at
-           once instead of reaching a handler (the SIGBUS guard, npydir_guard.h). */
-        sigdelset(&all, SIGBUS);
-        sigdelset(&all, SIGSEGV);
-        sigdelset(&all, SIGFPE);
-        sigdelset(&all, SIGILL);
-        pthread_sigmask(SIG_SETMASK, &all, &old);
+        npydir_block_signals(&old);  /* helpers inherit it */
         while (npydir_pool.nhelpers < want) {
             seen = __atomic_load_n(&npydir_pool.seq, __ATOMIC_SEQ_CST);
             if (pthread_create(&tid, &attr, npydir_helper_main, (void*)(uintptr_t)seen))
@@ -189,7 +181,7 @@ static void npydir_pool_grow(int want) {
             __atomic_store_n(&npydir_pool.nhelpers, npydir_pool.nhelpers + 1,
                              __ATOMIC_RELEASE);
         }
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        npydir_restore_signals(&old);
         pthread_attr_destroy(&attr);
     }
     pthread_mutex_unlock(&npydir_pool.mu);

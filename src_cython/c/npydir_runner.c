@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "npydir_runner.h"
+#include "npydir_threads.h"
 
 static npydir_lane_t npydir_default_lane = {1, 0};
 
@@ -149,7 +150,7 @@ static void* npydir_runner_main(void* arg) {
 
 /* Under mu: start runner threads up to ``want``.  0 if at least one runs, else -1. */
 static int npydir_runner_grow_locked(int want) {
-    sigset_t all, old;
+    sigset_t old;
     pthread_attr_t attr;
     pthread_t tid;
     if (want > NPYDIR_MAX_RUNNERS)
@@ -159,21 +160,14 @@ static int npydir_runner_grow_locked(int want) {
     if (pthread_attr_init(&attr))
         return npydir_runner.started > 0 ? 0 : -1;
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    /* As the pool's helpers: every signal blocked but those a fault raises (they must
-       reach the SIGBUS guard, npydir_guard.h); signals go to the interpreter's threads. */
-    sigfillset(&all);
-    sigdelset(&all, SIGBUS);
-    sigdelset(&all, SIGSEGV);
-    sigdelset(&all, SIGFPE);
-    sigdelset(&all, SIGILL);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
+    npydir_block_signals(&old);  /* runners inherit it */
     while (npydir_runner.started < want) {
         if (pthread_create(&tid, &attr, npydir_runner_main,
                            (void*)(intptr_t)npydir_runner.started))
             break;  /* no more threads (EAGAIN): work with those we have */
         npydir_runner.started++;
     }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    npydir_restore_signals(&old);
     pthread_attr_destroy(&attr);
     return npydir_runner.started > 0 ? 0 : -1;
 }

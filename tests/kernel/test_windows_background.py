@@ -19,13 +19,13 @@ from __future__ import annotations
 import gc
 import os
 import re
-import signal
 import threading
 import time
 import weakref
 
 import numpy as np
 import pytest
+from _fork import run_child
 from _threads import run_in_threads
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -681,27 +681,6 @@ def test_file_truncated_under_a_queued_copy_raises_oserror(tmp_path, blockers):
 # --- 8. fork -------------------------------------------------------------------------------------
 
 
-def run_child(fn, timeout: float = TIMEOUT) -> int:
-    """Fork; fn() in the child gives its exit code; kill the child and fail if it hangs."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 99
-        try:
-            code = fn()
-        finally:
-            os._exit(code)
-    deadline = time.monotonic() + timeout
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            pytest.fail("forked child hung")
-        time.sleep(0.01)
-
-
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_job_queued_across_fork_is_an_error_in_the_child(blockers):
     x = make_x(50_000, 4, np.float32, seed=31)
@@ -737,7 +716,7 @@ def test_job_queued_across_fork_is_an_error_in_the_child(blockers):
             return 20
 
     assert not job.done(), "the blockers ended before the fork"
-    code = run_child(child)
+    code = run_child(child, TIMEOUT)
     assert code == 0, {10: "inflight copies in the child", 11: "wrong RuntimeError",
                        12: "blocker returned in the child", 13: "job returned in the child",
                        14: "child's own copy wrong", 15: "runner state after child's copies",

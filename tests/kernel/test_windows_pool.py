@@ -10,7 +10,6 @@ bounded, sleep when idle, and be rebuilt in a forked child (a torch DataLoader f
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -19,6 +18,7 @@ import time
 
 import numpy as np
 import pytest
+from _fork import run_child as _run_child
 from _threads import run_in_threads
 
 from npydir.kernel import _windows
@@ -35,27 +35,6 @@ def tuned():
     saved = _windows.tune()
     yield _windows.tune
     _windows.tune(**saved)
-
-
-def _run_child(fn, timeout: float = 60) -> int:
-    """Fork; run fn() in the child (exit code = its return value); kill it if it hangs."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the child
-        code = 1
-        try:
-            code = fn()
-        finally:
-            os._exit(code)
-    deadline = time.monotonic() + timeout
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        if time.monotonic() > deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            pytest.fail("forked child hung")
-        time.sleep(0.01)
 
 
 # --- both prefetch schemes against the reference ---------------------------------------------
