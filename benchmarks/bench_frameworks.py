@@ -34,6 +34,9 @@ paths take turns round by round (the order rotates), each reading the same epoch
 * ``DataLoader, no hook``: a diagnostic, not a path to use: ``torch DataLoader`` with
   ``torch.autograd.profiler.record_function``, which the DataLoader enters around every
   batch, replaced by a no-op for that run; what the rest of the gap is;
+* ``Batches, shuffled order``: a diagnostic: the prefetching iterator over the batch indices
+  in a shuffled order (``Batches._iterate(list)``), as it serves Keras's ``fit()``, without
+  Keras;
 * ``keras in order``: ``npydir.keras.WindowDataset`` read by Keras's own epoch generator
   (``PyDatasetAdapter(ds, shuffle=False)``) — what ``model.fit(..., shuffle=False)``,
   ``evaluate`` and ``predict`` read;
@@ -131,7 +134,18 @@ def _paths(data: np.ndarray, batch: int, window: int) -> dict:
         b.set_epoch(epoch)
         return iter(b)
 
-    paths = {"Batches": lambda epoch: drain(batches, epoch)}
+    def batches_shuffled(epoch: int):
+        # the batch order Keras's fit() reads, without Keras: batch indices shuffled
+        b = Batches(data, **kw)
+        b.set_epoch(epoch)
+        order = list(range(len(b)))
+        random.Random(epoch).shuffle(order)
+        return b._iterate(order)
+
+    paths = {
+        "Batches": lambda epoch: drain(batches, epoch),
+        SHUFFLED: lambda epoch: drain(batches_shuffled, epoch),
+    }
     tv = _torch()
     if tv is not None:
         _, DataLoader, TorchDataset = tv
@@ -186,6 +200,8 @@ def _paths(data: np.ndarray, batch: int, window: int) -> dict:
     return paths
 
 
+#: a diagnostic: Batches serving its batches in a shuffled order, as for Keras's fit()
+SHUFFLED = "Batches, shuffled order"
 #: the path that measures torch's DataLoader alone (an added cost, not a rate)
 FLOOR = "DataLoader alone"
 #: what the DataLoader's cost around the kernel's copies leaves of the rate at best
