@@ -426,12 +426,18 @@ class GatherJob:
     memory is never written after the job is gone.
     """
 
-    __slots__ = ("_batch", "_pending", "_x")
+    __slots__ = ("_batch", "_code", "_pending", "_x")
 
     def __init__(self, batch: np.ndarray, pending: Any, x: Any) -> None:
         self._batch = batch
         self._pending = pending if pending is not None and pending.queued else None
         self._x = x
+        self._code = -1  # how the copy went, once waited for (see PendingCopy.wait)
+
+    def _settle(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._code = pending.wait()
 
     def done(self) -> bool:
         """Whether :meth:`result` would return without waiting."""
@@ -447,26 +453,30 @@ class GatherJob:
             :func:`gather_windows`).
         RuntimeError
             The job was started in the parent of this process, before a ``fork()``, and its
-            copy was never made here.
+            copy was never made here; or it was withdrawn by :meth:`cancel`.
         """
-        pending = self._pending
-        if pending is not None:
-            code = pending.wait()
-            self._pending = None
-            if code == -2:
-                _raise_mapping_shrank(self._x, _as_2d(self._x))
-            if code == _windows.FORKED:
-                raise RuntimeError(
-                    "npydir: these windows were being copied when the process forked; the "
-                    "copy belongs to the parent process. Start the copy again in this one"
-                )
+        self._settle()
+        code = self._code
+        if code == -2:
+            _raise_mapping_shrank(self._x, _as_2d(self._x))
+        if code == _windows.FORKED:
+            raise RuntimeError(
+                "npydir: these windows were being copied when the process forked; the "
+                "copy belongs to the parent process. Start the copy again in this one"
+            )
+        if code == _windows.CANCELLED:
+            raise RuntimeError("npydir: this copy was cancelled before it ran; the batch is unfilled")
         return self._batch
 
     def cancel(self) -> bool:
-        """Withdraw the copy if it has not started (True; the batch stays unfilled), else
+        """Withdraw the copy if it has not started (True: :meth:`result` then raises), else
         wait for it to end (False)."""
         pending, self._pending = self._pending, None
-        return pending is not None and pending.cancel()
+        if pending is None:
+            return False
+        withdrawn = pending.cancel()
+        self._code = pending.wait()  # CANCELLED, or how the copy went
+        return bool(withdrawn)
 
 
 def start_gather_windows(
