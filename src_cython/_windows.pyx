@@ -1068,7 +1068,7 @@ cdef class PendingCopy:
         if npydir_runner_submit(&self.c.task) != 0:
             # no thread to run it: copy now, in this thread, as a synchronous call would
             with nogil:
-                self.c.task.result = -2 if copy_job(job, nwin, cold_sample, threads) else -1
+                run_async_copy(&self.c.task)
             self.c.task.state = NPYDIR_TASK_DONE
 
     def wait(self):

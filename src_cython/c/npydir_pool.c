@@ -44,12 +44,6 @@ static struct {
 
 static pthread_once_t npydir_pool_once = PTHREAD_ONCE_INIT;
 
-static long npydir_now_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (long)t.tv_sec * 1000000000L + t.tv_nsec;
-}
-
 static void npydir_pool_atfork_child(void) {
     /* Only the forking thread survives: forget the helpers (their stacks leak, a few
        pages) and any owner.  The mutex may have been held by a thread that is gone. */

@@ -30,12 +30,6 @@ static struct {
 
 static pthread_once_t npydir_runner_once = PTHREAD_ONCE_INIT;
 
-static long npydir_runner_now_ns(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (long)t.tv_sec * 1000000000L + t.tv_nsec;
-}
-
 static npydir_lane_t* npydir_lane_of(const npydir_task_t* t) {
     return t->lane != NULL ? t->lane : &npydir_default_lane;
 }
@@ -105,12 +99,12 @@ static npydir_task_t* npydir_runner_pop_eligible(void) {
 /* The next task, marked running; waits (spin, then sleep) while none may start. */
 static npydir_task_t* npydir_runner_take(int index) {
     npydir_task_t* t;
-    long deadline = npydir_runner_now_ns()
+    long deadline = npydir_now_ns()
                     + __atomic_load_n(&npydir_runner.runner_spin_ns, __ATOMIC_RELAXED);
     /* Back-to-back batches: the next submit usually comes within microseconds, and a
        wake-up from sleep costs more than that on a virtual machine. */
     while (__atomic_load_n(&npydir_runner.head, __ATOMIC_ACQUIRE) == NULL
-           && npydir_runner_now_ns() < deadline) {
+           && npydir_now_ns() < deadline) {
         int k;
         for (k = 0; k < 64; k++)
             NPYDIR_PAUSE();
@@ -200,9 +194,9 @@ void npydir_runner_wait(npydir_task_t* t) {
     if (state == NPYDIR_TASK_DONE || state == NPYDIR_TASK_NEW)
         return;
     /* A short spin first: a batch that is nearly done is back sooner than a wake-up. */
-    deadline = npydir_runner_now_ns()
+    deadline = npydir_now_ns()
                + __atomic_load_n(&npydir_runner.waiter_spin_ns, __ATOMIC_RELAXED);
-    while (npydir_runner_now_ns() < deadline) {
+    while (npydir_now_ns() < deadline) {
         int k;
         for (k = 0; k < 16; k++) {
             if (__atomic_load_n(&t->state, __ATOMIC_ACQUIRE) == NPYDIR_TASK_DONE)

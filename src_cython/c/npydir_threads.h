@@ -1,8 +1,17 @@
-/* What every thread the kernel starts (pool helpers, background runners) inherits. */
+/* What the kernel's threads (pool helpers, background runners) share: the signal mask they
+   start with and the clock they spin by. */
 #ifndef NPYDIR_THREADS_H
 #define NPYDIR_THREADS_H
 
 #include <signal.h>
+#include <time.h>
+
+/* Monotonic nanoseconds, for the spin deadlines of idle and waiting threads. */
+static inline long npydir_now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long)t.tv_sec * 1000000000L + t.tv_nsec;
+}
 
 /* Block every signal in the calling thread, saving the old mask in *old, so that threads
    created until npydir_restore_signals() inherit the block: signals go to the interpreter's
