@@ -467,34 +467,33 @@ def _pipelined(
     yet, waits for those running, closes ``plan``; then ``on_close()``, if given, runs.
     """
     inflight: deque = deque()  # (items, started), oldest first
-    state: dict[str, Any] = {"ended": False, "failure": None}
+    ended = False  # no item left to start: ``plan`` ended, or ``failure`` came
+    failure: Exception | None = None
 
     def top_up() -> None:
-        while not state["ended"] and len(inflight) < depth:
+        nonlocal ended, failure
+        while not ended and len(inflight) < depth:
             items = []
             try:
                 for _ in range(group):
                     items.append(next(plan))
             except StopIteration:
-                state["ended"] = True
+                ended = True
             except Exception as exc:  # noqa: BLE001 - raised after the items before it
-                state["ended"] = True
-                state["failure"] = exc
+                ended, failure = True, exc
             if not items:
                 return
             try:
                 inflight.append((items, start(items)))
             except Exception as exc:  # noqa: BLE001 - found again item by item
                 if len(items) == 1:
-                    state["ended"] = True
-                    state["failure"] = exc
+                    ended, failure = True, exc
                     return
                 for item in items:
                     try:
                         inflight.append(([item], start([item])))
                     except Exception as exc:  # noqa: BLE001 - raised at its own item
-                        state["ended"] = True
-                        state["failure"] = exc
+                        ended, failure = True, exc
                         return
 
     try:
@@ -509,8 +508,8 @@ def _pipelined(
                 batches[j] = None  # the list must not keep a dropped batch's block
                 yield batch
                 del batch
-        if state["failure"] is not None:
-            raise state["failure"]
+        if failure is not None:
+            raise failure
     finally:
         while inflight:  # newest first: the runners never start one only to be waited for
             for part in inflight.pop()[1]:
