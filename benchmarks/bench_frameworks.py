@@ -43,8 +43,20 @@ paths take turns round by round (the order rotates), each reading the same epoch
 * ``keras shuffled``: the same with ``shuffle=True`` — what ``model.fit`` reads by
   default (a random permutation of the indices each epoch).
 
-Each path's clock starts after its first batch (iterator start-up and worker start-up are
-left out: they are paid once per epoch).  A consumer that does nothing but pull batches
+* ``Batches again``: a control: the baseline measured as if it were a path.  Its median
+  should be 1.00 and its range is the noise of one round on this machine: a path's median
+  within that range of another's is not distinguishable from it.
+
+Each path's clock starts after a warm-up of at least NPYDIR_BENCH_WARMUP batches (default
+100) and NPYDIR_BENCH_WARMUP_MS milliseconds (default 60).  What it leaves out is paid once
+per epoch, not per batch, and a round of a few hundred batches would weigh it a thousand
+times more than an epoch does: iterator and worker start-up; the page faults of a new
+iterator's fresh blocks (about 2000, which make its first 50 or so batches up to 2x slower
+here); and the slow start of this virtual machine's threads after the process has kept
+one core busy or idle for a while, which Keras's shuffle of the epoch's batch indices
+(~0.1 s at the first read) does: after a 0.12 s pause the next 100 batches at 256 x 64
+took 20 % longer and the 300 after them 5-10 % longer, whatever followed the pause
+(docs/dev/frameworks.md).  A consumer that does nothing but pull batches
 shows every microsecond a path adds.  Every path run is bracketed by two Batches runs; its
 ratio in a round is the mean of those two Batches times / the path's time, and the
 reported ratio is the median over rounds.  The goal for the documented paths is >= 0.9x.
@@ -60,6 +72,7 @@ loading leaves.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import random
 import statistics
@@ -77,6 +90,10 @@ pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:Depreca
 
 CONFIGS = [(32, 4096), (256, 64), (1024, 16)]
 FIT_STEPS = int(os.environ.get("NPYDIR_BENCH_FIT_STEPS", "30"))
+#: batches, and seconds, each path runs before its clock starts (start-up is paid once per
+#: epoch; see the module docstring)
+WARMUP = int(os.environ.get("NPYDIR_BENCH_WARMUP", "100"))
+WARMUP_SECONDS = float(os.environ.get("NPYDIR_BENCH_WARMUP_MS", "60")) / 1000
 
 #: (batch, window) -> (baseline rate, {path: [ratio per round]}), for ratio_table()
 RESULTS: dict[tuple[int, int], tuple[float, dict[str, list[float]]]] = {}
@@ -106,8 +123,14 @@ def _keras():
 
 
 def _timed(it, n: int) -> float:
-    """Seconds to pull ``n`` batches from ``it`` after its first one."""
+    """Seconds to pull ``n`` batches from ``it`` after a warm-up: its first batch, then at
+    least ``WARMUP`` batches and ``WARMUP_SECONDS``."""
     next(it)
+    end = time.perf_counter() + WARMUP_SECONDS
+    pulled = 0
+    while pulled < WARMUP or time.perf_counter() < end:
+        next(it)
+        pulled += 1
     t0 = time.perf_counter()
     for _ in range(n):
         next(it)
@@ -144,6 +167,7 @@ def _paths(data: np.ndarray, batch: int, window: int) -> dict:
 
     paths = {
         "Batches": lambda epoch: drain(batches, epoch),
+        AGAIN: lambda epoch: drain(batches, epoch),
         SHUFFLED: lambda epoch: drain(batches_shuffled, epoch),
     }
     tv = _torch()
@@ -200,6 +224,8 @@ def _paths(data: np.ndarray, batch: int, window: int) -> dict:
     return paths
 
 
+#: a control: the baseline measured as a path; its range is the noise of one round
+AGAIN = "Batches again"
 #: a diagnostic: Batches serving its batches in a shuffled order, as for Keras's fit()
 SHUFFLED = "Batches, shuffled order"
 #: the path that measures torch's DataLoader alone (an added cost, not a rate)
@@ -225,8 +251,7 @@ def _dataloader_cost(torch, DataLoader, data: np.ndarray, batch: int, window: in
 
     class Premade(torch.utils.data.IterableDataset):
         def __iter__(self):
-            for k in range(ROUNDS_BATCHES + 1):
-                yield made[k % len(made)]
+            return itertools.cycle(made)  # endless: the warm-up is partly timed
 
     def cost(epoch: int) -> _Added:
         loader = _timed(iter(DataLoader(Premade(), batch_size=None)), ROUNDS_BATCHES)
@@ -243,8 +268,8 @@ def _dataloader_bound(torch, DataLoader, data: np.ndarray, batch: int, window: i
     The DataLoader's own work per batch runs in the consumer's thread, on the cores that
     copy.  Measured where it runs in a loader: around real batches, whose copies evict its
     code and data from the caches (around tensors made beforehand, ``DataLoader alone``, it
-    stays cached and costs less).  Two loops over the same fresh random starts, each calling
-    ``gather_windows`` for a batch and yielding it as a tensor: one through
+    stays cached and costs less).  Two loops over fresh random starts (a new draw every batch),
+    each calling ``gather_windows`` for a batch and yielding it as a tensor: one through
     ``DataLoader(batch_size=None)``, one not.  Their difference ``D`` is CPU time taken from
     the copy; with the copy spread over ``c`` cores, the best a loader can then do is the
     baseline's time plus ``D / c``."""
@@ -254,17 +279,14 @@ def _dataloader_bound(torch, DataLoader, data: np.ndarray, batch: int, window: i
     rng = np.random.default_rng(1)
 
     class Kernel(torch.utils.data.IterableDataset):
-        def __init__(self, starts: np.ndarray) -> None:
-            self.starts = starts
-
         def __iter__(self):
-            for s in self.starts:
-                yield (torch.from_numpy(gather_windows(data, s, window)),)
+            while True:  # endless (the warm-up is partly timed); starts drawn 64 batches at a time
+                for s in rng.integers(0, len(data) - window, (64, batch)):
+                    yield (torch.from_numpy(gather_windows(data, s, window)),)
 
     def cost(epoch: int) -> _Added:
-        starts = rng.integers(0, len(data) - window, (ROUNDS_BATCHES + 1, batch))
-        loader = _timed(iter(DataLoader(Kernel(starts), batch_size=None)), ROUNDS_BATCHES)
-        plain = _timed(iter(Kernel(starts)), ROUNDS_BATCHES)
+        loader = _timed(iter(DataLoader(Kernel(), batch_size=None)), ROUNDS_BATCHES)
+        plain = _timed(iter(Kernel()), ROUNDS_BATCHES)
         return _Added(max(0.0, loader - plain) / cores)
 
     return cost

@@ -1246,18 +1246,20 @@ def half_to_float_bits(const uint16_t[::1] h, float[::1] out):
 # Idle helpers spin this long before they sleep: back-to-back calls (a training loop) then find
 # them awake; waking a sleeping one costs a system call and tens of microseconds.
 cdef long SPIN_NS = 100000
-cdef long WAIT_SPIN_NS = 20000  # npydir_runner.c's default
+cdef long RUNNER_SPIN_NS = 100000
+cdef long WAIT_SPIN_NS = 10000
 npydir_pool_set_spin(SPIN_NS)
+npydir_runner_set_spin(RUNNER_SPIN_NS, WAIT_SPIN_NS)
 
 
 def tune(block_bytes=None, small_window=None, spin_ns=None, advise_min_bytes=None,
-         ahead_plain=None, wait_spin_ns=None):
+         ahead_plain=None, wait_spin_ns=None, runner_spin_ns=None):
     """Set the kernel's tunables (benchmarks and tests use it); returns them all as a dict.
 
     block_bytes: bytes of small windows prefetched per block (at most 64 KiB); small_window:
     largest window (bytes of x) that uses the two-pass blocks, 0 for none; spin_ns: how long
-    an idle helper thread (and the idle background runner) spins before it sleeps;
-    wait_spin_ns: how long a thread waiting for a queued copy (PendingCopy.wait) spins before
+    an idle helper thread spins before it sleeps; runner_spin_ns: the same for an idle
+    background runner; wait_spin_ns: how long a thread waiting for a queued copy (PendingCopy.wait) spins before
     it sleeps; advise_min_bytes: smallest batch (bytes of
     output) of a file mapping whose pages are probed with mincore() before the copy;
     ahead_plain: plain copies of whole windows inside x prefetch ahead whatever their size
@@ -1265,6 +1267,7 @@ def tune(block_bytes=None, small_window=None, spin_ns=None, advise_min_bytes=Non
     Not thread-safe: set before gathering.
     """
     global BLOCK_BYTES, SMALL_WINDOW, SPIN_NS, ADVISE_BYTES, AHEAD_PLAIN, WAIT_SPIN_NS
+    global RUNNER_SPIN_NS
     if block_bytes is not None:
         if not 0 < block_bytes <= STAGE_BYTES:
             raise ValueError(f"block_bytes must lie in (0, {STAGE_BYTES}], found {block_bytes}")
@@ -1278,7 +1281,11 @@ def tune(block_bytes=None, small_window=None, spin_ns=None, advise_min_bytes=Non
             raise ValueError(f"spin_ns must be >= 0, found {spin_ns}")
         SPIN_NS = spin_ns
         npydir_pool_set_spin(SPIN_NS)
-        npydir_runner_set_spin(SPIN_NS, -1)
+    if runner_spin_ns is not None:
+        if runner_spin_ns < 0:
+            raise ValueError(f"runner_spin_ns must be >= 0, found {runner_spin_ns}")
+        RUNNER_SPIN_NS = runner_spin_ns
+        npydir_runner_set_spin(RUNNER_SPIN_NS, -1)
     if wait_spin_ns is not None:
         if wait_spin_ns < 0:
             raise ValueError(f"wait_spin_ns must be >= 0, found {wait_spin_ns}")
@@ -1292,7 +1299,7 @@ def tune(block_bytes=None, small_window=None, spin_ns=None, advise_min_bytes=Non
         AHEAD_PLAIN = bool(ahead_plain)
     return {"block_bytes": BLOCK_BYTES, "small_window": SMALL_WINDOW, "spin_ns": SPIN_NS,
             "advise_min_bytes": ADVISE_BYTES, "ahead_plain": bool(AHEAD_PLAIN),
-            "wait_spin_ns": WAIT_SPIN_NS}
+            "wait_spin_ns": WAIT_SPIN_NS, "runner_spin_ns": RUNNER_SPIN_NS}
 
 
 def pool_helpers():

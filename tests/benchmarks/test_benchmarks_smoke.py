@@ -28,6 +28,8 @@ def test_benchmark_suite_runs(tmp_path, suite):
         NPYDIR_BENCH_COLD_BATCHES="2",
         NPYDIR_BENCH_APPENDS="5",
         NPYDIR_BENCH_FIT_STEPS="2",
+        NPYDIR_BENCH_WARMUP="3",
+        NPYDIR_BENCH_WARMUP_MS="0",
         NPYDIR_BENCH_DIR=str(tmp_path),
     )
     proc = subprocess.run(

@@ -338,7 +338,22 @@ def test_copy_lane_bounds():
     assert CopyLane(3).running == 0
 
 
-def test_many_jobs_in_one_lane():
+@pytest.fixture
+def spins():
+    """Set the runners' and waiters' spins for one test, then restore them."""
+    saved = _windows.tune()
+    yield
+    _windows.tune(runner_spin_ns=saved["runner_spin_ns"], wait_spin_ns=saved["wait_spin_ns"])
+
+
+@pytest.mark.parametrize(
+    "runner_spin_ns, wait_spin_ns",
+    [(None, None), (0, 0), (0, 10**6), (10**6, 0)],
+    ids=["defaults", "no-spin", "waiters-spin", "runners-spin"],
+)
+def test_many_jobs_in_one_lane(spins, runner_spin_ns, wait_spin_ns):
+    # without spins every hand-over goes through the condition variables' sleep and wake
+    _windows.tune(runner_spin_ns=runner_spin_ns, wait_spin_ns=wait_spin_ns)
     x = make_x(5000, 3, np.int16, seed=3)
     rng = np.random.default_rng(3)
     lane = CopyLane(3)

@@ -137,6 +137,13 @@ def test_tune_checks_its_arguments(tuned):
         tuned(small_window=-1)
     with pytest.raises(ValueError, match="spin_ns"):
         tuned(spin_ns=-5)
+    with pytest.raises(ValueError, match="runner_spin_ns"):
+        tuned(runner_spin_ns=-5)
+    with pytest.raises(ValueError, match="wait_spin_ns"):
+        tuned(wait_spin_ns=-5)
+    spins = tuned(runner_spin_ns=1234, wait_spin_ns=567)
+    assert (spins["runner_spin_ns"], spins["wait_spin_ns"]) == (1234, 567)
+    assert tuned(spin_ns=89)["runner_spin_ns"] == 1234  # the helpers' spin is their own
     with pytest.raises(ValueError, match="advise_min_bytes"):
         tuned(advise_min_bytes=-1)
     assert tuned(block_bytes=8192)["block_bytes"] == 8192
