@@ -899,6 +899,22 @@ class Batches:
         )
         return out
 
+    def _starts_of_batches(self, indices: np.ndarray, epoch: int) -> np.ndarray:
+        """Window starts of batches ``indices`` (int64 batch indices of this rank), one
+        batch after another: :meth:`_starts_of` of their slots, without the slot arrays."""
+        bs = self.batch_size
+        out = np.empty(len(indices) * bs, dtype=np.int64)
+        if self.shuffle:
+            perm = self._permutation(epoch)
+            keys, a, b = perm.keys, perm.a, perm.b
+        else:
+            keys, a, b = _NO_KEYS, 1, 1
+        filled = _feistel.batch_starts(
+            indices, bs, self._rank_count(), self.world_size, self.rank, keys, a, b,
+            self.n_windows, self._seg_lo, self._cum, self.stride, out,
+        )  # fmt: skip
+        return out[:filled]
+
     def _starts_of_reference(self, slots: np.ndarray, epoch: int) -> np.ndarray:
         """Pure-NumPy :meth:`_starts_of`."""
         positions = slots * self.world_size + self.rank
@@ -917,15 +933,12 @@ class Batches:
         per_chunk = max(1, _CHUNK_WINDOWS // bs)
         for c0 in range(0, len(indices), per_chunk):
             idx = np.asarray(indices[c0 : c0 + per_chunk], dtype=np.int64)
-            first = idx * bs
-            sizes = np.minimum(bs, count - first)
-            slots = first[:, None] + np.arange(bs, dtype=np.int64)[None, :]
-            if np.all(sizes == bs):
-                slots = slots.reshape(-1)
+            starts = self._starts_of_batches(idx, epoch)
+            if len(starts) == len(idx) * bs:
+                yield list(starts.reshape(len(idx), bs))  # views, one per batch
             else:  # only an epoch's last batch is short
-                slots = slots[np.arange(bs)[None, :] < sizes[:, None]]
-            starts = self._starts_of(slots, epoch)
-            yield np.split(starts, np.cumsum(sizes)[:-1])
+                sizes = np.minimum(bs, count - idx * bs)
+                yield np.split(starts, np.cumsum(sizes)[:-1])
 
     # ---------------------------------------------------------------- batches
 

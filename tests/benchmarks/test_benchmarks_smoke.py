@@ -17,7 +17,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(
-    "suite", ["bench_batches.py", "bench_store.py", "bench_limit.py", "bench_frameworks.py"]
+    "suite",
+    [
+        "bench_batches.py",
+        "bench_store.py",
+        "bench_limit.py",
+        "bench_frameworks.py",
+        "bench_permutation.py",
+    ],
 )
 def test_benchmark_suite_runs(tmp_path, suite):
     env = dict(

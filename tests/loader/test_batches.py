@@ -336,6 +336,108 @@ def test_compiled_starts_match_the_numpy_twin(
     np.testing.assert_array_equal(b._starts_of(slots, epoch), b._starts_of_reference(slots, epoch))
 
 
+@given(
+    n=st.integers(1, 3000),
+    window=st.integers(1, 9),
+    stride=st.integers(1, 4),
+    cuts=st.lists(st.integers(0, 3000), max_size=4),
+    seed=st.integers(0, 2**70),
+    epoch=st.integers(0, 10**6),
+    shuffle=st.booleans(),
+    world=st.integers(1, 3),
+    batch_size=st.integers(1, 40),
+    drop_last=st.booleans(),
+    data=st.data(),
+)
+@settings(max_examples=80)
+def test_batch_starts_are_the_slots_starts_batch_by_batch(
+    n, window, stride, cuts, seed, epoch, shuffle, world, batch_size, drop_last, data
+):
+    """The planner's compiled batch indices -> starts equals the NumPy twin on each batch's
+    slots, in the order asked for, the last (short) batch included."""
+    bounds = [c for c in cuts if c <= n]
+    if not reference_starts(n, window, stride, boundaries=bounds) or n < window:
+        return
+    rank = data.draw(st.integers(0, world - 1))
+    b = Batches(
+        np.zeros((n, 1), "i1"), window=window, stride=stride, boundaries=bounds, seed=seed,
+        shuffle=shuffle, rank=rank, world_size=world, batch_size=batch_size,
+        drop_last=drop_last,
+    )  # fmt: skip
+    if len(b) == 0:
+        return
+    order = data.draw(st.lists(st.integers(0, len(b) - 1), max_size=12))
+    got = b._starts_of_batches(np.array(order, dtype=np.int64), epoch)
+    want = [b._starts_of_reference(b_slots(b, i), epoch) for i in order]
+    np.testing.assert_array_equal(got, np.concatenate(want) if want else np.empty(0, np.int64))
+    for i in order[:3]:  # and the public per-batch view agrees
+        np.testing.assert_array_equal(b.starts(i, epoch), b._starts_of_reference(b_slots(b, i), epoch))
+
+
+def b_slots(b: Batches, i: int) -> np.ndarray:
+    """This rank's slots of batch ``i``."""
+    lo = i * b.batch_size
+    return np.arange(lo, min(lo + b.batch_size, b._rank_count()), dtype=np.int64)
+
+
+@pytest.mark.parametrize("bad", [-1, 4, 2**40])
+def test_batch_starts_refuse_a_batch_outside_the_epoch_and_write_nothing(bad):
+    from npydir.kernel import _feistel
+
+    b = Batches(np.zeros((100, 1), "i1"), window=1, batch_size=30, seed=1)  # batches 0..3
+    perm = b._permutation(0)
+    out = np.full(3 * 30, -7, dtype=np.int64)
+    with pytest.raises(IndexError, match=f"batch {bad} has no windows"):
+        _feistel.batch_starts(
+            np.array([0, bad, 1], dtype=np.int64), 30, b._rank_count(), 1, 0, perm.keys,
+            perm.a, perm.b, b.n_windows, b._seg_lo, b._cum, 1, out,
+        )  # fmt: skip
+    assert (out[30:] == -7).all()  # stopped at the bad batch; nothing permuted or mapped
+    with pytest.raises(ValueError, match="out holds"):
+        _feistel.batch_starts(
+            np.array([0, 1], dtype=np.int64), 30, b._rank_count(), 1, 0, perm.keys, perm.a,
+            perm.b, b.n_windows, b._seg_lo, b._cum, 1, out[:59],
+        )  # fmt: skip
+
+
+@settings(max_examples=60)
+@given(n=st.integers(2, 2**62), seed=st.integers(0, 2**32), data=st.data())
+def test_compiled_permutation_is_exact_on_huge_domains(n, seed, data):
+    """Positions are split into their two radices with a floating-point reciprocal and one
+    correction step: the permutation must be the NumPy twin's (integer division) bit for
+    bit, also where doubles no longer hold every integer, and at the edges of the radix
+    (q * b - 1, q * b)."""
+    from npydir.kernel import _feistel
+    from npydir.loader.permutation import FeistelPermutation
+
+    perm = FeistelPermutation(n, seed, 0)
+    picks = data.draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=20))
+    edges = [v for q in (1, perm.a // 2, perm.a - 1) for v in (q * perm.b - 1, q * perm.b)]
+    pos = np.array(sorted({*picks, *(v for v in edges if 0 <= v < n), 0, n - 1}), dtype=np.int64)
+    out = np.empty_like(pos)
+    seg_lo, cum = np.zeros(1, np.int64), np.array([0, n], np.int64)
+    _feistel.starts_of(pos, perm.keys, perm.a, perm.b, n, seg_lo, cum, 1, out)
+    np.testing.assert_array_equal(out, perm(pos))
+
+
+def test_batch_starts_from_many_threads_at_once():
+    """batch_starts releases the GIL: concurrent calls must not disturb each other."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = 3_000_000
+    b = Batches(
+        np.zeros((n, 1), "i1"), window=5, stride=2, seed=5, boundaries=[0, 1000, n // 3],
+        batch_size=333, world_size=3, rank=2,
+    )  # fmt: skip
+    rng = np.random.default_rng(4)
+    jobs = [(rng.integers(0, len(b), 300), k) for k in range(8)]
+    want = [np.concatenate([b._starts_of_reference(b_slots(b, i), e) for i in idx]) for idx, e in jobs]
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda job: b._starts_of_batches(*job), jobs))
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
 def test_compiled_starts_match_on_a_large_domain():
     """n >= 2**20 windows: the four-round path, positions four at a time and the tail, and
     cycle walking (n just above a*b's floor)."""

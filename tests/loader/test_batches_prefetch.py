@@ -132,16 +132,16 @@ def test_exceptions_reach_the_consumer_at_their_batch(monkeypatch):
 def test_planner_exceptions_reach_the_consumer(monkeypatch, copiers):
     monkeypatch.setattr(npydir.loader.batches, "_CHUNK_WINDOWS", 32)  # two batches of 16 a chunk
     b = make(2 if copiers is None else copiers)
-    real = b._starts_of
+    real = b._starts_of_batches
     calls = []
 
-    def flaky(slots, epoch):
+    def flaky(indices, epoch):
         calls.append(1)
         if len(calls) == 3:
             raise MemoryError("planner failed")
-        return real(slots, epoch)
+        return real(indices, epoch)
 
-    monkeypatch.setattr(b, "_starts_of", flaky)
+    monkeypatch.setattr(b, "_starts_of_batches", flaky)
     got = []
     with pytest.raises(MemoryError, match="planner failed"):
         batches = b if copiers is None else b._iterate(range(len(b)), copiers=copiers)
