@@ -52,7 +52,7 @@ __all__ = ["WindowDataset"]
 #: benchmarks/bench_frameworks.py: ``DataLoader(num_workers=2)`` against in-process Batches)
 WORKERS_WARNING = (
     "npydir.torch.WindowDataset in DataLoader worker processes: every batch is copied into "
-    "shared memory and sent to the main process, which measured 0.1-0.2x the batches/s of "
+    "shared memory and sent to the main process, which measured 0.04-0.12x the batches/s of "
     "the same dataset in the main process (benchmarks/bench_frameworks.py). npydir already "
     "copies in its own threads, without the GIL: use DataLoader(ds, batch_size=None) with "
     "num_workers=0 (the default) and tune prefetch/threads instead"
