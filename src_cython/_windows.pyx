@@ -1259,8 +1259,8 @@ def tune(block_bytes=None, small_window=None, spin_ns=None, advise_min_bytes=Non
     block_bytes: bytes of small windows prefetched per block (at most 64 KiB); small_window:
     largest window (bytes of x) that uses the two-pass blocks, 0 for none; spin_ns: how long
     an idle helper thread spins before it sleeps; runner_spin_ns: the same for an idle
-    background runner; wait_spin_ns: how long a thread waiting for a queued copy (PendingCopy.wait) spins before
-    it sleeps; advise_min_bytes: smallest batch (bytes of
+    background runner; wait_spin_ns: how long a thread waiting for a queued copy
+    (PendingCopy.wait) spins before it sleeps; advise_min_bytes: smallest batch (bytes of
     output) of a file mapping whose pages are probed with mincore() before the copy;
     ahead_plain: plain copies of whole windows inside x prefetch ahead whatever their size
     (False: they follow small_window like every other copy).

@@ -932,7 +932,7 @@ class Batches:
         count = self._rank_count()
         per_chunk = max(1, _CHUNK_WINDOWS // bs)
         for c0 in range(0, len(indices), per_chunk):
-            idx = np.asarray(indices[c0 : c0 + per_chunk], dtype=np.int64)
+            idx = np.ascontiguousarray(indices[c0 : c0 + per_chunk], dtype=np.int64)
             starts = self._starts_of_batches(idx, epoch)
             if len(starts) == len(idx) * bs:
                 yield list(starts.reshape(len(idx), bs))  # views, one per batch

@@ -658,3 +658,30 @@ def test_error_y_length_mismatch_and_types():
     np.testing.assert_array_equal(b[-1][0], b[9][0])
     with pytest.raises(ValueError, match=r"epoch must be >= 0"):
         b.set_epoch(-1)
+
+
+@pytest.mark.parametrize(
+    "order",
+    [
+        "reversed-strided-array",
+        "shuffled-list",
+        "with-short-last",
+    ],
+)
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_any_order_of_batches_is_served_batch_by_batch(order, prefetch):
+    """``_iterate`` (what Keras's shuffled reads go through) takes any sequence of batch
+    indices, a strided view of an array included, and serves exactly ``b[i]`` for each."""
+    b = Batches(np.arange(2000.0)[:, None], window=5, batch_size=16, seed=3, prefetch=prefetch)
+    n = len(b)  # 125 batches, the last one short
+    indices = {
+        "reversed-strided-array": np.arange(n - 1)[::-3],
+        "shuffled-list": list(np.random.default_rng(0).permutation(n - 1)[:40]),
+        "with-short-last": [n - 1, 0, n - 1, 5],
+    }[order]
+    got = [x for (x,) in b._iterate(indices)]
+    assert len(got) == len(indices)
+    for x, i in zip(got, indices):
+        np.testing.assert_array_equal(x, b[int(i)][0])
+    with pytest.raises(IndexError, match=f"batch {n} has no windows"):
+        list(b._iterate([0, n]))
