@@ -55,8 +55,8 @@ iterator's fresh blocks (about 2000, which make its first 50 or so batches up to
 here); and the slow start of this virtual machine's threads after the process has kept
 one core busy or idle for a while, which Keras's shuffle of the epoch's batch indices
 (~0.1 s at the first read) does: after a 0.12 s pause the next 100 batches at 256 x 64
-took 20 % longer and the 300 after them 5-10 % longer, whatever followed the pause
-(docs/dev/frameworks.md).  A consumer that does nothing but pull batches
+took 20 % longer and the 300 after them 4-11 % longer, whatever followed the pause
+(docs/dev/frameworks.md; benchmarks/bench_startup.py measures both effects).  A consumer that does nothing but pull batches
 shows every microsecond a path adds.  Every path run is bracketed by two Batches runs; its
 ratio in a round is the mean of those two Batches times / the path's time, and the
 reported ratio is the median over rounds.  The goal for the documented paths is >= 0.9x.

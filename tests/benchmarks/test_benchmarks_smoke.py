@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
         "bench_limit.py",
         "bench_frameworks.py",
         "bench_permutation.py",
+        "bench_startup.py",
     ],
 )
 def test_benchmark_suite_runs(tmp_path, suite):
