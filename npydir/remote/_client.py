@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
+import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,10 @@ from typing import Any
 from .._optional import require
 from ..errors import RemoteChangedError, RemotePermissionError, RemoteUnavailableError
 from ._url import make_store
+
+#: an HTTP 401/403 as obstore words it for a plain HTTP store ("...status code: 403
+#: Forbidden"); the status, not any "403" of the message (a port, a path, a duration)
+_DENIED_STATUS = re.compile(r"status code: 40[13]\b|\b40[13] (?:Forbidden|Unauthorized)\b")
 
 #: the process whose obstore runtime is running (set at its first request)
 _used_pid: int | None = None
@@ -119,7 +124,7 @@ class Client:
         if isinstance(exc, (e.NotFoundError, FileNotFoundError)):
             return FileNotFoundError(2, f"{where} does not exist", where)
         denied = (e.PermissionDeniedError, e.UnauthenticatedError, PermissionError)
-        if isinstance(exc, denied) or "403" in str(exc).split("\n", 1)[0]:
+        if isinstance(exc, denied) or _DENIED_STATUS.search(str(exc).split("\n", 1)[0]):
             return RemotePermissionError(
                 f"permission denied reading {where} (HTTP 403/401): check the credentials "
                 f"(storage_options key/secret/token, or anon=True for a public bucket)"

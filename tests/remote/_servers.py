@@ -160,8 +160,9 @@ class LatencyProxy:
         self.delay = delay
         self.truncate: int | None = None
         self.stall = False
-        #: answer this many of the next connections with 503 Service Unavailable
+        #: answer this many of the next connections with ``fail_status``
         self.fail_next = 0
+        self.fail_status = b"503 Service Unavailable"
         self.failed = 0
         self.listener = socket.socket()
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -202,7 +203,7 @@ class LatencyProxy:
     def _unavailable(self, client: socket.socket) -> None:
         try:
             client.recv(65536)
-            client.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+            client.sendall(b"HTTP/1.1 " + self.fail_status + b"\r\nContent-Length: 0\r\n"
                            b"Connection: close\r\n\r\n")
         except OSError:
             pass

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import npydir
-from npydir.errors import RemoteChangedError, RemoteUnavailableError
+from npydir.errors import RemoteChangedError, RemotePermissionError, RemoteUnavailableError
 
 from _servers import Nginx, nginx_binary
 
@@ -130,3 +130,18 @@ def test_5xx_beyond_the_retries_is_an_error(proxy):
     proxy.fail_next = 100
     with pytest.raises(RemoteUnavailableError, match="ds.npy"):
         npydir.open(f"{proxy.url}/data/ds.npy", storage_options={"timeout": 5, "retries": 1})
+
+
+@pytest.mark.parametrize("status", [b"403 Forbidden", b"401 Unauthorized"])
+def test_denied_is_a_permission_error_naming_the_file(proxy, status):
+    proxy.fail_status = status
+    proxy.fail_next = 100
+    with pytest.raises(RemotePermissionError, match=r"ds\.npy.*check the credentials"):
+        npydir.open(f"{proxy.url}/data/ds.npy", storage_options={"timeout": 5, "retries": 1})
+
+
+def test_5xx_is_unavailable_whatever_digits_the_address_holds(proxy):
+    """The status decides, not a '403' in the port, the path or a timing of the message."""
+    proxy.fail_next = 100
+    with pytest.raises(RemoteUnavailableError, match="ds403.npy"):
+        npydir.open(f"{proxy.url}/data403/ds403.npy", storage_options={"timeout": 5, "retries": 1})
