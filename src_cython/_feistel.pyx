@@ -1,7 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
 """Window starts of shuffled positions, for :class:`npydir.Batches` (one pass, no GIL).
 
-The same keyed mixed-radix Feistel permutation as :class:`npydir._permutation.
+The same keyed mixed-radix Feistel permutation as :class:`npydir.loader.permutation.
 FeistelPermutation` (its pure-NumPy twin, which the tests compare against bit for bit),
 followed by the position -> recording -> start-sample mapping of ``Batches``.  NumPy needs
 ~40 ns per position for this (a few dozen array passes); here it is a few ns, so drawing a
