@@ -14,10 +14,10 @@ rounds that alternate their order (NPYDIR_BENCH_ROUNDS, default 7, of 50 chunks 
 * ``planner``: ``Batches._plan``, the loader's path: one compiled pass from batch indices
   to starts (``_feistel.batch_starts``: eight positions encrypted side by side, the radix
   split with a floating-point reciprocal), then one view per batch;
-* ``per position``: the planner as it was before ``batch_starts``: the slots built with
-  NumPy, the compiled permutation and mapping of ``Batches._starts_of`` (what
-  ``Batches.starts(i)`` still does; it shares the planner's compiled pass, so this row
-  shows what the NumPy steps around it cost), then ``np.split`` into batches;
+* ``per position``: the planner's arrangement before ``batch_starts``: the slots built
+  with NumPy, then the compiled pass on them one slot at a time (``Batches._starts_of``:
+  batches of one window), then ``np.split`` into batches.  The compiled permutation is the
+  same, so this row shows what the NumPy steps around it cost;
 * ``numpy``: the pure-NumPy twin ``Batches._starts_of_reference`` on the same slots, split
   the same way — the plain-NumPy limit the compiled code has to beat by a wide margin to be
   worth keeping.

@@ -6,7 +6,7 @@ FeistelPermutation` (its pure-NumPy twin, which the tests compare against bit fo
 followed by the position -> recording -> start-sample mapping of ``Batches``.  NumPy needs
 ~40 ns per position for this (a few dozen array passes); here it is a few ns, so drawing a
 batch of small windows costs little next to copying them.  :func:`batch_starts` goes from
-batch indices to starts in the same pass, without the position arrays in between
+batch indices to starts in that pass, without position arrays in between
 (benchmarks/bench_permutation.py has the numbers).
 """
 
@@ -103,7 +103,8 @@ cdef void _permute_and_map(int64_t* v, Py_ssize_t count, const uint64_t* keys,
                            int64_t stride) noexcept nogil:
     """v[k] = start sample of window ``perm(v[k])``, in place (no permutation if no keys).
 
-    The caller guarantees ``0 <= v[k] < n`` and the ``cum`` layout of :func:`starts_of`.
+    The caller guarantees ``0 <= v[k] < n``, ``len(cum) == nseg + 1``, ``cum[0] == 0`` and
+    ``cum[-1] == n``.
     """
     cdef Cipher c
     cdef Py_ssize_t k, lo, hi, mid, head = 0
@@ -144,24 +145,6 @@ cdef void _permute_and_map(int64_t* v, Py_ssize_t count, const uint64_t* keys,
         v[k] = seg_lo[lo] + (wi - cum[lo]) * stride
 
 
-def starts_of(const int64_t[::1] positions, const uint64_t[::1] keys, uint64_t a, uint64_t b,
-              uint64_t n, const int64_t[::1] seg_lo, const int64_t[::1] cum, int64_t stride,
-              int64_t[::1] out):
-    """out[k] = start sample of window ``perm(positions[k])`` (no permutation if no keys).
-
-    The caller guarantees ``0 <= positions[k] < n``, ``len(cum) == len(seg_lo) + 1``,
-    ``cum[0] == 0``, ``cum[-1] == n`` and ``len(out) == len(positions)``.
-    """
-    cdef Py_ssize_t k, count = positions.shape[0]
-    if count == 0:
-        return
-    with nogil:
-        for k in range(count):
-            out[k] = positions[k]
-        _permute_and_map(&out[0], count, &keys[0] if keys.shape[0] else NULL, keys.shape[0],
-                         a, b, n, &seg_lo[0], &cum[0], seg_lo.shape[0], stride)
-
-
 def batch_starts(const int64_t[::1] batches, int64_t batch_size, int64_t count,
                  int64_t world_size, int64_t rank, const uint64_t[::1] keys, uint64_t a,
                  uint64_t b, uint64_t n, const int64_t[::1] seg_lo, const int64_t[::1] cum,
@@ -171,10 +154,10 @@ def batch_starts(const int64_t[::1] batches, int64_t batch_size, int64_t count,
 
     Batch ``i`` holds this rank's slots ``[i * batch_size, min((i + 1) * batch_size,
     count))``, slot ``s`` is position ``s * world_size + rank`` of the epoch's order, and
-    its start is that of :func:`starts_of`.  ``out`` must hold ``len(batches) *
+    its start is that of the window ``perm(position)`` (no permutation if no keys).  ``out`` must hold ``len(batches) *
     batch_size``.  Raises IndexError for a batch index outside ``[0, ceil(count /
     batch_size))`` or a position outside ``[0, n)`` (nothing is written then); the caller
-    guarantees the rest of :func:`starts_of`'s layout.
+    guarantees ``len(cum) == len(seg_lo) + 1``, ``cum[0] == 0`` and ``cum[-1] == n``.
     """
     cdef Py_ssize_t i, k, filled = 0, nb = batches.shape[0]
     cdef int64_t first, last, s, nbatches, pos, bad = -1

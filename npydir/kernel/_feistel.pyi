@@ -3,17 +3,6 @@
 import numpy as np
 import numpy.typing as npt
 
-def starts_of(
-    positions: npt.NDArray[np.int64],
-    keys: npt.NDArray[np.uint64],
-    a: int,
-    b: int,
-    n: int,
-    seg_lo: npt.NDArray[np.int64],
-    cum: npt.NDArray[np.int64],
-    stride: int,
-    out: npt.NDArray[np.int64],
-) -> None: ...
 def batch_starts(
     batches: npt.NDArray[np.int64],
     batch_size: int,

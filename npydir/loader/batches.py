@@ -856,6 +856,13 @@ class Batches:
             self._perm_cache = cache
         return cache[1]
 
+    def _order_keys(self, epoch: int) -> tuple[np.ndarray, int, int]:
+        """``(keys, a, b)`` of ``epoch``'s order for the compiled kernels (no keys: in order)."""
+        if not self.shuffle:
+            return _NO_KEYS, 1, 1
+        perm = self._permutation(epoch)
+        return perm.keys, perm.a, perm.b
+
     def starts(self, i: int, epoch: int | None = None) -> np.ndarray:
         """Start samples of the windows in batch ``i`` of this rank (int64, fresh).
 
@@ -873,9 +880,8 @@ class Batches:
             raise IndexError(f"Batches: batch index {i} out of range for {n} batches")
         i = int(i) % n
         epoch = self.epoch if epoch is None else epoch
-        lo = i * self.batch_size
-        hi = min(lo + self.batch_size, self._rank_count())
-        return self._starts_of(np.arange(lo, hi, dtype=np.int64), epoch)
+        # the loader's own pass: a batch's starts are the same whichever way they are asked for
+        return self._starts_of_batches(np.array([i], dtype=np.int64), epoch)
 
     def _starts_of(self, slots: np.ndarray, epoch: int) -> np.ndarray:
         """Window starts of this rank's ``slots`` (positions in its share of the epoch).
@@ -883,32 +889,18 @@ class Batches:
         Compiled (``npydir.kernel._feistel``): one pass per position instead of dozens of numpy
         passes.  :meth:`_starts_of_reference` is its pure-NumPy twin, tested against it.
         """
-        positions = np.ascontiguousarray(slots * self.world_size + self.rank, dtype=np.int64)
-        out = np.empty_like(positions)
-        if positions.size == 0:
-            return out
-        if positions.min() < 0 or positions.max() >= self.n_windows:  # never read past cum
-            raise IndexError(f"Batches: window positions must lie in [0, {self.n_windows})")
-        if self.shuffle:
-            perm = self._permutation(epoch)
-            keys, a, b = perm.keys, perm.a, perm.b
-        else:
-            keys, a, b = _NO_KEYS, 1, 1
-        _feistel.starts_of(
-            positions, keys, a, b, self.n_windows, self._seg_lo, self._cum, self.stride, out
-        )
-        return out
+        slots = np.ascontiguousarray(slots, dtype=np.int64)
+        return self._starts_of_batches(slots, epoch, batch_size=1)  # a slot is a batch of 1
 
-    def _starts_of_batches(self, indices: np.ndarray, epoch: int) -> np.ndarray:
-        """Window starts of batches ``indices`` (int64 batch indices of this rank), one
-        batch after another: :meth:`_starts_of` of their slots, without the slot arrays."""
-        bs = self.batch_size
+    def _starts_of_batches(
+        self, indices: np.ndarray, epoch: int, batch_size: int | None = None
+    ) -> np.ndarray:
+        """Window starts of batches ``indices`` (int64 batch indices of this rank, of
+        ``batch_size`` slots each, default :attr:`batch_size`), one batch after another:
+        :meth:`_starts_of` of their slots, without the slot arrays."""
+        bs = self.batch_size if batch_size is None else batch_size
         out = np.empty(len(indices) * bs, dtype=np.int64)
-        if self.shuffle:
-            perm = self._permutation(epoch)
-            keys, a, b = perm.keys, perm.a, perm.b
-        else:
-            keys, a, b = _NO_KEYS, 1, 1
+        keys, a, b = self._order_keys(epoch)
         filled = _feistel.batch_starts(
             indices, bs, self._rank_count(), self.world_size, self.rank, keys, a, b,
             self.n_windows, self._seg_lo, self._cum, self.stride, out,

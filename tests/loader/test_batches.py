@@ -416,7 +416,8 @@ def test_compiled_permutation_is_exact_on_huge_domains(n, seed, data):
     pos = np.array(sorted({*picks, *(v for v in edges if 0 <= v < n), 0, n - 1}), dtype=np.int64)
     out = np.empty_like(pos)
     seg_lo, cum = np.zeros(1, np.int64), np.array([0, n], np.int64)
-    _feistel.starts_of(pos, perm.keys, perm.a, perm.b, n, seg_lo, cum, 1, out)
+    # batches of one window, one rank: batch k is position k
+    _feistel.batch_starts(pos, 1, n, 1, 0, perm.keys, perm.a, perm.b, n, seg_lo, cum, 1, out)
     np.testing.assert_array_equal(out, perm(pos))
 
 
@@ -448,7 +449,7 @@ def test_compiled_starts_match_on_a_large_domain():
 
 
 def test_compiled_starts_from_many_threads_at_once():
-    """starts_of releases the GIL: concurrent calls must not disturb each other."""
+    """The compiled pass releases the GIL: concurrent calls must not disturb each other."""
     from concurrent.futures import ThreadPoolExecutor
 
     n = 3_000_000
